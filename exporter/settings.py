@@ -1,0 +1,292 @@
+"""Exporter settings: environment variables, an optional YAML file, validation.
+
+Every setting is documented in docs/configuration.md; tests/test_settings.py checks that
+the table there lists exactly the fields below, with their defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextvars import ContextVar
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "AWS_ROOT_EXPORTER_"
+CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG_FILE"
+
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_OU_ID = re.compile(r"^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[0-9a-z]{8,32})$")
+_ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
+_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+
+
+class SettingsError(Exception):
+    """A setting is invalid. The message names the setting; the CLI exits with status 2."""
+
+
+class AccountMode(str, Enum):
+    organization = "organization"
+    roles = "roles"
+    single = "single"
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class BreakGlassWindow(BaseModel):
+    """An approved period in which root activity in one account is expected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: str
+    start: datetime
+    end: datetime
+    ticket: str = ""
+
+    @field_validator("account_id")
+    @classmethod
+    def _account_id(cls, value: str) -> str:
+        if not _ACCOUNT_ID.match(value):
+            raise ValueError(f"must be a 12-digit AWS account id, got {value!r}")
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("must include a time zone, e.g. 2026-01-01T10:00:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BreakGlassWindow:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        validate_default=True,
+        case_sensitive=False,
+    )
+
+    listen_address: str = Field("0.0.0.0:9784", description="host:port the HTTP server listens on.")
+    account_mode: AccountMode = Field(
+        AccountMode.organization,
+        description="`organization` (list accounts in AWS Organizations), `roles` (the `role_arns` list) or `single` (the current credentials' account).",
+    )
+    region: str = Field("us-east-1", description="Region for Organizations, IAM and STS calls.")
+    endpoint_url: str | None = Field(
+        None, description="Send every AWS request to this URL (the sandbox and tests use it; leave unset for AWS)."
+    )
+    role_name: str = Field(
+        "AwsRootExporterReadOnly", description="Role assumed in each member account in `organization` mode."
+    )
+    role_arns: list[str] = Field(default_factory=list, description="Roles to assume in `roles` mode, one per account.")
+    external_id: str | None = Field(
+        None, description="External id passed to `sts:AssumeRole` (never logged or exposed)."
+    )
+    role_session_name: str = Field("aws-root-exporter", description="Session name for assumed roles.")
+    include_account_ids: list[str] = Field(default_factory=list, description="Only these accounts (empty: all).")
+    exclude_account_ids: list[str] = Field(default_factory=list, description="Never these accounts.")
+    include_ou_ids: list[str] = Field(
+        default_factory=list, description="Only accounts directly in these OUs or below them (empty: all)."
+    )
+    exclude_ou_ids: list[str] = Field(default_factory=list, description="Never accounts in these OUs or below them.")
+    assume_root_audit: bool = Field(
+        False,
+        description="Audit member roots with `sts:AssumeRoot` and the `IAMAuditRootUserCredentials` task policy instead of a role in each member account (needs centralized root access).",
+    )
+    posture_interval_seconds: float = Field(600.0, ge=10, description="Seconds between posture sweeps.")
+    credential_report_max_age_seconds: float = Field(
+        14400.0, ge=0, description="Reuse an IAM credential report younger than this instead of generating one (AWS regenerates at most every 4 h)."
+    )
+    credential_report_wait_seconds: float = Field(
+        60.0, gt=0, description="How long to wait for a credential report that is being generated."
+    )
+    concurrency: int = Field(32, ge=1, le=1024, description="Accounts collected at the same time.")
+    account_timeout_seconds: float = Field(120.0, gt=0, description="Time limit for one account's collection.")
+    max_attempts: int = Field(
+        5, ge=1, le=20, description="Attempts per AWS request (botocore adaptive retry mode with backoff)."
+    )
+    shard_index: int = Field(0, ge=0, description="This replica's shard (0-based).")
+    shard_count: int = Field(1, ge=1, description="Number of replicas sharing the accounts (by a hash of the account id).")
+    break_glass_windows: list[BreakGlassWindow] = Field(
+        default_factory=list, description="Approved break-glass windows: `account_id`, `start`, `end`, `ticket`."
+    )
+    state_file: Path | None = Field(
+        None, description="File that keeps activity checkpoints and seen event ids across restarts."
+    )
+    log_level: str = Field("info", description="`debug`, `info`, `warning` or `error`.")
+    log_format: LogFormat = Field(LogFormat.text, description="`text` or `json` (one object per line).")
+
+    @field_validator("listen_address")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"must be host:port with a port from 0 to 65535, got {value!r}")
+        return value
+
+    @field_validator("include_account_ids", "exclude_account_ids")
+    @classmethod
+    def _account_ids(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not _ACCOUNT_ID.match(item):
+                raise ValueError(f"must be 12-digit AWS account ids, got {item!r}")
+        return value
+
+    @field_validator("include_ou_ids", "exclude_ou_ids")
+    @classmethod
+    def _ou_ids(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not _OU_ID.match(item):
+                raise ValueError(f"must be organization root or OU ids (r-..., ou-...), got {item!r}")
+        return value
+
+    @field_validator("role_arns")
+    @classmethod
+    def _role_arns(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for item in value:
+            match = _ROLE_ARN.match(item)
+            if not match:
+                raise ValueError(f"must be IAM role ARNs (arn:aws:iam::<12 digits>:role/<name>), got {item!r}")
+            if match.group(1) in seen:
+                raise ValueError(f"lists account {match.group(1)} twice")
+            seen.add(match.group(1))
+        return value
+
+    @field_validator("role_name")
+    @classmethod
+    def _role_name(cls, value: str) -> str:
+        if not _ROLE_NAME.match(value):
+            raise ValueError(f"must be an IAM role name (1-64 characters of letters, digits and +=,.@_-), got {value!r}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        value = value.lower()
+        if value not in {"debug", "info", "warning", "error"}:
+            raise ValueError(f"must be debug, info, warning or error, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _combinations(self) -> Settings:
+        if self.account_mode is AccountMode.roles and not self.role_arns:
+            raise _combination("role_arns", "must list at least one role when account_mode is 'roles'")
+        if self.account_mode is not AccountMode.roles and self.role_arns:
+            raise _combination("role_arns", "is only used when account_mode is 'roles'")
+        if self.assume_root_audit and self.account_mode is not AccountMode.organization:
+            raise _combination("assume_root_audit", "needs account_mode 'organization'")
+        if self.shard_index >= self.shard_count:
+            raise _combination("shard_index", f"must be below shard_count ({self.shard_count})")
+        both = set(self.include_account_ids) & set(self.exclude_account_ids)
+        if both:
+            raise _combination("exclude_account_ids", f"also included: {', '.join(sorted(both))}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFileSource(settings_cls))
+
+
+_FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("_FILE_VALUES", default={})
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """The YAML config file's values, read by load_settings; lowest priority."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _FILE_VALUES.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_FILE_VALUES.get())
+
+
+class _CombinationError(ValueError):
+    def __init__(self, setting: str, message: str):
+        super().__init__(message)
+        self.setting = setting
+        self.message = message
+
+
+def _combination(setting: str, message: str) -> _CombinationError:
+    return _CombinationError(setting, message)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"config_file: cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SettingsError(f"config_file: {str(path)!r} is not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"config_file: {str(path)!r} must hold a mapping of setting names to values")
+    return data
+
+
+def _unknown_env_settings(environ: dict[str, str]) -> list[str]:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | {CONFIG_FILE_ENV}
+    return sorted(key for key in environ if key.upper().startswith(ENV_PREFIX) and key.upper() not in known)
+
+
+def load_settings(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build the settings from overrides > environment > YAML file, or raise SettingsError."""
+    unknown = _unknown_env_settings(dict(os.environ))
+    if unknown:
+        raise SettingsError(f"{unknown[0]}: unknown setting (see docs/configuration.md)")
+    if config_file is None and os.environ.get(CONFIG_FILE_ENV):
+        config_file = os.environ[CONFIG_FILE_ENV]
+    token = _FILE_VALUES.set(_read_config_file(Path(config_file)) if config_file else {})
+    try:
+        return Settings(**(overrides or {}))
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    finally:
+        _FILE_VALUES.reset(token)
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    ctx_error = (error.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _CombinationError):
+        return f"{ctx_error.setting}: {ctx_error.message}"
+    loc = [str(part) for part in error["loc"]]
+    name = loc[0] if loc else "settings"
+    where = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        return f"{name}: unknown setting (see docs/configuration.md)"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    source = f" (from {ENV_PREFIX}{name.upper()})" if ENV_PREFIX + name.upper() in os.environ else ""
+    got = error.get("input")
+    shown = "" if error["type"] in {"missing"} or isinstance(got, (dict, list)) or "got" in message else f", got {got!r}"
+    return f"{where}{source}: {message}{shown}"
