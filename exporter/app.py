@@ -1,0 +1,78 @@
+"""The long-running exporter: HTTP server, posture sweeps, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from .aws import Aws
+from .http import MetricsServer
+from .metrics import Exposition
+from .settings import Settings
+from .state import ExporterState
+from .sweep import PostureSweeper
+
+log = logging.getLogger(__name__)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def make_aws(settings: Settings, state: ExporterState) -> Aws:
+    return Aws(
+        region=settings.region,
+        endpoint_url=settings.endpoint_url,
+        max_attempts=settings.max_attempts,
+        max_pool_connections=max(settings.concurrency, 10),
+        role_session_name=settings.role_session_name,
+        external_id=settings.external_id,
+        stats=state.api,
+    )
+
+
+class Exporter:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = ExporterState(settings.posture_interval_seconds)
+        self.exposition = Exposition(self.state)
+        host, port = split_address(settings.listen_address)
+        self.server = MetricsServer(self.state, self.exposition, host, port)
+
+    @property
+    def url(self) -> str:
+        host = self.server.httpd.server_address[0]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return f"http://{shown}:{self.server.port}"
+
+    async def run(self, on_started: Callable[[Exporter], None] | None = None) -> None:
+        """Serve and sweep until cancelled; the HTTP server is up before the first sweep."""
+        self.server.start()
+        log.info("listening", extra={"url": self.url + "/metrics"})
+        try:
+            async with make_aws(self.settings, self.state) as aws:
+                sweeper = PostureSweeper(aws, self.settings, self.state)
+                if on_started is not None:
+                    on_started(self)
+                await sweeper.run()
+        finally:
+            self.server.stop()
+            log.info("stopped")
+
+
+async def run_until_signalled(coro_factory: Callable[[], asyncio.Future | object]) -> None:
+    """Run the main coroutine; SIGTERM or SIGINT cancels it so it can drain and close."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro_factory())  # type: ignore[arg-type]
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,112 @@
+"""`aws-root-exporter audit`: one posture pass, a table or JSON, and an exit status for CI and cron.
+
+Exit status: 0 when every account passes every control, 1 when any account has a finding
+or could not be collected (an account that cannot be read is not known to be safe).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TextIO
+
+from .settings import Settings
+from .state import ExporterState, Snapshot
+from .sweep import POSTURE, PostureSweeper
+
+
+async def run_audit(settings: Settings) -> Snapshot:
+    from .app import make_aws
+
+    state = ExporterState(settings.posture_interval_seconds)
+    async with make_aws(settings, state) as aws:
+        return await PostureSweeper(aws, settings, state).sweep()
+
+
+def audit_report(snapshot: Snapshot) -> dict[str, Any]:
+    accounts = []
+    for account in snapshot.accounts:
+        status = snapshot.status.get((account.account_id, POSTURE))
+        posture = snapshot.posture.get(account.account_id)
+        entry: dict[str, Any] = {
+            "account_id": account.account_id,
+            "account_name": account.name,
+            "ou_name": account.ou_name,
+            "management": account.management,
+        }
+        if status is None or not status.success or posture is None:
+            entry.update(status="error", error=status.reason if status else "not_collected", findings=[])
+        else:
+            findings = posture.findings()
+            entry.update(
+                status="findings" if findings else "ok",
+                findings=findings,
+                posture={
+                    "source": posture.source,
+                    "mfa_enabled": posture.mfa_enabled,
+                    "mfa_hardware": posture.mfa_hardware,
+                    "mfa_devices": posture.mfa_devices,
+                    "password": posture.password,
+                    "password_last_used": posture.password_last_used.isoformat() if posture.password_last_used else None,
+                    "access_keys_active": posture.access_keys_active,
+                    "access_keys_inactive": posture.access_keys_inactive,
+                    "access_key_last_used": posture.access_key_last_used.isoformat() if posture.access_key_last_used else None,
+                    "signing_certificates_active": posture.certificates_active,
+                    "signing_certificates_inactive": posture.certificates_inactive,
+                    "credentials_present": posture.credentials_present,
+                    "credential_report_generated": posture.report_generated.isoformat() if posture.report_generated else None,
+                },
+            )
+        accounts.append(entry)
+    return {
+        "discovery_error": snapshot.discovery_error,
+        "accounts": accounts,
+        "organization_features": dict(snapshot.organization_features) if snapshot.organization_features is not None else None,
+        "summary": {
+            "accounts": len(accounts),
+            "ok": sum(1 for a in accounts if a["status"] == "ok"),
+            "with_findings": sum(1 for a in accounts if a["status"] == "findings"),
+            "errors": sum(1 for a in accounts if a["status"] == "error"),
+            "skipped": dict(snapshot.skipped),
+        },
+    }
+
+
+def exit_status(report: dict[str, Any]) -> int:
+    if report["discovery_error"] or not report["accounts"]:
+        return 1
+    return 0 if all(a["status"] == "ok" for a in report["accounts"]) else 1
+
+
+def print_table(report: dict[str, Any], out: TextIO) -> None:
+    rows = [("ACCOUNT", "NAME", "OU", "MFA", "KEYS", "CERTS", "PASSWORD", "STATUS")]
+    for a in report["accounts"]:
+        p = a.get("posture")
+        if p is None:
+            rows.append((a["account_id"], a["account_name"], a["ou_name"], "?", "?", "?", "?", f"ERROR ({a['error']})"))
+            continue
+        mfa = "hardware" if p["mfa_hardware"] else ("virtual" if p["mfa_enabled"] else "off")
+        keys = f"{p['access_keys_active']}/{p['access_keys_inactive']}"
+        certs = f"{p['signing_certificates_active']}/{p['signing_certificates_inactive']}"
+        status = "ok" if not a["findings"] else "FAIL: " + ", ".join(a["findings"])
+        rows.append((a["account_id"], a["account_name"], a["ou_name"], mfa, keys, certs, p["password"], status))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        out.write("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + str(r[-1]) + "\n")
+    s = report["summary"]
+    out.write(
+        f"\n{s['accounts']} accounts: {s['ok']} ok, {s['with_findings']} with findings, {s['errors']} not collected"
+        f" (keys and certificates shown as active/inactive)\n"
+    )
+    if report["discovery_error"]:
+        out.write(f"Account discovery FAILED ({report['discovery_error']}): the list above may be incomplete\n")
+    elif not report["accounts"]:
+        out.write("No account was collected: check the account mode and filters\n")
+    features = report["organization_features"]
+    if features is not None:
+        enabled = [f for f, on in features.items() if on] or ["none"]
+        out.write(f"Centralized root access features enabled: {', '.join(enabled)}\n")
+
+
+def print_json(report: dict[str, Any], out: TextIO) -> None:
+    json.dump(report, out, indent=2, sort_keys=False)
+    out.write("\n")

@@ -1,0 +1,323 @@
+"""Every AWS call the exporter makes goes through this module.
+
+It owns the aiobotocore session, the long-lived clients of the exporter's own principal,
+credentials for member accounts (assumed role or `sts:AssumeRoot`, cached until shortly
+before expiry), request counting, and the mapping of failures to a small fixed set of
+reasons. Nothing outside this module imports botocore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore import xform_name
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError as BotoConnectionError,
+    ConnectTimeoutError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+log = logging.getLogger(__name__)
+
+# The fixed set of failure reasons used in metric labels.
+REASONS = ("access_denied", "assume_role_failed", "throttled", "timeout", "invalid_response", "error")
+
+_ACCESS_DENIED = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "AuthFailure",
+    "SignatureDoesNotMatch",
+    "AWSOrganizationsNotInUseException",
+}
+_THROTTLED = {
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "SlowDown",
+    "LimitExceededException",
+}
+
+AUDIT_TASK_POLICY = "arn:aws:iam::aws:policy/root-task/IAMAuditRootUserCredentials"
+# Refresh member credentials this long before they expire, so no call runs on a dying token.
+_EXPIRY_MARGIN_SECONDS = 300
+
+
+class AwsError(Exception):
+    """An AWS call failed. `reason` is one of REASONS; the message holds no secrets."""
+
+    def __init__(self, reason: str, operation: str, code: str = "", message: str = ""):
+        self.reason = reason
+        self.operation = operation
+        self.code = code
+        self.message = message
+        super().__init__(f"{operation}: {code or reason}{': ' + message if message else ''}")
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    if isinstance(exc, AwsError):
+        return exc.code
+    return ""
+
+
+def classify_error(exc: BaseException) -> str:
+    """Map any exception from an AWS call to one of REASONS."""
+    if isinstance(exc, AwsError):
+        return exc.reason
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectTimeoutError, ReadTimeoutError)):
+        return "timeout"
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _THROTTLED or status == 429:
+            return "throttled"
+        if code in _ACCESS_DENIED or status == 403:
+            return "access_denied"
+        return "error"
+    if isinstance(exc, NoCredentialsError):
+        return "access_denied"
+    if isinstance(exc, (KeyError, ValueError, TypeError)):
+        return "invalid_response"
+    return "error"
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        # AWS error messages name principals and resources, never credentials.
+        return str(exc.response.get("Error", {}).get("Message", ""))[:300]
+    if isinstance(exc, BotoCoreError):
+        return type(exc).__name__
+    return type(exc).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expiration: datetime
+
+    def fresh(self, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        return self.expiration.timestamp() - now > _EXPIRY_MARGIN_SECONDS
+
+    def __repr__(self) -> str:  # never print secrets, even by accident
+        return f"Credentials(access_key_id={self.access_key_id[:4]}..., expiration={self.expiration.isoformat()})"
+
+
+class ApiStats:
+    """Request and error counts by operation; read by the metrics renderer."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.errors: Counter[tuple[str, str]] = Counter()
+        self.listeners: list[Any] = []
+
+    def record(self, operation: str, reason: str | None) -> None:
+        self.requests[operation] += 1
+        if reason is not None:
+            self.errors[(operation, reason)] += 1
+        for listener in self.listeners:
+            listener(operation, reason)
+
+
+class Aws:
+    """The exporter's AWS access: one aiobotocore session, clients kept open for the process."""
+
+    def __init__(
+        self,
+        *,
+        region: str = "us-east-1",
+        endpoint_url: str | None = None,
+        max_attempts: int = 5,
+        max_pool_connections: int = 32,
+        role_session_name: str = "aws-root-exporter",
+        external_id: str | None = None,
+        stats: ApiStats | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+    ) -> None:
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.role_session_name = role_session_name
+        self._external_id = external_id
+        self.stats = stats or ApiStats()
+        self._session = get_session()
+        self._config = AioConfig(
+            retries={"mode": "adaptive", "max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_pool_connections=max_pool_connections,
+        )
+        self._stack = AsyncExitStack()
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._client_lock = asyncio.Lock()
+        self._credentials: dict[tuple[str, str], Credentials] = {}
+        self._credential_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def __aenter__(self) -> Aws:
+        await self._stack.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._clients.clear()
+        await self._stack.__aexit__(*exc)
+
+    # -- clients -------------------------------------------------------------------------
+
+    async def client(self, service: str, region: str | None = None) -> Any:
+        """A client of the exporter's own principal, created once and kept open."""
+        key = (service, region or self.region)
+        client = self._clients.get(key)
+        if client is None:
+            async with self._client_lock:
+                client = self._clients.get(key)
+                if client is None:
+                    client = await self._stack.enter_async_context(
+                        self._session.create_client(
+                            service, region_name=key[1], endpoint_url=self.endpoint_url, config=self._config
+                        )
+                    )
+                    self._clients[key] = client
+        return client
+
+    @asynccontextmanager
+    async def member_client(self, service: str, credentials: Credentials | None, region: str | None = None) -> AsyncIterator[Any]:
+        """A client with member-account credentials, or the base client when credentials is None."""
+        if credentials is None:
+            yield await self.client(service, region)
+            return
+        async with self._session.create_client(
+            service,
+            region_name=region or self.region,
+            endpoint_url=self.endpoint_url,
+            config=self._config,
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+        ) as client:
+            yield client
+
+    # -- calls ---------------------------------------------------------------------------
+
+    async def call(self, client: Any, operation: str, **params: Any) -> dict[str, Any]:
+        """Call one AWS operation; count it; raise AwsError with a fixed reason on failure."""
+        name = f"{client.meta.service_model.endpoint_prefix}:{operation}"
+        try:
+            response = await getattr(client, xform_name(operation))(**params)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reason = classify_error(exc)
+            self.stats.record(name, reason)
+            raise AwsError(reason, name, error_code(exc), _message(exc)) from None
+        self.stats.record(name, None)
+        return response
+
+    async def paginate(self, client: Any, operation: str, result_key: str, **params: Any) -> list[Any]:
+        """All items of a paginated operation (each page is counted as one request)."""
+        name = f"{client.meta.service_model.endpoint_prefix}:{operation}"
+        items: list[Any] = []
+        pages = client.get_paginator(xform_name(operation)).paginate(**params)
+        try:
+            async for page in pages:
+                self.stats.record(name, None)
+                items.extend(page.get(result_key, []))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reason = classify_error(exc)
+            self.stats.record(name, reason)
+            raise AwsError(reason, name, error_code(exc), _message(exc)) from None
+        return items
+
+    # -- credentials for member accounts -------------------------------------------------
+
+    async def assume_role(self, role_arn: str) -> Credentials:
+        """Credentials for a member role, cached until shortly before they expire."""
+        return await self._cached(("role", role_arn), lambda: self._assume_role(role_arn))
+
+    async def assume_root(self, account_id: str, task_policy_arn: str = AUDIT_TASK_POLICY) -> Credentials:
+        """`sts:AssumeRoot` into a member account's root with a task policy (at most 900 s)."""
+        return await self._cached(("root", account_id), lambda: self._assume_root(account_id, task_policy_arn))
+
+    async def _cached(self, key: tuple[str, str], fetch: Any) -> Credentials:
+        cached = self._credentials.get(key)
+        if cached is not None and cached.fresh():
+            return cached
+        lock = self._credential_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._credentials.get(key)
+            if cached is not None and cached.fresh():
+                return cached
+            credentials = await fetch()
+            self._credentials[key] = credentials
+            return credentials
+
+    async def _assume_role(self, role_arn: str) -> Credentials:
+        sts = await self.client("sts")
+        params: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": self.role_session_name}
+        if self._external_id:
+            params["ExternalId"] = self._external_id
+        try:
+            response = await self.call(sts, "AssumeRole", **params)
+        except AwsError as exc:
+            if exc.reason in ("access_denied", "error"):
+                raise AwsError("assume_role_failed", exc.operation, exc.code, exc.message) from None
+            raise
+        return _credentials(response)
+
+    async def _assume_root(self, account_id: str, task_policy_arn: str) -> Credentials:
+        sts = await self.client("sts")
+        try:
+            response = await self.call(
+                sts,
+                "AssumeRoot",
+                TargetPrincipal=account_id,
+                TaskPolicyArn={"arn": task_policy_arn},
+                DurationSeconds=900,
+            )
+        except AwsError as exc:
+            if exc.reason in ("access_denied", "error"):
+                raise AwsError("assume_role_failed", exc.operation, exc.code, exc.message) from None
+            raise
+        credentials = _credentials(response)
+        # An AssumeRoot session lives at most 900 s; keep it only while it has a minute left.
+        return credentials
+
+    def forget_credentials(self, account_id_or_role: str) -> None:
+        for key in [k for k in self._credentials if k[1] == account_id_or_role]:
+            del self._credentials[key]
+
+
+def _credentials(response: dict[str, Any]) -> Credentials:
+    raw = response["Credentials"]
+    expiration = raw["Expiration"]
+    if isinstance(expiration, str):
+        expiration = datetime.fromisoformat(expiration.replace("Z", "+00:00"))
+    if expiration.tzinfo is None:
+        expiration = expiration.replace(tzinfo=timezone.utc)
+    return Credentials(raw["AccessKeyId"], raw["SecretAccessKey"], raw.get("SessionToken", ""), expiration)

@@ -1,0 +1,176 @@
+"""Command line: `aws-root-exporter [serve|sandbox|audit] ...`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .logs import setup_logging
+from .settings import ENV_PREFIX, Settings, SettingsError, load_settings
+
+log = logging.getLogger("exporter")
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", help="YAML file with settings (see docs/configuration.md)")
+    common.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT", help="address to serve /metrics on")
+    common.add_argument("--log.level", dest="log_level", metavar="LEVEL", help="debug, info, warning or error")
+    common.add_argument("--log.format", dest="log_format", metavar="FORMAT", help="text or json")
+
+    parser = argparse.ArgumentParser(
+        prog="aws-root-exporter",
+        description="Prometheus exporter for AWS root user posture and activity across an AWS Organization.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"aws-root-exporter {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("serve", parents=[common], help="run the exporter (default)")
+    sandbox = sub.add_parser("sandbox", parents=[common], help="run the exporter against the built-in sandbox organization")
+    sandbox.add_argument("--scenario", metavar="FILE", help="sandbox scenario YAML (default: the built-in one)")
+    sandbox.add_argument("--sandbox-port", type=int, default=0, help="port of the sandbox AWS endpoint (default: any free port)")
+    audit = sub.add_parser("audit", parents=[common], help="collect once, print every account's root posture, exit 1 on findings")
+    audit.add_argument("--format", choices=("table", "json"), default="table")
+    audit.add_argument("--sandbox", action="store_true", help="audit a freshly started sandbox organization")
+    audit.add_argument("--scenario", metavar="FILE", help="sandbox scenario YAML (with --sandbox)")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: getattr(args, key) for key in ("listen_address", "log_level", "log_format") if getattr(args, key, None)}
+
+
+def _settings(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Settings:
+    overrides = _overrides(args)
+    overrides.update(extra or {})
+    return load_settings(args.config, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    try:
+        if command == "serve":
+            return _serve(args)
+        if command == "sandbox":
+            return _sandbox(args)
+        if command == "audit":
+            return _audit(args)
+    except SettingsError as exc:
+        print(f"aws-root-exporter: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    raise AssertionError(command)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .app import Exporter, run_until_signalled
+
+    settings = _settings(args)
+    setup_logging(settings.log_level, settings.log_format.value)
+    exporter = Exporter(settings)
+    asyncio.run(run_until_signalled(exporter.run))
+    return 0
+
+
+class _SandboxProcess:
+    """The sandbox organization in a child process, so moto never competes with the exporter's loop."""
+
+    def __init__(self, scenario: str | None, port: int) -> None:
+        command = [sys.executable, "-m", "exporter.sandbox", "--port", str(port)]
+        if scenario:
+            command += ["--scenario", scenario]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline() if self.process.stdout else ""
+        if not line:
+            code = self.process.wait()
+            raise SettingsError(f"scenario: the sandbox did not start (exit status {code})")
+        self.info = json.loads(line)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _sandbox_environment(endpoint_url: str) -> dict[str, Any]:
+    from .sandbox import SANDBOX_ENV
+
+    os.environ.update(SANDBOX_ENV)
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    extra: dict[str, Any] = {"endpoint_url": endpoint_url}
+    return extra
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from .app import Exporter, run_until_signalled
+
+    if args.scenario and not Path(args.scenario).is_file():
+        raise SettingsError(f"scenario: cannot read {args.scenario!r}")
+    # Check the settings before starting anything.
+    extra: dict[str, Any] = {"endpoint_url": "http://127.0.0.1:1"}
+    if not args.listen_address and ENV_PREFIX + "LISTEN_ADDRESS" not in os.environ:
+        extra["listen_address"] = "127.0.0.1:9784"
+    if ENV_PREFIX + "POSTURE_INTERVAL_SECONDS" not in os.environ:
+        extra["posture_interval_seconds"] = 30.0
+    _settings(args, extra)
+    sandbox = _SandboxProcess(args.scenario, args.sandbox_port)
+    try:
+        extra.update(_sandbox_environment(sandbox.info["endpoint_url"]))
+        settings = _settings(args, extra)
+        setup_logging(settings.log_level, settings.log_format.value)
+        exporter = Exporter(settings)
+
+        def started(exp: Exporter) -> None:
+            print(
+                "\nSandbox organization running ({accounts} accounts, no AWS account needed).\n"
+                "  Exporter metrics:  {url}/metrics\n"
+                "  Exporter status:   {url}/\n"
+                "  Sandbox AWS API:   {endpoint}\n"
+                "Press Ctrl-C to stop.\n".format(url=exp.url, endpoint=sandbox.info["endpoint_url"], accounts=sandbox.info["accounts"]),
+                flush=True,
+            )
+
+        asyncio.run(run_until_signalled(lambda: exporter.run(on_started=started)))
+    finally:
+        sandbox.stop()
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from .audit import audit_report, exit_status, print_json, print_table, run_audit
+
+    sandbox = None
+    extra: dict[str, Any] = {}
+    if args.sandbox:
+        from .sandbox import Sandbox, load_scenario
+
+        _settings(args)  # bad settings stop us before the sandbox starts
+        sandbox = Sandbox(load_scenario(args.scenario)).start()
+        extra = _sandbox_environment(sandbox.endpoint_url)
+    elif args.scenario:
+        raise SettingsError("scenario: only used with --sandbox")
+    try:
+        settings = _settings(args, extra)
+        setup_logging(settings.log_level if args.log_level else "warning", settings.log_format.value)
+        snapshot = asyncio.run(run_audit(settings))
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+    report = audit_report(snapshot)
+    (print_json if args.format == "json" else print_table)(report, sys.stdout)
+    return exit_status(report)

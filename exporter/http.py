@@ -1,0 +1,112 @@
+"""The HTTP endpoints: /metrics, /-/healthy, /-/ready and a landing page.
+
+Served from threads, not the asyncio loop, so a busy sweep never delays a scrape; every
+handler reads memory only.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from . import __version__
+from .metrics import Exposition
+from .state import ExporterState
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _landing(state: ExporterState) -> bytes:
+    snap = state.snapshot
+    failing = sum(1 for s in snap.status.values() if not s.success)
+    ready = "ready" if state.ready.is_set() else "waiting for the first sweep"
+    body = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>AWS root exporter</title></head>
+<body>
+<h1>AWS root exporter</h1>
+<p>Version {html.escape(__version__)}. Status: {html.escape(ready)}.</p>
+<p>Accounts collected: {len(snap.accounts)}; collectors failing: {failing}; sweeps completed: {state.sweeps}.</p>
+<ul>
+<li><a href="metrics">Metrics</a></li>
+<li><a href="-/healthy">Health</a></li>
+<li><a href="-/ready">Readiness</a></li>
+</ul>
+</body></html>
+"""
+    return body.encode()
+
+
+class MetricsServer:
+    """A threaded HTTP server on its own thread; `stop()` shuts it down and closes the socket."""
+
+    def __init__(self, state: ExporterState, exposition: Exposition, host: str, port: int, wrap: Callable | None = None) -> None:
+        self.state = state
+        self.exposition = exposition
+        handler = self._handler()
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        if wrap is not None:
+            wrap(self.httpd)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = f"aws-root-exporter/{__version__}"
+
+            def log_message(self, format: str, *args: object) -> None:
+                log.debug("http %s", format % args)
+
+            def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in (extra or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:
+                self.do_GET()
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    want_gzip = "gzip" in self.headers.get("Accept-Encoding", "")
+                    body = server.exposition.render(want_gzip)
+                    extra = {"Content-Encoding": "gzip"} if want_gzip else None
+                    self._send(200, body, CONTENT_TYPE, extra)
+                elif path == "/-/healthy":
+                    self._send(200, b"OK\n", "text/plain; charset=utf-8")
+                elif path == "/-/ready":
+                    if server.state.ready.is_set():
+                        self._send(200, b"Ready\n", "text/plain; charset=utf-8")
+                    else:
+                        self._send(503, b"Not ready: the first posture sweep has not completed\n", "text/plain; charset=utf-8")
+                elif path == "/":
+                    self._send(200, _landing(server.state), "text/html; charset=utf-8")
+                else:
+                    self._send(404, b"Not found\n", "text/plain; charset=utf-8")
+
+        return Handler

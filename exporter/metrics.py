@@ -1,0 +1,186 @@
+"""Render the exporter's state as Prometheus metrics. No I/O, no AWS: a scrape reads memory.
+
+Sample of the exposition (see docs/metrics.md for every metric):
+
+    # HELP aws_root_mfa_enabled 1 when the root user has an MFA device (AccountMFAEnabled). Refreshed every posture sweep.
+    # TYPE aws_root_mfa_enabled gauge
+    aws_root_mfa_enabled{account_id="222222222222"} 0.0
+"""
+
+from __future__ import annotations
+
+import gzip
+import platform
+import threading
+import time
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from . import __version__
+from .aws import REASONS
+from .posture import CONTROLS, MFA_KINDS
+from .state import ExporterState
+from .sweep import DISCOVERY, ORG_FEATURES, POSTURE
+
+PREFIX = "aws_root_"
+_SWEEP = "posture"
+
+
+def _ts(value) -> float:
+    return value.timestamp()
+
+
+class ExporterCollector(Collector):
+    def __init__(self, state: ExporterState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.state
+        snap = state.snapshot
+        yield from self._build_info()
+        yield from self._accounts(snap)
+        yield from self._posture(snap)
+        yield from self._health(state, snap)
+        for families in list(state.extra_families):
+            yield from families()
+
+    def _build_info(self) -> Iterable[Metric]:
+        g = GaugeMetricFamily(PREFIX + "exporter_build_info", "Always 1; the exporter's version.", labels=["version", "python_version"])
+        g.add_metric([__version__, platform.python_version()], 1)
+        yield g
+
+    def _accounts(self, snap) -> Iterable[Metric]:
+        info = GaugeMetricFamily(
+            PREFIX + "account_info",
+            "Always 1 for every account the exporter collects; join on account_id for name and OU.",
+            labels=["account_id", "account_name", "ou_id", "ou_name", "management"],
+        )
+        for a in snap.accounts:
+            info.add_metric([a.account_id, a.name, a.ou_id, a.ou_name, "true" if a.management else "false"], 1)
+        yield info
+        yield GaugeMetricFamily(PREFIX + "accounts_discovered", "Accounts found by discovery in the last sweep, before filters.", value=snap.discovered)
+        skipped = GaugeMetricFamily(PREFIX + "accounts_skipped", "Accounts not collected in the last sweep, by reason.", labels=["reason"])
+        for reason in ("suspended", "filtered", "other_shard"):
+            skipped.add_metric([reason], snap.skipped.get(reason, 0))
+        yield skipped
+        features = GaugeMetricFamily(
+            PREFIX + "organization_feature_enabled",
+            "1 when the centralized root access feature is enabled for the organization.",
+            labels=["feature"],
+        )
+        for feature, enabled in (snap.organization_features or {}).items():
+            features.add_metric([feature], 1 if enabled else 0)
+        yield features
+
+    def _posture(self, snap) -> Iterable[Metric]:
+        refreshed = " Refreshed every posture sweep."
+        mfa = GaugeMetricFamily(PREFIX + "mfa_enabled", "1 when the root user has an MFA device (AccountMFAEnabled)." + refreshed, labels=["account_id"])
+        hw = GaugeMetricFamily(PREFIX + "mfa_hardware", "1 when root MFA is enabled and no virtual MFA device is assigned to root (CIS 1.6)." + refreshed, labels=["account_id"])
+        devices = GaugeMetricFamily(PREFIX + "mfa_devices", "Root MFA devices by kind; only for accounts audited through sts:AssumeRoot." + refreshed, labels=["account_id", "device_kind"])
+        keys = GaugeMetricFamily(PREFIX + "access_keys", "Root access keys by status." + refreshed, labels=["account_id", "status"])
+        key_used = GaugeMetricFamily(PREFIX + "access_key_last_used_timestamp_seconds", "Last time any root access key was used; absent when never used." + refreshed, labels=["account_id"])
+        certs = GaugeMetricFamily(PREFIX + "signing_certificates", "Root X.509 signing certificates by status." + refreshed, labels=["account_id", "status"])
+        password = GaugeMetricFamily(PREFIX + "password_state", "1 for the current state of the root password: present, absent or unknown (treat unknown as present)." + refreshed, labels=["account_id", "state"])
+        pw_used = GaugeMetricFamily(PREFIX + "password_last_used_timestamp_seconds", "Last root console sign-in with the password; absent when never used." + refreshed, labels=["account_id"])
+        present = GaugeMetricFamily(PREFIX + "credentials_present", "1 when root holds any credential (a password that exists or may exist, an access key, a signing certificate)." + refreshed, labels=["account_id"])
+        report = GaugeMetricFamily(PREFIX + "credential_report_generated_timestamp_seconds", "When the IAM credential report used for this account was generated." + refreshed, labels=["account_id"])
+        controls = GaugeMetricFamily(PREFIX + "control_compliant", "1 when the account passes the control; a root with no credentials passes the MFA controls." + refreshed, labels=["account_id", "control"])
+        for account in snap.accounts:
+            p = snap.posture.get(account.account_id)
+            if p is None:
+                continue
+            aid = account.account_id
+            mfa.add_metric([aid], int(p.mfa_enabled))
+            hw.add_metric([aid], int(p.mfa_hardware))
+            if p.mfa_devices is not None:
+                for kind in MFA_KINDS:
+                    devices.add_metric([aid, kind], p.mfa_devices.get(kind, 0))
+            keys.add_metric([aid, "active"], p.access_keys_active)
+            keys.add_metric([aid, "inactive"], p.access_keys_inactive)
+            if p.access_key_last_used:
+                key_used.add_metric([aid], _ts(p.access_key_last_used))
+            certs.add_metric([aid, "active"], p.certificates_active)
+            certs.add_metric([aid, "inactive"], p.certificates_inactive)
+            for state in ("present", "absent", "unknown"):
+                password.add_metric([aid, state], int(p.password == state))
+            if p.password_last_used:
+                pw_used.add_metric([aid], _ts(p.password_last_used))
+            present.add_metric([aid], int(p.credentials_present))
+            if p.report_generated:
+                report.add_metric([aid], _ts(p.report_generated))
+            results = p.controls()
+            for control in CONTROLS:
+                controls.add_metric([aid, control], int(results[control]))
+        yield from (mfa, hw, devices, keys, key_used, certs, password, pw_used, present, report, controls)
+
+    def _health(self, state: ExporterState, snap) -> Iterable[Metric]:
+        success = GaugeMetricFamily(PREFIX + "collector_success", "1 when the collector's last run for the account succeeded.", labels=["account_id", "collector"])
+        duration = GaugeMetricFamily(PREFIX + "collector_duration_seconds", "Duration of the collector's last run for the account.", labels=["account_id", "collector"])
+        last = GaugeMetricFamily(PREFIX + "collector_last_success_timestamp_seconds", "Last time the collector succeeded for the account.", labels=["account_id", "collector"])
+        for (aid, collector), s in sorted(snap.status.items()):
+            success.add_metric([aid, collector], int(s.success))
+            duration.add_metric([aid, collector], s.duration)
+            if s.last_success is not None:
+                last.add_metric([aid, collector], s.last_success)
+        yield from (success, duration, last)
+
+        errors = CounterMetricFamily(PREFIX + "collector_errors", "Collector failures by reason.", labels=["account_id", "collector", "reason"])
+        counts = dict(state.collector_errors)
+        keys = {(a.account_id, POSTURE) for a in snap.accounts}
+        keys |= {key for key in snap.status if key[1] == ORG_FEATURES}
+        if snap.management_account_id:
+            keys.add((snap.management_account_id, DISCOVERY))
+        keys |= {(aid, collector) for aid, collector, _ in counts}
+        for aid, collector in sorted(keys):
+            for reason in REASONS:
+                errors.add_metric([aid, collector, reason], counts.get((aid, collector, reason), 0))
+        yield errors
+
+        sweep_duration = GaugeMetricFamily(PREFIX + "sweep_duration_seconds", "Duration of the last complete sweep.", labels=["sweep"])
+        completed = GaugeMetricFamily(PREFIX + "sweep_last_completed_timestamp_seconds", "When the last sweep completed.", labels=["sweep"])
+        if snap.completed_at is not None:
+            sweep_duration.add_metric([_SWEEP], snap.sweep_duration or 0.0)
+            completed.add_metric([_SWEEP], snap.completed_at)
+        interval = GaugeMetricFamily(PREFIX + "sweep_interval_seconds", "The configured interval between sweeps.", labels=["sweep"])
+        interval.add_metric([_SWEEP], state.posture_interval)
+        sweeps = CounterMetricFamily(PREFIX + "sweeps", "Sweeps completed.", labels=["sweep"])
+        sweeps.add_metric([_SWEEP], state.sweeps)
+        yield from (sweep_duration, completed, interval, sweeps)
+
+        requests = CounterMetricFamily(PREFIX + "api_requests", "AWS API requests made, by operation.", labels=["operation"])
+        for operation, count in sorted(dict(state.api.requests).items()):
+            requests.add_metric([operation], count)
+        api_errors = CounterMetricFamily(PREFIX + "api_errors", "AWS API requests that failed, by operation and reason.", labels=["operation", "reason"])
+        for (operation, reason), count in sorted(dict(state.api.errors).items()):
+            api_errors.add_metric([operation, reason], count)
+        yield from (requests, api_errors)
+
+
+class Exposition:
+    """The text exposition, rendered once per change and served from memory to every scrape."""
+
+    def __init__(self, state: ExporterState) -> None:
+        self.state = state
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(ExporterCollector(state))
+        self._lock = threading.Lock()
+        self._key: tuple[int, int, int] | None = None
+        self._plain = b""
+        self._gzip = b""
+
+    def render(self, want_gzip: bool = False) -> bytes:
+        # Time-derived values (the trailing 90-day login count) move by the minute at most.
+        key = (self.state.version, sum(self.state.api.requests.values()), int(time.time() // 60))
+        with self._lock:
+            if key != self._key:
+                self._plain = generate_latest(self.registry)
+                self._gzip = b""
+                self._key = key
+            if want_gzip:
+                if not self._gzip:
+                    self._gzip = gzip.compress(self._plain, compresslevel=5)
+                return self._gzip
+            return self._plain

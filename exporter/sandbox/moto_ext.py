@@ -1,0 +1,487 @@
+"""What moto 5.2.5 lacks and the exporter needs, added without forking moto.
+
+moto serves each request by calling the method named after the action (snake_case) on the
+service's response class, looked up at call time; a method set on that class is served in
+server mode with moto's own wire serialization. State lives on moto's backend objects, so
+moto's reset clears it. What is added:
+
+- the root user of every account (`RootState`): its MFA devices, password, access keys and
+  signing certificates, reflected in `GetAccountSummary`, the credential report's
+  `<root_account>` row, and `ListVirtualMFADevices` (virtual devices assigned to root);
+- credential reports generated at a real time, cached for 4 hours, optionally slow to
+  generate or malformed (`ReportInProgress`, `ReportExpired`, `ReportNotPresent`);
+- `iam:ListOrganizationsFeatures` (centralized root access);
+- `sts:AssumeRoot` and the `IAMAuditRootUserCredentials` session it opens: the audit
+  calls on the root user, and AccessDenied for everything the task policy does not allow;
+- member roles that cannot be assumed (AccessDenied from `sts:AssumeRole`).
+"""
+
+from __future__ import annotations
+
+import random
+import string
+import threading
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from botocore import xform_name
+from moto.core.responses import ActionResult
+from moto.iam import iam_backends
+from moto.iam.exceptions import IAMException, ReportNotPresentException
+from moto.iam.models import IAMBackend, VirtualMfaDevice
+from moto.iam.responses import IamResponse
+from moto.organizations.models import organizations_backends
+from moto.sts.exceptions import STSClientError, STSValidationError
+from moto.sts.models import STSBackend
+from moto.sts.responses import TokenResponse
+
+REPORT_CACHE = timedelta(hours=4)
+TASK_POLICIES = {
+    "IAMAuditRootUserCredentials",
+    "IAMCreateRootUserPassword",
+    "IAMDeleteRootUserCredentials",
+    "S3UnlockBucketPolicy",
+    "SQSUnlockQueuePolicy",
+}
+# What the IAMAuditRootUserCredentials task policy allows on the root user.
+AUDIT_ACTIONS = {
+    "GetAccountSummary",
+    "GetUser",
+    "GetLoginProfile",
+    "ListAccessKeys",
+    "GetAccessKeyLastUsed",
+    "ListSigningCertificates",
+    "ListMFADevices",
+}
+REPORT_HEADER = (
+    "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,"
+    "password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,"
+    "access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,"
+    "access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,"
+    "access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,"
+    "cert_1_last_rotated,cert_2_active,cert_2_last_rotated"
+)
+
+
+class ReportInProgress(IAMException):
+    code = "ReportInProgress"
+
+
+class ReportExpired(IAMException):
+    code = "ReportExpired"
+
+
+class ServiceAccessNotEnabled(IAMException):
+    code = "ServiceAccessNotEnabledException"
+
+
+class IamAccessDenied(IAMException):
+    code = "AccessDenied"
+
+
+class StsAccessDenied(STSClientError):
+    code = "AccessDenied"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(value: datetime | None) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00") if value else "N/A"
+
+
+def _random(prefix: str, length: int) -> str:
+    return prefix + "".join(random.choices(string.ascii_uppercase + string.digits, k=length - len(prefix)))
+
+
+@dataclass
+class RootKey:
+    access_key_id: str
+    active: bool = True
+    created: datetime = field(default_factory=_now)
+    last_used: datetime | None = None
+    last_used_region: str = "us-east-1"
+    last_used_service: str = "s3"
+
+
+@dataclass
+class RootCertificate:
+    certificate_id: str
+    active: bool = True
+    created: datetime = field(default_factory=_now)
+
+
+@dataclass
+class RootState:
+    account_id: str
+    created: datetime = field(default_factory=lambda: datetime(2019, 4, 1, tzinfo=timezone.utc))
+    mfa_devices: list[tuple[str, str, datetime]] = field(default_factory=list)  # (kind, serial, enabled)
+    password: bool = True
+    password_report: str = "not_supported"
+    password_last_used: datetime | None = None
+    access_keys: list[RootKey] = field(default_factory=list)
+    certificates: list[RootCertificate] = field(default_factory=list)
+    deny_assume_role: bool = False
+    report_generation_seconds: float = 0.0
+    report_malformed: bool = False
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:root"
+
+    def add_mfa(self, kind: str, when: datetime | None = None) -> str:
+        n = len(self.mfa_devices)
+        if kind == "virtual":
+            serial = f"arn:aws:iam::{self.account_id}:mfa/root-account-mfa-device" + (f"-{n}" if n else "")
+        elif kind == "u2f":
+            serial = f"arn:aws:iam::{self.account_id}:u2f/root/security-key-{n}-{_random('', 12).lower()}"
+        else:
+            serial = _random("GAHT", 12)
+        self.mfa_devices.append((kind, serial, when or self.created + timedelta(days=1)))
+        return serial
+
+    def report_row(self) -> str:
+        keys = self.access_keys + [None] * (2 - len(self.access_keys))
+        certs = self.certificates + [None] * (2 - len(self.certificates))
+        password_enabled = self.password_report if self.password else "false"
+        used = _iso(self.password_last_used) if self.password_last_used else "no_information"
+        cells = [
+            "<root_account>",
+            self.arn,
+            _iso(self.created),
+            password_enabled,
+            used if self.password else "N/A",
+            "not_supported",
+            "not_supported",
+            "true" if self.mfa_devices else "false",
+        ]
+        for key in keys:
+            if key is None:
+                cells += ["false", "N/A", "N/A", "N/A", "N/A"]
+            else:
+                cells += [
+                    "true" if key.active else "false",
+                    _iso(key.created),
+                    _iso(key.last_used),
+                    key.last_used_region if key.last_used else "N/A",
+                    key.last_used_service if key.last_used else "N/A",
+                ]
+        for cert in certs:
+            cells += ["false", "N/A"] if cert is None else ["true" if cert.active else "false", _iso(cert.created)]
+        return ",".join(cells)
+
+
+_lock = threading.RLock()
+
+
+def _backend(account_id: str) -> IAMBackend:
+    return iam_backends[account_id]["aws"]
+
+
+def root_state(account_id: str) -> RootState:
+    """The root user of an account (created on first use: password, nothing else)."""
+    backend = _backend(account_id)
+    with _lock:
+        state = getattr(backend, "sandbox_root", None)
+        if state is None:
+            state = RootState(account_id)
+            backend.sandbox_root = state  # type: ignore[attr-defined]
+        return state
+
+
+def set_root_features(management_account_id: str, features: list[str] | None) -> None:
+    """Centralized root access features; None means IAM's trusted access to Organizations is off."""
+    organizations_backends[management_account_id]["aws"].sandbox_root_features = features  # type: ignore[attr-defined]
+
+
+def _root_features(account_id: str) -> list[str] | None:
+    backend = organizations_backends[account_id]["aws"]
+    return getattr(backend, "sandbox_root_features", [])
+
+
+def _management_of(account_id: str) -> str | None:
+    entry = organizations_backends.master_accounts.get(account_id)
+    return entry[0] if entry else None
+
+
+# -- account summary and credential report ---------------------------------------------------
+
+_original_summary = IAMBackend.get_account_summary
+
+
+def _get_account_summary(self: IAMBackend) -> Any:
+    summary = _original_summary(self)
+    root = root_state(self.account_id)
+    summary._account_mfa_enabled = int(bool(root.mfa_devices))
+    summary._account_access_keys_present = int(bool(root.access_keys))
+    summary._account_signing_certificates_present = int(bool(root.certificates))
+    return summary
+
+
+def _report_csv(backend: IAMBackend) -> str:
+    root = root_state(backend.account_id)
+    if root.report_malformed:
+        return "this is,not a credential report\n\x00\x01"
+    users = "".join(backend.users[name].to_csv() for name in backend.users)
+    return f"{REPORT_HEADER}\n{root.report_row()}\n{users}"
+
+
+def _generate_credential_report(self: IamResponse) -> ActionResult:
+    backend = self.backend
+    now = _now()
+    with _lock:
+        report = getattr(backend, "sandbox_report", None)  # (csv, generated_at) or None
+        pending = getattr(backend, "sandbox_report_pending", None)  # ready_at or None
+        if pending is not None:
+            if now < pending:
+                return ActionResult({"State": "INPROGRESS", "Description": "Report generation in progress"})
+            backend.sandbox_report = (_report_csv(backend), pending)
+            backend.sandbox_report_pending = None
+            return ActionResult({"State": "COMPLETE"})
+        if report is not None and now - report[1] < REPORT_CACHE:
+            return ActionResult({"State": "COMPLETE"})
+        delay = root_state(backend.account_id).report_generation_seconds
+        if delay <= 0:
+            backend.sandbox_report = (_report_csv(backend), now)
+            return ActionResult({"State": "STARTED", "Description": "No report exists. Starting a new report generation task"})
+        backend.sandbox_report_pending = now + timedelta(seconds=delay)
+        return ActionResult({"State": "STARTED", "Description": "No report exists. Starting a new report generation task"})
+
+
+def _get_credential_report(self: IamResponse) -> ActionResult:
+    backend = self.backend
+    now = _now()
+    with _lock:
+        pending = getattr(backend, "sandbox_report_pending", None)
+        if pending is not None and now >= pending:
+            backend.sandbox_report = (_report_csv(backend), pending)
+            backend.sandbox_report_pending = None
+            pending = None
+        report = getattr(backend, "sandbox_report", None)
+    if report is None:
+        if pending is not None:
+            raise ReportInProgress("Report generation in progress")
+        raise ReportNotPresentException("Credential report not present")
+    if now - report[1] >= REPORT_CACHE:
+        raise ReportExpired("The most recent credential report has expired")
+    return ActionResult({"Content": report[0], "ReportFormat": "text/csv", "GeneratedTime": report[1]})
+
+
+def _list_organizations_features(self: IamResponse) -> ActionResult:
+    account = self.current_account
+    org_backend = organizations_backends[account]["aws"]
+    if org_backend.org is None:
+        raise IamAccessDenied("The account is not part of an organization")
+    if org_backend.org.master_account_id != account:
+        raise IamAccessDenied("Only the management account or a delegated administrator can list features")
+    features = _root_features(account)
+    if features is None:
+        raise ServiceAccessNotEnabled("Trusted access for IAM is not enabled in AWS Organizations")
+    return ActionResult({"OrganizationId": org_backend.org.id, "EnabledFeatures": list(features)})
+
+
+# -- virtual MFA assigned to root -------------------------------------------------------------
+
+_original_list_virtual = IAMBackend.list_virtual_mfa_devices
+
+
+def _list_virtual_mfa_devices(self: IAMBackend, assignment_status: str, marker: Any, max_items: Any) -> Any:
+    root = root_state(self.account_id)
+    with _lock:
+        for kind, serial, enabled in root.mfa_devices:
+            if kind == "virtual" and serial not in self.virtual_mfa_devices:
+                device = VirtualMfaDevice(self.account_id, "us-east-1", "/root-account-mfa-device")
+                device.serial_number = serial
+                device.enable_date = enabled
+                device.user = {"Path": "/", "UserId": self.account_id, "Arn": root.arn, "CreateDate": root.created}
+                self.virtual_mfa_devices[serial] = device
+    return _original_list_virtual(self, assignment_status, marker, max_items)
+
+
+# -- sts:AssumeRoot and the root audit session ----------------------------------------------
+
+
+def _root_session(response: IamResponse) -> str | None:
+    """The task policy of the caller's AssumeRoot session, or None for any other caller."""
+    backend = response.backend
+    sessions = getattr(backend, "sandbox_root_sessions", {})
+    return sessions.get(response.get_access_key())
+
+
+def _assume_root(self: TokenResponse) -> ActionResult:
+    params = self._get_params()
+    target = params.get("TargetPrincipal") or ""
+    policy = params.get("TaskPolicyArn") or {}
+    policy_arn = policy.get("arn") if isinstance(policy, dict) else str(policy)
+    duration = int(params.get("DurationSeconds") or 900)
+    caller = self.current_account
+    if duration > 900 or duration < 0:
+        raise STSValidationError("DurationSeconds must be at most 900 for AssumeRoot")
+    if not policy_arn or not policy_arn.startswith("arn:aws:iam::aws:policy/root-task/") or policy_arn.rsplit("/", 1)[-1] not in TASK_POLICIES:
+        raise STSValidationError(f"TaskPolicyArn {policy_arn!r} is not a root task policy")
+    if _management_of(target) != caller:
+        raise StsAccessDenied(f"Account {caller} cannot assume root in {target!r}: not its organization's management account")
+    if "RootSessions" not in (_root_features(caller) or []):
+        raise StsAccessDenied("Centralized root sessions (RootSessions) are not enabled for this organization")
+    backend = _backend(target)
+    key = backend.create_temp_access_key()
+    with _lock:
+        sessions = getattr(backend, "sandbox_root_sessions", None)
+        if sessions is None:
+            sessions = backend.sandbox_root_sessions = {}  # type: ignore[attr-defined]
+        sessions[key.access_key_id] = policy_arn.rsplit("/", 1)[-1]
+    expiration = _now() + timedelta(seconds=duration)
+    token = "FwoGZXIvYXdzE" + "".join(random.choices(string.ascii_letters + string.digits, k=120))
+    return ActionResult(
+        {
+            "Credentials": {
+                "AccessKeyId": key.access_key_id,
+                "SecretAccessKey": key.secret_access_key,
+                "SessionToken": token,
+                "Expiration": expiration,
+            },
+            "SourceIdentity": "",
+        }
+    )
+
+
+def _root_only(action: str, handler: Any) -> Any:
+    """Serve `action` for an AssumeRoot audit session from the root state; others go to moto."""
+    original = getattr(IamResponse, xform_name(action))
+
+    def method(self: IamResponse) -> ActionResult:
+        policy = _root_session(self)
+        if policy is None:
+            return original(self)
+        if policy != "IAMAuditRootUserCredentials" or action not in AUDIT_ACTIONS:
+            raise IamAccessDenied(f"The task policy {policy} does not allow iam:{action}")
+        return handler(self, root_state(self.current_account))
+
+    method.__name__ = xform_name(action)
+    return method
+
+
+def _deny_in_root_session(action: str) -> Any:
+    original = getattr(IamResponse, xform_name(action))
+
+    def method(self: IamResponse) -> ActionResult:
+        policy = _root_session(self)
+        if policy is not None:
+            raise IamAccessDenied(f"The task policy {policy} does not allow iam:{action}")
+        return original(self)
+
+    method.__name__ = xform_name(action)
+    return method
+
+
+def _get_user(self: IamResponse, root: RootState) -> ActionResult:
+    user: dict[str, Any] = {"Path": "/", "UserId": root.account_id, "Arn": root.arn, "CreateDate": root.created}
+    if root.password and root.password_last_used:
+        user["PasswordLastUsed"] = root.password_last_used
+    return ActionResult({"User": user})
+
+
+def _get_login_profile(self: IamResponse, root: RootState) -> ActionResult:
+    if not root.password:
+        from moto.iam.exceptions import NotFoundException
+
+        raise NotFoundException("Login Profile for the root user cannot be found.")
+    return ActionResult({"LoginProfile": {"UserName": "root", "CreateDate": root.created, "PasswordResetRequired": False}})
+
+
+def _list_access_keys(self: IamResponse, root: RootState) -> ActionResult:
+    keys = [
+        {"UserName": "root", "AccessKeyId": k.access_key_id, "Status": "Active" if k.active else "Inactive", "CreateDate": k.created}
+        for k in root.access_keys
+    ]
+    return ActionResult({"AccessKeyMetadata": keys, "IsTruncated": False})
+
+
+def _get_access_key_last_used(self: IamResponse, root: RootState) -> ActionResult:
+    key_id = self._get_param("AccessKeyId")
+    for key in root.access_keys:
+        if key.access_key_id == key_id:
+            used: dict[str, Any] = {"ServiceName": "N/A", "Region": "N/A"}
+            if key.last_used:
+                used = {"LastUsedDate": key.last_used, "ServiceName": key.last_used_service, "Region": key.last_used_region}
+            return ActionResult({"UserName": "root", "AccessKeyLastUsed": used})
+    raise IamAccessDenied(f"Access key {key_id} does not belong to the root user")
+
+
+def _list_signing_certificates(self: IamResponse, root: RootState) -> ActionResult:
+    certs = [
+        {
+            "UserName": "root",
+            "CertificateId": c.certificate_id,
+            "CertificateBody": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+            "Status": "Active" if c.active else "Inactive",
+            "UploadDate": c.created,
+        }
+        for c in root.certificates
+    ]
+    return ActionResult({"Certificates": certs, "IsTruncated": False})
+
+
+def _list_mfa_devices(self: IamResponse, root: RootState) -> ActionResult:
+    devices = [{"UserName": "root", "SerialNumber": serial, "EnableDate": enabled} for _, serial, enabled in root.mfa_devices]
+    return ActionResult({"MFADevices": devices, "IsTruncated": False})
+
+
+def _get_account_summary_response(original: Any) -> Any:
+    def method(self: IamResponse) -> ActionResult:
+        policy = _root_session(self)
+        if policy is not None and policy != "IAMAuditRootUserCredentials":
+            raise IamAccessDenied(f"The task policy {policy} does not allow iam:GetAccountSummary")
+        return original(self)
+
+    method.__name__ = "get_account_summary"
+    return method
+
+
+# -- member roles that cannot be assumed ------------------------------------------------------
+
+_original_assume_role = STSBackend.assume_role
+
+
+def _assume_role(self: STSBackend, region_name: str, role_session_name: str, role_arn: str, policy: str, duration: int, external_id: str) -> Any:
+    parts = (role_arn or "").split(":")
+    target = parts[4] if len(parts) > 4 else ""
+    if target and getattr(_backend(target), "sandbox_root", None) is not None and root_state(target).deny_assume_role:
+        raise StsAccessDenied(f"User is not authorized to perform: sts:AssumeRole on resource: {role_arn}")
+    return _original_assume_role(self, region_name, role_session_name, role_arn, policy, duration, external_id)
+
+
+_installed = False
+
+
+def install() -> None:
+    """Add the extensions to moto (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    # Our AccessDenied errors are real AWS codes that botocore's models do not list.
+    warnings.filterwarnings("ignore", message=r".*does not match an error shape")
+    IAMBackend.get_account_summary = _get_account_summary  # type: ignore[method-assign]
+    IAMBackend.list_virtual_mfa_devices = _list_virtual_mfa_devices  # type: ignore[method-assign]
+    IamResponse.generate_credential_report = _generate_credential_report  # type: ignore[method-assign]
+    IamResponse.get_credential_report = _get_credential_report  # type: ignore[method-assign]
+    IamResponse.list_organizations_features = _list_organizations_features  # type: ignore[attr-defined]
+    IamResponse.get_account_summary = _get_account_summary_response(IamResponse.get_account_summary)  # type: ignore[method-assign]
+    for action, handler in (
+        ("GetUser", _get_user),
+        ("GetLoginProfile", _get_login_profile),
+        ("ListAccessKeys", _list_access_keys),
+        ("GetAccessKeyLastUsed", _get_access_key_last_used),
+        ("ListSigningCertificates", _list_signing_certificates),
+        ("ListMFADevices", _list_mfa_devices),
+    ):
+        setattr(IamResponse, xform_name(action), _root_only(action, handler))
+    # The audit task policy does not allow the credential report or the virtual MFA list.
+    for action in ("GetCredentialReport", "GenerateCredentialReport", "ListVirtualMFADevices"):
+        setattr(IamResponse, xform_name(action), _deny_in_root_session(action))
+    TokenResponse.assume_root = _assume_root  # type: ignore[attr-defined]
+    STSBackend.assume_role = _assume_role  # type: ignore[method-assign]
+    _installed = True

@@ -1,0 +1,135 @@
+"""The sandbox scenario file: an organization, its accounts and each root user's state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# moto attributes requests with credentials it does not know to this account; the
+# exporter's own (fake) credentials are therefore the management account's.
+MANAGEMENT_ACCOUNT_ID = "123456789012"
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AccessKey(_Model):
+    active: bool = True
+    last_used: datetime | None = None
+    last_used_region: str = "us-east-1"
+    last_used_service: str = "s3"
+    created: datetime | None = None
+
+
+class Certificate(_Model):
+    active: bool = True
+
+
+class Root(_Model):
+    mfa: Literal["none", "virtual", "hardware", "u2f"] = "none"
+    # Extra MFA devices beyond the first (root may hold up to 8).
+    extra_mfa: list[Literal["virtual", "hardware", "u2f"]] = Field(default_factory=list)
+    password: Literal["present", "absent"] = "present"
+    # What the credential report shows in password_enabled: AWS mostly writes not_supported.
+    password_report: Literal["not_supported", "true", "false"] = "not_supported"
+    password_last_used: datetime | None = None
+    access_keys: list[AccessKey] = Field(default_factory=list, max_length=2)
+    signing_certificates: list[Certificate] = Field(default_factory=list, max_length=2)
+
+    @model_validator(mode="after")
+    def _devices(self) -> Root:
+        if self.extra_mfa and self.mfa == "none":
+            raise ValueError("extra_mfa needs a first device in mfa")
+        if len(self.extra_mfa) > 7:
+            raise ValueError("root can hold at most 8 MFA devices")
+        return self
+
+
+class CredentialReport(_Model):
+    # Seconds GenerateCredentialReport stays in progress before the report is ready.
+    generation_seconds: float = 0.0
+    malformed: bool = False
+
+
+class Account(_Model):
+    id: str
+    name: str
+    ou: str = ""  # path of OU names below the root, e.g. "Workloads/Prod"
+    status: Literal["ACTIVE", "SUSPENDED"] = "ACTIVE"
+    assume_role: Literal["allowed", "denied"] = "allowed"
+    root: Root = Field(default_factory=Root)
+    credential_report: CredentialReport = Field(default_factory=CredentialReport)
+    cloudtrail_events: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if len(value) != 12 or not value.isdigit():
+            raise ValueError(f"must be a 12-digit account id, got {value!r}")
+        return value
+
+
+class Organization(_Model):
+    # Centralized root access (IAM ListOrganizationsFeatures); None: IAM trusted access off.
+    root_access_features: list[Literal["RootCredentialsManagement", "RootSessions"]] | None = Field(default_factory=list)
+
+
+class Scenario(_Model):
+    organization: Organization = Field(default_factory=Organization)
+    management: Account
+    accounts: list[Account] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ids(self) -> Scenario:
+        if self.management.id != MANAGEMENT_ACCOUNT_ID:
+            raise ValueError(f"management.id must be {MANAGEMENT_ACCOUNT_ID} (moto's default account)")
+        if self.management.ou:
+            raise ValueError("management account sits at the organization root (ou must be empty)")
+        ids = [a.id for a in self.all_accounts]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"account ids used twice: {', '.join(dupes)}")
+        return self
+
+    @property
+    def all_accounts(self) -> list[Account]:
+        return [self.management, *self.accounts]
+
+    def account(self, name_or_id: str) -> Account:
+        for account in self.all_accounts:
+            if name_or_id in (account.id, account.name):
+                return account
+        raise KeyError(name_or_id)
+
+
+def load_scenario(path: str | Path | None = None) -> Scenario:
+    """Load a scenario file; None loads the default scenario shipped with the package."""
+    if path is None:
+        text = resources.files("exporter.sandbox").joinpath("default.yaml").read_text(encoding="utf-8")
+        where = "default scenario"
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ScenarioError(f"scenario {str(path)!r}: {exc.strerror or exc}") from None
+        where = f"scenario {str(path)!r}"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{where}: not valid YAML: {exc}") from None
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ScenarioError(f"{where}: {loc}: {err['msg']}") from None

@@ -1,0 +1,136 @@
+"""The sandbox organization: moto in server mode on 127.0.0.1, extended and seeded.
+
+`Sandbox(scenario).start()` runs moto's threaded server in this process; `python -m
+exporter.sandbox --scenario FILE` runs it as its own process and prints one JSON line
+(`{"endpoint_url": ..., "control_url": ...}`) once it is ready.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from .scenario import MANAGEMENT_ACCOUNT_ID, Account, Scenario
+
+# Fake credentials for the exporter's principal: moto attributes them to the management account.
+SANDBOX_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIASANDBOXEXPORTER0",
+    "AWS_SECRET_ACCESS_KEY": "sandbox-secret-access-key-not-real",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class Sandbox:
+    def __init__(self, scenario: Scenario, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.scenario = scenario
+        self.host = host
+        self.port = port
+        self._server: Any = None
+        self.ou_ids: dict[str, str] = {}
+        self.root_id = ""
+
+    @property
+    def endpoint_url(self) -> str:
+        host, port = self._server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def start(self) -> Sandbox:
+        from moto.server import ThreadedMotoServer
+
+        from . import moto_ext
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        moto_ext.install()
+        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        self._server.start()
+        self.seed()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def seed(self) -> None:
+        """Build the organization and every root user directly in moto's backends."""
+        from moto.organizations import utils as org_utils
+        from moto.organizations.models import organizations_backends
+
+        from . import moto_ext
+
+        org = organizations_backends[MANAGEMENT_ACCOUNT_ID]["aws"]
+        org.create_organization(region="us-east-1", FeatureSet="ALL")
+        self.root_id = org.org.root_id
+        for account in org.accounts:
+            if account.id == MANAGEMENT_ACCOUNT_ID:
+                account.name = self.scenario.management.name
+        moto_ext.set_root_features(MANAGEMENT_ACCOUNT_ID, self.scenario.organization.root_access_features)
+        original_id = org_utils.make_random_account_id
+        try:
+            for spec in self.scenario.accounts:
+                org_utils.make_random_account_id = lambda spec=spec: spec.id
+                org.create_account(AccountName=spec.name, Email=f"aws+{spec.name}@example.com")
+                parent = self._ou(org, spec.ou)
+                if parent != self.root_id:
+                    org.move_account(AccountId=spec.id, SourceParentId=self.root_id, DestinationParentId=parent)
+                if spec.status == "SUSPENDED":
+                    org.close_account(AccountId=spec.id)
+        finally:
+            org_utils.make_random_account_id = original_id
+        for spec in self.scenario.all_accounts:
+            self._seed_root(spec)
+
+    def _ou(self, org: Any, path: str) -> str:
+        parent = self.root_id
+        walked: list[str] = []
+        for name in [p for p in path.split("/") if p]:
+            walked.append(name)
+            key = "/".join(walked)
+            if key not in self.ou_ids:
+                self.ou_ids[key] = org.create_organizational_unit(ParentId=parent, Name=name)["OrganizationalUnit"]["Id"]
+            parent = self.ou_ids[key]
+        return parent
+
+    def _seed_root(self, spec: Account) -> None:
+        from . import moto_ext
+
+        state = moto_ext.root_state(spec.id)
+        root = spec.root
+        state.password = root.password == "present"
+        state.password_report = root.password_report
+        state.password_last_used = root.password_last_used
+        state.deny_assume_role = spec.assume_role == "denied"
+        state.report_generation_seconds = spec.credential_report.generation_seconds
+        state.report_malformed = spec.credential_report.malformed
+        if root.mfa != "none":
+            state.add_mfa(root.mfa)
+        for kind in root.extra_mfa:
+            state.add_mfa(kind)
+        for n, key in enumerate(root.access_keys):
+            state.access_keys.append(
+                moto_ext.RootKey(
+                    access_key_id=f"AKIA{spec.id}RK{n:02d}",
+                    active=key.active,
+                    created=key.created or state.created + timedelta(days=30 * (n + 1)),
+                    last_used=key.last_used,
+                    last_used_region=key.last_used_region,
+                    last_used_service=key.last_used_service,
+                )
+            )
+        for n, cert in enumerate(root.signing_certificates):
+            state.certificates.append(moto_ext.RootCertificate(f"CERT{spec.id}{n}".ljust(32, "0"), cert.active))
+
+    # -- changes while running (tests and demos) ---------------------------------------------
+
+    def root(self, account_id: str) -> Any:
+        """The live root state of an account, to change posture between sweeps."""
+        from . import moto_ext
+
+        return moto_ext.root_state(account_id)

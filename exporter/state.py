@@ -1,0 +1,72 @@
+"""What the exporter knows: the last complete posture snapshot and its cumulative counters.
+
+The sweeper builds a new `Snapshot` and swaps it in whole; the HTTP thread only reads the
+current reference, so a scrape never sees half a sweep and never waits for one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .accounts import Account
+from .aws import ApiStats
+from .posture import RootPosture
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorStatus:
+    success: bool
+    duration: float
+    last_success: float | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    accounts: tuple[Account, ...] = ()
+    # Last successful posture per account: a failed sweep of one account keeps what was known
+    # (its age shows in aws_root_collector_last_success_timestamp_seconds).
+    posture: Mapping[str, RootPosture] = field(default_factory=lambda: MappingProxyType({}))
+    status: Mapping[tuple[str, str], CollectorStatus] = field(default_factory=lambda: MappingProxyType({}))
+    discovered: int = 0
+    skipped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    organization_features: Mapping[str, bool] | None = None
+    management_account_id: str | None = None
+    # Reason the last discovery failed (the account list is then the previous one).
+    discovery_error: str | None = None
+    sweep_duration: float | None = None
+    completed_at: float | None = None
+
+
+class ExporterState:
+    """Shared between the asyncio loop (writer) and the HTTP threads (readers)."""
+
+    def __init__(self, posture_interval: float) -> None:
+        self.snapshot = Snapshot()
+        self.posture_interval = posture_interval
+        self.sweeps = 0
+        self.collector_errors: Counter[tuple[str, str, str]] = Counter()
+        self.api = ApiStats()
+        self.ready = threading.Event()
+        # Extra metric families (activity, SCP fence) register a callable returning families.
+        self.extra_families: list[Any] = []
+        self._version = 0
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def changed(self) -> None:
+        with self._lock:
+            self._version += 1
+
+    def publish(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.sweeps += 1
+        self.changed()
+        self.ready.set()

@@ -1,0 +1,179 @@
+"""The posture sweep: discover accounts, collect each one concurrently, publish a snapshot.
+
+Sweeps run on their own timer, never on a scrape. One account's failure is recorded with a
+reason and never stops the others; a sweep still running is never started twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from types import MappingProxyType
+
+from .accounts import Account, Discovery, discover
+from .aws import Aws, AwsError, classify_error
+from .credential_report import CredentialReportError
+from .posture import RootPosture, collect_with_assume_root, collect_with_report
+from .settings import AccountMode, Settings
+from .state import CollectorStatus, ExporterState, Snapshot
+
+log = logging.getLogger(__name__)
+
+POSTURE = "posture"
+DISCOVERY = "discovery"
+ORG_FEATURES = "organization_features"
+FEATURES = ("RootCredentialsManagement", "RootSessions")
+
+
+class SweepRunning(RuntimeError):
+    """A sweep was asked for while one is still running; overlapping sweeps are refused."""
+
+
+class PostureSweeper:
+    def __init__(self, aws: Aws, settings: Settings, state: ExporterState) -> None:
+        self.aws = aws
+        self.settings = settings
+        self.state = state
+        self._running = False
+
+    async def sweep(self) -> Snapshot:
+        if self._running:
+            raise SweepRunning("a posture sweep is already running")
+        self._running = True
+        try:
+            return await self._sweep()
+        finally:
+            self._running = False
+
+    async def run(self) -> None:
+        """Sweep forever, `posture_interval_seconds` apart (start to start)."""
+        while True:
+            started = time.monotonic()
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not stop the exporter; it shows in the logs
+                log.exception("posture sweep failed")
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(self.settings.posture_interval_seconds - elapsed, 1.0))
+
+    async def _sweep(self) -> Snapshot:
+        started = time.monotonic()
+        previous = self.state.snapshot
+        discovery_error = None
+        try:
+            found = await discover(self.aws, self.settings)
+        except Exception as exc:
+            reason = discovery_error = classify_error(exc)
+            self._count_error(previous.management_account_id or "", DISCOVERY, reason)
+            log.warning("account discovery failed; keeping the last account list", extra={"reason": reason, "error": str(exc)})
+            found = Discovery(
+                accounts=list(previous.accounts),
+                discovered=previous.discovered,
+                skipped=dict(previous.skipped),
+                management_account_id=previous.management_account_id,
+            )
+        accounts = found.accounts
+        semaphore = asyncio.Semaphore(self.settings.concurrency)
+        results = await asyncio.gather(*(self._collect(account, semaphore) for account in accounts))
+        features = await self._organization_features(found)
+
+        posture: dict[str, RootPosture] = {}
+        status = {}
+        known = {a.account_id for a in accounts}
+        for account, (result, collector_status) in zip(accounts, results):
+            status[(account.account_id, POSTURE)] = collector_status
+            if result is not None:
+                posture[account.account_id] = result
+            elif account.account_id in previous.posture:
+                posture[account.account_id] = previous.posture[account.account_id]
+        for key, value in previous.status.items():
+            if key[1] == ORG_FEATURES and key[0] in known:
+                status.setdefault(key, value)
+        if features is not None:
+            status[features[0]] = features[1]
+        snapshot = Snapshot(
+            accounts=tuple(accounts),
+            posture=MappingProxyType(posture),
+            status=MappingProxyType(status),
+            discovered=found.discovered,
+            skipped=MappingProxyType(dict(found.skipped)),
+            organization_features=features[2] if features and features[2] is not None else previous.organization_features,
+            management_account_id=found.management_account_id,
+            discovery_error=discovery_error,
+            sweep_duration=time.monotonic() - started,
+            completed_at=time.time(),
+        )
+        self.state.publish(snapshot)
+        failed = sum(1 for s in status.values() if not s.success)
+        log.info(
+            "posture sweep complete",
+            extra={"accounts": len(accounts), "failed": failed, "duration_seconds": round(snapshot.sweep_duration, 3)},
+        )
+        return snapshot
+
+    async def _collect(self, account: Account, semaphore: asyncio.Semaphore) -> tuple[RootPosture | None, CollectorStatus]:
+        previous = self.state.snapshot.status.get((account.account_id, POSTURE))
+        last_success = previous.last_success if previous else None
+        async with semaphore:
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(self.settings.account_timeout_seconds):
+                    posture = await self._collect_account(account)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason = "invalid_response" if isinstance(exc, CredentialReportError) else classify_error(exc)
+                if isinstance(exc, TimeoutError) and not isinstance(exc, AwsError):
+                    message = f"no answer within {self.settings.account_timeout_seconds:g}s"
+                else:
+                    message = str(exc)
+                self._count_error(account.account_id, POSTURE, reason)
+                log.warning(
+                    "posture collection failed",
+                    extra={"account_id": account.account_id, "reason": reason, "error": message},
+                )
+                return None, CollectorStatus(False, time.monotonic() - started, last_success, reason)
+            return posture, CollectorStatus(True, time.monotonic() - started, time.time())
+
+    async def _collect_account(self, account: Account) -> RootPosture:
+        settings = self.settings
+        if settings.assume_root_audit and account.role_arn is not None and not account.management:
+            return await collect_with_assume_root(self.aws, account.account_id)
+        credentials = await self.aws.assume_role(account.role_arn) if account.role_arn else None
+        return await collect_with_report(
+            self.aws,
+            account.account_id,
+            credentials,
+            settings.credential_report_max_age_seconds,
+            settings.credential_report_wait_seconds,
+        )
+
+    async def _organization_features(self, found: Discovery) -> tuple[tuple[str, str], CollectorStatus, dict[str, bool] | None] | None:
+        if self.settings.account_mode is not AccountMode.organization or not found.management_account_id:
+            return None
+        key = (found.management_account_id, ORG_FEATURES)
+        previous = self.state.snapshot.status.get(key)
+        started = time.monotonic()
+        try:
+            iam = await self.aws.client("iam")
+            try:
+                response = await self.aws.call(iam, "ListOrganizationsFeatures")
+                enabled = set(response.get("EnabledFeatures", []))
+            except AwsError as exc:
+                # IAM's trusted access to Organizations is off: no feature can be enabled.
+                if exc.code != "ServiceAccessNotEnabledException":
+                    raise
+                enabled = set()
+        except Exception as exc:
+            reason = classify_error(exc)
+            self._count_error(found.management_account_id, ORG_FEATURES, reason)
+            log.warning("reading centralized root access features failed", extra={"reason": reason, "error": str(exc)})
+            return key, CollectorStatus(False, time.monotonic() - started, previous.last_success if previous else None, reason), None
+        return key, CollectorStatus(True, time.monotonic() - started, time.time()), {f: f in enabled for f in FEATURES}
+
+    def _count_error(self, account_id: str, collector: str, reason: str) -> None:
+        self.state.collector_errors[(account_id, collector, reason)] += 1
+        self.state.changed()
