@@ -41,6 +41,7 @@ class Exporter:
         self.exposition = Exposition(self.state)
         host, port = split_address(settings.listen_address)
         self.server = MetricsServer(self.state, self.exposition, host, port)
+        self.sweeper: PostureSweeper | None = None
 
     @property
     def url(self) -> str:
@@ -54,10 +55,10 @@ class Exporter:
         log.info("listening", extra={"url": self.url + "/metrics"})
         try:
             async with make_aws(self.settings, self.state) as aws:
-                sweeper = PostureSweeper(aws, self.settings, self.state)
+                self.sweeper = PostureSweeper(aws, self.settings, self.state)
                 if on_started is not None:
                     on_started(self)
-                await sweeper.run()
+                await self.sweeper.run()
         finally:
             self.server.stop()
             log.info("stopped")

@@ -127,6 +127,16 @@ class Sandbox:
         for n, cert in enumerate(root.signing_certificates):
             state.certificates.append(moto_ext.RootCertificate(f"CERT{spec.id}{n}".ljust(32, "0"), cert.active))
 
+    def reset(self, scenario: Scenario | None = None) -> None:
+        """Forget everything moto holds and seed again (the server keeps running)."""
+        from moto.moto_api._internal.models import moto_api_backend
+
+        if scenario is not None:
+            self.scenario = scenario
+        moto_api_backend.reset()
+        self.ou_ids = {}
+        self.seed()
+
     # -- changes while running (tests and demos) ---------------------------------------------
 
     def root(self, account_id: str) -> Any:

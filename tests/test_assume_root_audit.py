@@ -1,0 +1,69 @@
+"""Auditing member roots through sts:AssumeRoot instead of a role in each account."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.app import make_aws
+from exporter.aws import AwsError
+from exporter.posture import mfa_kind
+from exporter.sandbox import MANAGEMENT_ACCOUNT_ID, Sandbox, Scenario
+
+from .conftest import running_exporter, sample, sandbox_settings
+
+
+def test_mfa_kind_from_serial() -> None:
+    assert mfa_kind("arn:aws:iam::210000000002:mfa/root-account-mfa-device") == "virtual"
+    assert mfa_kind("arn:aws:iam::210000000002:mfa/") == "virtual"
+    assert mfa_kind("arn:aws:iam::210000000006:u2f/root/key-abc") == "u2f"
+    assert mfa_kind("GAHT12345678") == "hardware"
+
+
+async def test_assume_root_reads_every_root_directly(sandbox: Sandbox, default_scenario: Scenario) -> None:
+    settings = sandbox_settings(sandbox, assume_root_audit=True)
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        families = await exporter.metrics()
+    api = exporter.state.api.requests
+    members = [a for a in default_scenario.accounts if a.status == "ACTIVE"]
+    assert api["sts:AssumeRoot"] == len(members)
+    # Members are never reached through a role, and the audit policy has no credential report.
+    assert api["sts:AssumeRole"] == 0
+    # The audit task policy does not allow the credential report: the sweep never asks for it
+    # in a root session (the sandbox answers AccessDenied there, as AWS does).
+    assert not [key for key in exporter.state.api.errors if key[1] == "access_denied"]
+
+    for account in members:
+        aid = account.id
+        kinds = [] if account.root.mfa == "none" else [account.root.mfa, *account.root.extra_mfa]
+        for kind in ("virtual", "u2f", "hardware"):
+            assert sample(families, "aws_root_mfa_devices", account_id=aid, device_kind=kind) == kinds.count(kind), (aid, kind)
+        password = "present" if account.root.password == "present" else "absent"
+        assert sample(families, "aws_root_password_state", account_id=aid, state=password) == 1.0
+        assert sample(families, "aws_root_access_keys", account_id=aid, status="active") == sum(k.active for k in account.root.access_keys)
+        # Collection works even where the member role is missing: no role is needed.
+        assert sample(families, "aws_root_collector_success", account_id=aid, collector="posture") == 1.0
+
+    # Root credentials deleted centrally: nothing to sign in with, compliant.
+    assert sample(families, "aws_root_credentials_present", account_id="210000000007") == 0.0
+    assert sample(families, "aws_root_control_compliant", account_id="210000000007", control="mfa_enabled") == 1.0
+    # A virtual device next to a hardware one: not hardware-only.
+    assert sample(families, "aws_root_mfa_hardware", account_id="210000000010") == 0.0
+    # The management account cannot be a target of AssumeRoot: read with the report.
+    assert sample(families, "aws_root_mfa_devices", account_id=MANAGEMENT_ACCOUNT_ID, device_kind="hardware") is None
+    assert sample(families, "aws_root_mfa_hardware", account_id=MANAGEMENT_ACCOUNT_ID) == 1.0
+
+
+async def test_assume_root_needs_root_sessions_enabled(sandbox: Sandbox, default_scenario: Scenario) -> None:
+    scenario = default_scenario.model_copy(deep=True)
+    scenario.organization.root_access_features = ["RootCredentialsManagement"]
+    sandbox.reset(scenario)
+    settings = sandbox_settings(sandbox, assume_root_audit=True, include_account_ids=["210000000001"])
+    state_settings = settings
+    from exporter.state import ExporterState
+
+    async with make_aws(state_settings, ExporterState(10)) as aws:
+        with pytest.raises(AwsError) as raised:
+            await aws.assume_root("210000000001")
+    assert raised.value.reason == "assume_role_failed"
+    assert "RootSessions" in str(raised.value)
