@@ -64,6 +64,7 @@ async def collect_scp_inputs(org_client: Any, *, concurrency: int = 4) -> ScpInp
         raise RuntimeError("ListRoots returned no root: is this an organization's management account?")
     root = roots[0]
     root_id = root["Id"]
+    # PENDING_ENABLE / PENDING_DISABLE count as not enabled: enforcement is in flux.
     scp_enabled = any(
         t.get("Type") == SCP_TYPE and t.get("Status") == "ENABLED" for t in root.get("PolicyTypes", [])
     )
@@ -123,20 +124,18 @@ async def _walk_tree(
     2 * (OUs + 1) calls; `ListAccounts` + `ListParents` per account would cost one call per
     account, and organizations hold many more accounts than OUs.
     """
+
+    async def children(parent: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+        ous = await bounded(
+            lambda: _all_items(client, "list_organizational_units_for_parent", "OrganizationalUnits", ParentId=parent)
+        )
+        accounts = await bounded(lambda: _all_items(client, "list_accounts_for_parent", "Accounts", ParentId=parent))
+        return parent, ous, accounts
+
     ou_parents: dict[str, str] = {}
     account_parents: dict[str, str] = {}
     level = [root_id]
     while level:
-
-        async def children(parent: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
-            ous = await bounded(
-                lambda: _all_items(client, "list_organizational_units_for_parent", "OrganizationalUnits", ParentId=parent)
-            )
-            accounts = await bounded(
-                lambda: _all_items(client, "list_accounts_for_parent", "Accounts", ParentId=parent)
-            )
-            return parent, ous, accounts
-
         next_level: list[str] = []
         for parent, ous, accounts in await asyncio.gather(*(children(p) for p in level)):
             for ou in ous:
