@@ -12,6 +12,9 @@ everything (or every configured sensitive action). A statement certainly denies 
 - every condition in it is known to hold for the root principal
   `arn:<partition>:iam::<account>:root`. Only `aws:PrincipalArn` conditions are evaluated;
   any other condition key makes the statement *conditional*: reported, never a fence.
+  The one exception is the exemption of sts:AssumeRoot sessions (`Null` on
+  `aws:AssumedRoot`): such a statement fences every use of root credentials and the
+  result says so (`assumed_root_exempt`).
 
 Unknowns never become "fenced": a policy whose content or targets could not be read and
 that could apply to the account turns an otherwise unfenced account into `unknown`.
@@ -119,6 +122,8 @@ class FenceResult:
     """Policies providing the fence, in path order (account first, root last)."""
     exceptions: tuple[str, ...] = ()
     """Actions the fence leaves allowed to root (from `NotAction`); empty for a full deny."""
+    assumed_root_exempt: bool = False
+    """The fence lets centralized-root-access (sts:AssumeRoot) sessions through."""
     conditional_policy_ids: tuple[str, ...] = ()
     """Applicable policies with a root deny that extra conditions may switch off."""
     code: str = ""
@@ -172,6 +177,9 @@ def _as_list(value: Any) -> list[Any]:
 # --- conditions ---------------------------------------------------------------------
 
 _TRUE, _FALSE, _UNKNOWN = "true", "false", "unknown"
+# True for requests made with root credentials, false in centralized-root-access
+# (sts:AssumeRoot) sessions: the AWS sample and Control Tower's ExemptAssumeRoot form.
+_TRUE_EXCEPT_ASSUMED_ROOT = "true_except_assumed_root"
 
 # operator (lower case, no IfExists/set prefix) -> (matcher, negated)
 _PRINCIPAL_ARN_OPERATORS = {
@@ -188,8 +196,19 @@ _PRINCIPAL_ARN_OPERATORS = {
 }
 
 
+def _assumed_root_outcome(operator: str, values: Any) -> str:
+    # aws:AssumedRoot is "true" in an AssumeRoot session and absent otherwise.
+    flags = [str(v).lower() for v in _as_list(values)]
+    op = operator.lower()
+    if (op == "null" and flags == ["true"]) or (op == "boolifexists" and flags == ["false"]):
+        return _TRUE_EXCEPT_ASSUMED_ROOT
+    return _UNKNOWN
+
+
 def _condition_outcome(operator: str, key: str, values: Any, root_arn: str) -> str:
     """Whether one condition (operator, key, values) holds for a request by root."""
+    if key.lower() == "aws:assumedroot":
+        return _assumed_root_outcome(operator, values)
     if key.lower() != "aws:principalarn":
         return _UNKNOWN
     op = operator.lower()
@@ -228,6 +247,8 @@ def _conditions_outcome(condition: Any, root_arn: str) -> str:
         return _FALSE
     if _UNKNOWN in outcomes:
         return _UNKNOWN
+    if _TRUE_EXCEPT_ASSUMED_ROOT in outcomes:
+        return _TRUE_EXCEPT_ASSUMED_ROOT
     return _TRUE
 
 
@@ -392,7 +413,7 @@ def _evaluate_account(
     root_arn = f"arn:{org.partition}:iam::{account_id}:root"
     rank = {node: i for i, node in enumerate(path)}
 
-    fences: list[tuple[int, _RootDeny]] = []
+    fences: list[tuple[int, _RootDeny, bool]] = []  # (path level, statement, exempts AssumeRoot)
     conditional: list[tuple[int, str]] = []
     doubtful: list[str] = []  # policies that may fence this account but could not be read
 
@@ -410,27 +431,36 @@ def _evaluate_account(
                 continue
             if on_path is None:
                 # Where it is attached is unknown: a root deny in it may apply here.
-                if outcome == _TRUE:
+                if outcome != _UNKNOWN:
                     doubtful.append(pid)
                 continue
             level = min(on_path)
-            if outcome == _TRUE:
-                fences.append((level, stmt))
-            else:
+            if outcome == _UNKNOWN:
                 conditional.append((level, pid))
+            else:
+                fences.append((level, stmt, outcome == _TRUE_EXCEPT_ASSUMED_ROOT))
 
     fences.sort(key=lambda item: item[0])
-    coverage = _coverage([stmt for _, stmt in fences], sensitive_actions)
+    # A fence that also holds in AssumeRoot sessions is preferred; failing that, one that
+    # exempts them still fences every use of root credentials.
+    assumed_root_exempt = False
+    coverage = _coverage([stmt for _, stmt, exempt in fences if not exempt], sensitive_actions)
+    if not coverage.fenced:
+        coverage = _coverage([stmt for _, stmt, _ in fences], sensitive_actions)
+        assumed_root_exempt = coverage.fenced
     conditional_ids = tuple(dict.fromkeys(pid for _, pid in sorted(conditional)))
     if coverage.fenced:
         where = ", ".join(coverage.policy_ids)
         reason = f"root denied by {where}"
         if coverage.exceptions:
             reason += " except " + ", ".join(coverage.exceptions)
+        if assumed_root_exempt:
+            reason += "; sts:AssumeRoot sessions are exempt"
         return FenceResult(
             FenceState.fenced,
             policy_ids=coverage.policy_ids,
             exceptions=coverage.exceptions,
+            assumed_root_exempt=assumed_root_exempt,
             conditional_policy_ids=conditional_ids,
             code=CODE_FENCE,
             reason=reason,

@@ -303,6 +303,64 @@ def test_not_resource_deny_is_not_a_fence():
     assert run([p], {p.policy_id: {ROOT}})[A_DEV].state is FenceState.not_fenced
 
 
+# --- sts:AssumeRoot sessions ---------------------------------------------------------
+
+NOT_ASSUMED_ROOT = {"Null": {"aws:AssumedRoot": "true"}}
+
+
+@pytest.mark.parametrize(
+    "exemption",
+    [
+        {"Null": {"aws:AssumedRoot": "true"}},
+        {"null": {"AWS:ASSUMEDROOT": ["true"]}},
+        {"Null": {"aws:AssumedRoot": True}},
+        {"BoolIfExists": {"aws:AssumedRoot": "false"}},
+    ],
+)
+def test_fence_exempting_assume_root_sessions_still_fences(exemption):
+    # The shape of AWS's sample SCP and of Control Tower's root control with ExemptAssumeRoot.
+    p = policy("p-exempt01", deny({"ArnLike": {"aws:PrincipalArn": ["arn:aws:iam::*:root"]}, **exemption}))
+    result = run([p], {p.policy_id: {ROOT}})[A_DEV]
+    assert result.state is FenceState.fenced
+    assert result.assumed_root_exempt
+    assert "AssumeRoot" in result.reason
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"Null": {"aws:AssumedRoot": "false"}},  # deny only inside AssumeRoot sessions
+        {"Bool": {"aws:AssumedRoot": "false"}},  # absent key: Bool does not match root credentials
+        {"StringEquals": {"aws:AssumedRoot": "true"}},
+    ],
+)
+def test_other_assumed_root_conditions_are_conditional(other):
+    p = policy("p-exempt02", deny({**ROOT_LIKE, **other}))
+    result = run([p], {p.policy_id: {ROOT}})[A_DEV]
+    assert result.state is FenceState.not_fenced
+    assert result.conditional_policy_ids == ("p-exempt02",)
+
+
+def test_strict_fence_preferred_over_exempting_one():
+    exempt = policy("p-exempt01", deny({**ROOT_LIKE, **NOT_ASSUMED_ROOT}))
+    results = run([exempt, FENCE], {exempt.policy_id: {ROOT}, FENCE.policy_id: {OU_DEV}})
+    assert results[A_DEV].policy_ids == ("p-fence001",)
+    assert not results[A_DEV].assumed_root_exempt
+    assert results[A_PROD].policy_ids == ("p-exempt01",)
+    assert results[A_PROD].assumed_root_exempt
+
+
+def test_exemption_plus_narrowing_condition_is_conditional():
+    p = policy("p-exempt03", deny({**ROOT_LIKE, **NOT_ASSUMED_ROOT, "StringEquals": {"aws:RequestedRegion": "us-east-1"}}))
+    assert run([p], {p.policy_id: {ROOT}})[A_DEV].code == "conditional_only"
+
+
+def test_exempting_fence_with_unknown_targets_makes_unknown():
+    p = policy("p-exempt01", deny({**ROOT_LIKE, **NOT_ASSUMED_ROOT}))
+    results = run([p], {}, unreadable={p.policy_id: "ListTargetsForPolicy: AccessDeniedException"})
+    assert results[A_DEV].state is FenceState.unknown
+
+
 # --- NotAction and sensitive actions --------------------------------------------------
 
 
@@ -430,9 +488,9 @@ def test_property_unreadable_never_makes_fenced(attached, fence_attached):
 # --- the shipped policies -------------------------------------------------------------
 
 
-def _variant_from_docs() -> str:
+def _json_from_docs(heading: str) -> str:
     text = (DOCS / "scp.md").read_text()
-    section = text.split("### Variant: keep the root-only tasks", 1)[1]
+    section = text.split(heading, 1)[1]
     return re.search(r"```json\n(.*?)```", section, re.DOTALL).group(1)
 
 
@@ -440,18 +498,29 @@ def test_shipped_fence_policy_fences_every_member_account():
     content = (DOCS / "root-fence-scp.json").read_text()
     shipped = ScpPolicy("p-shipped1", "DenyRootUser", content)
     results = run([shipped], {shipped.policy_id: {ROOT}})
-    assert all(r.state is FenceState.fenced and r.exceptions == () for a, r in results.items() if a != MGMT)
+    members = [r for a, r in results.items() if a != MGMT]
+    assert all(r.state is FenceState.fenced and r.exceptions == () and not r.assumed_root_exempt for r in members)
     assert len(content.encode()) <= 5120  # SCP size quota
 
 
 def test_documented_variant_fences_with_exceptions():
-    content = _variant_from_docs()
+    content = _json_from_docs("### Variant: keep the root-only tasks")
     variant = ScpPolicy("p-variant1", "DenyRootUserExceptTasks", content)
     result = run([variant], {variant.policy_id: {ROOT}})[A_DEV]
     assert result.state is FenceState.fenced
     assert "s3:DeleteBucketPolicy" in result.exceptions
     assert "iam:CreateAccessKey" not in result.exceptions
+    assert not result.assumed_root_exempt
     assert len(content.encode()) <= 5120
+
+
+def test_documented_assume_root_variant_fences_root_credentials():
+    content = _json_from_docs("### Variant: centralized root access")
+    variant = ScpPolicy("p-variant2", "DenyRootCredentials", content)
+    result = run([variant], {variant.policy_id: {ROOT}})[A_DEV]
+    assert result.state is FenceState.fenced
+    assert result.assumed_root_exempt
+    assert result.exceptions == ()
 
 
 # --- evaluate_inputs and metrics ----------------------------------------------------
