@@ -376,6 +376,8 @@ def evaluate(
     parsed: dict[str, list[_RootDeny] | None] = {}
     for policy in policies:
         parsed[policy.policy_id] = _parse(policy)
+        if parsed[policy.policy_id] is None and policy.content is not None:
+            unreadable.setdefault(policy.policy_id, "content is not a JSON policy document")
     for pid in unreadable:
         parsed.setdefault(pid, None)
 

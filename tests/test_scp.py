@@ -456,7 +456,9 @@ def test_readable_fence_wins_over_unreadable():
 
 def test_invalid_json_content_is_unknown():
     broken = ScpPolicy("p-broken01", "broken", "{not json")
-    assert run([broken], {broken.policy_id: {ROOT}})[A_DEV].state is FenceState.unknown
+    result = run([broken], {broken.policy_id: {ROOT}})[A_DEV]
+    assert result.state is FenceState.unknown
+    assert "not a JSON policy document" in result.reason
 
 
 def test_unknown_targets_of_a_fence_is_unknown_everywhere():
