@@ -288,5 +288,6 @@ def _describe(exc: ValidationError) -> str:
         message = message[len("Value error, ") :]
     source = f" (from {ENV_PREFIX}{name.upper()})" if ENV_PREFIX + name.upper() in os.environ else ""
     got = error.get("input")
-    shown = "" if error["type"] in {"missing"} or isinstance(got, (dict, list)) or "got" in message else f", got {got!r}"
+    # Our own validators say what they got where it helps; pydantic's built-in checks do not.
+    shown = "" if error["type"] in {"missing", "value_error"} or isinstance(got, dict) else f", got {got!r}"
     return f"{where}{source}: {message}{shown}"

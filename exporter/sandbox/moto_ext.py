@@ -81,6 +81,10 @@ class IamAccessDenied(IAMException):
     code = "AccessDenied"
 
 
+class IamThrottling(IAMException):
+    code = "Throttling"
+
+
 class StsAccessDenied(STSClientError):
     code = "AccessDenied"
 
@@ -127,6 +131,8 @@ class RootState:
     deny_assume_role: bool = False
     report_generation_seconds: float = 0.0
     report_malformed: bool = False
+    # Every IAM call in this account answers Throttling (a throttled account, for fault tests).
+    throttle_iam: bool = False
 
     @property
     def arn(self) -> str:
@@ -432,6 +438,8 @@ def _list_mfa_devices(self: IamResponse, root: RootState) -> ActionResult:
 
 def _get_account_summary_response(original: Any) -> Any:
     def method(self: IamResponse) -> ActionResult:
+        if root_state(self.current_account).throttle_iam:
+            raise IamThrottling("Rate exceeded")
         policy = _root_session(self)
         if policy is not None and policy != "IAMAuditRootUserCredentials":
             raise IamAccessDenied(f"The task policy {policy} does not allow iam:GetAccountSummary")

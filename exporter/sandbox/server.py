@@ -109,6 +109,7 @@ class Sandbox:
         state.deny_assume_role = spec.assume_role == "denied"
         state.report_generation_seconds = spec.credential_report.generation_seconds
         state.report_malformed = spec.credential_report.malformed
+        state.throttle_iam = "throttle_iam" in spec.faults
         if root.mfa != "none":
             state.add_mfa(root.mfa)
         for kind in root.extra_mfa:
