@@ -213,6 +213,15 @@ def test_mfa_task_without_user_name_is_break_glass_and_with_other_user_is_not() 
     assert verdict_of(record).category == "administrative"
 
 
+@pytest.mark.parametrize("event_name", ["DeleteSigningCertificate", "DeleteLoginProfile", "UpdateAccessKey"])
+def test_own_credential_tasks_without_user_name_are_break_glass(event_name: str) -> None:
+    record = load("root_create_access_key_for_iam_user.json")
+    record["eventName"] = event_name
+    assert verdict_of(record).category == "administrative"  # names the IAM user alice
+    record["requestParameters"] = {"certificateId": "EXAMPLE"} if "Certificate" in event_name else None
+    assert verdict_of(record).category == "break_glass"
+
+
 def test_versioning_without_mfa_delete_is_not_break_glass() -> None:
     record = load("root_put_bucket_versioning_mfa_delete.json")
     del record["requestParameters"]["VersioningConfiguration"]["MfaDelete"]

@@ -122,7 +122,16 @@ _BREAK_GLASS_PLAIN: frozenset[tuple[str, str]] = frozenset(
         (SQS, "RemovePermission"),
     }
 )
-_ROOT_KEY_TASKS = frozenset({"CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"})
+# IAM acts on the caller's own credentials when these calls name no user: made as root,
+# they manage root's access keys (documented), and by the same rule root's signing
+# certificates and password, which likewise only root (or an AssumeRoot session) can touch.
+_ROOT_OWN_CREDENTIAL_TASKS = frozenset(
+    {
+        "CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey",
+        "UploadSigningCertificate", "UpdateSigningCertificate", "DeleteSigningCertificate",
+        "CreateLoginProfile", "UpdateLoginProfile", "DeleteLoginProfile",
+    }
+)
 _ROOT_MFA_TASKS = frozenset({"EnableMFADevice", "DeactivateMFADevice", "ResyncMFADevice"})
 _ROOT_MFA_USER = "AWS ROOT USER"
 
@@ -394,8 +403,8 @@ def _is_break_glass(record: Mapping[str, Any], event_source: str, event_name: st
         return True
     params = record.get("requestParameters")
     params = params if isinstance(params, Mapping) else {}
-    if event_source == IAM and event_name in _ROOT_KEY_TASKS:
-        # Root acting on its own keys names no user; with userName it manages an IAM user.
+    if event_source == IAM and event_name in _ROOT_OWN_CREDENTIAL_TASKS:
+        # With a userName, root is managing an IAM user's credentials: administrative.
         return params.get("userName") in (None, "")
     if event_source == IAM and event_name in _ROOT_MFA_TASKS:
         return params.get("userName") in (None, "", _ROOT_MFA_USER)
