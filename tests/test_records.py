@@ -8,6 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from exporter.activity.classify_cli import run_classify
 from exporter.activity.records import (
     Record,
@@ -226,3 +229,37 @@ def test_run_classify_unreadable_file_exits_2_but_processes_others(tmp_path: Pat
     assert run_classify([str(tmp_path / "missing.json"), str(good)], [], out, err) == 2
     assert len(out.getvalue().splitlines()) == 1
     assert "missing.json" in err.getvalue()
+
+
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_any_bytes_yield_only_records_and_errors(data: bytes) -> None:
+    for item in parse_records_bytes(data, "f"):
+        assert isinstance(item, (Record, RecordError))
+    for item in parse_cloudtrail_object(data, S3ObjectRef("b", "k")):
+        assert isinstance(item, (Record, RecordError))
+
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(
+        st.sampled_from(["Records", "detail", "detail-type", "source", "s3", "bucket", "object", "name", "key", "Event",
+                         "Type", "Message", "s3Bucket", "s3ObjectKey", "eventName"]) | st.text(max_size=5), children, max_size=4),
+    max_leaves=15,
+)
+
+
+@given(json_like)
+def test_any_json_message_yields_a_message(document: Any) -> None:
+    for body in (json.dumps(document), json.dumps({"Type": "Notification", "Message": json.dumps(document)})):
+        message = parse_sqs_message(body)
+        assert all(isinstance(o, S3ObjectRef) for o in message.objects)
+        assert all(isinstance(r, Record) for r in message.records)
+    for item in parse_records_bytes(json.dumps(document).encode(), "f"):
+        assert isinstance(item, (Record, RecordError))
+
+
+def test_deeply_nested_input_is_an_error_not_a_crash() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    items = list(parse_records_bytes(deep, "deep.json"))
+    assert items and all(isinstance(i, RecordError) for i in items)
+    assert parse_sqs_message(deep.decode()).errors

@@ -95,7 +95,7 @@ def parse_records_bytes(data: bytes, name: str) -> Iterator[Record | RecordError
     if not text.strip():
         return
     try:
-        document = json.loads(text)
+        document = _loads(text)
     except json.JSONDecodeError as whole_error:
         yield from _json_lines(text, name, whole_error)
         return
@@ -110,7 +110,7 @@ def parse_cloudtrail_object(data: bytes, ref: S3ObjectRef) -> Iterator[Record | 
         yield text
         return
     try:
-        document = json.loads(text)
+        document = _loads(text)
     except json.JSONDecodeError as exc:
         yield RecordError(name, f"not valid JSON ({exc.msg} at line {exc.lineno})", fatal=True)
         return
@@ -124,7 +124,7 @@ def parse_sqs_message(body: str, message_id: str = "") -> SqsMessage:
     """Records and S3 objects named by one SQS message body; see the module docstring."""
     name = f"sqs message {message_id}".rstrip()
     try:
-        document = json.loads(body)
+        document = _loads(body)
     except (json.JSONDecodeError, TypeError) as exc:
         return SqsMessage(errors=(RecordError(name, f"body is not JSON ({exc})"),))
     document = _unwrap_sns(document)
@@ -153,6 +153,14 @@ def is_cloudtrail_log_key(key: str) -> bool:
     return key.endswith(".json.gz") and "CloudTrail-Digest/" not in key and "CloudTrail-Insight/" not in key
 
 
+def _loads(text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        # A hostile or broken file can nest arrays deeper than the parser's stack.
+        raise json.JSONDecodeError("nested too deeply", text if isinstance(text, str) else "", 0) from None
+
+
 def _decode(data: bytes, name: str) -> str | RecordError:
     if data[:2] == _GZIP_MAGIC:
         try:
@@ -172,7 +180,7 @@ def _json_lines(text: str, name: str, whole_error: json.JSONDecodeError) -> Iter
         if not line.strip():
             continue
         try:
-            parsed.append((number, json.loads(line)))
+            parsed.append((number, _loads(line)))
         except json.JSONDecodeError as exc:
             parsed.append((number, exc))
     if not any(isinstance(value, Mapping) and value for _, value in parsed):
@@ -225,7 +233,7 @@ def _unwrap_sns(document: Any) -> Any:
     # S3 -> SNS -> SQS (and CloudTrail's own SNS topic) wraps the payload as a string.
     if isinstance(document, Mapping) and document.get("Type") == "Notification" and isinstance(document.get("Message"), str):
         try:
-            return json.loads(document["Message"])
+            return _loads(document["Message"])
         except json.JSONDecodeError:
             return document
     return document
