@@ -5,16 +5,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.activity.classify import Verdict, classify
-from exporter.activity.store import EventStore, StateFileError
+from exporter.activity.store import SOURCES, EventStore, StateFileError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cloudtrail"
 A = "111122223333"
@@ -274,6 +277,15 @@ def test_every_activity_metric_in_the_contract_is_exposed_with_its_labels() -> N
     assert exposed == contract
 
 
+def test_store_is_a_collector() -> None:
+    store = EventStore(START)
+    store.register_accounts([A])
+    registry = CollectorRegistry()
+    registry.register(store)
+    text = generate_latest(registry).decode()
+    assert 'aws_root_assumed_root_calls_total{account_id="111122223333",outcome="success"} 0.0' in text.splitlines()
+
+
 def test_state_roundtrip(tmp_path: Path) -> None:
     store = EventStore(START)
     store.register_accounts([A, B])
@@ -346,3 +358,44 @@ def test_atomic_save_leaves_no_temp_files(tmp_path: Path, monkeypatch: pytest.Mo
         store.save(path)
     assert sorted(os.listdir(tmp_path)) == ["state.json"]
     assert path.read_bytes() == original  # the old state survives a failed save
+
+
+@given(st.lists(st.tuples(st.integers(0, 30), st.sampled_from(SOURCES), st.integers(-600, 600)), max_size=60))
+def test_each_event_id_counts_once_whatever_the_source(ingests: list[tuple[int, str, int]]) -> None:
+    store = EventStore(START)
+    store.register_accounts([A])
+    for n, source, offset in ingests:
+        # The same id always carries the same eventTime, as in CloudTrail.
+        at = START + timedelta(minutes=n) + timedelta(seconds=(n * 37) % 600 - 300)
+        store.ingest(api_call(f"id-{n}", at), source, at + timedelta(seconds=abs(offset)))
+    ids = {n for n, _, _ in ingests}
+    live = {n for n in ids if START + timedelta(minutes=n) + timedelta(seconds=(n * 37) % 600 - 300) >= START}
+    s = samples(store)
+    counted = sum(v for k, v in s.items() if k[0] == "aws_root_api_calls_total")
+    duplicates = sum(v for k, v in s.items() if k[0] == "aws_root_events_duplicate_total")
+    delays = sum(v for k, v in s.items() if k[0] == "aws_root_event_delay_seconds_count")
+    assert counted == len(live)
+    assert delays == len(live)
+    assert duplicates == len(ingests) - len(ids)
+
+
+def test_concurrent_ingest_and_scrape() -> None:
+    store = EventStore(START)
+    store.register_accounts([A])
+    at = START + timedelta(minutes=1)
+
+    def work(worker: int) -> None:
+        for i in range(500):
+            # Half the ids are shared by all workers (the same record from several sources).
+            event_id = f"shared-{i}" if i % 2 else f"own-{worker}-{i}"
+            store.ingest(api_call(event_id, at), SOURCES[worker % 3], at)
+            if i % 50 == 0:
+                store.metric_families(at)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert value(store, "aws_root_api_calls_total", account_id=A, category="administrative", outcome="failure", approved="false") == 250 + 6 * 250
+    assert sum(v for k, v in samples(store).items() if k[0] == "aws_root_events_duplicate_total") == 5 * 250

@@ -329,6 +329,10 @@ class EventStore:
             families += [last, info, logins, delay]
             return families
 
+    def collect(self) -> list[Any]:
+        """prometheus_client Collector protocol: `registry.register(store)` works as is."""
+        return self.metric_families()
+
     # --- state file ------------------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:
