@@ -23,6 +23,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "cloudtrail"
 A = "111122223333"
 B = "222222222222"
 START = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+GRACE = timedelta(minutes=15)  # EventStore's default backfill_grace
 
 
 def fixture_verdict(name: str, **changes: Any) -> Verdict:
@@ -156,6 +157,17 @@ def test_backfill_does_not_inflate_counters() -> None:
     assert store.logins_90d(A, START + timedelta(minutes=10)) == 2
 
 
+def test_records_in_flight_at_a_fresh_start_are_counted() -> None:
+    store = EventStore(START)
+    store.register_accounts([A])
+    # Delivered by EventBridge a minute after start, it happened 5 minutes before it.
+    store.ingest(login("in-flight", START - timedelta(minutes=5)), "eventbridge_sqs", START + timedelta(minutes=1))
+    store.ingest(login("too-old", START - GRACE - timedelta(seconds=1)), "lookup_events", START + timedelta(minutes=1))
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true") == 1
+    assert store.logins_90d(A, START + timedelta(minutes=1)) == 2
+    assert EventStore(START, backfill_grace=timedelta(0)).counting_from == START
+
+
 def test_counters_continue_after_restart_with_state_file(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     store = EventStore(START)
@@ -164,12 +176,12 @@ def test_counters_continue_after_restart_with_state_file(tmp_path: Path) -> None
     store.save(path)
     # Restarted a day later; the poller catches up on what happened while it was down.
     restarted = EventStore.open(path, started_at=START + timedelta(days=1))
-    assert restarted.counting_from == START
+    assert restarted.counting_from == START - GRACE
     restarted.ingest(login("downtime", START + timedelta(hours=5)), "lookup_events", START + timedelta(days=1))
     restarted.ingest(login("live-1", START + timedelta(minutes=5)), "lookup_events", START + timedelta(days=1))
     assert value(restarted, "aws_root_console_logins_total", now=START + timedelta(days=1), account_id=A, outcome="success", mfa="true") == 2
     fresh = EventStore.open(tmp_path / "absent.json", started_at=START + timedelta(days=1))
-    assert fresh.counting_from == START + timedelta(days=1)
+    assert fresh.counting_from == START + timedelta(days=1) - GRACE
 
 
 def test_kinds_feed_their_metrics() -> None:
@@ -369,7 +381,7 @@ def test_each_event_id_counts_once_whatever_the_source(ingests: list[tuple[int, 
         at = START + timedelta(minutes=n) + timedelta(seconds=(n * 37) % 600 - 300)
         store.ingest(api_call(f"id-{n}", at), source, at + timedelta(seconds=abs(offset)))
     ids = {n for n, _, _ in ingests}
-    live = {n for n in ids if START + timedelta(minutes=n) + timedelta(seconds=(n * 37) % 600 - 300) >= START}
+    live = {n for n in ids if START + timedelta(minutes=n) + timedelta(seconds=(n * 37) % 600 - 300) >= START - GRACE}
     s = samples(store)
     counted = sum(v for k, v in s.items() if k[0] == "aws_root_api_calls_total")
     duplicates = sum(v for k, v in s.items() if k[0] == "aws_root_events_duplicate_total")

@@ -33,12 +33,16 @@ exact whatever the id retention.
 Backfill and restarts: a store has a `counting_from` time. A record whose `eventTime` is
 before it is history: it updates the 90-day login list, the last activity time and the
 last event details, and is remembered for deduplication, but it does NOT increment any
-`_total` counter or the delay histogram. A fresh store (no state file) counts from the
-moment the exporter started, so reading 90 days of CloudTrail history on a restart does
-not show up as a burst in `increase(aws_root_console_logins_total[1h])`. A store loaded
-from a state file keeps the stored `counting_from` and counter values: counters continue
-where they were, and records that happened while the exporter was down are counted when
-the pollers catch up from their checkpoints.
+`_total` counter or the delay histogram. A fresh store (no state file) counts from
+`backfill_grace` (default 15 minutes, CloudTrail's worst documented delivery delay) before
+the exporter started, so reading 90 days of CloudTrail history on a restart does not show
+up as a burst in `increase(aws_root_console_logins_total[1h])`, while a root login a few
+minutes before the restart, still in flight when the old process stopped, is counted.
+(At worst a record the previous process already counted is counted again after a
+restart without a state file: that errs toward alerting.) A store loaded from a state
+file keeps the stored `counting_from` and counter values: counters continue where they
+were, and records that happened while the exporter was down are counted when the pollers
+catch up from their checkpoints.
 
 Sample exposition (`metric_families()` rendered by prometheus_client)::
 
@@ -89,6 +93,7 @@ DELAY_BUCKETS: tuple[float, ...] = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 
 LOGIN_WINDOW = timedelta(days=90)
 DEFAULT_DEDUP_RETENTION = timedelta(days=7)
 DEFAULT_MAX_EVENT_IDS = 200_000
+DEFAULT_BACKFILL_GRACE = timedelta(minutes=15)
 _PRUNE_EVERY = 10_000
 _REASON = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _BOOL = {True: "true", False: "false"}
@@ -131,14 +136,16 @@ class EventStore:
         self,
         started_at: datetime,
         *,
+        backfill_grace: timedelta = DEFAULT_BACKFILL_GRACE,
         dedup_retention: timedelta = DEFAULT_DEDUP_RETENTION,
         max_event_ids: int = DEFAULT_MAX_EVENT_IDS,
     ):
+        """A fresh store; `started_at` is when the exporter started (see the module docstring)."""
         _require_aware(started_at, "started_at")
         if max_event_ids < 1:
             raise ValueError("max_event_ids must be at least 1")
         self._lock = threading.RLock()
-        self.counting_from = started_at
+        self.counting_from = started_at - backfill_grace
         self._retention = dedup_retention.total_seconds()
         self._max_ids = max_event_ids
         self._accounts: set[str] = set()
@@ -384,7 +391,7 @@ class EventStore:
             raise StateFileError(f"{where}: unsupported version {version!r} (this exporter reads version {STATE_VERSION})")
         try:
             counting_from = datetime.fromisoformat(state["counting_from"])
-            store = cls(counting_from, dedup_retention=dedup_retention, max_event_ids=max_event_ids)
+            store = cls(counting_from, backfill_grace=timedelta(0), dedup_retention=dedup_retention, max_event_ids=max_event_ids)
             store._load(state)
         except StateFileError:
             raise
@@ -470,11 +477,20 @@ class EventStore:
         return cls.from_state(state, dedup_retention=dedup_retention, max_event_ids=max_event_ids, where=where)
 
     @classmethod
-    def open(cls, path: str | Path | None, started_at: datetime, **options: Any) -> EventStore:
-        """The stored state when `path` exists, else a fresh store counting from `started_at`."""
+    def open(
+        cls,
+        path: str | Path | None,
+        started_at: datetime,
+        *,
+        backfill_grace: timedelta = DEFAULT_BACKFILL_GRACE,
+        dedup_retention: timedelta = DEFAULT_DEDUP_RETENTION,
+        max_event_ids: int = DEFAULT_MAX_EVENT_IDS,
+    ) -> EventStore:
+        """The stored state when `path` exists (a bad file raises StateFileError, never a
+        silent fresh start), else a fresh store for an exporter started at `started_at`."""
         if path is not None and Path(path).exists():
-            return cls.load(path, **options)
-        return cls(started_at, **options)
+            return cls.load(path, dedup_retention=dedup_retention, max_event_ids=max_event_ids)
+        return cls(started_at, backfill_grace=backfill_grace, dedup_retention=dedup_retention, max_event_ids=max_event_ids)
 
 
 def _inc(counter: dict[Any, float], key: Any) -> None:
