@@ -70,6 +70,7 @@ Sample exposition (`metric_families()` rendered by prometheus_client)::
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import math
 import os
@@ -97,6 +98,9 @@ DEFAULT_BACKFILL_GRACE = timedelta(minutes=15)
 _PRUNE_EVERY = 10_000
 _REASON = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _BOOL = {True: "true", False: "false"}
+
+
+_Counter = dict[tuple[str, ...], float]  # label values -> count
 
 
 class StateFileError(Exception):
@@ -149,14 +153,14 @@ class EventStore:
         self._retention = dedup_retention.total_seconds()
         self._max_ids = max_event_ids
         self._accounts: set[str] = set()
-        self._console_logins: dict[tuple[str, str, str], float] = {}
-        self._signin_events: dict[tuple[str, str, str], float] = {}
-        self._api_calls: dict[tuple[str, str, str, str], float] = {}
-        self._api_by_source: dict[tuple[str, str], float] = {}
-        self._assumed_root: dict[tuple[str, str], float] = {}
-        self._assume_root: dict[tuple[str, str, str], float] = {}
+        self._console_logins: _Counter = {}
+        self._signin_events: _Counter = {}
+        self._api_calls: _Counter = {}
+        self._api_by_source: _Counter = {}
+        self._assumed_root: _Counter = {}
+        self._assume_root: _Counter = {}
         self._duplicates: dict[str, float] = {source: 0.0 for source in SOURCES}
-        self._rejected: dict[tuple[str, str], float] = {}
+        self._rejected: _Counter = {}
         self._delay: dict[str, _Histogram] = {source: _Histogram.empty() for source in SOURCES}
         self._last_activity: dict[str, float] = {}
         self._last_event: dict[str, _LastEvent] = {}
@@ -444,10 +448,8 @@ class EventStore:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            except FileNotFoundError:
-                pass
             raise
         # The rename itself must reach the disk, or a crash can bring the old file back.
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -493,7 +495,7 @@ class EventStore:
         return cls(started_at, backfill_grace=backfill_grace, dedup_retention=dedup_retention, max_event_ids=max_event_ids)
 
 
-def _inc(counter: dict[Any, float], key: Any) -> None:
+def _inc(counter: _Counter, key: tuple[str, ...]) -> None:
     counter[key] = counter.get(key, 0.0) + 1
 
 
@@ -508,10 +510,10 @@ def _rows(counter: Mapping[tuple[str, ...], float]) -> list[list[Any]]:
     return [[*key, value] for key, value in sorted(counter.items())]
 
 
-def _parse_rows(rows: Any, name: str, arity: int) -> dict[tuple[str, ...], float]:
+def _parse_rows(rows: Any, name: str, arity: int) -> _Counter:
     if not isinstance(rows, list):
         raise ValueError(f"counters.{name} is not a list")
-    parsed: dict[tuple[str, ...], float] = {}
+    parsed: _Counter = {}
     for row in rows:
         if not isinstance(row, list) or len(row) != arity + 1 or not all(isinstance(x, str) for x in row[:arity]):
             raise ValueError(f"counters.{name} has a bad row {row!r:.80}")
