@@ -286,6 +286,9 @@ def test_non_object_record_is_malformed() -> None:
 
 def test_incomplete_non_root_record_is_simply_not_root() -> None:
     assert classify({"userIdentity": {"type": "AssumedRole"}}) is None
+    assert classify({"eventType": "AwsServiceEvent", "eventID": "x"}) is None
+    with pytest.raises(MalformedRecord, match="userIdentity"):
+        classify({"eventType": "AwsApiCall", "eventID": "x"})
 
 
 def test_naive_event_time_is_utc() -> None:

@@ -148,8 +148,8 @@ class MalformedRecord(ValueError):
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What one root (or AssumeRoot) record means. Every string field is a bounded value
-    fit for a label, except `event_id`, `event_name`, `event_source`, `source_ip` and
-    `region`, which come from the record."""
+    fit for a label, except `event_id`, `event_name`, `event_source`, `source_ip`,
+    `region` and `error_code`, which are copied from the record."""
 
     event_id: str
     account_id: str
@@ -181,8 +181,8 @@ def classify(record: Mapping[str, Any], windows: Sequence[BreakGlassWindow] = ()
         raise MalformedRecord(f"record is a {type(record).__name__}, not a JSON object")
     identity = record.get("userIdentity")
     if not isinstance(identity, Mapping):
-        if record.get("eventType") == "AwsCloudTrailInsight":
-            return None  # Insights records carry no identity and are never root activity
+        if record.get("eventType") in ("AwsCloudTrailInsight", "AwsServiceEvent"):
+            return None  # records that may lack an identity and are never root activity
         raise MalformedRecord("userIdentity is missing or not an object", _event_id_hint(record))
     identity_type = identity.get("type")
     event_source = record.get("eventSource")

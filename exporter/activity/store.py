@@ -194,7 +194,10 @@ class EventStore:
             return self._checkpoints.get(source_key)
 
     def reject(self, source: str, reason: str) -> None:
-        """Count a record or message that could not be processed (a bounded `reason`)."""
+        """Count a record or message that could not be processed, by a bounded `reason`:
+        `malformed_record` (classify raised MalformedRecord), `malformed_message` (an SQS
+        body or object that holds no usable record), `fetch_failed` (an S3 object could not
+        be read)."""
         _require_source(source)
         if not _REASON.match(reason):
             raise ValueError(f"reason must be a short snake_case word, got {reason!r}")
