@@ -16,7 +16,9 @@ Rules (see /work/shared/reference/aws-root-facts.md sections 1, 2 and 4):
 * Kind: `signin.amazonaws.com` `ConsoleLogin` is `console_login`; any other sign-in record
   is `signin_other` with a bounded `signin_event`; everything else is `api_call`. A
   non-root `sts.amazonaws.com` `AssumeRoot` record is `assume_root_call`, attributed to the
-  TARGET account.
+  TARGET account (`"unknown"` when the request names none). The classifier cannot know
+  which account is the management account, and a delegated administrator may call
+  AssumeRoot too, so every non-root caller counts.
 * `assumed_root` (an action inside a centralized-root-access privileged session, not a
   person holding root credentials):
     1. `userIdentity.sessionContext.assumedRoot` is `"true"` (AWS's documented marker), or

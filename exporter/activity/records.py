@@ -27,7 +27,7 @@ import gzip
 import json
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -72,7 +72,7 @@ class SqsMessage:
     objects: tuple[S3ObjectRef, ...] = ()
     errors: tuple[RecordError, ...] = ()
     test_event: bool = False
-    skipped_keys: tuple[str, ...] = field(default=())
+    skipped_keys: tuple[str, ...] = ()  # digest/Insights files and non-create events
 
 
 def read_records_file(path: str | Path) -> Iterator[Record | RecordError]:
