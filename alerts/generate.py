@@ -59,7 +59,7 @@ LAST_EVENT_QUERY = (
 )
 LAST_EVENT = (
     "{{ with printf `" + LAST_EVENT_QUERY + "` $labels.account_id | query }}"
-    "{{ with first }}"
+    "{{ with . | first }}"
     " Latest root record: {{ .Labels.event_name }} ({{ .Labels.event_source }},"
     " outcome {{ .Labels.outcome }}) at {{ .Value | humanizeTimestamp }}"
     " from source IP {{ .Labels.source_ip }}, MFA used: {{ .Labels.mfa }}."
@@ -281,7 +281,7 @@ def posture_alert(name, control, summary, description, severity="warning", extra
 ACTIVE_KEYS = (
     "{{ with printf `sum("
     + m("aws_root_access_keys", 'account_id="%s"', 'status="active"')
-    + ")` $labels.account_id | query }}{{ with first }} Active keys:"
+    + ")` $labels.account_id | query }}{{ with . | first }} Active keys:"
     ' {{ .Value | printf "%.0f" }}.{{ end }}{{ end }}'
 )
 
@@ -324,7 +324,7 @@ def exporter_alerts() -> list[dict]:
         "{{ with printf `topk(1, sum by (reason) (increase("
         + m("aws_root_collector_errors_total", 'account_id="%s"', 'collector="%s"')
         + "[1h])))` $labels.account_id $labels.collector | query }}"
-        "{{ with first }} Most frequent error reason in the last hour: {{ .Labels.reason }}.{{ end }}{{ end }}"
+        "{{ with . | first }} Most frequent error reason in the last hour: {{ .Labels.reason }}.{{ end }}{{ end }}"
     )
     return [
         alert(
