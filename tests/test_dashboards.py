@@ -1,0 +1,240 @@
+"""Checks of the generated Grafana dashboards.
+
+- the committed JSON equals the generator's output;
+- each dashboard validates against the JSON Schema generated from @grafana/schema
+  (dashboards/schema/dashboard.schema.json), and that schema does reject bad dashboards;
+- every panel query (dashboards/queries.py, variables substituted) parses with promtool and
+  only uses metrics documented in docs/metrics.md;
+- datasource variable, `ou` and `account` variables, stable uids, KPI targets, layout.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DASHBOARDS = ROOT / "dashboards"
+SCHEMA = json.loads((DASHBOARDS / "schema" / "dashboard.schema.json").read_text())
+METRICS_DOC = ROOT / "docs" / "metrics.md"
+
+sys.path.insert(0, str(DASHBOARDS))
+sys.path.insert(0, str(ROOT / "alerts"))
+import config  # noqa: E402  (alerts/config.py)
+from queries import dashboard_queries, substitute  # noqa: E402  (dashboards/queries.py)
+
+EXPECTED = {
+    "aws-root-overview.json": "aws-root-overview",
+    "aws-root-account.json": "aws-root-account",
+    "aws-root-exporter-health.json": "aws-root-exporter-health",
+}
+
+
+def load(name: str) -> dict:
+    return json.loads((DASHBOARDS / name).read_text())
+
+
+def all_panels(dashboard: dict) -> list[dict]:
+    out = []
+    for panel in dashboard["panels"]:
+        out.append(panel)
+        out.extend(panel.get("panels", []))
+    return out
+
+
+def test_committed_dashboards_equal_generator_output():
+    result = subprocess.run(
+        [sys.executable, str(DASHBOARDS / "generate.py"), "--check"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_files_are_the_expected_ones():
+    assert sorted(p.name for p in DASHBOARDS.glob("*.json")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_dashboard_matches_grafana_schema(name):
+    jsonschema.validate(load(name), SCHEMA)
+
+
+def test_schema_rejects_broken_dashboards():
+    """The schema is not vacuous: typical mistakes are caught."""
+    good = load("aws-root-overview.json")
+    broken_variants = []
+    d = copy.deepcopy(good)
+    del d["schemaVersion"]
+    broken_variants.append(d)
+    d = copy.deepcopy(good)
+    del d["panels"][0]["type"]
+    broken_variants.append(d)
+    d = copy.deepcopy(good)
+    d["panels"][0]["gridPos"] = {"x": 0, "y": 0}
+    broken_variants.append(d)
+    d = copy.deepcopy(good)
+    d["templating"]["list"][0]["type"] = "not-a-variable-type"
+    broken_variants.append(d)
+    d = copy.deepcopy(good)
+    d["time"] = {"from": "now-1h"}
+    broken_variants.append(d)
+    for broken in broken_variants:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, SCHEMA)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_uid_variables_and_datasource(name):
+    d = load(name)
+    assert d["uid"] == EXPECTED[name]
+    assert d["schemaVersion"] >= 36  # Grafana 10+
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    ou, account = variables["ou"], variables["account"]
+    assert ou["query"] == f"label_values(aws_root_account_info{config.selector()}, ou_name)"
+    assert "aws_root_account_info" in account["query"] and 'ou_name=~"$ou"' in account["query"]
+    assert "(?<value>" in account["regex"] and "(?<text>" in account["regex"]
+    assert re.search(r"account_id=\"\(\?<value>", account["regex"])
+    for panel in all_panels(d):
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        refs = [t["refId"] for t in panel.get("targets", [])]
+        assert len(refs) == len(set(refs)), panel["title"]
+        for t in panel.get("targets", []):
+            assert t["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_layout_has_no_overlap_and_unique_ids(name):
+    d = load(name)
+    panels = all_panels(d)
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    titles = [p["title"] for p in panels]
+    assert len(titles) == len(set(titles)), "panel titles identify queries: keep them unique"
+    cells = set()
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24, p["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f"{p['title']} overlaps another panel"
+                cells.add((x, y))
+
+
+def test_overview_kpis_against_targets():
+    panels = {p["title"]: p for p in all_panels(load("aws-root-overview.json"))}
+
+    def steps(title):
+        return [(s["value"], s["color"]) for s in
+                panels[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+
+    logins = panels["Root console logins, trailing 90 days"]
+    assert logins["type"] == "stat"
+    assert "aws_root_console_logins_90d" in logins["targets"][0]["expr"]
+    assert steps(logins["title"]) == [
+        (None, "green"), (config.TARGET_ROOT_LOGINS_PER_QUARTER + 1, "red")]
+
+    mtta = panels["Mean time to alert"]
+    assert "aws_root_event_delay_seconds_sum" in mtta["targets"][0]["expr"]
+    assert mtta["fieldConfig"]["defaults"]["unit"] == "s"
+    assert steps(mtta["title"]) == [(None, "green"), (config.TARGET_TIME_TO_ALERT_SECONDS, "red")]
+
+    mfa = panels["Root MFA adoption"]
+    assert 'control="mfa_enabled"' in mfa["targets"][0]["expr"]
+    assert mfa["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert steps(mfa["title"]) == [(None, "red"), (config.TARGET_MFA_ADOPTION_RATIO, "green")]
+
+    for title in ("Hardware root MFA", "Accounts with root access keys",
+                  "Accounts failing a root control", "Root activity by category"):
+        assert title in panels
+    for p in panels.values():
+        if p["type"] == "stat":
+            assert p["options"]["reduceOptions"]["calcs"], p["title"]
+
+
+def test_account_detail_shows_last_event_info():
+    d = load("aws-root-account.json")
+    exprs = " ".join(t["expr"] for p in all_panels(d) for t in p.get("targets", []))
+    assert "aws_root_last_event_info" in exprs
+    account = next(v for v in d["templating"]["list"] if v["name"] == "account")
+    assert account["multi"] is False
+
+
+def test_health_dashboard_covers_exporter_internals():
+    d = load("aws-root-exporter-health.json")
+    exprs = " ".join(t["expr"] for p in all_panels(d) for t in p.get("targets", []))
+    for metric in ("aws_root_sweep_duration_seconds", "aws_root_collector_errors_total",
+                   "aws_root_api_errors_total", "aws_root_event_delay_seconds_bucket"):
+        assert metric in exprs
+
+
+# --- queries --------------------------------------------------------------------------
+
+QUERIES = dashboard_queries()
+
+
+def test_dashboard_queries_cover_every_target():
+    targets = sum(
+        len(p.get("targets", [])) for name in EXPECTED for p in all_panels(load(name))
+    )
+    variables = sum(
+        1 for name in EXPECTED for v in load(name)["templating"]["list"] if v["type"] == "query"
+    )
+    assert len(QUERIES) == targets + variables
+    assert {uid for uid, _, _ in QUERIES} == set(EXPECTED.values())
+
+
+def test_substitution():
+    assert substitute('x{a=~"$account"}[$__rate_interval]') == 'x{a=~".*"}[5m]'
+    assert substitute("increase(x[$__range])") == "increase(x[1h])"
+    assert substitute("y[${__interval}]") == "y[1m]"
+
+
+def test_no_variables_left_in_queries():
+    leftovers = [(uid, title, expr) for uid, title, expr in QUERIES if "$" in expr]
+    assert not leftovers
+
+
+def test_queries_use_the_job_selector_and_documented_metrics():
+    known = set(re.findall(r"^\| `(aws_root_\w+)` \|", METRICS_DOC.read_text(), re.M))
+    assert len(known) > 20
+    for uid, title, expr in QUERIES:
+        for sel in re.findall(r"\b(?:aws_root_\w+|up)\{([^}]*)\}", expr):
+            assert config.JOB_SELECTOR in sel, (uid, title, expr)
+        for name in re.findall(r"(?<![\w:])(aws_root_\w+)(?![\w:])", expr):
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert name in known or base in known, (uid, title, name)
+
+
+def test_every_query_parses_with_promtool(tmp_path):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed"
+    rules = [{"record": f"dashboard_query_{i}", "expr": expr}
+             for i, (_, _, expr) in enumerate(QUERIES)]
+    path = tmp_path / "queries.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard-queries", "rules": rules}]}))
+    result = subprocess.run([promtool, "check", "rules", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+
+def test_promtool_parse_check_can_fail(tmp_path):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed"
+    path = tmp_path / "bad.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [
+        {"record": "bad", "expr": 'sum by (x) (rate(y{a=~".*"}[$__rate_interval]))'}]}]}))
+    result = subprocess.run([promtool, "check", "rules", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
