@@ -6,6 +6,7 @@ and `amtool config routes test`. They are required, not optional: a missing bina
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
 import re
 import shutil
@@ -23,8 +24,17 @@ RUNBOOK = ALERTS / "runbook.md"
 AM_CONFIG = ALERTS / "alertmanager.example.yml"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 
-sys.path.insert(0, str(ALERTS))
-import config  # noqa: E402  (alerts/config.py)
+
+
+def _load(name: str, path: pathlib.Path):
+    """Import a file under a unique module name (no sys.path change, no name clashes)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+config = _load("aws_root_alerts_config", ALERTS / "config.py")
 
 
 def tool(name: str) -> str:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import pathlib
 import re
@@ -27,10 +28,19 @@ DASHBOARDS = ROOT / "dashboards"
 SCHEMA = json.loads((DASHBOARDS / "schema" / "dashboard.schema.json").read_text())
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 
-sys.path.insert(0, str(DASHBOARDS))
-sys.path.insert(0, str(ROOT / "alerts"))
-import config  # noqa: E402  (alerts/config.py)
-from queries import dashboard_queries, substitute  # noqa: E402  (dashboards/queries.py)
+
+
+def _load(name: str, path: pathlib.Path):
+    """Import a file under a unique module name (no sys.path change, no name clashes)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+config = _load("aws_root_alerts_config", ROOT / "alerts" / "config.py")
+_queries = _load("aws_root_dashboard_queries", DASHBOARDS / "queries.py")
+dashboard_queries, substitute = _queries.dashboard_queries, _queries.substitute
 
 EXPECTED = {
     "aws-root-overview.json": "aws-root-overview",
