@@ -44,7 +44,7 @@ def tool(name: str) -> str:
 
 
 def run(*args: str, cwd: pathlib.Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
 
 
 def load_rules() -> list[dict]:
