@@ -632,3 +632,21 @@ def test_repository_chart_holds_no_placeholders() -> None:
     assert not [name for name in names if name.startswith("placeholder")]
     for path in (CHART / "files").rglob("*"):
         assert not path.is_symlink(), f"{path} is a symlink: the chart holds copies"
+
+
+def test_job_label_is_stable_for_the_alert_rules(chart) -> None:
+    """The alert rules select job="aws-root-exporter", whatever the release is called."""
+    rendered = chart.render(
+        {"serviceMonitor": {"enabled": True}}, name="security-prod", namespace=NAMESPACE, is_install=True
+    )
+    docs = [
+        doc
+        for path, text in rendered.items()
+        if not path.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+    monitor = _one(docs, "ServiceMonitor")
+    service = next(doc for doc in _kinds(docs, "Service") if doc["metadata"]["name"] == monitor["metadata"]["name"])
+    assert service["metadata"]["name"] == "security-prod-aws-root-exporter"
+    assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "aws-root-exporter"
