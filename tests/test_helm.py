@@ -650,3 +650,15 @@ def test_job_label_is_stable_for_the_alert_rules(chart) -> None:
     service = next(doc for doc in _kinds(docs, "Service") if doc["metadata"]["name"] == monitor["metadata"]["name"])
     assert service["metadata"]["name"] == "security-prod-aws-root-exporter"
     assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "aws-root-exporter"
+
+
+def test_schema_knows_every_documented_setting() -> None:
+    """values.schema.json types every setting of docs/configuration.md, and no other: a new
+    setting fails here until the schema (and values.yaml) learn it (extraConfig meanwhile)."""
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    config = schema["properties"]["config"]
+    assert config["additionalProperties"] is False
+    assert set(config["properties"]) == SETTINGS
+    managed = {name for name, prop in config["properties"].items() if "allOf" in prop}
+    assert managed == {"listen_address", "shard_index", "shard_count", "state_file", "external_id"}
+    assert set(schema["properties"]["extraConfig"]["properties"]) == managed
