@@ -621,7 +621,8 @@ def test_helm_follows_symlinks_but_not_dangling_ones(tmp_path: Path) -> None:
     link = chart / "files" / "alerts" / "linked.rules.yml"
     link.symlink_to(outside)
     docs = _render(helm_python.Chart.load(chart), {"prometheusRule": {"enabled": True}})
-    assert _one(docs, "PrometheusRule")["spec"]["groups"][0]["name"] == "placeholder-root-activity"
+    groups = [group["name"] for group in _one(docs, "PrometheusRule")["spec"]["groups"]]
+    assert "placeholder-root-activity" in groups
     outside.unlink()
     with pytest.raises(helm_python.HelmChartLoadError, match="symlink"):
         helm_python.Chart.load(chart)
