@@ -170,7 +170,8 @@ def _dashboard_files(chart_dir: Path) -> list[Path]:
 
 # ---------------------------------------------------------- CRD shape (no bundled schema)
 
-_DURATION = re.compile(r"^(0|([0-9]+(ms|s|m|h|d|w|y))+)$")
+# Prometheus durations: units in descending order, each at most once (5m, 1h30m, 0).
+_DURATION = re.compile(r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
@@ -467,6 +468,7 @@ BAD_VALUES = [
     ({"image": {"digest": "latest"}}, "at '/image/digest'"),
     ({"serviceMonitor": {"enabled": "true"}}, "at '/serviceMonitor/enabled': got string, want boolean"),
     ({"serviceMonitor": {"interval": "1 minute"}}, "at '/serviceMonitor/interval'"),
+    ({"serviceMonitor": {"scrapeTimeout": "30s1m"}}, "at '/serviceMonitor/scrapeTimeout'"),
     ({"prometheusRule": {"enabled": "yes"}}, "at '/prometheusRule/enabled': got string, want boolean"),
     ({"dashboards": {"labelValue": 1}}, "at '/dashboards/labelValue': got number, want string"),
     ({"aws": {"credentials": {"secretAccessKey": "abc"}}}, "store the key in a Secret and set aws.credentials.existingSecret"),
