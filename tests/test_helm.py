@@ -396,10 +396,10 @@ def test_sharded_statefulset(chart) -> None:
     assert env["AWS_ROOT_EXPORTER_SHARD_COUNT"]["value"] == "3"
     index = env["AWS_ROOT_EXPORTER_SHARD_INDEX"]
     assert index["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
-    # Kubernetes labels pod i of the StatefulSet with pod-index "i": distinct indices 0..N-1.
-    pod_labels = [{"apps.kubernetes.io/pod-index": str(i)} for i in range(statefulset["spec"]["replicas"])]
-    indices = [int(labels["apps.kubernetes.io/pod-index"]) for labels in pod_labels]
-    assert sorted(indices) == list(range(3))
+    # Kubernetes (>= 1.28) labels pod <name>-i with pod-index "i": the N pods get the
+    # distinct indices 0..N-1, and only a StatefulSet guarantees each exists at most once.
+    assert "value" not in index, "one pod template for all shards: the index cannot be a literal"
+    assert statefulset["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
     headless = [svc for svc in _kinds(docs, "Service") if svc["spec"].get("clusterIP") == "None"]
     assert [svc["metadata"]["name"] for svc in headless] == [statefulset["spec"]["serviceName"]]
 
