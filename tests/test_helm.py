@@ -62,7 +62,7 @@ PLACEHOLDER_DASHBOARD = json.dumps(
 )
 
 # Every setting the exporter knows, from the table in docs/configuration.md.
-SETTINGS = set(re.findall(r"^\| `([a-z_]+)` \|", (ROOT / "docs" / "configuration.md").read_text(), re.M))
+SETTINGS = set(re.findall(r"^\| `([a-z0-9_]+)` \|", (ROOT / "docs" / "configuration.md").read_text(), re.M))
 
 HARDENED_CONTAINER = {
     "runAsNonRoot": True,
