@@ -1,6 +1,6 @@
 """Render the exporter's state as Prometheus metrics. No I/O, no AWS: a scrape reads memory.
 
-Sample of the exposition (see docs/metrics.md for every metric):
+Sample of the exposition (see README.md (Metrics) for every metric):
 
     # HELP aws_root_mfa_enabled 1 when the root user has an MFA device (AccountMFAEnabled). Refreshed every posture sweep.
     # TYPE aws_root_mfa_enabled gauge
