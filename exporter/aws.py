@@ -231,9 +231,7 @@ class Aws:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            reason = classify_error(exc)
-            self.stats.record(name, reason)
-            raise AwsError(reason, name, error_code(exc), _message(exc)) from None
+            raise self._failed(name, exc) from None
         self.stats.record(name, None)
         return response
 
@@ -249,10 +247,13 @@ class Aws:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            reason = classify_error(exc)
-            self.stats.record(name, reason)
-            raise AwsError(reason, name, error_code(exc), _message(exc)) from None
+            raise self._failed(name, exc) from None
         return items
+
+    def _failed(self, name: str, exc: BaseException) -> AwsError:
+        reason = classify_error(exc)
+        self.stats.record(name, reason)
+        return AwsError(reason, name, error_code(exc), _message(exc))
 
     # -- credentials for member accounts -------------------------------------------------
 
