@@ -174,7 +174,7 @@ class Exposition:
 
     def render(self, want_gzip: bool = False) -> bytes:
         # Time-derived values (the trailing 90-day login count) move by the minute at most.
-        key = (self.state.version, sum(self.state.api.requests.values()), int(time.time() // 60))
+        key = (self.state.version, self.state.api.total, int(time.time() // 60))
         with self._lock:
             if key != self._key:
                 self._plain = generate_latest(self.registry)
