@@ -153,6 +153,10 @@ class Settings(BaseSettings):
         None, description="File that keeps activity checkpoints and seen event ids across restarts."
     )
     state_save_interval_seconds: float = Field(30.0, ge=1, description="Seconds between saves of the state file.")
+    web_config_file: Path | None = Field(
+        None,
+        description="Prometheus web configuration file (exporter-toolkit format) for TLS and basic auth on the HTTP endpoints; see docs/security.md.",
+    )
     log_level: str = Field("info", description="`debug`, `info`, `warning` or `error`.")
     log_format: LogFormat = Field(LogFormat.text, description="`text` or `json` (one object per line).")
 
@@ -213,6 +217,15 @@ class Settings(BaseSettings):
     def _queue_url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/]+/\d{12}/[\w-]+(\.fifo)?$", value):
             raise ValueError(f"must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>), got {value!r}")
+        return value
+
+    @field_validator("web_config_file")
+    @classmethod
+    def _web_config_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from .webconfig import check_web_config  # reads the file, its certificates and keys
+
+            check_web_config(value)
         return value
 
     @field_validator("log_level")
