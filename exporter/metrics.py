@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from . import __version__
 from .aws import REASONS
 from .posture import CONTROLS, MFA_KINDS
+from .scp_sweep import SCP, snapshot_scp_families
 from .state import ExporterState
 from .sweep import DISCOVERY, ORG_FEATURES, POSTURE
 
@@ -44,6 +45,7 @@ class ExporterCollector(Collector):
         yield from self._accounts(snap)
         yield from self._posture(snap)
         yield from self._health(state, snap)
+        yield from snapshot_scp_families(snap)
         for families in list(state.extra_families):
             yield from families()
 
@@ -131,6 +133,7 @@ class ExporterCollector(Collector):
         counts = dict(state.collector_errors)
         keys = {(a.account_id, POSTURE) for a in snap.accounts}
         keys |= {key for key in snap.status if key[1] == ORG_FEATURES}
+        keys |= {key for key in snap.status if key[1] == SCP}
         if snap.management_account_id:
             keys.add((snap.management_account_id, DISCOVERY))
         keys |= {(aid, collector) for aid, collector, _ in counts}
