@@ -29,6 +29,8 @@ class Sandbox:
         self._server: Any = None
         self.ou_ids: dict[str, str] = {}
         self.root_id = ""
+        # SCP name -> policy id of the scenario's service control policies (set by seed()).
+        self.scp_ids: dict[str, str] = {}
 
     @property
     def endpoint_url(self) -> str:
@@ -64,6 +66,7 @@ class Sandbox:
         from moto.organizations.models import organizations_backends
 
         from . import moto_ext
+        from .scps import seed_scps
 
         org = organizations_backends[MANAGEMENT_ACCOUNT_ID]["aws"]
         org.create_organization(region="us-east-1", FeatureSet="ALL")
@@ -86,6 +89,7 @@ class Sandbox:
             org_utils.make_random_account_id = original_id
         for spec in self.scenario.all_accounts:
             self._seed_root(spec)
+        self.scp_ids = seed_scps(org, self.scenario, self.root_id, self.ou_ids)
 
     def _ou(self, org: Any, path: str) -> str:
         parent = self.root_id
