@@ -13,7 +13,9 @@ moto's reset clears it. What is added:
 - `iam:ListOrganizationsFeatures` (centralized root access);
 - `sts:AssumeRoot` and the `IAMAuditRootUserCredentials` session it opens: the audit
   calls on the root user, and AccessDenied for everything the task policy does not allow;
-- member roles that cannot be assumed (AccessDenied from `sts:AssumeRole`).
+- member roles that cannot be assumed (AccessDenied from `sts:AssumeRole`);
+- CloudTrail `LookupEvents` over records the sandbox holds, with AWS's limit of 2
+  requests per second per account and region (`ThrottlingException` beyond it).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from botocore import xform_name
+from moto.cloudtrail.responses import CloudTrailResponse
+from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
 from moto.iam import iam_backends
 from moto.iam.exceptions import IAMException, ReportNotPresentException
@@ -81,6 +85,10 @@ class IamAccessDenied(IAMException):
     code = "AccessDenied"
 
 
+class IamThrottling(IAMException):
+    code = "Throttling"
+
+
 class StsAccessDenied(STSClientError):
     code = "AccessDenied"
 
@@ -127,6 +135,8 @@ class RootState:
     deny_assume_role: bool = False
     report_generation_seconds: float = 0.0
     report_malformed: bool = False
+    # Every IAM call in this account answers Throttling (a throttled account, for fault tests).
+    throttle_iam: bool = False
 
     @property
     def arn(self) -> str:
@@ -432,6 +442,8 @@ def _list_mfa_devices(self: IamResponse, root: RootState) -> ActionResult:
 
 def _get_account_summary_response(original: Any) -> Any:
     def method(self: IamResponse) -> ActionResult:
+        if root_state(self.current_account).throttle_iam:
+            raise IamThrottling("Rate exceeded")
         policy = _root_session(self)
         if policy is not None and policy != "IAMAuditRootUserCredentials":
             raise IamAccessDenied(f"The task policy {policy} does not allow iam:GetAccountSummary")
@@ -439,6 +451,130 @@ def _get_account_summary_response(original: Any) -> Any:
 
     method.__name__ = "get_account_summary"
     return method
+
+
+# -- CloudTrail LookupEvents -----------------------------------------------------------------
+
+LOOKUP_RATE = 2  # requests per second per account and region, as AWS enforces
+_LOOKUP_ATTRIBUTES = {
+    "EventId": lambda r: r.get("eventID"),
+    "EventName": lambda r: r.get("eventName"),
+    "EventSource": lambda r: r.get("eventSource"),
+    "ReadOnly": lambda r: str(r.get("readOnly", False)).lower(),
+    "Username": lambda r: _lookup_username(r),
+    "AccessKeyId": lambda r: (r.get("userIdentity") or {}).get("accessKeyId"),
+}
+
+
+def _lookup_username(record: dict[str, Any]) -> str:
+    from .records import lookup_username
+
+    return lookup_username(record)
+
+
+class CloudTrailThrottling(JsonRESTError):
+    def __init__(self) -> None:
+        super().__init__("ThrottlingException", "Rate exceeded")
+
+
+class CloudTrailInvalidToken(JsonRESTError):
+    def __init__(self) -> None:
+        super().__init__("InvalidNextTokenException", "Invalid NextToken")
+
+
+def _trail_backend(account_id: str, region: str) -> Any:
+    from moto.cloudtrail.models import cloudtrail_backends
+
+    return cloudtrail_backends[account_id][region]
+
+
+def add_cloudtrail_record(account_id: str, region: str, record: dict[str, Any], visible_at: datetime | None = None) -> None:
+    """Make a record visible to LookupEvents in (account, region), from `visible_at` on."""
+    backend = _trail_backend(account_id, region)
+    with _lock:
+        events = getattr(backend, "sandbox_events", None)
+        if events is None:
+            events = backend.sandbox_events = []  # type: ignore[attr-defined]
+        events.append((visible_at or _now(), record))
+
+
+def lookup_requests(account_id: str, region: str) -> list[float]:
+    """Monotonic times of every LookupEvents request to (account, region), for rate tests."""
+    return list(getattr(_trail_backend(account_id, region), "sandbox_lookup_times", []))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(float(value), timezone.utc)
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _lookup_events(self: Any) -> ActionResult:
+    import json as _json
+    import time as _time
+
+    backend = _trail_backend(self.current_account, self.region)
+    now_mono = _time.monotonic()
+    with _lock:
+        times = getattr(backend, "sandbox_lookup_times", None)
+        if times is None:
+            times = backend.sandbox_lookup_times = []  # type: ignore[attr-defined]
+        times.append(now_mono)
+        recent = [t for t in times if now_mono - t < 1.0]
+        throttled = len(recent) > LOOKUP_RATE
+        if throttled:
+            backend.sandbox_lookup_throttled = getattr(backend, "sandbox_lookup_throttled", 0) + 1  # type: ignore[attr-defined]
+    if throttled:
+        raise CloudTrailThrottling()
+    params = _json.loads(self.body or "{}")
+    attributes = params.get("LookupAttributes") or []
+    start = _parse_time(params.get("StartTime"))
+    end = _parse_time(params.get("EndTime"))
+    limit = min(int(params.get("MaxResults") or 50), 50)
+    token = params.get("NextToken")
+    now = _now()
+    with _lock:
+        events = list(getattr(backend, "sandbox_events", []))
+    matches = []
+    for visible_at, record in events:
+        if visible_at > now:
+            continue
+        event_time = _parse_time(record.get("eventTime"))
+        if event_time is None or (start and event_time < start) or (end and event_time > end):
+            continue
+        if any(_LOOKUP_ATTRIBUTES.get(a.get("AttributeKey"), lambda r: None)(record) != a.get("AttributeValue") for a in attributes):
+            continue
+        matches.append((event_time, record))
+    matches.sort(key=lambda item: item[0], reverse=True)
+    offset = 0
+    if token:
+        try:
+            offset = int(token)
+        except ValueError:
+            raise CloudTrailInvalidToken() from None
+    page = matches[offset : offset + limit]
+    result: dict[str, Any] = {
+        "Events": [
+            {
+                "EventId": r.get("eventID"),
+                "EventName": r.get("eventName"),
+                "ReadOnly": str(r.get("readOnly", False)).lower(),
+                "AccessKeyId": (r.get("userIdentity") or {}).get("accessKeyId"),
+                "EventTime": t,
+                "EventSource": r.get("eventSource"),
+                "Username": _lookup_username(r),
+                "Resources": [],
+                "CloudTrailEvent": _json.dumps(r),
+            }
+            for t, r in page
+        ]
+    }
+    if offset + limit < len(matches):
+        result["NextToken"] = str(offset + limit)
+    return ActionResult(result)
 
 
 # -- member roles that cannot be assumed ------------------------------------------------------
@@ -482,6 +618,7 @@ def install() -> None:
     # The audit task policy does not allow the credential report or the virtual MFA list.
     for action in ("GetCredentialReport", "GenerateCredentialReport", "ListVirtualMFADevices"):
         setattr(IamResponse, xform_name(action), _deny_in_root_session(action))
+    CloudTrailResponse.lookup_events = _lookup_events  # type: ignore[attr-defined]
     TokenResponse.assume_root = _assume_root  # type: ignore[attr-defined]
     STSBackend.assume_role = _assume_role  # type: ignore[method-assign]
     _installed = True

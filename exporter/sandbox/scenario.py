@@ -72,6 +72,8 @@ class Account(_Model):
     root: Root = Field(default_factory=Root)
     credential_report: CredentialReport = Field(default_factory=CredentialReport)
     cloudtrail_events: list[dict[str, Any]] = Field(default_factory=list)
+    # Faults to inject: `throttle_iam` answers every IAM call with Throttling.
+    faults: list[Literal["throttle_iam"]] = Field(default_factory=list)
 
     @field_validator("id")
     @classmethod

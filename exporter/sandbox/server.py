@@ -7,11 +7,19 @@ exporter.sandbox --scenario FILE` runs it as its own process and prints one JSON
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from .records import eventbridge_envelope
 from .scenario import MANAGEMENT_ACCOUNT_ID, Account, Scenario
+
+EVENTS_QUEUE = "root-activity-events"
+TRAIL_QUEUE = "org-trail-notifications"
+TRAIL_BUCKET = f"org-cloudtrail-{MANAGEMENT_ACCOUNT_ID}"
 
 # Fake credentials for the exporter's principal: moto attributes them to the management account.
 SANDBOX_ENV = {
@@ -29,6 +37,9 @@ class Sandbox:
         self._server: Any = None
         self.ou_ids: dict[str, str] = {}
         self.root_id = ""
+        self.organization_id = ""
+        self.events_queue_url = ""
+        self.trail_queue_url = ""
         # SCP name -> policy id of the scenario's service control policies (set by seed()).
         self.scp_ids: dict[str, str] = {}
 
@@ -89,7 +100,78 @@ class Sandbox:
             org_utils.make_random_account_id = original_id
         for spec in self.scenario.all_accounts:
             self._seed_root(spec)
+            for record in spec.cloudtrail_events:
+                moto_ext.add_cloudtrail_record(spec.id, str(record.get("awsRegion") or "us-east-1"), record)
         self.scp_ids = seed_scps(org, self.scenario, self.root_id, self.ou_ids)
+        self.organization_id = org.org.id
+        sqs = self.client("sqs")
+        self.events_queue_url = sqs.create_queue(QueueName=EVENTS_QUEUE)["QueueUrl"]
+        self.trail_queue_url = sqs.create_queue(QueueName=TRAIL_QUEUE)["QueueUrl"]
+        self.client("s3").create_bucket(Bucket=TRAIL_BUCKET)
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of the management account (the sandbox's own plumbing, over HTTP)."""
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=SANDBOX_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=SANDBOX_ENV["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def inject(
+        self,
+        record: dict[str, Any],
+        *,
+        lookup: bool = True,
+        eventbridge: bool = True,
+        s3: bool = True,
+        lookup_delay: float = 0.0,
+    ) -> None:
+        """Deliver a new CloudTrail record the way AWS would: to LookupEvents history, as an
+        EventBridge event on the root-activity queue, and in an organization-trail log file
+        announced on the S3 notification queue."""
+        from . import moto_ext
+
+        account = str(record.get("recipientAccountId") or (record.get("userIdentity") or {}).get("accountId"))
+        region = str(record.get("awsRegion") or "us-east-1")
+        if lookup:
+            visible = datetime.now(timezone.utc) + timedelta(seconds=lookup_delay)
+            moto_ext.add_cloudtrail_record(account, region, record, visible_at=visible)
+        if eventbridge:
+            self.client("sqs").send_message(QueueUrl=self.events_queue_url, MessageBody=json.dumps(eventbridge_envelope(record)))
+        if s3:
+            self.write_trail_file([record], account, region)
+
+    def write_trail_file(self, records: list[dict[str, Any]], account: str, region: str = "us-east-1", body: bytes | None = None) -> str:
+        """Write a gzipped log file where an organization trail would and announce it on SQS."""
+        now = datetime.now(timezone.utc)
+        key = (
+            f"AWSLogs/{self.organization_id}/{account}/CloudTrail/{region}/{now:%Y/%m/%d}/"
+            f"{account}_CloudTrail_{region}_{now:%Y%m%dT%H%MZ}_{uuid.uuid4().hex[:16]}.json.gz"
+        )
+        data = body if body is not None else gzip.compress(json.dumps({"Records": records}).encode())
+        self.client("s3").put_object(Bucket=TRAIL_BUCKET, Key=key, Body=data)
+        notification = {
+            "Records": [
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "awsRegion": region,
+                    "eventTime": now.isoformat().replace("+00:00", "Z"),
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {
+                        "s3SchemaVersion": "1.0",
+                        "bucket": {"name": TRAIL_BUCKET, "arn": f"arn:aws:s3:::{TRAIL_BUCKET}"},
+                        "object": {"key": key, "size": len(data)},
+                    },
+                }
+            ]
+        }
+        self.client("sqs").send_message(QueueUrl=self.trail_queue_url, MessageBody=json.dumps(notification))
+        return key
 
     def _ou(self, org: Any, path: str) -> str:
         parent = self.root_id
@@ -113,6 +195,7 @@ class Sandbox:
         state.deny_assume_role = spec.assume_role == "denied"
         state.report_generation_seconds = spec.credential_report.generation_seconds
         state.report_malformed = spec.credential_report.malformed
+        state.throttle_iam = "throttle_iam" in spec.faults
         if root.mfa != "none":
             state.add_mfa(root.mfa)
         for kind in root.extra_mfa:

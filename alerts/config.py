@@ -1,0 +1,74 @@
+"""The one place for the job selector and the thresholds of the alerts and dashboards.
+
+`alerts/generate.py` and `dashboards/generate.py` both read this module; change a value
+here and re-run both generators (the tests fail until the committed files match).
+"""
+
+# Label matcher that selects the exporter's series. Every query in the rules and the
+# dashboards starts from it, so a different scrape job name is a one-line change.
+JOB_SELECTOR = 'job="aws-root-exporter"'
+
+# Where each alert's runbook_url points: RUNBOOK_BASE_URL + "#" + alertname.lower().
+RUNBOOK_BASE_URL = (
+    "https://github.com/aws-root-exporter/aws-root-exporter/blob/main/alerts/runbook.md"
+)
+
+# Rule group evaluation interval.
+EVALUATION_INTERVAL = "1m"
+
+# Activity alerts look at the increase of a counter over this window. It bounds how long an
+# activity alert stays firing after the last event; it must cover at least two scrapes.
+ACTIVITY_WINDOW = "10m"
+
+# AwsRootConsoleLoginFailures: this many failed root console logins in FAILED_LOGIN_WINDOW.
+FAILED_LOGIN_THRESHOLD = 3
+FAILED_LOGIN_WINDOW = "1h"
+
+# Root sign-in records (other than ConsoleLogin) that alert on their own: only root can
+# produce them, and they are the first steps of an account takeover through the root email.
+ALERTING_SIGNIN_EVENTS = ["PasswordRecoveryRequested", "PasswordUpdated"]
+
+# AwsRootAccessKeyUsed: a root access key was last used less than this many seconds ago
+# (from the IAM credential report, which can be up to 4 h old).
+ACCESS_KEY_RECENT_USE_SECONDS = 24 * 3600
+
+# AwsRootAssumeRootUsed ignores these sts:AssumeRoot task policies: the exporter's own
+# read-only audit sessions use IAMAuditRootUserCredentials and must never raise an alert.
+ASSUME_ROOT_IGNORED_TASK_POLICIES = ["IAMAuditRootUserCredentials"]
+
+# Posture alerts (MFA, keys) wait this long so a half-finished sweep does not flap them.
+POSTURE_FOR = "15m"
+
+# AwsRootCollectionFailing: a collector has failed for an account for this long
+# (two posture sweeps at the default 600 s interval).
+COLLECTOR_FAILING_FOR = "20m"
+
+# AwsRootDataStale: a sweep is stale when more than two intervals plus this margin have
+# passed since it last completed (two missed runs, as the Prometheus docs advise).
+STALE_MARGIN_SECONDS = 300
+
+# AwsRootExporterDown: the scrape target has been down or missing this long.
+EXPORTER_DOWN_FOR = "5m"
+
+# Detection delay recording rules: quantiles and the window they are computed over. Root
+# events are rare, so a short window would mostly yield no data.
+DELAY_QUANTILES = [0.5, 0.9, 0.99]
+DELAY_WINDOW = "1d"
+
+# KPI targets (dashboards colour the stat panels against them).
+TARGET_ROOT_LOGINS_PER_QUARTER = 0
+TARGET_TIME_TO_ALERT_SECONDS = 300
+TARGET_MFA_ADOPTION_RATIO = 1.0
+
+
+def selector(*matchers: str) -> str:
+    """`{job="aws-root-exporter",<matchers>}`."""
+    return "{" + ",".join([JOB_SELECTOR, *matchers]) + "}"
+
+
+def metric(name: str, *matchers: str) -> str:
+    return name + selector(*matchers)
+
+
+def runbook_url(alertname: str) -> str:
+    return f"{RUNBOOK_BASE_URL}#{alertname.lower()}"

@@ -1,0 +1,674 @@
+#!/usr/bin/env python3
+"""Generate the Grafana dashboards (dashboards/*.json) from code.
+
+    python dashboards/generate.py           # rewrite the committed JSON files
+    python dashboards/generate.py --check   # exit 1 when a committed file differs
+
+The job selector and the KPI targets come from alerts/config.py, the same module the alert
+rules are generated from. Plain dictionaries in the Grafana 10+ dashboard JSON model
+(schemaVersion 39); tests/test_dashboards.py validates them against the JSON Schema that
+was generated from @grafana/schema (dashboards/schema/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "alerts"))
+
+import config as c  # noqa: E402  (alerts/config.py)
+
+SCHEMA_VERSION = 39
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+TAGS = ["aws-root", "security"]
+ACCOUNT = 'account_id=~"$account"'
+
+m = c.metric
+
+
+def eq(label: str, value: str) -> str:
+    return f'{label}="{value}"'
+
+ACCOUNT_INFO = f"max by (account_id, account_name, ou_name) ({m('aws_root_account_info')})"
+
+
+def with_account_names(expr: str) -> str:
+    """Add account_name and ou_name; keep the row when the account has no info series."""
+    return (
+        f"({expr})\n* on (account_id) group_left (account_name, ou_name)\n{ACCOUNT_INFO}\n"
+        f"or on (account_id)\n({expr})"
+    )
+
+
+# --- building blocks ------------------------------------------------------------------
+
+
+def target(expr, legend="", ref="A", instant=False, table=False):
+    t = {
+        "datasource": DATASOURCE,
+        "refId": ref,
+        "expr": expr,
+        "legendFormat": legend or "__auto",
+        "range": not instant,
+        "instant": instant,
+    }
+    if table:
+        t["format"] = "table"
+    return t
+
+
+def targets(*specs, instant=False, table=False):
+    """specs: (expr, legend) pairs; refIds A, B, C, ..."""
+    return [
+        target(expr, legend, chr(ord("A") + i), instant=instant, table=table)
+        for i, (expr, legend) in enumerate(specs)
+    ]
+
+
+def thresholds(*steps):
+    """steps: (value, colour) pairs; the first value is None (minus infinity)."""
+    return {"mode": "absolute", "steps": [{"color": col, "value": v} for v, col in steps]}
+
+
+def field_config(unit="none", steps=None, mappings=None, overrides=None, **defaults):
+    d = {"unit": unit, **defaults}
+    d["thresholds"] = steps or thresholds((None, "green"))
+    d["color"] = {"mode": "thresholds"} if steps else {"mode": "palette-classic"}
+    if mappings:
+        d["mappings"] = mappings
+    return {"defaults": d, "overrides": overrides or []}
+
+
+def yes_no(good=1):
+    """Value mapping for 0/1 gauges: good value green, the other red."""
+    bad = 1 - good
+    return [
+        {
+            "type": "value",
+            "options": {
+                str(good): {"text": "Yes" if good else "No", "color": "green", "index": 0},
+                str(bad): {"text": "Yes" if bad else "No", "color": "red", "index": 1},
+            },
+        }
+    ]
+
+
+def stat(title, expr, description, unit="none", steps=None, mappings=None, legend="",
+         text_mode="auto", instant=True, **defaults):
+    return {
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "targets": [target(expr, legend, instant=instant)],
+        "fieldConfig": field_config(unit, steps, mappings, **defaults),
+        "options": {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "background",
+            "graphMode": "none",
+            "justifyMode": "auto",
+            "orientation": "auto",
+            "textMode": text_mode,
+            "showPercentChange": False,
+            "wideLayout": True,
+        },
+    }
+
+
+def timeseries(title, specs, description, unit="none", bars=False, steps=None, **defaults):
+    custom = {
+        "drawStyle": "bars" if bars else "line",
+        "fillOpacity": 60 if bars else 10,
+        "lineWidth": 1,
+        "showPoints": "never",
+        "spanNulls": False,
+        "stacking": {"mode": "normal" if bars else "none", "group": "A"},
+        "thresholdsStyle": {"mode": "line" if steps else "off"},
+    }
+    fc = field_config(unit, steps, custom=custom, **defaults)
+    fc["defaults"]["color"] = {"mode": "palette-classic"}
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "targets": targets(*specs),
+        "fieldConfig": fc,
+        "options": {
+            "legend": {"displayMode": "table", "placement": "bottom", "showLegend": True,
+                       "calcs": ["max", "lastNotNull"]},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
+    }
+
+
+ACCOUNT_LINK = [
+    {
+        "matcher": {"id": "byName", "options": "account_id"},
+        "properties": [
+            {
+                "id": "links",
+                "value": [
+                    {
+                        "title": "Account detail",
+                        "url": "/d/aws-root-account/aws-root-account-detail?var-account=${__value.raw}&${__url_time_range}&${datasource:queryparam}",
+                    }
+                ],
+            }
+        ],
+    }
+]
+
+
+def table(title, specs, description, hide=("Time", "Value"), rename=None, overrides=None,
+          unit="none", mappings=None):
+    exclude = {name: True for name in ("__name__", "job", "instance", *hide)}
+    return {
+        "type": "table",
+        "title": title,
+        "description": description,
+        "targets": targets(*specs, instant=True, table=True),
+        "fieldConfig": field_config(unit, mappings=mappings, overrides=overrides or []),
+        "options": {"showHeader": True, "cellHeight": "sm",
+                    "footer": {"show": False, "reducer": ["sum"], "fields": ""}},
+        "transformations": [
+            {"id": "organize", "options": {"excludeByName": exclude,
+                                           "renameByName": rename or {}}},
+        ],
+    }
+
+
+def layout(rows):
+    """rows: lists of (panel, width, height); assigns gridPos, ids and the datasource."""
+    panels, y, pid = [], 0, 1
+    for row in rows:
+        x, row_h = 0, 0
+        for panel, w, h in row:
+            assert x + w <= 24, panel["title"]
+            panel = {"id": pid, "gridPos": {"h": h, "w": w, "x": x, "y": y},
+                     "datasource": DATASOURCE, **panel}
+            panels.append(panel)
+            pid, x, row_h = pid + 1, x + w, max(row_h, h)
+        y += row_h
+    return panels
+
+
+def variables(account_multi=True):
+    info = m("aws_root_account_info")
+    info_in_ou = m("aws_root_account_info", 'ou_name=~"$ou"')
+    account_query = f"query_result(max by (account_id, account_name) ({info_in_ou}))"
+    return {
+        "list": [
+            {
+                "name": "datasource",
+                "label": "Data source",
+                "type": "datasource",
+                "query": "prometheus",
+                "current": {"text": "Prometheus", "value": "prometheus"},
+                "hide": 0,
+                "refresh": 1,
+                "regex": "",
+                "options": [],
+            },
+            {
+                "name": "ou",
+                "label": "OU",
+                "type": "query",
+                "datasource": DATASOURCE,
+                "query": f"label_values({info}, ou_name)",
+                "definition": f"label_values({info}, ou_name)",
+                "current": {"text": "All", "value": "$__all"},
+                "includeAll": True,
+                "allValue": ".*",
+                "multi": True,
+                "refresh": 2,
+                "sort": 5,
+                "regex": "",
+                "hide": 0,
+                "options": [],
+            },
+            {
+                "name": "account",
+                "label": "Account",
+                "type": "query",
+                "datasource": DATASOURCE,
+                # Value: the account id (what the metrics carry); text: the account name.
+                "query": account_query,
+                "definition": account_query,
+                "regex": '/account_id="(?<value>[^"]+)".*account_name="(?<text>[^"]*)"/',
+                # No custom allValue: "All" expands to the accounts of the selected OUs.
+                "includeAll": account_multi,
+                "multi": account_multi,
+                "current": {"text": "All", "value": "$__all"} if account_multi else {"text": "", "value": ""},
+                "refresh": 2,
+                "sort": 5,
+                "hide": 0,
+                "options": [],
+            },
+        ]
+    }
+
+
+def dashboard(uid, title, description, rows, account_multi=True, time_from="now-24h"):
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": TAGS,
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "refresh": "1m",
+        "time": {"from": time_from, "to": "now"},
+        "timepicker": {},
+        "timezone": "utc",
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "weekStart": "",
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                }
+            ]
+        },
+        "links": [
+            {
+                "title": "AWS root dashboards",
+                "type": "dashboards",
+                "tags": ["aws-root"],
+                "asDropdown": True,
+                "includeVars": True,
+                "keepTime": True,
+                "icon": "external link",
+                "targetBlank": False,
+                "tooltip": "",
+                "url": "",
+            }
+        ],
+        "templating": variables(account_multi),
+        "panels": layout(rows),
+    }
+
+
+# --- queries shared by several panels -------------------------------------------------
+
+
+def control_ratio(control):
+    """Share of the selected accounts that pass a control. Accounts without posture data
+    (collection failing) are in the denominator: unknown is never compliant."""
+    return (
+        f"sum(max by (account_id) ({m('aws_root_control_compliant', eq('control', control), ACCOUNT)}))\n"
+        f"/\ncount(max by (account_id) ({m('aws_root_account_info', ACCOUNT)}))"
+    )
+
+
+def increase_by(metric_name, by, *matchers, window="$__rate_interval"):
+    return f"sum by ({by}) (increase({m(metric_name, *matchers)}[{window}]))"
+
+
+def delay_quantile(q, window):
+    return (
+        f"histogram_quantile({q}, sum by (source, le) "
+        f"(rate({m('aws_root_event_delay_seconds_bucket')}[{window}])))"
+    )
+
+
+MEAN_DELAY_RANGE = (
+    f"sum(increase({m('aws_root_event_delay_seconds_sum')}[$__range]))\n"
+    f"/\nsum(increase({m('aws_root_event_delay_seconds_count')}[$__range]))"
+)
+
+TIME_TO_ALERT_STEPS = thresholds((None, "green"), (c.TARGET_TIME_TO_ALERT_SECONDS, "red"))
+RATIO_STEPS = thresholds((None, "red"), (c.TARGET_MFA_ADOPTION_RATIO, "green"))
+ZERO_TARGET_STEPS = thresholds((None, "green"), (c.TARGET_ROOT_LOGINS_PER_QUARTER + 1, "red"))
+
+
+def activity_specs():
+    return [
+        (increase_by("aws_root_console_logins_total", "outcome", ACCOUNT),
+         "Console login ({{outcome}})"),
+        (increase_by("aws_root_api_calls_total", "category", ACCOUNT, 'approved!="true"'),
+         "API call: {{category}}"),
+        (increase_by("aws_root_api_calls_total", "category", ACCOUNT, 'approved="true"'),
+         "API call, approved break-glass: {{category}}"),
+        (increase_by("aws_root_signin_events_total", "event_name", ACCOUNT),
+         "Sign-in record: {{event_name}}"),
+        (increase_by("aws_root_assume_root_calls_total", "task_policy", ACCOUNT),
+         "AssumeRoot: {{task_policy}}"),
+    ]
+
+
+# --- dashboards -----------------------------------------------------------------------
+
+
+def overview():
+    failing_controls = with_account_names(
+        f"max by (account_id, control) ({m('aws_root_control_compliant', ACCOUNT)}) == 0"
+    )
+    failing_collection = with_account_names(
+        f"max by (account_id, collector) ({m('aws_root_collector_success', ACCOUNT)}) == 0"
+    )
+    logins_90d = with_account_names(
+        f"max by (account_id) ({m('aws_root_console_logins_90d', ACCOUNT)}) > 0"
+    )
+    rows = [
+        [
+            (stat("Root console logins, trailing 90 days",
+                  f"sum(max by (account_id) ({m('aws_root_console_logins_90d', ACCOUNT)}))",
+                  "KPI, target 0 per quarter. Exact count of root ConsoleLogin records in the "
+                  "trailing 90 days from CloudTrail, summed over the selected accounts.",
+                  steps=ZERO_TARGET_STEPS), 4, 5),
+            (stat("Mean time to alert", MEAN_DELAY_RANGE,
+                  f"KPI, target < {c.TARGET_TIME_TO_ALERT_SECONDS} s. Mean delay between a root "
+                  "record's eventTime and the exporter processing it, over the dashboard time "
+                  "range, all sources and accounts. Prometheus evaluation and Alertmanager "
+                  "delivery add up to a minute or two.",
+                  unit="s", steps=TIME_TO_ALERT_STEPS), 4, 5),
+            (stat("Detection delay p90",
+                  f"histogram_quantile(0.9, sum by (le) (increase({m('aws_root_event_delay_seconds_bucket')}[$__range])))",
+                  f"90th percentile of the detection delay over the time range (target < "
+                  f"{c.TARGET_TIME_TO_ALERT_SECONDS} s).",
+                  unit="s", steps=TIME_TO_ALERT_STEPS), 4, 5),
+            (stat("Root MFA adoption", control_ratio("mfa_enabled"),
+                  "KPI, target 100 %. Share of the selected accounts whose root has MFA or no "
+                  "credentials at all. Accounts whose posture could not be collected count as "
+                  "not compliant.",
+                  unit="percentunit", steps=RATIO_STEPS, min=0, max=1, decimals=1), 4, 5),
+            (stat("Hardware root MFA", control_ratio("mfa_hardware"),
+                  "Share of the selected accounts whose root MFA is hardware (CIS 1.6) or whose "
+                  "root has no credentials.",
+                  unit="percentunit", steps=RATIO_STEPS, min=0, max=1, decimals=1), 4, 5),
+            (stat("Accounts with root access keys",
+                  f"sum(1 - max by (account_id) ({m('aws_root_control_compliant', eq('control', 'no_access_keys'), ACCOUNT)}))",
+                  "Selected accounts whose root user has access keys (active or inactive).",
+                  steps=ZERO_TARGET_STEPS), 4, 5),
+        ],
+        [
+            (table("Accounts failing a root control",
+                   [(failing_controls, "")],
+                   "One row per account and failing control (mfa_enabled, mfa_hardware, "
+                   "no_access_keys, no_signing_certificates). Accounts whose collection fails "
+                   "are in the next table, not here.",
+                   rename={"account_id": "account_id", "account_name": "Account",
+                           "ou_name": "OU", "control": "Failing control"},
+                   overrides=ACCOUNT_LINK), 14, 9),
+            (table("Accounts with failing collection (posture unknown)",
+                   [(failing_collection, "")],
+                   "Collectors whose last run failed: the account's posture is unknown.",
+                   rename={"account_name": "Account", "ou_name": "OU",
+                           "collector": "Collector"},
+                   overrides=ACCOUNT_LINK), 10, 9),
+        ],
+        [
+            (timeseries("Root activity by category", activity_specs(),
+                        "Root records per interval: console logins by outcome, API calls by "
+                        "category (outside and inside approved break-glass windows), other "
+                        "sign-in records, and sts:AssumeRoot sessions by task policy.",
+                        bars=True), 24, 9),
+        ],
+        [
+            (table("Root console logins per account, trailing 90 days",
+                   [(logins_90d, "")],
+                   "Accounts with at least one root console login in the trailing 90 days.",
+                   hide=("Time",),
+                   rename={"account_name": "Account", "ou_name": "OU", "Value": "Logins"},
+                   overrides=ACCOUNT_LINK), 8, 9),
+            (timeseries("Root MFA adoption over time",
+                        [(control_ratio("mfa_enabled"), "MFA"),
+                         (control_ratio("mfa_hardware"), "Hardware MFA")],
+                        "Share of the selected accounts passing the MFA controls.",
+                        unit="percentunit", steps=RATIO_STEPS, min=0, max=1), 8, 9),
+            (timeseries("Accounts with root credentials",
+                        [(f"sum(1 - max by (account_id) ({m('aws_root_control_compliant', eq('control', 'no_access_keys'), ACCOUNT)}))", "With access keys"),
+                         (f"sum(max by (account_id) ({m('aws_root_credentials_present', ACCOUNT)}))", "With any root credential"),
+                         (f"count(max by (account_id) ({m('aws_root_account_info', ACCOUNT)}))", "Accounts")],
+                        "Accounts whose root still holds credentials; the goal of centralized "
+                        "root access is none."), 8, 9),
+        ],
+    ]
+    return dashboard(
+        "aws-root-overview",
+        "AWS root: organization overview",
+        "Root user KPIs across the AWS Organization: root logins this quarter, time to alert, "
+        "root MFA adoption, and the accounts that fail a root control.",
+        rows,
+    )
+
+
+def account_detail():
+    a = ACCOUNT
+    event_info = (
+        "max by (event_name, event_source, source_ip, mfa, outcome) "
+        f"({m('aws_root_last_event_info', a)}) * 1000"
+    )
+    rows = [
+        [
+            (stat("Root MFA", f"max({m('aws_root_mfa_enabled', a)})",
+                  "Whether the root user has an MFA device.", mappings=yes_no(1)), 4, 4),
+            (stat("Root MFA control", f"max({m('aws_root_control_compliant', eq('control', 'mfa_enabled'), a)})",
+                  "Compliant when root has MFA or holds no credentials.",
+                  mappings=[{"type": "value", "options": {
+                      "1": {"text": "Compliant", "color": "green", "index": 0},
+                      "0": {"text": "Failing", "color": "red", "index": 1}}}]), 4, 4),
+            (stat("Hardware MFA", f"max({m('aws_root_mfa_hardware', a)})",
+                  "Root MFA is enabled and no virtual MFA device is assigned to root.",
+                  mappings=yes_no(1)), 4, 4),
+            (stat("Active root access keys", f"sum({m('aws_root_access_keys', eq('status', 'active'), a)})",
+                  "Active root access keys (should be 0).", steps=ZERO_TARGET_STEPS), 4, 4),
+            (stat("Root password", f"max by (state) ({m('aws_root_password_state', a)}) == 1",
+                  "Current state of the root password: present, absent or unknown "
+                  "(credential report says not_supported: assume present).",
+                  legend="{{state}}", text_mode="name"), 4, 4),
+            (stat("Root console logins, 90 days", f"max({m('aws_root_console_logins_90d', a)})",
+                  "Root console logins in the trailing 90 days (target 0).",
+                  steps=ZERO_TARGET_STEPS), 4, 4),
+        ],
+        [
+            (stat("Last root activity", f"max({m('aws_root_last_activity_timestamp_seconds', a)}) * 1000",
+                  "eventTime of the latest root record seen for the account.",
+                  unit="dateTimeFromNow"), 6, 4),
+            (stat("Root access key last used",
+                  f"max({m('aws_root_access_key_last_used_timestamp_seconds', a)}) * 1000",
+                  "Last use of any root access key (credential report); empty when never used.",
+                  unit="dateTimeFromNow"), 6, 4),
+            (stat("Root password last used",
+                  f"max({m('aws_root_password_last_used_timestamp_seconds', a)}) * 1000",
+                  "Last root console sign-in with the password; empty when never used.",
+                  unit="dateTimeFromNow"), 6, 4),
+            (stat("Root holds credentials", f"max({m('aws_root_credentials_present', a)})",
+                  "Whether root holds any credential (0 once removed centrally).",
+                  mappings=yes_no(0)), 6, 4),
+        ],
+        [
+            (table("Latest root record", [(event_info, "")],
+                   "The latest root CloudTrail record of the account; Value is its eventTime.",
+                   hide=("Time",), rename={"Value": "Event time"}, unit="dateTimeAsIso"), 24, 4),
+        ],
+        [
+            (timeseries("Root events", [
+                (increase_by("aws_root_console_logins_total", "outcome, mfa", a),
+                 "Console login {{outcome}}, MFA {{mfa}}"),
+                (increase_by("aws_root_api_calls_total", "category, approved, outcome", a),
+                 "API {{category}} ({{outcome}}, approved {{approved}})"),
+                (increase_by("aws_root_signin_events_total", "event_name, outcome", a),
+                 "Sign-in {{event_name}} ({{outcome}})"),
+                (increase_by("aws_root_assumed_root_calls_total", "outcome", a),
+                 "Call in AssumeRoot session ({{outcome}})"),
+                (increase_by("aws_root_assume_root_calls_total", "task_policy, outcome", a),
+                 "AssumeRoot {{task_policy}} ({{outcome}})"),
+            ], "Root records of the account per interval.", bars=True), 16, 9),
+            (timeseries("Root API calls by service", [
+                (increase_by("aws_root_api_calls_by_event_source_total", "event_source", a),
+                 "{{event_source}}"),
+            ], "Root API calls by the AWS service that recorded them.", bars=True), 8, 9),
+        ],
+        [
+            (table("Root controls", [(f"max by (control) ({m('aws_root_control_compliant', a)})", "")],
+                   "Each root control and whether the account passes it.",
+                   hide=("Time",), rename={"control": "Control", "Value": "Compliant"},
+                   mappings=yes_no(1)), 8, 7),
+            (table("Root credentials", [
+                (f"sum by (status) ({m('aws_root_access_keys', a)})", ""),
+                (f"sum by (status) ({m('aws_root_signing_certificates', a)})", ""),
+                (f"sum by (device_kind) ({m('aws_root_mfa_devices', a)})", ""),
+            ], "Access keys and signing certificates by status; MFA devices by kind (only for "
+               "accounts audited through sts:AssumeRoot).", hide=("Time",)), 8, 7),
+            (table("Collectors", [
+                (f"max by (collector) ({m('aws_root_collector_success', a)})", ""),
+            ], "Whether each collector's last run for the account succeeded.",
+                hide=("Time",), rename={"collector": "Collector", "Value": "Succeeded"},
+                mappings=yes_no(1)), 8, 7),
+        ],
+        [
+            (table("Account", [(f"max by (account_id, account_name, ou_id, ou_name, management) ({m('aws_root_account_info', a)})", "")],
+                   "The account's name and organizational unit.", hide=("Time", "Value")), 12, 4),
+            (stat("Credential report generated",
+                  f"max({m('aws_root_credential_report_generated_timestamp_seconds', a)}) * 1000",
+                  "When the IAM credential report behind this posture was generated.",
+                  unit="dateTimeFromNow"), 12, 4),
+        ],
+    ]
+    return dashboard(
+        "aws-root-account",
+        "AWS root: account detail",
+        "One account's root posture, root events and the latest root record.",
+        rows,
+        account_multi=False,
+        time_from="now-7d",
+    )
+
+
+def exporter_health():
+    a = ACCOUNT
+    sweep_age = (
+        f"time() - max by (instance, sweep) ({m('aws_root_sweep_last_completed_timestamp_seconds')})"
+    )
+    stale_limit = (
+        f"2 * max by (instance, sweep) ({m('aws_root_sweep_interval_seconds')}) + {c.STALE_MARGIN_SECONDS}"
+    )
+    rows = [
+        [
+            (stat("Targets up", f"sum(up{c.selector()})", "Scrape targets of the exporter that are up.",
+                  steps=thresholds((None, "red"), (1, "green"))), 4, 4),
+            (stat("Accounts discovered", f"max({m('aws_root_accounts_discovered')})",
+                  "Accounts found by discovery in the last sweep, before filters."), 4, 4),
+            (stat("Accounts collected", f"count(max by (account_id) ({m('aws_root_account_info')}))",
+                  "Accounts the exporter collects."), 4, 4),
+            (stat("Accounts skipped", f"sum by (reason) ({m('aws_root_accounts_skipped')})",
+                  "Accounts not collected, by reason.", legend="{{reason}}"), 4, 4),
+            (stat("Accounts with a failing collector",
+                  f"sum(1 - min by (account_id) ({m('aws_root_collector_success', a)}))",
+                  "Accounts where at least one collector's last run failed.",
+                  steps=ZERO_TARGET_STEPS), 4, 4),
+            (stat("Exporter version", f"max by (version) ({m('aws_root_exporter_build_info')})",
+                  "Version of the exporter.", legend="{{version}}", text_mode="name"), 4, 4),
+        ],
+        [
+            (timeseries("Sweep duration", [
+                (f"max by (instance, sweep) ({m('aws_root_sweep_duration_seconds')})", "{{sweep}} duration ({{instance}})"),
+                (f"max by (instance, sweep) ({m('aws_root_sweep_interval_seconds')})", "{{sweep}} interval ({{instance}})"),
+            ], "Duration of the last complete sweep against the configured interval.", unit="s"), 12, 8),
+            (timeseries("Time since last sweep", [
+                (sweep_age, "{{sweep}} ({{instance}})"),
+                (stale_limit, "{{sweep}} stale limit ({{instance}})"),
+            ], "AwsRootDataStale fires when the age crosses the stale limit.", unit="s"), 12, 8),
+        ],
+        [
+            (timeseries("Collector failures by account and reason", [
+                (with_account_names(increase_by("aws_root_collector_errors_total", "account_id, collector, reason", a) + " > 0"),
+                 "{{account_name}} {{account_id}} {{collector}}: {{reason}}"),
+            ], "Failed collector runs per interval.", bars=True), 12, 8),
+            (table("Failing collectors", [(with_account_names(
+                f"max by (account_id, collector) ({m('aws_root_collector_success', a)}) == 0"), "")],
+                "Collectors whose last run for the account failed.",
+                rename={"account_name": "Account", "ou_name": "OU", "collector": "Collector"},
+                overrides=ACCOUNT_LINK), 12, 8),
+        ],
+        [
+            (timeseries("AWS API requests by operation", [
+                (f"sum by (operation) (rate({m('aws_root_api_requests_total')}[$__rate_interval]))", "{{operation}}"),
+            ], "AWS API requests per second.", unit="reqps"), 12, 8),
+            (timeseries("AWS API errors by operation and reason", [
+                (f"sum by (operation, reason) (rate({m('aws_root_api_errors_total')}[$__rate_interval])) > 0",
+                 "{{operation}}: {{reason}}"),
+            ], "Failed AWS API requests per second (throttling shows here first).", unit="reqps"), 12, 8),
+        ],
+        [
+            (timeseries("Event delay by source", [
+                (delay_quantile(0.5, "1h"), "p50 {{source}}"),
+                (delay_quantile(0.9, "1h"), "p90 {{source}}"),
+                (f"sum by (source) (rate({m('aws_root_event_delay_seconds_sum')}[1h]))\n/\n"
+                 f"sum by (source) (rate({m('aws_root_event_delay_seconds_count')}[1h]))", "mean {{source}}"),
+            ], "Delay between a root record's eventTime and its processing, over the last hour, "
+               f"by source. Target < {c.TARGET_TIME_TO_ALERT_SECONDS} s.",
+               unit="s", steps=TIME_TO_ALERT_STEPS), 12, 8),
+            (timeseries("Root records processed, duplicate and rejected", [
+                (f"sum by (source) (increase({m('aws_root_event_delay_seconds_count')}[$__rate_interval]))", "processed {{source}}"),
+                (increase_by("aws_root_events_duplicate_total", "source"), "duplicate {{source}}"),
+                (increase_by("aws_root_events_rejected_total", "source, reason"), "rejected {{source}}: {{reason}}"),
+            ], "Root records per interval by source.", bars=True), 12, 8),
+        ],
+        [
+            (timeseries("Collector duration", [
+                (f"topk(10, max by (account_id, collector) ({m('aws_root_collector_duration_seconds', a)}))",
+                 "{{account_id}} {{collector}}"),
+            ], "Duration of the last run of each collector (10 slowest).", unit="s"), 12, 8),
+            (table("Centralized root access", [
+                (f"max by (feature) ({m('aws_root_organization_feature_enabled')})", ""),
+            ], "Organization features for centralized root access (1 = enabled).",
+                hide=("Time",), rename={"feature": "Feature", "Value": "Enabled"},
+                mappings=yes_no(1)), 12, 8),
+        ],
+    ]
+    return dashboard(
+        "aws-root-exporter-health",
+        "AWS root: exporter health",
+        "Is the exporter seeing everything: sweeps, collector failures, AWS API errors, and "
+        "the delay between a root record and its processing.",
+        rows,
+        time_from="now-6h",
+    )
+
+
+DASHBOARDS = {
+    "aws-root-overview.json": overview,
+    "aws-root-account.json": account_detail,
+    "aws-root-exporter-health.json": exporter_health,
+}
+
+
+def render(builder) -> str:
+    return json.dumps(builder(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="compare, do not write")
+    args = parser.parse_args()
+    stale = []
+    for name, builder in DASHBOARDS.items():
+        path = HERE / name
+        text = render(builder)
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+    if stale:
+        print("out of date, run python dashboards/generate.py:", ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,420 @@
+"""Classify one CloudTrail record as root activity, or not.
+
+`classify(record, windows)` is a pure function: no I/O, no clock, no logging. It returns a
+`Verdict` for root activity and for `sts:AssumeRoot` calls, `None` for everything else,
+and raises `MalformedRecord` (a `ValueError`) only for a record that would be root
+activity but cannot be used (no `eventID`, no parsable `eventTime`, no account id...).
+An irrelevant record is `None` even when incomplete, so a trail full of other principals'
+records never inflates `aws_root_events_rejected_total`.
+
+Rules (see /work/shared/reference/aws-root-facts.md sections 1, 2 and 4):
+
+* Root activity: `userIdentity.type == "Root"`, no `userIdentity.invokedBy` (a null or
+  empty value counts as absent: reporting too much is safer than hiding a person), and
+  `eventType != "AwsServiceEvent"`. Never by user name: an IAM user called `root` is
+  `IAMUser`.
+* Kind: `signin.amazonaws.com` `ConsoleLogin` is `console_login`; any other sign-in record
+  is `signin_other` with a bounded `signin_event`; everything else is `api_call`. A
+  non-root `sts.amazonaws.com` `AssumeRoot` record is `assume_root_call`, attributed to the
+  TARGET account (`"unknown"` when the request names none). The classifier cannot know
+  which account is the management account, and a delegated administrator may call
+  AssumeRoot too, so every non-root caller counts.
+* `assumed_root` (an action inside a centralized-root-access privileged session, not a
+  person holding root credentials):
+    1. `userIdentity.sessionContext.assumedRoot` is `"true"` (AWS's documented marker), or
+    2. when that marker is absent: the access key is temporary (`ASIA...`), a
+       `sessionContext` is present, the session is not a console session
+       (`sessionCredentialFromConsole` is not `"true"`), it is not a sign-in record, AND
+       the action is one the five root-task policies allow (`_ROOT_TASK_ACTIONS`).
+       The last condition is what makes the fallback safe: a root console session or a
+       root `GetSessionToken` session also uses an `ASIA` key, and anything they do
+       outside the task policies' short list stays root credential use. A denied attempt
+       at another action inside an AssumeRoot session is therefore reported as root use:
+       it errs toward alerting.
+* `category` (api calls only): `break_glass` for the root-only tasks, else `read_only`
+  (`readOnly` true, or a Get/List/Describe/Head name when `readOnly` is missing), else
+  `administrative`.
+* `approved`: the record's `eventTime` is inside a configured window for the verdict's
+  account (start and end inclusive). Never approved outside a window.
+
+Example:
+
+    >>> from exporter.activity.classify import classify
+    >>> v = classify({"eventID": "e1", "eventTime": "2026-01-01T10:00:00Z",
+    ...   "eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin",
+    ...   "eventType": "AwsConsoleSignIn", "recipientAccountId": "111122223333",
+    ...   "userIdentity": {"type": "Root", "accountId": "111122223333"},
+    ...   "responseElements": {"ConsoleLogin": "Success"},
+    ...   "additionalEventData": {"MFAUsed": "YES"}})
+    >>> (v.kind, v.outcome, v.mfa)
+    ('console_login', 'success', 'true')
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from exporter.settings import BreakGlassWindow
+
+Kind = Literal["console_login", "signin_other", "api_call", "assume_root_call"]
+Outcome = Literal["success", "failure"]
+Mfa = Literal["true", "false", "unknown"]
+Category = Literal["break_glass", "read_only", "administrative"]
+
+KINDS: tuple[str, ...] = ("console_login", "signin_other", "api_call", "assume_root_call")
+OUTCOMES: tuple[str, ...] = ("success", "failure")
+MFA_VALUES: tuple[str, ...] = ("true", "false", "unknown")
+CATEGORIES: tuple[str, ...] = ("break_glass", "read_only", "administrative")
+SIGNIN_EVENTS: tuple[str, ...] = (
+    "PasswordRecoveryRequested",
+    "PasswordUpdated",
+    "CheckMfa",
+    "ExternalIdPDirectoryLogin",
+    "GetSigninToken",
+    "other",
+)
+TASK_POLICIES: tuple[str, ...] = (
+    "IAMAuditRootUserCredentials",
+    "IAMCreateRootUserPassword",
+    "IAMDeleteRootUserCredentials",
+    "S3UnlockBucketPolicy",
+    "SQSUnlockQueuePolicy",
+    "other",
+)
+UNKNOWN_ACCOUNT = "unknown"
+
+SIGNIN = "signin.amazonaws.com"
+STS = "sts.amazonaws.com"
+IAM = "iam.amazonaws.com"
+S3 = "s3.amazonaws.com"
+SQS = "sqs.amazonaws.com"
+
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_ARN_ACCOUNT = re.compile(r"^arn:aws[\w-]*:[\w-]*::(\d{12}):")
+_READ_ONLY_PREFIXES = ("Get", "List", "Describe", "Head")
+
+# Actions the five AWS-managed root-task policies allow, as CloudTrail event names. Used
+# only for the fallback assumed-root rule (no `assumedRoot` marker in the record).
+_ROOT_TASK_ACTIONS: frozenset[tuple[str, str]] = frozenset(
+    [(IAM, name) for name in (
+        "GetAccountSummary", "GetUser", "GetLoginProfile", "ListAccessKeys",
+        "GetAccessKeyLastUsed", "ListSigningCertificates", "ListMFADevices",
+        "CreateLoginProfile", "DeleteLoginProfile", "DeleteAccessKey",
+        "DeleteSigningCertificate", "DeactivateMFADevice",
+    )]
+    + [(S3, name) for name in ("GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy", "ListBuckets")]
+    + [(SQS, name) for name in ("GetQueueAttributes", "SetQueueAttributes", "ListQueues")]
+    + [(STS, "GetCallerIdentity")]
+)
+
+# Root-only tasks that a record identifies without looking at its parameters. The
+# billing / tax / support activations are left out on purpose: their event names are
+# unverified, and guessing would mark ordinary administrative use as expected.
+_BREAK_GLASS_ANY_SOURCE = frozenset({"CloseAccount", "EmailUpdated", "PasswordUpdated", "PasswordRecoveryRequested"})
+_BREAK_GLASS_PLAIN: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("account.amazonaws.com", "PutAccountName"),
+        (S3, "DeleteBucketPolicy"),
+        (S3, "PutBucketPolicy"),
+        (SQS, "SetQueueAttributes"),
+        (SQS, "RemovePermission"),
+    }
+)
+# IAM acts on the caller's own credentials when these calls name no user: made as root,
+# they manage root's access keys (documented), and by the same rule root's signing
+# certificates and password, which likewise only root (or an AssumeRoot session) can touch.
+_ROOT_OWN_CREDENTIAL_TASKS = frozenset(
+    {
+        "CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey",
+        "UploadSigningCertificate", "UpdateSigningCertificate", "DeleteSigningCertificate",
+        "CreateLoginProfile", "UpdateLoginProfile", "DeleteLoginProfile",
+    }
+)
+_ROOT_MFA_TASKS = frozenset({"EnableMFADevice", "DeactivateMFADevice", "ResyncMFADevice"})
+_ROOT_MFA_USER = "AWS ROOT USER"
+
+
+class MalformedRecord(ValueError):
+    """A record that would be root activity but cannot be used; the message says why."""
+
+    def __init__(self, reason: str, event_id: str | None = None):
+        super().__init__(reason if event_id is None else f"{reason} (eventID {event_id})")
+        self.reason = reason
+        self.event_id = event_id
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one root (or AssumeRoot) record means. Every string field is a bounded value
+    fit for a label, except `event_id`, `event_name`, `event_source`, `source_ip`,
+    `region` and `error_code`, which are copied from the record."""
+
+    event_id: str
+    account_id: str
+    event_time: datetime
+    event_name: str
+    event_source: str
+    kind: Kind
+    outcome: Outcome
+    mfa: Mfa
+    category: Category | None
+    assumed_root: bool
+    approved: bool
+    source_ip: str
+    signin_event: str | None
+    task_policy: str | None
+    region: str
+    error_code: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the classify CLI's output line)."""
+        data = asdict(self)
+        data["event_time"] = self.event_time.isoformat().replace("+00:00", "Z")
+        return data
+
+
+def classify(record: Mapping[str, Any], windows: Sequence[BreakGlassWindow] = ()) -> Verdict | None:
+    """Classify one CloudTrail record; see the module docstring for the rules."""
+    if not isinstance(record, Mapping):
+        raise MalformedRecord(f"record is a {type(record).__name__}, not a JSON object")
+    identity = record.get("userIdentity")
+    if not isinstance(identity, Mapping):
+        if record.get("eventType") in ("AwsCloudTrailInsight", "AwsServiceEvent"):
+            return None  # records that may lack an identity and are never root activity
+        raise MalformedRecord("userIdentity is missing or not an object", _event_id_hint(record))
+    identity_type = identity.get("type")
+    event_source = record.get("eventSource")
+    event_name = record.get("eventName")
+
+    if event_source == STS and event_name == "AssumeRoot" and identity_type != "Root":
+        return _assume_root_call(record, identity, windows)
+    if identity_type != "Root":
+        return None
+    if identity.get("invokedBy") not in (None, ""):
+        return None
+    if record.get("eventType") == "AwsServiceEvent":
+        return None
+    return _root_activity(record, identity, windows)
+
+
+def _assume_root_call(record: Mapping[str, Any], identity: Mapping[str, Any], windows: Sequence[BreakGlassWindow]) -> Verdict:
+    event_id, event_time = _id_and_time(record)
+    params = record.get("requestParameters")
+    params = params if isinstance(params, Mapping) else {}
+    target = _target_account(params.get("targetPrincipal"))
+    return Verdict(
+        event_id=event_id,
+        account_id=target,
+        event_time=event_time,
+        event_name="AssumeRoot",
+        event_source=STS,
+        kind="assume_root_call",
+        outcome=_api_outcome(record),
+        mfa=_mfa(record, identity),
+        category=None,
+        assumed_root=False,
+        approved=_approved(target, event_time, windows),
+        source_ip=_text(record.get("sourceIPAddress")),
+        signin_event=None,
+        task_policy=_task_policy(params.get("taskPolicyArn")),
+        region=_text(record.get("awsRegion")),
+        error_code=_text(record.get("errorCode")),
+    )
+
+
+def _root_activity(record: Mapping[str, Any], identity: Mapping[str, Any], windows: Sequence[BreakGlassWindow]) -> Verdict:
+    event_id, event_time = _id_and_time(record)
+    event_source = record.get("eventSource")
+    event_name = record.get("eventName")
+    if not isinstance(event_source, str) or not event_source:
+        raise MalformedRecord("eventSource is missing or not a string", event_id)
+    if not isinstance(event_name, str) or not event_name:
+        raise MalformedRecord("eventName is missing or not a string", event_id)
+    account_id = _account_id(record, identity)
+    if account_id is None:
+        raise MalformedRecord("neither recipientAccountId nor userIdentity.accountId is a 12-digit account id", event_id)
+
+    signin_event: str | None = None
+    category: Category | None = None
+    if event_source == SIGNIN and event_name == "ConsoleLogin":
+        kind: Kind = "console_login"
+        outcome = _login_outcome(record)
+    elif event_source == SIGNIN:
+        kind = "signin_other"
+        outcome = _api_outcome(record)
+        signin_event = event_name if event_name in SIGNIN_EVENTS else "other"
+    else:
+        kind = "api_call"
+        outcome = _api_outcome(record)
+        category = _category(record, event_source, event_name)
+
+    return Verdict(
+        event_id=event_id,
+        account_id=account_id,
+        event_time=event_time,
+        event_name=event_name,
+        event_source=event_source,
+        kind=kind,
+        outcome=outcome,
+        mfa=_mfa(record, identity),
+        category=category,
+        assumed_root=_assumed_root(identity, event_source, event_name),
+        approved=_approved(account_id, event_time, windows),
+        source_ip=_text(record.get("sourceIPAddress")),
+        signin_event=signin_event,
+        task_policy=None,
+        region=_text(record.get("awsRegion")),
+        error_code=_text(record.get("errorCode")),
+    )
+
+
+def _event_id_hint(record: Mapping[str, Any]) -> str | None:
+    value = record.get("eventID")
+    return value if isinstance(value, str) and value else None
+
+
+def _id_and_time(record: Mapping[str, Any]) -> tuple[str, datetime]:
+    event_id = record.get("eventID")
+    if not isinstance(event_id, str) or not event_id:
+        raise MalformedRecord("eventID is missing or not a string")
+    return event_id, _event_time(record.get("eventTime"), event_id)
+
+
+def _event_time(value: Any, event_id: str) -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise MalformedRecord(f"eventTime {value[:40]!r} is not an ISO 8601 time", event_id) from None
+    else:
+        raise MalformedRecord("eventTime is missing or not a string", event_id)
+    # CloudTrail writes UTC with a Z; a naive value (e.g. re-serialised by a tool) is UTC too.
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _account_id(record: Mapping[str, Any], identity: Mapping[str, Any]) -> str | None:
+    for value in (record.get("recipientAccountId"), identity.get("accountId")):
+        if isinstance(value, str) and _ACCOUNT_ID.match(value):
+            return value
+    return None
+
+
+def _target_account(value: Any) -> str:
+    if isinstance(value, str):
+        if _ACCOUNT_ID.match(value):
+            return value
+        match = _ARN_ACCOUNT.match(value)
+        if match:
+            return match.group(1)
+    # A rejected call may carry no usable target; it is still an AssumeRoot attempt.
+    return UNKNOWN_ACCOUNT
+
+
+def _task_policy(value: Any) -> str:
+    # The API takes a PolicyDescriptorType ({"arn": ...}); accept a bare ARN string too.
+    if isinstance(value, Mapping):
+        value = value.get("arn")
+    if isinstance(value, str):
+        name = value.rsplit("/", 1)[-1]
+        if name in TASK_POLICIES:
+            return name
+    return "other"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _is_true(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def _has_error(record: Mapping[str, Any]) -> bool:
+    return any(record.get(key) not in (None, "") for key in ("errorCode", "errorMessage"))
+
+
+def _api_outcome(record: Mapping[str, Any]) -> Outcome:
+    return "failure" if _has_error(record) else "success"
+
+
+def _login_outcome(record: Mapping[str, Any]) -> Outcome:
+    response = record.get("responseElements")
+    if isinstance(response, Mapping):
+        value = response.get("ConsoleLogin")
+        if isinstance(value, str):
+            if value.lower() == "success":
+                return "success"
+            if value.lower() == "failure":
+                return "failure"
+    return _api_outcome(record)
+
+
+def _mfa(record: Mapping[str, Any], identity: Mapping[str, Any]) -> Mfa:
+    extra = record.get("additionalEventData")
+    if isinstance(extra, Mapping):
+        used = extra.get("MFAUsed")
+        # AWS's root example says "YES", IAM users get "Yes".
+        if isinstance(used, str) and used.lower() in ("yes", "no"):
+            return "true" if used.lower() == "yes" else "false"
+    context = identity.get("sessionContext")
+    attributes = context.get("attributes") if isinstance(context, Mapping) else None
+    if isinstance(attributes, Mapping):
+        value = attributes.get("mfaAuthenticated")
+        if value is True or value is False:
+            return "true" if value else "false"
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return "true" if value.lower() == "true" else "false"
+    return "unknown"
+
+
+def _assumed_root(identity: Mapping[str, Any], event_source: str, event_name: str) -> bool:
+    context = identity.get("sessionContext")
+    if not isinstance(context, Mapping):
+        return False
+    if "assumedRoot" in context:
+        return _is_true(context.get("assumedRoot"))
+    key = identity.get("accessKeyId")
+    return (
+        isinstance(key, str)
+        and key.startswith("ASIA")
+        and not _is_true(identity.get("sessionCredentialFromConsole"))
+        and event_source != SIGNIN
+        and (event_source, event_name) in _ROOT_TASK_ACTIONS
+    )
+
+
+def _category(record: Mapping[str, Any], event_source: str, event_name: str) -> Category:
+    if _is_break_glass(record, event_source, event_name):
+        return "break_glass"
+    read_only = record.get("readOnly")
+    if isinstance(read_only, bool):
+        return "read_only" if read_only else "administrative"
+    if isinstance(read_only, str) and read_only.lower() in ("true", "false"):
+        return "read_only" if read_only.lower() == "true" else "administrative"
+    return "read_only" if event_name.startswith(_READ_ONLY_PREFIXES) else "administrative"
+
+
+def _is_break_glass(record: Mapping[str, Any], event_source: str, event_name: str) -> bool:
+    if event_name in _BREAK_GLASS_ANY_SOURCE or (event_source, event_name) in _BREAK_GLASS_PLAIN:
+        return True
+    params = record.get("requestParameters")
+    params = params if isinstance(params, Mapping) else {}
+    if event_source == IAM and event_name in _ROOT_OWN_CREDENTIAL_TASKS:
+        # With a userName, root is managing an IAM user's credentials: administrative.
+        return params.get("userName") in (None, "")
+    if event_source == IAM and event_name in _ROOT_MFA_TASKS:
+        return params.get("userName") in (None, "", _ROOT_MFA_USER)
+    if event_source == S3 and event_name == "PutBucketVersioning":
+        config = params.get("VersioningConfiguration")
+        return isinstance(config, Mapping) and "MfaDelete" in config
+    return False
+
+
+def _approved(account_id: str, event_time: datetime, windows: Sequence[BreakGlassWindow]) -> bool:
+    return any(w.account_id == account_id and w.start <= event_time <= w.end for w in windows)

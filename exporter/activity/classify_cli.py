@@ -1,0 +1,57 @@
+"""`classify` command: run the root-activity classifier over CloudTrail files.
+
+Prints one JSON object per root (or `sts:AssumeRoot`) record to `out`, in file order, for
+example::
+
+    {"eventID": "deb1e1f9-...", "account_id": "111122223333", "event_time": "2026-11-20T10:24:34Z",
+     "event_name": "ConsoleLogin", "event_source": "signin.amazonaws.com", "kind": "console_login",
+     "outcome": "success", "mfa": "false", "category": null, "assumed_root": false,
+     "approved": false, "signin_event": null, "task_policy": null, "region": "us-east-1",
+     "source_ip": "192.0.2.10", "error_code": "", "location": "trail.json.gz record 0"}
+
+Records that are not root activity print nothing. Problems go to `err`, one line each,
+naming the file and the line or record index.
+
+Exit status:
+
+* 0: every file was read, even if some records in it were malformed (they are reported on
+  `err`): one bad record in a 10 000-record trail file is data, not a tool failure.
+* 2: at least one file could not be read at all (missing, unreadable, broken gzip, not
+  JSON of any accepted shape). The other files are still processed and printed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TextIO
+
+from exporter.activity.classify import MalformedRecord, classify
+from exporter.activity.records import Record, read_records_file
+from exporter.settings import BreakGlassWindow
+
+EXIT_OK = 0
+EXIT_UNREADABLE = 2
+
+
+def run_classify(paths: list[str], windows: Sequence[BreakGlassWindow], out: TextIO, err: TextIO) -> int:
+    """Classify every record in `paths`; see the module docstring for output and exit status."""
+    status = EXIT_OK
+    for path in paths:
+        for item in read_records_file(path):
+            if not isinstance(item, Record):
+                err.write(f"{item}\n")
+                if item.fatal:
+                    status = EXIT_UNREADABLE
+                continue
+            try:
+                verdict = classify(item.data, windows)
+            except MalformedRecord as exc:
+                err.write(f"{item.location}: malformed record: {exc}\n")
+                continue
+            if verdict is None:
+                continue
+            data = verdict.to_json()
+            line = {"eventID": data.pop("event_id"), **data, "location": item.location}
+            out.write(json.dumps(line, sort_keys=False) + "\n")
+    return status

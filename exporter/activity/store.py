@@ -1,0 +1,546 @@
+"""In-memory store of root activity: deduplication, counters, a state file, metric families.
+
+`EventStore` takes `Verdict`s from `classify()` (any source: LookupEvents polling,
+EventBridge -> SQS, the S3 organization trail) and keeps everything the activity metrics
+of docs/metrics.md need. It does no I/O except `save()`/`load()`, needs no event loop, and
+is thread-safe (one lock), so a scrape thread may call `metric_families()` while the
+pollers ingest.
+
+Which verdict feeds which metric:
+
+* `console_login` -> `aws_root_console_logins_total`, the 90-day login list (successes
+  only: a failed attempt is not a login), last activity and last event.
+* `signin_other` -> `aws_root_signin_events_total`, last activity and last event.
+* `api_call` -> `aws_root_api_calls_total` and `aws_root_api_calls_by_event_source_total`,
+  last activity and last event.
+* any verdict with `assumed_root` (an action in an `sts:AssumeRoot` privileged session)
+  -> `aws_root_assumed_root_calls_total` ONLY: it is not a person holding root
+  credentials, and the exporter's own audit sessions must not look like root use (nor
+  move the last-activity time every sweep).
+* `assume_root_call` -> `aws_root_assume_root_calls_total` (by target account).
+
+Deduplication: by `eventID`, whatever the source (a record seen by LookupEvents and then
+by the trail counts once; the second sighting counts in
+`aws_root_events_duplicate_total{source=...}`). Memory is bounded: an id is remembered
+while its `eventTime` is within `dedup_retention` (default 7 days) of the newest
+`eventTime` seen (not of the wall clock, so a restart after a long outage still
+deduplicates what the pollers re-read), and at most `max_event_ids` ids are kept (default
+200 000, oldest `eventTime` forgotten first). A copy arriving after its id was forgotten
+is counted again: a late duplicate inflates a counter rather than hiding an event.
+Successful console logins are kept with their ids for 90 days, so the 90-day count is
+exact whatever the id retention.
+
+Backfill and restarts: a store has a `counting_from` time. A record whose `eventTime` is
+before it is history: it updates the 90-day login list, the last activity time and the
+last event details, and is remembered for deduplication, but it does NOT increment any
+`_total` counter or the delay histogram. A fresh store (no state file) counts from
+`backfill_grace` (default 15 minutes, CloudTrail's worst documented delivery delay) before
+the exporter started, so reading 90 days of CloudTrail history on a restart does not show
+up as a burst in `increase(aws_root_console_logins_total[1h])`, while a root login a few
+minutes before the restart, still in flight when the old process stopped, is counted.
+(At worst a record the previous process already counted is counted again after a
+restart without a state file: that errs toward alerting.) A store loaded from a state
+file keeps the stored `counting_from` and counter values: counters continue where they
+were, and records that happened while the exporter was down are counted when the pollers
+catch up from their checkpoints.
+
+Sample exposition (`metric_families()` rendered by prometheus_client)::
+
+    # HELP aws_root_console_logins_total Root ConsoleLogin records, by outcome and MFA use.
+    # TYPE aws_root_console_logins_total counter
+    aws_root_console_logins_total{account_id="111122223333",mfa="false",outcome="success"} 1.0
+    # HELP aws_root_api_calls_total Root API calls by category, outcome and approval (break-glass window).
+    # TYPE aws_root_api_calls_total counter
+    aws_root_api_calls_total{account_id="111122223333",approved="false",category="administrative",outcome="failure"} 1.0
+    # HELP aws_root_last_event_info The latest root record per account; the value is its eventTime.
+    # TYPE aws_root_last_event_info gauge
+    aws_root_last_event_info{account_id="111122223333",event_name="CreateBucket",event_source="s3.amazonaws.com",mfa="unknown",outcome="failure",source_ip="203.0.113.25"} 1.79552172e+09
+    # HELP aws_root_console_logins_90d Exact count of successful root console logins in the trailing 90 days, from CloudTrail history.
+    # TYPE aws_root_console_logins_90d gauge
+    aws_root_console_logins_90d{account_id="111122223333"} 1.0
+    # HELP aws_root_event_delay_seconds Delay between a root record's eventTime and its processing by the exporter.
+    # TYPE aws_root_event_delay_seconds histogram
+    aws_root_event_delay_seconds_bucket{le="30.0",source="eventbridge_sqs"} 0.0
+    aws_root_event_delay_seconds_bucket{le="60.0",source="eventbridge_sqs"} 1.0
+    ...
+    aws_root_event_delay_seconds_count{source="eventbridge_sqs"} 1.0
+    aws_root_event_delay_seconds_sum{source="eventbridge_sqs"} 40.0
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import json
+import math
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
+
+from exporter.activity.classify import CATEGORIES, MFA_VALUES, OUTCOMES, Verdict
+
+STATE_VERSION = 1
+SOURCES: tuple[str, ...] = ("lookup_events", "eventbridge_sqs", "s3_trail")
+DELAY_BUCKETS: tuple[float, ...] = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
+LOGIN_WINDOW = timedelta(days=90)
+DEFAULT_DEDUP_RETENTION = timedelta(days=7)
+DEFAULT_MAX_EVENT_IDS = 200_000
+DEFAULT_BACKFILL_GRACE = timedelta(minutes=15)
+_PRUNE_EVERY = 10_000
+_REASON = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_BOOL = {True: "true", False: "false"}
+
+
+_Counter = dict[tuple[str, ...], float]  # label values -> count
+
+
+class StateFileError(Exception):
+    """The state file cannot be used; the message names the file and the problem."""
+
+
+@dataclass(slots=True)
+class _LastEvent:
+    time: float
+    event_name: str
+    event_source: str
+    source_ip: str
+    mfa: str
+    outcome: str
+
+
+@dataclass(slots=True)
+class _Histogram:
+    buckets: list[float]  # per bucket (not cumulative), the last one is +Inf
+    total: float = 0.0
+    count: float = 0.0
+
+    @classmethod
+    def empty(cls) -> _Histogram:
+        return cls([0.0] * (len(DELAY_BUCKETS) + 1))
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect.bisect_left(DELAY_BUCKETS, value)] += 1
+        self.total += value
+        self.count += 1
+
+
+class EventStore:
+    """Root activity state; see the module docstring. Thread-safe."""
+
+    def __init__(
+        self,
+        started_at: datetime,
+        *,
+        backfill_grace: timedelta = DEFAULT_BACKFILL_GRACE,
+        dedup_retention: timedelta = DEFAULT_DEDUP_RETENTION,
+        max_event_ids: int = DEFAULT_MAX_EVENT_IDS,
+    ):
+        """A fresh store; `started_at` is when the exporter started (see the module docstring)."""
+        _require_aware(started_at, "started_at")
+        if max_event_ids < 1:
+            raise ValueError("max_event_ids must be at least 1")
+        self._lock = threading.RLock()
+        self.counting_from = started_at - backfill_grace
+        self._retention = dedup_retention.total_seconds()
+        self._max_ids = max_event_ids
+        self._accounts: set[str] = set()
+        self._console_logins: _Counter = {}
+        self._signin_events: _Counter = {}
+        self._api_calls: _Counter = {}
+        self._api_by_source: _Counter = {}
+        self._assumed_root: _Counter = {}
+        self._assume_root: _Counter = {}
+        self._duplicates: dict[str, float] = {source: 0.0 for source in SOURCES}
+        self._rejected: _Counter = {}
+        self._delay: dict[str, _Histogram] = {source: _Histogram.empty() for source in SOURCES}
+        self._last_activity: dict[str, float] = {}
+        self._last_event: dict[str, _LastEvent] = {}
+        self._logins: dict[str, list[tuple[float, str]]] = {}
+        self._seen: dict[str, float] = {}
+        self._high_water = -math.inf
+        self._since_prune = 0
+        self._checkpoints: dict[str, str] = {}
+
+    # --- accounts, checkpoints, rejections ---------------------------------------------
+
+    def register_accounts(self, account_ids: Iterable[str]) -> None:
+        """Create the per-account counters at 0, so `increase()` sees the first event."""
+        with self._lock:
+            for account in account_ids:
+                self._accounts.add(account)
+                for outcome in OUTCOMES:
+                    for mfa in MFA_VALUES:
+                        self._console_logins.setdefault((account, outcome, mfa), 0.0)
+                    for category in CATEGORIES:
+                        for approved in _BOOL.values():
+                            self._api_calls.setdefault((account, category, outcome, approved), 0.0)
+                    self._assumed_root.setdefault((account, outcome), 0.0)
+
+    def set_checkpoint(self, source_key: str, value: str) -> None:
+        with self._lock:
+            self._checkpoints[source_key] = value
+
+    def get_checkpoint(self, source_key: str) -> str | None:
+        with self._lock:
+            return self._checkpoints.get(source_key)
+
+    def reject(self, source: str, reason: str) -> None:
+        """Count a record or message that could not be processed, by a bounded `reason`:
+        `malformed_record` (classify raised MalformedRecord), `malformed_message` (an SQS
+        body or object that holds no usable record), `fetch_failed` (an S3 object could not
+        be read)."""
+        _require_source(source)
+        if not _REASON.match(reason):
+            raise ValueError(f"reason must be a short snake_case word, got {reason!r}")
+        with self._lock:
+            self._rejected[(source, reason)] = self._rejected.get((source, reason), 0.0) + 1
+
+    # --- ingestion -------------------------------------------------------------------
+
+    def ingest(self, verdict: Verdict, source: str, seen_at: datetime) -> bool:
+        """Record one verdict; False when its eventID was already ingested (from any source)."""
+        _require_source(source)
+        _require_aware(seen_at, "seen_at")
+        event_ts = verdict.event_time.timestamp()
+        with self._lock:
+            if verdict.event_id in self._seen or self._login_known(verdict, event_ts):
+                self._duplicates[source] = self._duplicates.get(source, 0.0) + 1
+                return False
+            self._remember(verdict.event_id, event_ts, seen_at.timestamp())
+            live = verdict.event_time >= self.counting_from
+            if live:
+                self._count(verdict)
+                self._delay.setdefault(source, _Histogram.empty()).observe(
+                    max(0.0, (seen_at - verdict.event_time).total_seconds())
+                )
+            self._update_gauges(verdict, event_ts)
+            return True
+
+    def _count(self, v: Verdict) -> None:
+        if v.kind == "assume_root_call":
+            _inc(self._assume_root, (v.account_id, v.task_policy or "other", v.outcome))
+        elif v.assumed_root:
+            _inc(self._assumed_root, (v.account_id, v.outcome))
+        elif v.kind == "console_login":
+            _inc(self._console_logins, (v.account_id, v.outcome, v.mfa))
+        elif v.kind == "signin_other":
+            _inc(self._signin_events, (v.account_id, v.signin_event or "other", v.outcome))
+        else:
+            _inc(self._api_calls, (v.account_id, v.category or "administrative", v.outcome, _BOOL[v.approved]))
+            _inc(self._api_by_source, (v.account_id, v.event_source))
+
+    def _update_gauges(self, v: Verdict, event_ts: float) -> None:
+        if v.kind == "assume_root_call" or v.assumed_root:
+            return
+        if event_ts > self._last_activity.get(v.account_id, -math.inf):
+            self._last_activity[v.account_id] = event_ts
+            self._last_event[v.account_id] = _LastEvent(event_ts, v.event_name, v.event_source, v.source_ip, v.mfa, v.outcome)
+        if v.kind == "console_login" and v.outcome == "success":
+            logins = self._logins.setdefault(v.account_id, [])
+            bisect.insort(logins, (event_ts, v.event_id))
+            horizon = self._high_water - LOGIN_WINDOW.total_seconds() - 86400
+            if logins[0][0] < horizon:
+                del logins[: bisect.bisect_left(logins, (horizon, ""))]
+
+    def _login_known(self, v: Verdict, event_ts: float) -> bool:
+        logins = self._logins.get(v.account_id)
+        if not logins or v.kind != "console_login":
+            return False
+        i = bisect.bisect_left(logins, (event_ts, v.event_id))
+        return i < len(logins) and logins[i] == (event_ts, v.event_id)
+
+    def _remember(self, event_id: str, event_ts: float, seen_ts: float) -> None:
+        self._seen[event_id] = event_ts
+        # A clock-skewed future eventTime must not push every other id out of retention.
+        self._high_water = max(self._high_water, min(event_ts, seen_ts))
+        self._since_prune += 1
+        if len(self._seen) > self._max_ids or self._since_prune >= _PRUNE_EVERY:
+            self._prune_ids()
+
+    def _prune_ids(self) -> None:
+        self._since_prune = 0
+        horizon = self._high_water - self._retention
+        kept = {k: ts for k, ts in self._seen.items() if ts >= horizon}
+        if len(kept) > self._max_ids:
+            # Drop a tenth more than needed so pruning does not run on every insert.
+            keep = max(1, self._max_ids - self._max_ids // 10)
+            kept = dict(sorted(kept.items(), key=lambda item: item[1])[-keep:])
+        self._seen = kept
+
+    # --- queries ---------------------------------------------------------------------
+
+    def logins_90d(self, account_id: str, now: datetime) -> int:
+        """Successful root console logins with now - 90 days < eventTime <= now."""
+        _require_aware(now, "now")
+        end = now.timestamp()
+        with self._lock:
+            logins = self._logins.get(account_id, [])
+            lo = bisect.bisect_right(logins, (end - LOGIN_WINDOW.total_seconds(), "\U0010ffff"))
+            hi = bisect.bisect_right(logins, (end, "\U0010ffff"))
+            return hi - lo
+
+    def seen_event_ids(self) -> int:
+        with self._lock:
+            return len(self._seen)
+
+    # --- metrics ---------------------------------------------------------------------
+
+    def metric_families(self, now: datetime | None = None) -> list[Any]:
+        """Fresh metric families for every activity metric in docs/metrics.md."""
+        now = now or datetime.now(UTC)
+        with self._lock:
+            families: list[Any] = [
+                _counter("aws_root_console_logins_total", "Root ConsoleLogin records, by outcome and MFA use.",
+                         ["account_id", "outcome", "mfa"], self._console_logins),
+                _counter("aws_root_signin_events_total", "Other root sign-in records (password recovery, password change, MFA check...).",
+                         ["account_id", "event_name", "outcome"], self._signin_events),
+                _counter("aws_root_api_calls_total", "Root API calls by category, outcome and approval (break-glass window).",
+                         ["account_id", "category", "outcome", "approved"], self._api_calls),
+                _counter("aws_root_api_calls_by_event_source_total", "Root API calls by the AWS service that recorded them.",
+                         ["account_id", "event_source"], self._api_by_source),
+                _counter("aws_root_assumed_root_calls_total", "API calls made inside an sts:AssumeRoot privileged session in the account.",
+                         ["account_id", "outcome"], self._assumed_root),
+                _counter("aws_root_assume_root_calls_total", "sts:AssumeRoot calls, by target account and task policy.",
+                         ["account_id", "task_policy", "outcome"], self._assume_root),
+                _counter("aws_root_events_duplicate_total", "Records dropped because their eventID was already counted.",
+                         ["source"], {(k,): v for k, v in self._duplicates.items()}),
+                _counter("aws_root_events_rejected_total", "Records or messages that could not be processed, by reason.",
+                         ["source", "reason"], self._rejected),
+            ]
+            last = GaugeMetricFamily("aws_root_last_activity_timestamp_seconds",
+                                     "eventTime of the latest root record seen for the account.", labels=["account_id"])
+            for account, ts in sorted(self._last_activity.items()):
+                last.add_metric([account], ts)
+            info = GaugeMetricFamily("aws_root_last_event_info", "The latest root record per account; the value is its eventTime.",
+                                     labels=["account_id", "event_name", "event_source", "source_ip", "mfa", "outcome"])
+            for account, e in sorted(self._last_event.items()):
+                info.add_metric([account, e.event_name, e.event_source, e.source_ip, e.mfa, e.outcome], e.time)
+            logins = GaugeMetricFamily(
+                "aws_root_console_logins_90d",
+                "Exact count of successful root console logins in the trailing 90 days, from CloudTrail history.",
+                labels=["account_id"],
+            )
+            for account in sorted(self._accounts | set(self._logins)):
+                logins.add_metric([account], float(self.logins_90d(account, now)))
+            delay = HistogramMetricFamily("aws_root_event_delay_seconds",
+                                          "Delay between a root record's eventTime and its processing by the exporter.",
+                                          labels=["source"])
+            for source, hist in sorted(self._delay.items()):
+                cumulative, buckets = 0.0, []
+                for bound, count in zip((*DELAY_BUCKETS, math.inf), hist.buckets, strict=True):
+                    cumulative += count
+                    buckets.append((floatToGoString(bound), cumulative))
+                delay.add_metric([source], buckets, hist.total)
+            families += [last, info, logins, delay]
+            return families
+
+    def collect(self) -> list[Any]:
+        """prometheus_client Collector protocol: `registry.register(store)` works as is."""
+        return self.metric_families()
+
+    # --- state file ------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-serialisable snapshot (see `from_state`)."""
+        with self._lock:
+            return {
+                "version": STATE_VERSION,
+                "counting_from": self.counting_from.isoformat(),
+                "high_water": None if self._high_water == -math.inf else self._high_water,
+                "accounts": sorted(self._accounts),
+                "counters": {
+                    "console_logins": _rows(self._console_logins),
+                    "signin_events": _rows(self._signin_events),
+                    "api_calls": _rows(self._api_calls),
+                    "api_calls_by_event_source": _rows(self._api_by_source),
+                    "assumed_root_calls": _rows(self._assumed_root),
+                    "assume_root_calls": _rows(self._assume_root),
+                    "events_duplicate": [[k, v] for k, v in sorted(self._duplicates.items())],
+                    "events_rejected": _rows(self._rejected),
+                },
+                "event_delay": {
+                    source: {"bounds": list(DELAY_BUCKETS), "buckets": list(h.buckets), "sum": h.total, "count": h.count}
+                    for source, h in sorted(self._delay.items())
+                },
+                "last_event": {
+                    account: {"time": e.time, "event_name": e.event_name, "event_source": e.event_source,
+                              "source_ip": e.source_ip, "mfa": e.mfa, "outcome": e.outcome}
+                    for account, e in sorted(self._last_event.items())
+                },
+                "console_logins_90d": {account: [[ts, eid] for ts, eid in items] for account, items in sorted(self._logins.items())},
+                "seen_event_ids": dict(self._seen),
+                "checkpoints": dict(sorted(self._checkpoints.items())),
+            }
+
+    @classmethod
+    def from_state(
+        cls,
+        state: Mapping[str, Any],
+        *,
+        dedup_retention: timedelta = DEFAULT_DEDUP_RETENTION,
+        max_event_ids: int = DEFAULT_MAX_EVENT_IDS,
+        where: str = "state",
+    ) -> EventStore:
+        """Rebuild a store from `to_state()` output; raises StateFileError naming `where`."""
+        if not isinstance(state, Mapping):
+            raise StateFileError(f"{where}: not a JSON object")
+        version = state.get("version")
+        if version != STATE_VERSION:
+            raise StateFileError(f"{where}: unsupported version {version!r} (this exporter reads version {STATE_VERSION})")
+        try:
+            counting_from = datetime.fromisoformat(state["counting_from"])
+            store = cls(counting_from, backfill_grace=timedelta(0), dedup_retention=dedup_retention, max_event_ids=max_event_ids)
+            store._load(state)
+        except StateFileError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            problem = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise StateFileError(f"{where}: invalid content ({problem})") from None
+        return store
+
+    def _load(self, state: Mapping[str, Any]) -> None:
+        high_water = state["high_water"]
+        self._high_water = -math.inf if high_water is None else float(high_water)
+        self.register_accounts(_strings(state["accounts"], "accounts"))
+        counters = state["counters"]
+        for name, target, arity in (
+            ("console_logins", self._console_logins, 3),
+            ("signin_events", self._signin_events, 3),
+            ("api_calls", self._api_calls, 4),
+            ("api_calls_by_event_source", self._api_by_source, 2),
+            ("assumed_root_calls", self._assumed_root, 2),
+            ("assume_root_calls", self._assume_root, 3),
+            ("events_rejected", self._rejected, 2),
+        ):
+            target.update(_parse_rows(counters[name], name, arity))
+        self._duplicates.update({k[0]: v for k, v in _parse_rows(counters["events_duplicate"], "events_duplicate", 1).items()})
+        for source, h in state["event_delay"].items():
+            if list(h["bounds"]) != list(DELAY_BUCKETS):
+                continue  # buckets changed between versions: start this histogram afresh
+            buckets = [_number(b, "event_delay") for b in h["buckets"]]
+            if len(buckets) != len(DELAY_BUCKETS) + 1:
+                raise ValueError(f"event_delay.{source} has {len(buckets)} buckets")
+            self._delay[str(source)] = _Histogram(buckets, _number(h["sum"], "event_delay"), _number(h["count"], "event_delay"))
+        for account, e in state["last_event"].items():
+            event = _LastEvent(float(e["time"]), *(str(e[k]) for k in ("event_name", "event_source", "source_ip", "mfa", "outcome")))
+            self._last_event[str(account)] = event
+            self._last_activity[str(account)] = event.time
+        for account, items in state["console_logins_90d"].items():
+            self._logins[str(account)] = sorted((float(ts), str(eid)) for ts, eid in items)
+        self._seen = {str(k): float(v) for k, v in state["seen_event_ids"].items()}
+        self._checkpoints = {str(k): str(v) for k, v in state["checkpoints"].items()}
+
+    def save(self, path: str | Path) -> None:
+        """Write the state atomically: a temp file in the same directory, fsync, rename."""
+        path = Path(path)
+        data = json.dumps(self.to_state(), separators=(",", ":")).encode()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        # The rename itself must reach the disk, or a crash can bring the old file back.
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        dedup_retention: timedelta = DEFAULT_DEDUP_RETENTION,
+        max_event_ids: int = DEFAULT_MAX_EVENT_IDS,
+    ) -> EventStore:
+        """Read a state file; raises StateFileError naming the path on any problem."""
+        where = f"state file {str(path)!r}"
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StateFileError(f"{where}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        try:
+            state = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StateFileError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}); fix or delete it") from None
+        return cls.from_state(state, dedup_retention=dedup_retention, max_event_ids=max_event_ids, where=where)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None,
+        started_at: datetime,
+        *,
+        backfill_grace: timedelta = DEFAULT_BACKFILL_GRACE,
+        dedup_retention: timedelta = DEFAULT_DEDUP_RETENTION,
+        max_event_ids: int = DEFAULT_MAX_EVENT_IDS,
+    ) -> EventStore:
+        """The stored state when `path` exists (a bad file raises StateFileError, never a
+        silent fresh start), else a fresh store for an exporter started at `started_at`."""
+        if path is not None and Path(path).exists():
+            return cls.load(path, dedup_retention=dedup_retention, max_event_ids=max_event_ids)
+        return cls(started_at, backfill_grace=backfill_grace, dedup_retention=dedup_retention, max_event_ids=max_event_ids)
+
+
+def _inc(counter: _Counter, key: tuple[str, ...]) -> None:
+    counter[key] = counter.get(key, 0.0) + 1
+
+
+def _counter(name: str, doc: str, labels: list[str], values: Mapping[tuple[str, ...], float]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, value in sorted(values.items()):
+        family.add_metric(list(key), value)
+    return family
+
+
+def _rows(counter: Mapping[tuple[str, ...], float]) -> list[list[Any]]:
+    return [[*key, value] for key, value in sorted(counter.items())]
+
+
+def _parse_rows(rows: Any, name: str, arity: int) -> _Counter:
+    if not isinstance(rows, list):
+        raise ValueError(f"counters.{name} is not a list")
+    parsed: _Counter = {}
+    for row in rows:
+        if not isinstance(row, list) or len(row) != arity + 1 or not all(isinstance(x, str) for x in row[:arity]):
+            raise ValueError(f"counters.{name} has a bad row {row!r:.80}")
+        parsed[tuple(row[:arity])] = _number(row[arity], f"counters.{name}")
+    return parsed
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} holds {value!r:.40}, not a count")
+    return float(value)
+
+
+def _strings(values: Any, name: str) -> list[str]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"{name} is not a list of strings")
+    return values
+
+
+def _require_source(source: str) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+
+
+def _require_aware(value: datetime, name: str) -> None:
+    if value.tzinfo is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime")

@@ -1,0 +1,166 @@
+"""CloudTrail records in their native JSON form, for the sandbox to serve and inject.
+
+The shapes follow AWS's documented examples (root `ConsoleLogin` with
+`additionalEventData.MFAUsed`, root API calls with `userIdentity.type` `Root`, an IAM user
+sign-in for contrast). Times are ISO 8601 UTC with a `Z`, as CloudTrail writes them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+KINDS = (
+    "console-login",
+    "console-login-failure",
+    "password-recovery",
+    "api-call",
+    "break-glass",
+    "iam-user-login",
+    "iam-user-named-root-login",
+)
+
+
+def _time(when: datetime | None) -> str:
+    return (when or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _root_identity(account_id: str, mfa: bool | None = None) -> dict[str, Any]:
+    identity: dict[str, Any] = {
+        "type": "Root",
+        "principalId": account_id,
+        "arn": f"arn:aws:iam::{account_id}:root",
+        "accountId": account_id,
+    }
+    if mfa is not None:
+        # A person signed in to the console as root: temporary keys from the console session.
+        identity["accessKeyId"] = "ASIA" + uuid.uuid4().hex[:16].upper()
+        identity["sessionCredentialFromConsole"] = "true"
+        identity["sessionContext"] = {
+            "sessionIssuer": {},
+            "webIdFederationData": {},
+            "attributes": {"creationDate": _time(None), "mfaAuthenticated": "true" if mfa else "false"},
+        }
+    return identity
+
+
+def make_record(
+    kind: str,
+    account_id: str,
+    *,
+    when: datetime | None = None,
+    mfa: bool = True,
+    source_ip: str = "203.0.113.10",
+    event_name: str | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """A CloudTrail record of `kind` (one of KINDS) in `account_id`."""
+    base: dict[str, Any] = {
+        "eventVersion": "1.09",
+        "eventTime": _time(when),
+        "sourceIPAddress": source_ip,
+        "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
+        "requestParameters": None,
+        "eventID": event_id or str(uuid.uuid4()),
+        "readOnly": False,
+        "eventType": "AwsConsoleSignIn",
+        "managementEvent": True,
+        "recipientAccountId": account_id,
+        "eventCategory": "Management",
+        "awsRegion": "us-east-1",
+    }
+    if kind in ("console-login", "console-login-failure"):
+        ok = kind == "console-login"
+        base.update(
+            eventSource="signin.amazonaws.com",
+            eventName="ConsoleLogin",
+            userIdentity=_root_identity(account_id),
+            responseElements={"ConsoleLogin": "Success" if ok else "Failure"},
+            additionalEventData={
+                "LoginTo": "https://console.aws.amazon.com/console/home?state=hashArgs%23&isauthcode=true",
+                "MobileVersion": "No",
+                # AWS's own root example writes "YES"; IAM users get "Yes".
+                "MFAUsed": "YES" if mfa else "No",
+            },
+        )
+        if not ok:
+            base["errorMessage"] = "Failed authentication"
+        return base
+    if kind == "password-recovery":
+        base.update(
+            eventSource="signin.amazonaws.com",
+            eventName="PasswordRecoveryRequested",
+            userIdentity=_root_identity(account_id),
+            responseElements={"PasswordRecoveryRequested": "Success"},
+            additionalEventData={"MFAUsed": "No"},
+        )
+        return base
+    if kind in ("iam-user-login", "iam-user-named-root-login"):
+        name = "root" if kind == "iam-user-named-root-login" else "alice"
+        base.update(
+            eventSource="signin.amazonaws.com",
+            eventName="ConsoleLogin",
+            userIdentity={
+                "type": "IAMUser",
+                "principalId": "AIDACKCEVSQ6C2EXAMPLE",
+                "arn": f"arn:aws:iam::{account_id}:user/{name}",
+                "accountId": account_id,
+                "userName": name,
+            },
+            responseElements={"ConsoleLogin": "Success"},
+            additionalEventData={"MobileVersion": "No", "MFAUsed": "Yes" if mfa else "No"},
+        )
+        return base
+    if kind == "api-call":
+        base.update(
+            eventType="AwsApiCall",
+            eventSource="s3.amazonaws.com",
+            eventName=event_name or "CreateBucket",
+            userIdentity=_root_identity(account_id, mfa),
+            requestParameters={"bucketName": "payments-archive", "Host": "payments-archive.s3.amazonaws.com"},
+            responseElements=None,
+            readOnly=False,
+            requestID=uuid.uuid4().hex[:16].upper(),
+        )
+        return base
+    if kind == "break-glass":
+        # Deleting the root user's own access key: a root-only task.
+        base.update(
+            eventType="AwsApiCall",
+            eventSource="iam.amazonaws.com",
+            eventName=event_name or "DeleteAccessKey",
+            userIdentity=_root_identity(account_id, mfa),
+            requestParameters={"accessKeyId": f"AKIA{account_id}RK00"},
+            responseElements=None,
+            requestID=str(uuid.uuid4()),
+        )
+        return base
+    raise ValueError(f"unknown record kind {kind!r}; one of: {', '.join(KINDS)}")
+
+
+def eventbridge_envelope(record: dict[str, Any]) -> dict[str, Any]:
+    """The event EventBridge puts on the default bus for a CloudTrail record."""
+    signin = record.get("eventType") == "AwsConsoleSignIn"
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "AWS Console Sign In via CloudTrail" if signin else "AWS API Call via CloudTrail",
+        "source": "aws.signin" if signin else "aws." + str(record.get("eventSource", "")).split(".")[0],
+        "account": record.get("recipientAccountId"),
+        "time": record.get("eventTime"),
+        "region": record.get("awsRegion", "us-east-1"),
+        "resources": [],
+        "detail": record,
+    }
+
+
+def lookup_username(record: dict[str, Any]) -> str:
+    """The `Username` CloudTrail LookupEvents reports for a record."""
+    identity = record.get("userIdentity") or {}
+    if identity.get("type") == "Root":
+        return "root"
+    if identity.get("userName"):
+        return str(identity["userName"])
+    arn = str(identity.get("arn", ""))
+    return arn.rsplit("/", 1)[-1] if "/" in arn else ""

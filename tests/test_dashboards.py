@@ -1,0 +1,418 @@
+"""Checks of the generated Grafana dashboards.
+
+- the committed JSON equals the generator's output;
+- each dashboard validates against the JSON Schema generated from @grafana/schema
+  (dashboards/schema/dashboard.schema.json), and that schema does reject bad dashboards;
+- every panel query (dashboards/queries.py, variables substituted) parses with promtool and
+  only uses metrics documented in docs/metrics.md;
+- datasource variable, `ou` and `account` variables, stable uids, KPI targets, layout.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.server
+import importlib.util
+import json
+import pathlib
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DASHBOARDS = ROOT / "dashboards"
+SCHEMA = json.loads((DASHBOARDS / "schema" / "dashboard.schema.json").read_text())
+METRICS_DOC = ROOT / "docs" / "metrics.md"
+
+
+
+def _load(name: str, path: pathlib.Path):
+    """Import a file under a unique module name (no sys.path change, no name clashes)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+config = _load("aws_root_alerts_config", ROOT / "alerts" / "config.py")
+_queries = _load("aws_root_dashboard_queries", DASHBOARDS / "queries.py")
+dashboard_queries, substitute = _queries.dashboard_queries, _queries.substitute
+
+EXPECTED = {
+    "aws-root-overview.json": "aws-root-overview",
+    "aws-root-account.json": "aws-root-account",
+    "aws-root-exporter-health.json": "aws-root-exporter-health",
+}
+
+
+def load(name: str) -> dict:
+    return json.loads((DASHBOARDS / name).read_text())
+
+
+def all_panels(dashboard: dict) -> list[dict]:
+    out = []
+    for panel in dashboard["panels"]:
+        out.append(panel)
+        out.extend(panel.get("panels", []))
+    return out
+
+
+def test_committed_dashboards_equal_generator_output():
+    result = subprocess.run(
+        [sys.executable, str(DASHBOARDS / "generate.py"), "--check"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_files_are_the_expected_ones():
+    assert sorted(p.name for p in DASHBOARDS.glob("*.json")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_dashboard_matches_grafana_schema(name):
+    jsonschema.validate(load(name), SCHEMA)
+
+
+def test_schema_rejects_broken_dashboards():
+    """The schema is not vacuous: typical mistakes are caught."""
+    good = load("aws-root-overview.json")
+    broken_variants = []
+    d = copy.deepcopy(good)
+    del d["schemaVersion"]
+    broken_variants.append(d)
+    d = copy.deepcopy(good)
+    del d["panels"][0]["type"]
+    broken_variants.append(d)
+    d = copy.deepcopy(good)
+    d["panels"][0]["gridPos"] = {"x": 0, "y": 0}
+    broken_variants.append(d)
+    d = copy.deepcopy(good)
+    d["templating"]["list"][0]["type"] = "not-a-variable-type"
+    broken_variants.append(d)
+    d = copy.deepcopy(good)
+    d["time"] = {"from": "now-1h"}
+    broken_variants.append(d)
+    for broken in broken_variants:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, SCHEMA)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_uid_variables_and_datasource(name):
+    d = load(name)
+    assert d["uid"] == EXPECTED[name]
+    assert d["schemaVersion"] >= 36  # Grafana 10+
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    ou, account = variables["ou"], variables["account"]
+    assert ou["query"] == f"label_values(aws_root_account_info{config.selector()}, ou_name)"
+    assert "aws_root_account_info" in account["query"] and 'ou_name=~"$ou"' in account["query"]
+    assert "(?<value>" in account["regex"] and "(?<text>" in account["regex"]
+    assert re.search(r"account_id=\"\(\?<value>", account["regex"])
+    for panel in all_panels(d):
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        refs = [t["refId"] for t in panel.get("targets", [])]
+        assert len(refs) == len(set(refs)), panel["title"]
+        for t in panel.get("targets", []):
+            assert t["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_layout_has_no_overlap_and_unique_ids(name):
+    d = load(name)
+    panels = all_panels(d)
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    titles = [p["title"] for p in panels]
+    assert len(titles) == len(set(titles)), "panel titles identify queries: keep them unique"
+    cells = set()
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24, p["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f"{p['title']} overlaps another panel"
+                cells.add((x, y))
+
+
+def test_overview_kpis_against_targets():
+    panels = {p["title"]: p for p in all_panels(load("aws-root-overview.json"))}
+
+    def steps(title):
+        return [(s["value"], s["color"]) for s in
+                panels[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+
+    logins = panels["Root console logins, trailing 90 days"]
+    assert logins["type"] == "stat"
+    assert "aws_root_console_logins_90d" in logins["targets"][0]["expr"]
+    assert steps(logins["title"]) == [
+        (None, "green"), (config.TARGET_ROOT_LOGINS_PER_QUARTER + 1, "red")]
+
+    mtta = panels["Mean time to alert"]
+    assert "aws_root_event_delay_seconds_sum" in mtta["targets"][0]["expr"]
+    assert mtta["fieldConfig"]["defaults"]["unit"] == "s"
+    assert steps(mtta["title"]) == [(None, "green"), (config.TARGET_TIME_TO_ALERT_SECONDS, "red")]
+
+    mfa = panels["Root MFA adoption"]
+    assert 'control="mfa_enabled"' in mfa["targets"][0]["expr"]
+    assert mfa["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert steps(mfa["title"]) == [(None, "red"), (config.TARGET_MFA_ADOPTION_RATIO, "green")]
+
+    for title in ("Hardware root MFA", "Accounts with root access keys",
+                  "Accounts failing a root control", "Root activity by category"):
+        assert title in panels
+    for p in panels.values():
+        if p["type"] == "stat":
+            assert p["options"]["reduceOptions"]["calcs"], p["title"]
+
+
+def test_account_detail_shows_last_event_info():
+    d = load("aws-root-account.json")
+    exprs = " ".join(t["expr"] for p in all_panels(d) for t in p.get("targets", []))
+    assert "aws_root_last_event_info" in exprs
+    account = next(v for v in d["templating"]["list"] if v["name"] == "account")
+    assert account["multi"] is False
+
+
+def test_health_dashboard_covers_exporter_internals():
+    d = load("aws-root-exporter-health.json")
+    exprs = " ".join(t["expr"] for p in all_panels(d) for t in p.get("targets", []))
+    for metric in ("aws_root_sweep_duration_seconds", "aws_root_collector_errors_total",
+                   "aws_root_api_errors_total", "aws_root_event_delay_seconds_bucket"):
+        assert metric in exprs
+
+
+# --- queries --------------------------------------------------------------------------
+
+QUERIES = dashboard_queries()
+
+
+def test_dashboard_queries_cover_every_target():
+    targets = sum(
+        len(p.get("targets", [])) for name in EXPECTED for p in all_panels(load(name))
+    )
+    variables = sum(
+        1 for name in EXPECTED for v in load(name)["templating"]["list"] if v["type"] == "query"
+    )
+    assert len(QUERIES) == targets + variables
+    assert {uid for uid, _, _ in QUERIES} == set(EXPECTED.values())
+
+
+def test_substitution():
+    assert substitute('x{a=~"$account"}[$__rate_interval]') == 'x{a=~".*"}[5m]'
+    assert substitute("increase(x[$__range])") == "increase(x[1h])"
+    assert substitute("y[${__interval}]") == "y[1m]"
+
+
+def test_no_variables_left_in_queries():
+    leftovers = [(uid, title, expr) for uid, title, expr in QUERIES if "$" in expr]
+    assert not leftovers
+
+
+def test_queries_use_the_job_selector_and_documented_metrics():
+    known = set(re.findall(r"^\| `(aws_root_\w+)` \|", METRICS_DOC.read_text(), re.M))
+    assert len(known) > 20
+    for uid, title, expr in QUERIES:
+        for sel in re.findall(r"\b(?:aws_root_\w+|up)\{([^}]*)\}", expr):
+            assert config.JOB_SELECTOR in sel, (uid, title, expr)
+        for name in re.findall(r"(?<![\w:])(aws_root_\w+)(?![\w:])", expr):
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert name in known or base in known, (uid, title, name)
+
+
+def test_every_query_parses_with_promtool(tmp_path):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed"
+    rules = [{"record": f"dashboard_query_{i}", "expr": expr}
+             for i, (_, _, expr) in enumerate(QUERIES)]
+    path = tmp_path / "queries.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard-queries", "rules": rules}]}))
+    result = subprocess.run([promtool, "check", "rules", str(path)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+
+def test_promtool_parse_check_can_fail(tmp_path):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed"
+    path = tmp_path / "bad.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [
+        {"record": "bad", "expr": 'sum by (x) (rate(y{a=~".*"}[$__rate_interval]))'}]}]}))
+    result = subprocess.run([promtool, "check", "rules", str(path)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+
+
+# --- on a real Prometheus -------------------------------------------------------------
+# Prometheus scrapes a fixed /metrics page (dashboards/testdata/metrics.prom) as the job
+# the rules and dashboards select, loads the generated rules, and then every dashboard
+# query must run without error, and every rule must evaluate without error.
+
+
+FIXTURE = DASHBOARDS / "testdata" / "metrics.prom"
+RULES_FILE = ROOT / "alerts" / "aws-root-exporter.rules.yml"
+
+# Queries that are empty on the fixture for a stated reason; every other one must
+# return data, so a typo in a label value or a broken join shows up.
+EXPECTED_EMPTY = {
+    # Counters are constant on the fixture: nothing increases, `> 0` filters all out.
+    ("aws-root-exporter-health", "Collector failures by account and reason"),
+    ("aws-root-exporter-health", "AWS API errors by operation and reason"),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _query(base: str, expr: str) -> dict:
+    return _get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is not installed (Debian package prometheus)"
+    body = FIXTURE.read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    exporter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+    tmp = tmp_path_factory.mktemp("prometheus")
+    # The generated rules, evaluated every second instead of every minute.
+    rules = yaml.safe_load(RULES_FILE.read_text())
+    for group in rules["groups"]:
+        group["interval"] = "1s"
+    (tmp / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    job = config.JOB_SELECTOR.split("=", 1)[1].strip('"')
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(tmp / "rules.yml")],
+        "scrape_configs": [{
+            "job_name": job,
+            "static_configs": [{"targets": [f"127.0.0.1:{exporter.server_address[1]}"]}],
+        }],
+    }))
+    port = _free_port()
+    log = open(tmp / "prometheus.log", "w")
+    proc = subprocess.Popen(
+        [binary, f"--config.file={tmp / 'prometheus.yml'}",
+         f"--web.listen-address=127.0.0.1:{port}", f"--storage.tsdb.path={tmp / 'data'}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp / "prometheus.log").read_text()
+            assert time.monotonic() < deadline, (tmp / "prometheus.log").read_text()
+            try:
+                # A few scrapes, so rate() and increase() have two samples.
+                result = _query(base, f"count_over_time(up{config.selector()}[1m]) >= 3")
+                if result["data"]["result"]:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        while True:  # every rule has been evaluated at least once
+            groups = _get(f"{base}/api/v1/rules")["data"]["groups"]
+            if all(r["health"] != "unknown" for g in groups for r in g["rules"]):
+                break
+            assert time.monotonic() < deadline, groups
+            time.sleep(0.5)
+        time.sleep(1.5)  # one more round, with all the data in place
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+        exporter.shutdown()
+
+
+def test_every_dashboard_query_runs_on_prometheus(prometheus):
+    errors, empty = [], set()
+    for uid, title, expr in QUERIES:
+        result = _query(prometheus, expr)
+        if result.get("status") != "success":
+            errors.append((uid, title, result.get("error")))
+        elif not result["data"]["result"]:
+            empty.add((uid, title))
+    assert not errors
+    assert empty == EXPECTED_EMPTY
+
+
+def test_account_variable_regex_extracts_id_and_name(prometheus):
+    """Grafana's query_result() renders `name{l="v",...} value ts`; the regex must match it."""
+    account = next(v for v in load("aws-root-overview.json")["templating"]["list"]
+                   if v["name"] == "account")
+    result = _query(prometheus, {t: e for _, t, e in QUERIES}["variable account"])
+    pattern = re.compile(account["regex"].strip("/").replace("(?<", "(?P<"))
+    pairs = set()
+    for series in result["data"]["result"]:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(series["metric"].items()))
+        found = pattern.search("{" + labels + "} 1 0")
+        assert found, labels
+        pairs.add((found["value"], found["text"]))
+    assert ("111111111111", "prod") in pairs and len(pairs) == 3
+
+
+def test_rules_evaluate_without_error_on_prometheus(prometheus):
+    groups = _get(f"{prometheus}/api/v1/rules")["data"]["groups"]
+    rules = [r for g in groups for r in g["rules"]]
+    assert len(rules) == len(yaml.safe_load(RULES_FILE.read_text())["groups"][0]["rules"]) + sum(
+        len(g["rules"]) for g in yaml.safe_load(RULES_FILE.read_text())["groups"][1:])
+    bad = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    assert not bad
+    # KPIs on the fixture: 1 of 3 accounts passes mfa_enabled (333333333333's posture is
+    # unknown and does not count as compliant), 1 account has root access keys.
+    assert _query(prometheus, "org:aws_root_mfa_adoption:ratio")["data"]["result"][0]["value"][1] \
+        == str(1 / 3)
+    assert _query(prometheus, "org:aws_root_accounts_with_access_keys:count")["data"]["result"][0]["value"][1] == "1"
+
+
+def test_alerts_on_prometheus_have_expanded_annotations(prometheus):
+    alerts = _get(f"{prometheus}/api/v1/alerts")["data"]["alerts"]
+    by_name = {}
+    for a in alerts:
+        by_name.setdefault(a["labels"]["alertname"], []).append(a)
+        for text in a["annotations"].values():
+            assert "error expanding template" not in text, a
+            assert "<no value>" not in text, a
+    # The fixture's sweeps completed long ago; 222222222222 has no MFA; 333333333333 fails.
+    assert {"AwsRootDataStale", "AwsRootMfaDisabled", "AwsRootCollectionFailing"} <= set(by_name)
+    mfa = by_name["AwsRootMfaDisabled"][0]
+    assert mfa["labels"]["account_id"] == "222222222222"
+    assert mfa["labels"]["account_name"] == "management"
+    failing = by_name["AwsRootCollectionFailing"][0]
+    assert failing["labels"]["account_id"] == "333333333333"
+    assert "access_denied" in failing["annotations"]["description"]
+    assert "AwsRootExporterDown" not in by_name

@@ -1,0 +1,413 @@
+"""EventStore: dedup, zero-init, 90-day window, backfill, state file, metric families."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.activity.classify import Verdict, classify
+from exporter.activity.store import SOURCES, EventStore, StateFileError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "cloudtrail"
+A = "111122223333"
+B = "222222222222"
+START = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+GRACE = timedelta(minutes=15)  # EventStore's default backfill_grace
+
+
+def fixture_verdict(name: str, **changes: Any) -> Verdict:
+    v = classify(json.loads((FIXTURES / name).read_text()))
+    assert v is not None
+    return dataclasses.replace(v, **changes)
+
+
+def login(event_id: str, at: datetime, account: str = A, outcome: str = "success", mfa: str = "true") -> Verdict:
+    return fixture_verdict("root_console_login_mfa_yes.json", event_id=event_id, event_time=at, account_id=account, outcome=outcome, mfa=mfa)
+
+
+def api_call(event_id: str, at: datetime, **changes: Any) -> Verdict:
+    return fixture_verdict("root_api_call_access_denied.json", event_id=event_id, event_time=at, **changes)
+
+
+class _Collector:
+    def __init__(self, store: EventStore, now: datetime):
+        self.store, self.now = store, now
+
+    def collect(self) -> Any:
+        return self.store.metric_families(self.now)
+
+
+def samples(store: EventStore, now: datetime = START + timedelta(hours=1)) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    registry = CollectorRegistry()
+    registry.register(_Collector(store, now))
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(store: EventStore, name: str, now: datetime = START + timedelta(hours=1), **labels: str) -> float | None:
+    return samples(store, now).get((name, tuple(sorted(labels.items()))))
+
+
+def test_register_accounts_creates_zero_counters() -> None:
+    store = EventStore(START)
+    store.register_accounts([A, B])
+    s = samples(store)
+    for account in (A, B):
+        for outcome in ("success", "failure"):
+            for mfa in ("true", "false", "unknown"):
+                assert s[("aws_root_console_logins_total", (("account_id", account), ("mfa", mfa), ("outcome", outcome)))] == 0
+            for category in ("break_glass", "read_only", "administrative"):
+                for approved in ("true", "false"):
+                    key = (("account_id", account), ("approved", approved), ("category", category), ("outcome", outcome))
+                    assert s[("aws_root_api_calls_total", key)] == 0
+            assert s[("aws_root_assumed_root_calls_total", (("account_id", account), ("outcome", outcome)))] == 0
+        assert s[("aws_root_console_logins_90d", (("account_id", account),))] == 0
+    assert len([k for k in s if k[0] == "aws_root_console_logins_total"]) == 12
+    assert len([k for k in s if k[0] == "aws_root_api_calls_total"]) == 24
+
+
+def test_dedup_across_sources() -> None:
+    store = EventStore(START)
+    store.register_accounts([A])
+    v = login("e-1", START + timedelta(minutes=1))
+    assert store.ingest(v, "eventbridge_sqs", START + timedelta(minutes=2)) is True
+    assert store.ingest(v, "lookup_events", START + timedelta(minutes=9)) is False
+    assert store.ingest(v, "s3_trail", START + timedelta(minutes=12)) is False
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true") == 1
+    assert value(store, "aws_root_events_duplicate_total", source="lookup_events") == 1
+    assert value(store, "aws_root_events_duplicate_total", source="s3_trail") == 1
+    assert value(store, "aws_root_events_duplicate_total", source="eventbridge_sqs") == 0
+    assert value(store, "aws_root_event_delay_seconds_count", source="eventbridge_sqs") == 1
+    assert value(store, "aws_root_event_delay_seconds_count", source="lookup_events") == 0
+
+
+def test_dedup_ids_are_bounded_and_logins_stay_exact() -> None:
+    store = EventStore(START, max_event_ids=100, dedup_retention=timedelta(days=1))
+    first = login("login-1", START + timedelta(seconds=1))
+    store.ingest(first, "lookup_events", START + timedelta(seconds=2))
+    for i in range(500):
+        at = START + timedelta(seconds=10 + i)
+        store.ingest(api_call(f"api-{i}", at), "lookup_events", at)
+    assert store.seen_event_ids() <= 100
+    # The login's id left the general id set, but the login list still knows it.
+    assert store.ingest(first, "s3_trail", START + timedelta(hours=1)) is False
+    assert store.logins_90d(A, START + timedelta(hours=1)) == 1
+    # An old API call whose id was forgotten counts again: documented trade-off.
+    assert store.ingest(api_call("api-0", START + timedelta(seconds=10)), "s3_trail", START + timedelta(hours=1)) is True
+
+
+def test_dedup_retention_follows_newest_event_time() -> None:
+    store = EventStore(START, dedup_retention=timedelta(days=7))
+    store.ingest(api_call("old", START + timedelta(minutes=1)), "lookup_events", START + timedelta(minutes=2))
+    for i in range(10_001):  # forces a prune pass
+        at = START + timedelta(days=2, seconds=i)
+        store.ingest(api_call(f"x-{i}", at), "lookup_events", at)
+    assert store.ingest(api_call("old", START + timedelta(minutes=1)), "s3_trail", START + timedelta(days=3)) is False
+    later = START + timedelta(days=9)
+    for i in range(10_001):
+        store.ingest(api_call(f"y-{i}", later + timedelta(seconds=i)), "lookup_events", later + timedelta(seconds=i))
+    assert store.ingest(api_call("old", START + timedelta(minutes=1)), "s3_trail", later) is True
+
+
+def test_logins_90d_window_edges() -> None:
+    store = EventStore(START)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    store.ingest(login("exactly-90d", now - timedelta(days=90)), "lookup_events", now)
+    store.ingest(login("just-inside", now - timedelta(days=90) + timedelta(seconds=1)), "lookup_events", now)
+    store.ingest(login("now", now), "lookup_events", now)
+    store.ingest(login("future", now + timedelta(seconds=1)), "lookup_events", now)
+    store.ingest(login("failed", now - timedelta(days=1), outcome="failure"), "lookup_events", now)
+    store.ingest(login("other-account", now - timedelta(days=1), account=B), "lookup_events", now)
+    assert store.logins_90d(A, now) == 2  # (now - 90d, now]: "just-inside" and "now"
+    assert store.logins_90d(A, now + timedelta(seconds=1)) == 2  # "just-inside" ages out, "future" comes in
+    assert store.logins_90d(B, now) == 1
+    assert value(store, "aws_root_console_logins_90d", now=now, account_id=A) == 2
+
+
+def test_backfill_does_not_inflate_counters() -> None:
+    store = EventStore(START)  # fresh store: no state file
+    store.register_accounts([A])
+    before = START - timedelta(days=3)
+    assert store.ingest(login("hist-1", before), "lookup_events", START + timedelta(seconds=30)) is True
+    store.ingest(api_call("hist-2", before + timedelta(hours=1)), "lookup_events", START + timedelta(seconds=30))
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true") == 0
+    assert value(store, "aws_root_api_calls_total", account_id=A, category="administrative", outcome="failure", approved="false") == 0
+    assert value(store, "aws_root_event_delay_seconds_count", source="lookup_events") == 0
+    # ... but the 90-day count and the last event see history.
+    assert store.logins_90d(A, START) == 1
+    assert value(store, "aws_root_last_activity_timestamp_seconds", account_id=A) == (before + timedelta(hours=1)).timestamp()
+    # A live record is counted.
+    store.ingest(login("live-1", START + timedelta(minutes=5)), "eventbridge_sqs", START + timedelta(minutes=6))
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true") == 1
+    assert store.logins_90d(A, START + timedelta(minutes=10)) == 2
+
+
+def test_records_in_flight_at_a_fresh_start_are_counted() -> None:
+    store = EventStore(START)
+    store.register_accounts([A])
+    # Delivered by EventBridge a minute after start, it happened 5 minutes before it.
+    store.ingest(login("in-flight", START - timedelta(minutes=5)), "eventbridge_sqs", START + timedelta(minutes=1))
+    store.ingest(login("too-old", START - GRACE - timedelta(seconds=1)), "lookup_events", START + timedelta(minutes=1))
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true") == 1
+    assert store.logins_90d(A, START + timedelta(minutes=1)) == 2
+    assert EventStore(START, backfill_grace=timedelta(0)).counting_from == START
+
+
+def test_counters_continue_after_restart_with_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    store = EventStore(START)
+    store.register_accounts([A])
+    store.ingest(login("live-1", START + timedelta(minutes=5)), "eventbridge_sqs", START + timedelta(minutes=6))
+    store.save(path)
+    # Restarted a day later; the poller catches up on what happened while it was down.
+    restarted = EventStore.open(path, started_at=START + timedelta(days=1))
+    assert restarted.counting_from == START - GRACE
+    restarted.ingest(login("downtime", START + timedelta(hours=5)), "lookup_events", START + timedelta(days=1))
+    restarted.ingest(login("live-1", START + timedelta(minutes=5)), "lookup_events", START + timedelta(days=1))
+    assert value(restarted, "aws_root_console_logins_total", now=START + timedelta(days=1), account_id=A, outcome="success", mfa="true") == 2
+    fresh = EventStore.open(tmp_path / "absent.json", started_at=START + timedelta(days=1))
+    assert fresh.counting_from == START + timedelta(days=1) - GRACE
+
+
+def test_kinds_feed_their_metrics() -> None:
+    store = EventStore(START)
+    t = START + timedelta(minutes=1)
+    seen = START + timedelta(minutes=3)
+    store.ingest(fixture_verdict("root_password_recovery_requested.json", event_time=t), "eventbridge_sqs", seen)
+    store.ingest(fixture_verdict("root_close_account.json", event_time=t, approved=True), "eventbridge_sqs", seen)
+    store.ingest(fixture_verdict("assume_root_call.json", event_time=t), "lookup_events", seen)
+    store.ingest(fixture_verdict("assumed_root_session_marker.json", event_time=t), "lookup_events", seen)
+    s = samples(store)
+    assert s[("aws_root_signin_events_total", (("account_id", A), ("event_name", "PasswordRecoveryRequested"), ("outcome", "success")))] == 1
+    assert s[("aws_root_api_calls_total", (("account_id", A), ("approved", "true"), ("category", "break_glass"), ("outcome", "success")))] == 1
+    assert s[("aws_root_api_calls_by_event_source_total", (("account_id", A), ("event_source", "account.amazonaws.com")))] == 1
+    assert s[("aws_root_assume_root_calls_total", (("account_id", B), ("outcome", "success"), ("task_policy", "S3UnlockBucketPolicy")))] == 1
+    assert s[("aws_root_assumed_root_calls_total", (("account_id", B), ("outcome", "success")))] == 1
+    # The privileged session is not root credential use: no API call, no last activity for B.
+    assert not [k for k in s if k[0] == "aws_root_api_calls_total" and ("account_id", B) in k[1]]
+    assert ("aws_root_last_activity_timestamp_seconds", (("account_id", B),)) not in s
+
+
+def test_last_event_is_latest_by_event_time() -> None:
+    store = EventStore(START)
+    newer = START + timedelta(minutes=10)
+    store.ingest(api_call("newer", newer), "s3_trail", newer)
+    store.ingest(login("older", START + timedelta(minutes=1)), "eventbridge_sqs", newer)
+    info = [(k, v) for k, v in samples(store).items() if k[0] == "aws_root_last_event_info"]
+    assert info == [(
+        ("aws_root_last_event_info", (("account_id", A), ("event_name", "CreateBucket"), ("event_source", "s3.amazonaws.com"),
+                                      ("mfa", "unknown"), ("outcome", "failure"), ("source_ip", "203.0.113.25"))),
+        newer.timestamp(),
+    )]
+
+
+def test_rejected_counts_and_validation() -> None:
+    store = EventStore(START)
+    store.reject("s3_trail", "malformed_record")
+    store.reject("s3_trail", "malformed_record")
+    assert value(store, "aws_root_events_rejected_total", source="s3_trail", reason="malformed_record") == 2
+    with pytest.raises(ValueError):
+        store.reject("s3_trail", "Free text with spaces")
+    with pytest.raises(ValueError):
+        store.ingest(login("x", START), "somewhere", START)
+
+
+def test_exact_exposition() -> None:
+    store = EventStore(START)
+    store.register_accounts([A])
+    store.ingest(login("l-1", START + timedelta(minutes=1), mfa="false"), "eventbridge_sqs", START + timedelta(minutes=1, seconds=40))
+    store.ingest(api_call("a-1", START + timedelta(minutes=2)), "lookup_events", START + timedelta(minutes=9))
+    registry = CollectorRegistry()
+    registry.register(_Collector(store, START + timedelta(hours=1)))
+    text = generate_latest(registry).decode()
+    expected = [
+        "# TYPE aws_root_console_logins_total counter",
+        'aws_root_console_logins_total{account_id="111122223333",mfa="false",outcome="success"} 1.0',
+        'aws_root_console_logins_total{account_id="111122223333",mfa="true",outcome="success"} 0.0',
+        'aws_root_api_calls_total{account_id="111122223333",approved="false",category="administrative",outcome="failure"} 1.0',
+        'aws_root_api_calls_by_event_source_total{account_id="111122223333",event_source="s3.amazonaws.com"} 1.0',
+        'aws_root_last_activity_timestamp_seconds{account_id="111122223333"} 1.79552172e+09',  # 2026-11-24T12:02:00Z
+        'aws_root_console_logins_90d{account_id="111122223333"} 1.0',
+        "# TYPE aws_root_event_delay_seconds histogram",
+        'aws_root_event_delay_seconds_bucket{le="30.0",source="eventbridge_sqs"} 0.0',
+        'aws_root_event_delay_seconds_bucket{le="60.0",source="eventbridge_sqs"} 1.0',
+        'aws_root_event_delay_seconds_bucket{le="+Inf",source="eventbridge_sqs"} 1.0',
+        'aws_root_event_delay_seconds_count{source="eventbridge_sqs"} 1.0',
+        'aws_root_event_delay_seconds_sum{source="eventbridge_sqs"} 40.0',
+        'aws_root_event_delay_seconds_bucket{le="300.0",source="lookup_events"} 0.0',
+        'aws_root_event_delay_seconds_bucket{le="600.0",source="lookup_events"} 1.0',
+        'aws_root_event_delay_seconds_sum{source="lookup_events"} 420.0',
+        "# TYPE aws_root_last_event_info gauge",
+        "# TYPE aws_root_signin_events_total counter",
+        "# TYPE aws_root_assume_root_calls_total counter",
+        "# TYPE aws_root_events_rejected_total counter",
+        'aws_root_events_duplicate_total{source="s3_trail"} 0.0',
+    ]
+    lines = text.splitlines()
+    for line in expected:
+        assert line in lines, line
+
+
+def test_every_activity_metric_in_the_contract_is_exposed_with_its_labels() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "metrics.md").read_text()
+    contract = {}
+    in_activity = False
+    for line in doc.splitlines():
+        in_activity = in_activity or line.startswith("| `aws_root_console_logins_total`")
+        if in_activity and line.startswith("| `aws_root_"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            labels = frozenset(x.strip().strip("`") for x in cells[2].split(",") if x.strip())
+            contract[cells[0].strip("`")] = (cells[1], labels)
+    store = EventStore(START)
+    store.register_accounts([A])
+    t, seen = START + timedelta(minutes=1), START + timedelta(minutes=2)
+    for name in ("root_password_recovery_requested.json", "root_close_account.json", "assume_root_call.json",
+                 "assumed_root_session_marker.json", "root_console_login_mfa_yes.json"):
+        store.ingest(fixture_verdict(name, event_time=t), "eventbridge_sqs", seen)
+    store.reject("s3_trail", "malformed_record")
+    exposed = {}
+    for family in store.metric_families(seen):
+        name = family.name + ("_total" if family.type == "counter" else "")
+        labels = frozenset(k for s in family.samples for k in s.labels if k != "le")
+        assert family.samples, name
+        exposed[name] = (family.type, labels)
+    assert exposed == contract
+
+
+def test_store_is_a_collector() -> None:
+    store = EventStore(START)
+    store.register_accounts([A])
+    registry = CollectorRegistry()
+    registry.register(store)
+    text = generate_latest(registry).decode()
+    assert 'aws_root_assumed_root_calls_total{account_id="111122223333",outcome="success"} 0.0' in text.splitlines()
+
+
+def test_state_roundtrip(tmp_path: Path) -> None:
+    store = EventStore(START)
+    store.register_accounts([A, B])
+    store.ingest(login("l-1", START + timedelta(minutes=1)), "eventbridge_sqs", START + timedelta(minutes=2))
+    store.ingest(fixture_verdict("assume_root_call.json", event_time=START + timedelta(minutes=3)), "lookup_events", START + timedelta(minutes=9))
+    store.ingest(login("hist", START - timedelta(days=2)), "lookup_events", START)
+    store.reject("s3_trail", "malformed_record")
+    store.ingest(login("l-1", START + timedelta(minutes=1)), "s3_trail", START + timedelta(minutes=20))
+    store.set_checkpoint("lookup_events/111122223333/us-east-1", "2026-11-24T12:09:00Z")
+    path = tmp_path / "state.json"
+    store.save(path)
+    loaded = EventStore.load(path)
+    assert loaded.to_state() == store.to_state()
+    now = START + timedelta(hours=1)
+    assert samples(loaded, now) == samples(store, now)
+    assert loaded.get_checkpoint("lookup_events/111122223333/us-east-1") == "2026-11-24T12:09:00Z"
+    assert loaded.get_checkpoint("missing") is None
+    assert loaded.ingest(login("l-1", START + timedelta(minutes=1)), "lookup_events", now) is False
+    assert json.loads(path.read_text())["version"] == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[]", "not a JSON object"),
+        ('{"version": 99}', "unsupported version 99"),
+        ('{"version": 1}', "missing"),
+    ],
+)
+def test_corrupt_state_file(tmp_path: Path, content: str, problem: str) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(content)
+    with pytest.raises(StateFileError, match=problem) as info:
+        EventStore.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_state_with_bad_counter_row(tmp_path: Path) -> None:
+    store = EventStore(START)
+    store.register_accounts([A])
+    state = store.to_state()
+    state["counters"]["api_calls"][0] = [A, "read_only", 3]
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(state))
+    with pytest.raises(StateFileError, match="api_calls"):
+        EventStore.load(path)
+    state = store.to_state()
+    state["counters"]["console_logins"][0][-1] = -1
+    path.write_text(json.dumps(state))
+    with pytest.raises(StateFileError, match="not a count"):
+        EventStore.load(path)
+
+
+def test_atomic_save_leaves_no_temp_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "state.json"
+    store = EventStore(START)
+    store.register_accounts([A])
+    store.save(path)
+    store.save(path)  # overwrite
+    assert sorted(os.listdir(tmp_path)) == ["state.json"]
+    original = path.read_bytes()
+
+    def fail(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    store.register_accounts([B])
+    with pytest.raises(OSError):
+        store.save(path)
+    assert sorted(os.listdir(tmp_path)) == ["state.json"]
+    assert path.read_bytes() == original  # the old state survives a failed save
+
+
+@given(st.lists(st.tuples(st.integers(0, 30), st.sampled_from(SOURCES), st.integers(-600, 600)), max_size=60))
+def test_each_event_id_counts_once_whatever_the_source(ingests: list[tuple[int, str, int]]) -> None:
+    store = EventStore(START)
+    store.register_accounts([A])
+    for n, source, offset in ingests:
+        # The same id always carries the same eventTime, as in CloudTrail.
+        at = START + timedelta(minutes=n) + timedelta(seconds=(n * 37) % 600 - 300)
+        store.ingest(api_call(f"id-{n}", at), source, at + timedelta(seconds=abs(offset)))
+    ids = {n for n, _, _ in ingests}
+    live = {n for n in ids if START + timedelta(minutes=n) + timedelta(seconds=(n * 37) % 600 - 300) >= START - GRACE}
+    s = samples(store)
+    counted = sum(v for k, v in s.items() if k[0] == "aws_root_api_calls_total")
+    duplicates = sum(v for k, v in s.items() if k[0] == "aws_root_events_duplicate_total")
+    delays = sum(v for k, v in s.items() if k[0] == "aws_root_event_delay_seconds_count")
+    assert counted == len(live)
+    assert delays == len(live)
+    assert duplicates == len(ingests) - len(ids)
+
+
+def test_concurrent_ingest_and_scrape() -> None:
+    store = EventStore(START)
+    store.register_accounts([A])
+    at = START + timedelta(minutes=1)
+
+    def work(worker: int) -> None:
+        for i in range(500):
+            # Half the ids are shared by all workers (the same record from several sources).
+            event_id = f"shared-{i}" if i % 2 else f"own-{worker}-{i}"
+            store.ingest(api_call(event_id, at), SOURCES[worker % 3], at)
+            if i % 50 == 0:
+                store.metric_families(at)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert value(store, "aws_root_api_calls_total", account_id=A, category="administrative", outcome="failure", approved="false") == 250 + 6 * 250
+    assert sum(v for k, v in samples(store).items() if k[0] == "aws_root_events_duplicate_total") == 5 * 250

@@ -1,0 +1,39 @@
+"""The HTTP endpoints: readiness after the first sweep, gzip, landing page, unknown paths."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+
+from exporter.sandbox import Sandbox
+
+from .conftest import http_get, running_exporter, sandbox_settings
+
+
+async def test_endpoints(sandbox: Sandbox) -> None:
+    scenario = sandbox.scenario.model_copy(deep=True)
+    # A slow credential report keeps the first sweep running long enough to see "not ready".
+    scenario.account("staging").credential_report.generation_seconds = 2
+    sandbox.reset(scenario)
+    async with running_exporter(sandbox_settings(sandbox)) as exporter:
+        await asyncio.sleep(0.3)
+        status, _, body = await asyncio.to_thread(http_get, exporter.url + "/-/ready")
+        assert status == 503 and b"first posture sweep" in body
+        status, _, _ = await asyncio.to_thread(http_get, exporter.url + "/-/healthy")
+        assert status == 200
+        # /metrics answers during the sweep, from the empty snapshot.
+        status, _, body = await asyncio.to_thread(http_get, exporter.url + "/metrics")
+        assert status == 200 and b"aws_root_exporter_build_info" in body and b"aws_root_mfa_enabled{" not in body
+
+        await exporter.wait_for_sweeps(1)
+        status, _, _ = await asyncio.to_thread(http_get, exporter.url + "/-/ready")
+        assert status == 200
+        status, headers, plain = await asyncio.to_thread(http_get, exporter.url + "/metrics")
+        assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        status, headers, packed = await asyncio.to_thread(http_get, exporter.url + "/metrics", {"Accept-Encoding": "gzip"})
+        assert headers.get("Content-Encoding") == "gzip"
+        assert gzip.decompress(packed) == plain
+        status, headers, page = await asyncio.to_thread(http_get, exporter.url + "/")
+        assert status == 200 and b'href="metrics"' in page and b"Accounts collected: 13" in page
+        status, _, _ = await asyncio.to_thread(http_get, exporter.url + "/nope")
+        assert status == 404
