@@ -111,6 +111,7 @@ async def check_scp(
             "SCPs that could not be read: accounts they may apply to are reported unknown",
             extra={"policies": dict(inputs.unreadable)},
         )
+    _log_lost_fences(previous.scp, fences)
     result = ScpResult(
         scp_enabled=inputs.scp_enabled,
         fences=MappingProxyType(dict(fences)),
@@ -119,6 +120,25 @@ async def check_scp(
         checked_at=time.time(),
     )
     return ScpOutcome(key, CollectorStatus(True, time.monotonic() - started, time.time()), result)
+
+
+def _log_lost_fences(before: ScpResult | None, fences: Mapping[str, FenceResult]) -> None:
+    """One warning per account whose root was fenced at the last check and is not now."""
+    if before is None:
+        return
+    for account_id, now in sorted(fences.items()):
+        was = before.fences.get(account_id)
+        if was is not None and was.state is FenceState.fenced and now.state is not FenceState.fenced:
+            log.warning(
+                "SCP root fence lost",
+                extra={
+                    "account_id": account_id,
+                    "state": now.state.value,
+                    "code": now.code,
+                    "was_fenced_by": ", ".join(was.policy_ids),
+                    "reason": now.reason,
+                },
+            )
 
 
 def snapshot_scp_families(snapshot: Snapshot) -> list[GaugeMetricFamily]:

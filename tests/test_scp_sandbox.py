@@ -204,7 +204,7 @@ async def test_inheritance_through_nested_ous(sandbox: Sandbox) -> None:
 # -- changes between two sweeps -------------------------------------------------------------
 
 
-async def test_policy_detached_between_two_sweeps(sandbox: Sandbox, default_scenario: Scenario) -> None:
+async def test_policy_detached_between_two_sweeps(sandbox: Sandbox, default_scenario: Scenario, caplog: pytest.LogCaptureFixture) -> None:
     """Detaching the OU fence turns fenced 1 -> 0 for every account below it, on the next sweep."""
     workloads = [a.id for a in default_scenario.accounts if a.ou.startswith("Workloads/")]
     log_archive = default_scenario.account("log-archive").id
@@ -224,6 +224,9 @@ async def test_policy_detached_between_two_sweeps(sandbox: Sandbox, default_scen
         assert sample(after, "aws_root_scp_fence", account_id=account_id, state="not_fenced") == 1.0
         assert fence_policy(after, account_id) == ""
     assert fence_state(after, log_archive) == "fenced"  # attached to the account itself: untouched
+    lost = [r for r in caplog.records if r.getMessage() == "SCP root fence lost"]
+    assert sorted(r.account_id for r in lost) == sorted(workloads)
+    assert {r.was_fenced_by for r in lost} == {sandbox.scp_ids["DenyRootUser"]}
     policies = 1 + len(default_scenario.organization.scps)
     assert sample(after, "aws_root_api_requests_total", operation="organizations:DescribePolicy") == 2 * policies
     assert sample(after, "aws_root_sweeps_total", sweep="posture") == 2.0
