@@ -472,18 +472,3 @@ def test_bad_scenario_scps(tmp_path: Path, scps: list[dict[str, Any]], message: 
     path.write_text(json.dumps(data))
     with pytest.raises(ScenarioError, match=re.escape(message)):
         load_scenario(path)
-
-
-def test_metrics_doc_lists_the_scp_metrics() -> None:
-    """docs/metrics.md has one row per SCP family, with its type and labels as exposed."""
-    from exporter.accounts import Account
-
-    result = ScpResult(scp_enabled=True, fences={"210000000001": FenceResult(FenceState.fenced, policy_ids=("p-fence1234",))})
-    snap = Snapshot(accounts=(Account("210000000001"),), scp=result)
-    exposed = {f.name: (f.type, sorted({k for s in f.samples for k in s.labels})) for f in snapshot_scp_families(snap)}
-    rows = {}
-    for line in (ROOT / "docs" / "metrics.md").read_text().splitlines():
-        match = re.match(r"^\| `(aws_root_scp_[a-z_]+)` \| (\w+) \|([^|]*)\|", line)
-        if match:
-            rows[match.group(1)] = (match.group(2), sorted(re.findall(r"`(\w+)`", match.group(3))))
-    assert rows == exposed
