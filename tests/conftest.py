@@ -236,6 +236,9 @@ class _PermissionsPlugin:
                 f"AWS operations recorded: {len(self.recorder.seen)} distinct (principal, operation), "
                 f"{sum(self.recorder.seen.values())} requests, all allowed by {self.actions_file}"
             )
+            if terminalreporter.verbosity > 0:  # -v: the whole list (principal, operation, requests)
+                for line in self.recorder.lines():
+                    terminalreporter.write_line("  " + line)
 
 
 def pytest_configure(config: Any) -> None:
