@@ -166,8 +166,9 @@ def test_an_operation_outside_the_policies_fails_a_green_session(tmp_path: Path)
 async def test_representative_workload_is_allowed(sandbox: Sandbox) -> None:
     recorder = OperationRecorder().start()
     try:
-        # Posture, organization mode: member roles, credential reports, organization features.
-        async with running_exporter(sandbox_settings(sandbox)) as exporter:
+        # Posture, organization mode: member roles, credential reports, organization features,
+        # and the service control policies that fence root.
+        async with running_exporter(sandbox_settings(sandbox, scp_check=True)) as exporter:
             await exporter.wait_for_sweeps(1)
         # Posture through sts:AssumeRoot with the audit task policy.
         sandbox.reset()
@@ -209,6 +210,9 @@ async def test_representative_workload_is_allowed(sandbox: Sandbox) -> None:
         ("exporter", "organizations:DescribeOrganization"),
         ("exporter", "organizations:ListAccountsForParent"),
         ("exporter", "iam:ListOrganizationsFeatures"),
+        ("exporter", "organizations:ListPolicies"),
+        ("exporter", "organizations:DescribePolicy"),
+        ("exporter", "organizations:ListTargetsForPolicy"),
         ("exporter", "sts:AssumeRole"),
         ("exporter", "sts:AssumeRoot"),
         ("exporter", "iam:GetCredentialReport"),
