@@ -12,7 +12,7 @@ import time
 from types import MappingProxyType
 
 from .accounts import Account, Discovery, discover
-from .aws import Aws, AwsError, classify_error
+from .aws import EXPIRED_CODES, Aws, AwsError, classify_error
 from .credential_report import CredentialReportError
 from .posture import RootPosture, collect_with_assume_root, collect_with_report
 from .settings import AccountMode, Settings
@@ -139,6 +139,15 @@ class PostureSweeper:
             return posture, CollectorStatus(True, time.monotonic() - started, time.time())
 
     async def _collect_account(self, account: Account) -> RootPosture:
+        try:
+            return await self._collect_account_once(account)
+        except AwsError as exc:
+            if exc.code not in EXPIRED_CODES:
+                raise
+            # Aws dropped the refused credentials: one more try with fresh ones.
+            return await self._collect_account_once(account)
+
+    async def _collect_account_once(self, account: Account) -> RootPosture:
         settings = self.settings
         if settings.assume_root_audit and account.role_arn is not None and not account.management:
             return await collect_with_assume_root(self.aws, account.account_id)
