@@ -75,6 +75,7 @@ class PostureSweeper:
                 skipped=dict(previous.skipped),
                 management_account_id=previous.management_account_id,
             )
+        discovery_duration = time.monotonic() - started
         accounts = found.accounts
         semaphore = asyncio.Semaphore(self.settings.concurrency)
         results = await asyncio.gather(*(self._collect(account, semaphore) for account in accounts))
@@ -92,6 +93,15 @@ class PostureSweeper:
         for key, value in previous.status.items():
             if key[1] == ORG_FEATURES and key[0] in known:
                 status.setdefault(key, value)
+        if found.management_account_id:
+            # Discovery is a collector too: when it fails, new members go unmonitored.
+            key = (found.management_account_id, DISCOVERY)
+            before = previous.status.get(key)
+            status[key] = (
+                CollectorStatus(False, discovery_duration, before.last_success if before else None, discovery_error)
+                if discovery_error
+                else CollectorStatus(True, discovery_duration, time.time())
+            )
         if features is not None:
             status[features[0]] = features[1]
         snapshot = Snapshot(
