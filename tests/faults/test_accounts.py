@@ -70,3 +70,31 @@ async def test_member_removed_then_added_between_sweeps(sandbox: Sandbox) -> Non
     assert new_id in ids(added) and len(ids(added)) == 13
     assert posture_success(added, new_id) == 1.0
     assert sample(added, "aws_root_accounts_discovered") == 14.0  # 13 active + the suspended one
+
+
+async def test_discovery_throttled_keeps_accounts_fresh_and_alerts(sandbox: Sandbox, faults: FaultInjector) -> None:
+    """Organizations answers only TooManyRequestsException: the last account list is kept
+    and collected, and the failing discovery shows as a failing collector (so
+    AwsRootCollectionFailing fires: new members would otherwise go unmonitored silently)."""
+    import time
+
+    async with running_exporter(sandbox_settings(sandbox)) as exporter:
+        await exporter.wait_for_sweeps(1)
+        first = await exporter.metrics()
+        faults.add("throttle", service="organizations")
+        started = time.time()
+        await exporter.exporter.sweeper.sweep()
+        failing = await exporter.metrics()
+        faults.clear()
+        await exporter.exporter.sweeper.sweep()
+        recovered = await exporter.metrics()
+    management = "123456789012"
+    assert sample(first, "aws_root_collector_success", account_id=management, collector="discovery") == 1.0
+    assert sample(failing, "aws_root_collector_errors_total", account_id=management, collector="discovery", reason="throttled") == 1.0
+    assert sample(failing, "aws_root_collector_success", account_id=management, collector="discovery") == 0.0
+    assert len(failing["aws_root_account_info"].samples) == 13
+    assert posture_success(failing, HEALTHY) == 1.0
+    last = sample(failing, "aws_root_collector_last_success_timestamp_seconds", account_id=HEALTHY, collector="posture")
+    assert last is not None and last >= started
+    assert sample(recovered, "aws_root_collector_success", account_id=management, collector="discovery") == 1.0
+    assert sample(recovered, "aws_root_collector_errors_total", account_id=management, collector="discovery", reason="throttled") == 1.0
