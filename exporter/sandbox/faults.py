@@ -10,7 +10,7 @@ Tests then add rules at runtime, from the test's own thread:
     faults.clear()
 
 A rule matches a request by service (from the SigV4 credential scope), operation (the
-`X-Amz-Target` suffix or the query/form `Action`), the caller's account (moto's own access
+`X-Amz-Target` suffix or the query/form `Action`; for S3 the HTTP method), the caller's account (moto's own access
 key -> account mapping) and access key id, and fires for a `share` of the matching requests
 (a seeded random draw) up to `limit` times. Kinds:
 
@@ -216,6 +216,8 @@ class FaultInjector:
                 environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
                 params = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
             operation = (params.get("Action") or [""])[0]
+        if not operation and service == "s3":
+            operation = environ.get("REQUEST_METHOD", "")  # REST: GET reads an object, PUT writes one
         account = ""
         if access_key:
             from moto.iam.models import get_account_id_from

@@ -98,3 +98,19 @@ async def test_discovery_throttled_keeps_accounts_fresh_and_alerts(sandbox: Sand
     assert last is not None and last >= started
     assert sample(recovered, "aws_root_collector_success", account_id=management, collector="discovery") == 1.0
     assert sample(recovered, "aws_root_collector_errors_total", account_id=management, collector="discovery", reason="throttled") == 1.0
+
+
+async def test_assume_role_throttled_is_throttled_not_denied(sandbox: Sandbox, faults: FaultInjector) -> None:
+    """STS throttles AssumeRole (all 3 attempts): the reason is `throttled`, not
+    `assume_role_failed` (which would send the operator to fix a role that is fine); the
+    next sweep recovers."""
+    faults.add("throttle", service="sts", operation="AssumeRole", limit=3)
+    async with running_exporter(sandbox_settings(sandbox, include_account_ids=[VICTIM])) as exporter:
+        await exporter.wait_for_sweeps(1)
+        failing = await exporter.metrics()
+        await exporter.exporter.sweeper.sweep()
+        recovered = await exporter.metrics()
+    assert faults.count("throttle", "sts", "AssumeRole") == 3
+    assert_failing_not_compliant(failing, VICTIM, "throttled")
+    assert posture_success(recovered, VICTIM) == 1.0
+    assert sample(recovered, "aws_root_collector_errors_total", account_id=VICTIM, collector="posture", reason="throttled") == 1.0

@@ -170,3 +170,24 @@ async def test_poison_message_does_not_block_the_queue(sandbox: Sandbox) -> None
     assert sample(families, "aws_root_events_rejected_total", source="s3_trail", reason="poison") == 1.0
     assert sample(families, "aws_root_api_calls_total", account_id=ACCOUNT, category="administrative", outcome="success", approved="false") == 0.0
     assert queue_left(sandbox, sandbox.trail_queue_url) == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+
+
+async def test_trail_log_file_read_fails_then_succeeds(sandbox: Sandbox, faults: FaultInjector) -> None:
+    """S3 answers SlowDown to the first GetObject (all 3 attempts): the notification stays
+    on the queue, comes back after its visibility timeout, and the record counts once."""
+    sqs = sandbox.client("sqs")
+    sqs.set_queue_attributes(QueueUrl=sandbox.trail_queue_url, Attributes={"VisibilityTimeout": "1"})
+    faults.add("throttle", service="s3", operation="GET", limit=3)
+    settings = sqs_settings(sandbox, eventbridge_queue_url=None)
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        sandbox.write_trail_file([make_record("console-login", ACCOUNT)], ACCOUNT)
+        families = await wait_for(exporter, lambda f: logins(f) == 1.0)
+        await asyncio.sleep(1.5)
+        families = await exporter.metrics()
+    assert faults.count("throttle", "s3") == 3
+    assert logins(families) == 1.0
+    assert sample(families, "aws_root_events_rejected_total", source="s3_trail", reason="fetch_failed") == 1.0
+    assert sample(families, "aws_root_api_errors_total", operation="s3:GetObject", reason="throttled") == 1.0
+    assert duplicates(families, "s3_trail") == 0.0
+    assert queue_left(sandbox, sandbox.trail_queue_url) == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
