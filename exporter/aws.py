@@ -59,6 +59,9 @@ _THROTTLED = {
     "LimitExceededException",
 }
 
+# Credentials AWS refuses as expired (clock skew, a revoked session): dropped from the cache.
+EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException"})
+
 AUDIT_TASK_POLICY = "arn:aws:iam::aws:policy/root-task/IAMAuditRootUserCredentials"
 # Refresh member credentials this long before they expire, so no call runs on a dying token.
 _EXPIRY_MARGIN_SECONDS = 300
@@ -240,16 +243,23 @@ class Aws:
         if credentials is None:
             yield await self.client(service, region)
             return
-        async with self._session.create_client(
-            service,
-            region_name=region or self.region,
-            endpoint_url=self.endpoint_url,
-            config=self._config,
-            aws_access_key_id=credentials.access_key_id,
-            aws_secret_access_key=credentials.secret_access_key,
-            aws_session_token=credentials.session_token,
-        ) as client:
-            yield _observe_operations(client, credentials.kind)
+        try:
+            async with self._session.create_client(
+                service,
+                region_name=region or self.region,
+                endpoint_url=self.endpoint_url,
+                config=self._config,
+                aws_access_key_id=credentials.access_key_id,
+                aws_secret_access_key=credentials.secret_access_key,
+                aws_session_token=credentials.session_token,
+            ) as client:
+                yield _observe_operations(client, credentials.kind)
+        except AwsError as exc:
+            if exc.code in EXPIRED_CODES:
+                # Refused before our own expiry estimate: never reuse them.
+                for key in [k for k, c in self._credentials.items() if c.access_key_id == credentials.access_key_id]:
+                    del self._credentials[key]
+            raise
 
     # -- calls ---------------------------------------------------------------------------
 
