@@ -324,6 +324,9 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise SettingsError(f"config_file: {str(path)!r} must hold a mapping of setting names to values")
+    for key in data:
+        if not isinstance(key, str):
+            raise SettingsError(f"config_file: {str(path)!r} has a key that is not a setting name: {key!r}")
     return data
 
 
