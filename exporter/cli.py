@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser("sandbox", parents=[common], help="run the exporter against the built-in sandbox organization")
     sandbox.add_argument("--scenario", metavar="FILE", help="sandbox scenario YAML (default: the built-in one)")
     sandbox.add_argument("--sandbox-port", type=int, default=0, help="port of the sandbox AWS endpoint (default: any free port)")
+    sandbox.add_argument(
+        "--no-prometheus", action="store_true", help="do not start Prometheus and Alertmanager with the shipped alerts (started when installed)"
+    )
     audit = sub.add_parser("audit", parents=[common], help="collect once, print every account's root posture, exit 1 on findings")
     audit.add_argument("--format", choices=("table", "json"), default="table")
     audit.add_argument("--sandbox", action="store_true", help="audit a freshly started sandbox organization")
@@ -129,6 +132,7 @@ def _sandbox(args: argparse.Namespace) -> int:
         extra["posture_interval_seconds"] = 30.0
     _settings(args, extra)
     sandbox = _SandboxProcess(args.scenario, args.sandbox_port)
+    demo = None
     try:
         extra.update(_sandbox_environment(sandbox.info["endpoint_url"]))
         settings = _settings(args, extra)
@@ -136,6 +140,7 @@ def _sandbox(args: argparse.Namespace) -> int:
         exporter = Exporter(settings)
 
         def started(exp: Exporter) -> None:
+            nonlocal demo
             print(
                 "\nSandbox organization running ({accounts} accounts, no AWS account needed).\n"
                 "  Exporter metrics:  {url}/metrics\n"
@@ -144,9 +149,15 @@ def _sandbox(args: argparse.Namespace) -> int:
                 "Press Ctrl-C to stop.\n".format(url=exp.url, endpoint=sandbox.info["endpoint_url"], accounts=sandbox.info["accounts"]),
                 flush=True,
             )
+            if not args.no_prometheus:
+                from . import demo_stack
+
+                demo = demo_stack.start_demo(exp.url, sys.stdout)
 
         asyncio.run(run_until_signalled(lambda: exporter.run(on_started=started)))
     finally:
+        if demo is not None:
+            demo.stop()
         sandbox.stop()
     return 0
 
