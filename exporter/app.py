@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 
+from .activity.sources import ActivityService
+from .activity.store import EventStore
 from .aws import Aws
 from .http import MetricsServer
 from .metrics import Exposition
@@ -40,8 +43,11 @@ class Exporter:
         self.state = ExporterState(settings.posture_interval_seconds)
         self.exposition = Exposition(self.state)
         host, port = split_address(settings.listen_address)
+        # A broken state file stops the start with a clear error, before anything listens.
+        self.store = EventStore.open(settings.state_file, datetime.now(timezone.utc))
         self.server = MetricsServer(self.state, self.exposition, host, port)
         self.sweeper: PostureSweeper | None = None
+        self.activity: ActivityService | None = None
 
     @property
     def url(self) -> str:
@@ -56,12 +62,29 @@ class Exporter:
         try:
             async with make_aws(self.settings, self.state) as aws:
                 self.sweeper = PostureSweeper(aws, self.settings, self.state)
+                self.activity = ActivityService(aws, self.settings, self.state, self.store)
                 if on_started is not None:
                     on_started(self)
-                await self.sweeper.run()
+                await asyncio.gather(
+                    supervise("posture sweeps", self.sweeper.run),
+                    supervise("root activity", self.activity.run),
+                )
         finally:
             self.server.stop()
             log.info("stopped")
+
+
+async def supervise(name: str, loop: Callable[[], Awaitable[None]], delay: float = 5.0) -> None:
+    """Run a loop forever; a bug that escapes it is logged and the loop restarts."""
+    while True:
+        try:
+            await loop()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s stopped unexpectedly; restarting in %.0fs", name, delay)
+            await asyncio.sleep(delay)
 
 
 async def run_until_signalled(coro_factory: Callable[[], asyncio.Future | object]) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .activity.store import StateFileError
 from .logs import setup_logging
 from .settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
@@ -42,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--no-prometheus", action="store_true", help="do not start Prometheus and Alertmanager with the shipped alerts (started when installed)"
     )
+    classify = sub.add_parser("classify", parents=[common], help="classify CloudTrail records in files (log files, .gz, EventBridge events, JSON lines)")
+    classify.add_argument("files", nargs="+", metavar="FILE")
+    inject = sub.add_parser("inject", help="inject a root event into a running sandbox (demo)")
+    inject.add_argument("--control-url", required=True, help="the sandbox control URL printed by `aws-root-exporter sandbox`")
+    inject.add_argument("--account", required=True, help="12-digit account id")
+    inject.add_argument("--kind", default="console-login", help="console-login, console-login-failure, password-recovery, api-call, break-glass, iam-user-login")
+    inject.add_argument("--no-mfa", action="store_true", help="the record says MFA was not used")
     audit = sub.add_parser("audit", parents=[common], help="collect once, print every account's root posture, exit 1 on findings")
     audit.add_argument("--format", choices=("table", "json"), default="table")
     audit.add_argument("--sandbox", action="store_true", help="audit a freshly started sandbox organization")
@@ -69,8 +77,15 @@ def main(argv: list[str] | None = None) -> int:
             return _sandbox(args)
         if command == "audit":
             return _audit(args)
+        if command == "classify":
+            return _classify(args)
+        if command == "inject":
+            return _inject(args)
     except SettingsError as exc:
         print(f"aws-root-exporter: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StateFileError as exc:
+        print(f"aws-root-exporter: state file error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     raise AssertionError(command)
 
@@ -130,11 +145,18 @@ def _sandbox(args: argparse.Namespace) -> int:
         extra["listen_address"] = "127.0.0.1:9784"
     if ENV_PREFIX + "POSTURE_INTERVAL_SECONDS" not in os.environ:
         extra["posture_interval_seconds"] = 30.0
+    if ENV_PREFIX + "LOOKUP_EVENTS_INTERVAL_SECONDS" not in os.environ:
+        extra["lookup_events_interval_seconds"] = 15.0
+    if ENV_PREFIX + "SQS_WAIT_SECONDS" not in os.environ:
+        extra["sqs_wait_seconds"] = 2
     _settings(args, extra)
     sandbox = _SandboxProcess(args.scenario, args.sandbox_port)
     demo = None
     try:
         extra.update(_sandbox_environment(sandbox.info["endpoint_url"]))
+        for setting, key in (("eventbridge_queue_url", "events_queue_url"), ("s3_trail_queue_url", "trail_queue_url")):
+            if ENV_PREFIX + setting.upper() not in os.environ:
+                extra[setting] = sandbox.info[key]
         settings = _settings(args, extra)
         setup_logging(settings.log_level, settings.log_format.value)
         exporter = Exporter(settings)
@@ -146,7 +168,11 @@ def _sandbox(args: argparse.Namespace) -> int:
                 "  Exporter metrics:  {url}/metrics\n"
                 "  Exporter status:   {url}/\n"
                 "  Sandbox AWS API:   {endpoint}\n"
-                "Press Ctrl-C to stop.\n".format(url=exp.url, endpoint=sandbox.info["endpoint_url"], accounts=sandbox.info["accounts"]),
+                "Inject a root console login (it shows in /metrics within seconds):\n"
+                "  aws-root-exporter inject --control-url {control} --account 210000000003\n"
+                "Press Ctrl-C to stop.\n".format(
+                    url=exp.url, endpoint=sandbox.info["endpoint_url"], accounts=sandbox.info["accounts"], control=sandbox.info["control_url"]
+                ),
                 flush=True,
             )
             if not args.no_prometheus:
@@ -159,6 +185,32 @@ def _sandbox(args: argparse.Namespace) -> int:
         if demo is not None:
             demo.stop()
         sandbox.stop()
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from .activity.classify_cli import run_classify
+
+    settings = _settings(args)
+    return run_classify(args.files, settings.break_glass_windows, sys.stdout, sys.stderr)
+
+
+def _inject(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps({"kind": args.kind, "account_id": args.account, "mfa": not args.no_mfa}).encode()
+    request = urllib.request.Request(args.control_url.rstrip("/") + "/inject", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        print(f"aws-root-exporter: inject: {json.loads(exc.read()).get('error', exc.reason)}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"aws-root-exporter: inject: cannot reach the sandbox at {args.control_url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"injected {args.kind} in {args.account}: eventID {answer['eventID']}")
     return 0
 
 

@@ -120,7 +120,8 @@ class ExporterCollector(Collector):
         success = GaugeMetricFamily(PREFIX + "collector_success", "1 when the collector's last run for the account succeeded.", labels=["account_id", "collector"])
         duration = GaugeMetricFamily(PREFIX + "collector_duration_seconds", "Duration of the collector's last run for the account.", labels=["account_id", "collector"])
         last = GaugeMetricFamily(PREFIX + "collector_last_success_timestamp_seconds", "Last time the collector succeeded for the account.", labels=["account_id", "collector"])
-        for (aid, collector), s in sorted(snap.status.items()):
+        statuses = {**snap.status, **dict(state.live_status)}
+        for (aid, collector), s in sorted(statuses.items()):
             success.add_metric([aid, collector], int(s.success))
             duration.add_metric([aid, collector], s.duration)
             if s.last_success is not None:
@@ -130,7 +131,7 @@ class ExporterCollector(Collector):
         errors = CounterMetricFamily(PREFIX + "collector_errors", "Collector failures by reason.", labels=["account_id", "collector", "reason"])
         counts = dict(state.collector_errors)
         keys = {(a.account_id, POSTURE) for a in snap.accounts}
-        keys |= {key for key in snap.status if key[1] == ORG_FEATURES}
+        keys |= {key for key in statuses if key[1] != POSTURE}
         if snap.management_account_id:
             keys.add((snap.management_account_id, DISCOVERY))
         keys |= {(aid, collector) for aid, collector, _ in counts}

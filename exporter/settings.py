@@ -125,9 +125,34 @@ class Settings(BaseSettings):
     break_glass_windows: list[BreakGlassWindow] = Field(
         default_factory=list, description="Approved break-glass windows: `account_id`, `start`, `end`, `ticket`."
     )
+    lookup_events_enabled: bool = Field(
+        True, description="Poll CloudTrail `LookupEvents` in every account for root records (needs the member role)."
+    )
+    lookup_events_regions: list[str] = Field(
+        default_factory=lambda: ["us-east-1"],
+        description="Regions polled with `LookupEvents` (root sign-ins and IAM calls are recorded in us-east-1).",
+    )
+    lookup_events_interval_seconds: float = Field(60.0, ge=5, description="Seconds between `LookupEvents` polls of an account and region.")
+    lookup_events_overlap_seconds: float = Field(
+        900.0, ge=0, description="Each poll re-reads this much before the previous one: CloudTrail delivers records minutes late."
+    )
+    lookup_events_history_days: int = Field(
+        90, ge=1, le=90, description="History read on a start without a state file (the trailing-90-day login count needs 90)."
+    )
+    eventbridge_queue_url: str | None = Field(
+        None, description="SQS queue fed by an EventBridge rule on root CloudTrail events (near real time)."
+    )
+    s3_trail_queue_url: str | None = Field(
+        None, description="SQS queue of S3 notifications for an organization trail's log files."
+    )
+    sqs_wait_seconds: int = Field(20, ge=0, le=20, description="SQS long-polling wait.")
+    sqs_max_receives: int = Field(
+        5, ge=1, description="A message that failed this many times is dropped and counted as rejected (`poison`)."
+    )
     state_file: Path | None = Field(
         None, description="File that keeps activity checkpoints and seen event ids across restarts."
     )
+    state_save_interval_seconds: float = Field(30.0, ge=1, description="Seconds between saves of the state file.")
     log_level: str = Field("info", description="`debug`, `info`, `warning` or `error`.")
     log_format: LogFormat = Field(LogFormat.text, description="`text` or `json` (one object per line).")
 
@@ -175,6 +200,21 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an IAM role name (1-64 characters of letters, digits and +=,.@_-), got {value!r}")
         return value
 
+    @field_validator("lookup_events_regions")
+    @classmethod
+    def _regions(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d$", item):
+                raise ValueError(f"must be AWS region names such as us-east-1, got {item!r}")
+        return value
+
+    @field_validator("eventbridge_queue_url", "s3_trail_queue_url")
+    @classmethod
+    def _queue_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/]+/\d{12}/[\w-]+(\.fifo)?$", value):
+            raise ValueError(f"must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>), got {value!r}")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -193,6 +233,8 @@ class Settings(BaseSettings):
             raise _combination("assume_root_audit", "needs account_mode 'organization'")
         if self.shard_index >= self.shard_count:
             raise _combination("shard_index", f"must be below shard_count ({self.shard_count})")
+        if self.eventbridge_queue_url and self.eventbridge_queue_url == self.s3_trail_queue_url:
+            raise _combination("s3_trail_queue_url", "must differ from eventbridge_queue_url (the two queues carry different messages)")
         both = set(self.include_account_ids) & set(self.exclude_account_ids)
         if both:
             raise _combination("exclude_account_ids", f"also included: {', '.join(sorted(both))}")

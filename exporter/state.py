@@ -54,6 +54,10 @@ class ExporterState:
         self.ready = threading.Event()
         # Extra metric families (activity, SCP fence) register a callable returning families.
         self.extra_families: list[Any] = []
+        # Status of collectors that run continuously (activity sources), by (account, collector).
+        self.live_status: dict[tuple[str, str], CollectorStatus] = {}
+        # Called with the accounts of every published snapshot (e.g. to create counters at 0).
+        self.listeners: list[Any] = []
         self._version = 0
         self._lock = threading.Lock()
 
@@ -66,6 +70,8 @@ class ExporterState:
             self._version += 1
 
     def publish(self, snapshot: Snapshot) -> None:
+        for listener in self.listeners:
+            listener(snapshot.accounts)
         self.snapshot = snapshot
         self.sweeps += 1
         self.changed()

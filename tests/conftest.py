@@ -18,6 +18,20 @@ from exporter.settings import ENV_PREFIX, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Figures tests measure (times to alert, delays); printed at the end of every run.
+MEASUREMENTS: list[str] = []
+
+
+def report_measurement(text: str) -> None:
+    MEASUREMENTS.append(text)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if MEASUREMENTS:
+        terminalreporter.section("measurements")
+        for line in MEASUREMENTS:
+            terminalreporter.write_line(line)
+
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,8 @@
 
     python -m exporter.sandbox [--scenario FILE] [--port N]
 
-Prints one JSON line once moto is listening and seeded, then serves until SIGTERM/SIGINT.
+Prints one JSON line once moto is listening and seeded (the AWS endpoint, the control URL
+for injecting root activity, the two SQS queue URLs), then serves until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import threading
 
 from .scenario import ScenarioError, load_scenario
+from .control import ControlServer
 from .server import Sandbox
 
 
@@ -32,10 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sandbox = Sandbox(scenario, host=args.host, port=args.port).start()
-    print(json.dumps({"endpoint_url": sandbox.endpoint_url, "accounts": len(scenario.all_accounts)}), flush=True)
+    control = ControlServer(sandbox, host=args.host).start()
+    print(
+        json.dumps(
+            {
+                "endpoint_url": sandbox.endpoint_url,
+                "control_url": control.url,
+                "events_queue_url": sandbox.events_queue_url,
+                "trail_queue_url": sandbox.trail_queue_url,
+                "accounts": len(scenario.all_accounts),
+            }
+        ),
+        flush=True,
+    )
     try:
         stop.wait()
     finally:
+        control.stop()
         sandbox.stop()
     return 0
 

@@ -34,7 +34,9 @@ def _root_identity(account_id: str, mfa: bool | None = None) -> dict[str, Any]:
         "accountId": account_id,
     }
     if mfa is not None:
+        # A person signed in to the console as root: temporary keys from the console session.
         identity["accessKeyId"] = "ASIA" + uuid.uuid4().hex[:16].upper()
+        identity["sessionCredentialFromConsole"] = "true"
         identity["sessionContext"] = {
             "sessionIssuer": {},
             "webIdFederationData": {},
@@ -114,7 +116,7 @@ def make_record(
         base.update(
             eventType="AwsApiCall",
             eventSource="s3.amazonaws.com",
-            eventName=event_name or "PutBucketPolicy",
+            eventName=event_name or "CreateBucket",
             userIdentity=_root_identity(account_id, mfa),
             requestParameters={"bucketName": "payments-archive", "Host": "payments-archive.s3.amazonaws.com"},
             responseElements=None,

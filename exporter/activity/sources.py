@@ -1,0 +1,306 @@
+"""Where root records come from: CloudTrail LookupEvents, EventBridge via SQS, the S3 trail.
+
+Every source hands raw CloudTrail records to `ActivityService.take()`, which classifies
+them with the one pure classifier and feeds the one `EventStore` (dedup by eventID across
+all sources). The AWS calls go through `exporter.aws.Aws` like every other call.
+
+When to use which (see README): the EventBridge queue is the only path that meets a
+5-minute time to alert; LookupEvents needs no AWS-side setup besides the member role and
+gives the 90-day history; the organization trail covers every account and region of a
+large organization with no per-account polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..accounts import Account
+from ..aws import Aws, AwsError, classify_error
+from ..settings import Settings
+from ..state import CollectorStatus, ExporterState
+from .classify import MalformedRecord, Verdict, classify
+from .records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
+from .store import EventStore
+
+log = logging.getLogger(__name__)
+
+LOOKUP = "lookup_events"
+EVENTBRIDGE = "eventbridge_sqs"
+S3_TRAIL = "s3_trail"
+# At most 2 LookupEvents requests per second per account and region (AWS's limit): a
+# little over half a second between requests keeps any 1-second window at 2 or fewer.
+LOOKUP_SPACING_SECONDS = 0.55
+
+
+class RateLimiter:
+    """Spaces calls per key: at most one call every `spacing` seconds for each key."""
+
+    def __init__(self, spacing: float) -> None:
+        self.spacing = spacing
+        self._next: dict[Any, float] = {}
+        self._locks: dict[Any, asyncio.Lock] = {}
+
+    async def wait(self, key: Any) -> None:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            now = time.monotonic()
+            ready = self._next.get(key, now)
+            if ready > now:
+                await asyncio.sleep(ready - now)
+            self._next[key] = max(ready, now) + self.spacing
+
+
+def _queue_region(url: str, default: str) -> str:
+    match = re.match(r"^https?://sqs\.([a-z0-9-]+)\.amazonaws\.com", url)
+    return match.group(1) if match else default
+
+
+def _queue_account(url: str) -> str:
+    match = re.search(r"/(\d{12})/[^/]+$", url)
+    return match.group(1) if match else ""
+
+
+class ActivityService:
+    def __init__(self, aws: Aws, settings: Settings, state: ExporterState, store: EventStore) -> None:
+        self.aws = aws
+        self.settings = settings
+        self.state = state
+        self.store = store
+        self.limiter = RateLimiter(LOOKUP_SPACING_SECONDS)
+        state.extra_families.append(store.metric_families)
+        state.listeners.append(self._accounts_known)
+
+    def _accounts_known(self, accounts: Iterable[Account]) -> None:
+        self.store.register_accounts(a.account_id for a in accounts)
+        self.state.changed()
+
+    # -- the one way in ------------------------------------------------------------------
+
+    def take(self, record: Mapping[str, Any], source: str, location: str = "") -> Verdict | None:
+        """Classify and store one record; a malformed record is counted, never raised."""
+        seen_at = datetime.now(timezone.utc)
+        try:
+            verdict = classify(record, self.settings.break_glass_windows)
+        except MalformedRecord as exc:
+            self.store.reject(source, "malformed_record")
+            self.state.changed()
+            log.warning("malformed CloudTrail record", extra={"source": source, "location": location, "reason": str(exc)})
+            return None
+        if verdict is None:
+            return None
+        if self.store.ingest(verdict, source, seen_at):
+            self.state.changed()
+            # One line per root record for the SIEM, with every verdict field.
+            log.warning(
+                "root activity",
+                extra={**verdict.to_json(), "source": source, "counted": verdict.event_time >= self.store.counting_from},
+            )
+        return verdict
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        tasks = []
+        if self.settings.lookup_events_enabled:
+            tasks.append(self._lookup_loop())
+        if self.settings.eventbridge_queue_url:
+            tasks.append(self._sqs_loop(self.settings.eventbridge_queue_url, EVENTBRIDGE))
+        if self.settings.s3_trail_queue_url:
+            tasks.append(self._sqs_loop(self.settings.s3_trail_queue_url, S3_TRAIL))
+        if self.settings.state_file is not None:
+            tasks.append(self._save_loop())
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            if self.settings.state_file is not None:
+                await asyncio.to_thread(self.store.save, self.settings.state_file)
+
+    async def _save_loop(self) -> None:
+        assert self.settings.state_file is not None
+        while True:
+            await asyncio.sleep(self.settings.state_save_interval_seconds)
+            try:
+                await asyncio.to_thread(self.store.save, self.settings.state_file)
+            except OSError as exc:
+                log.error("cannot write the state file", extra={"path": str(self.settings.state_file), "error": str(exc)})
+
+    def _status(self, key: tuple[str, str], started: float, error: BaseException | None) -> None:
+        previous = self.state.live_status.get(key)
+        if error is None:
+            self.state.live_status[key] = CollectorStatus(True, time.monotonic() - started, time.time())
+        else:
+            reason = classify_error(error)
+            self.state.collector_errors[(key[0], key[1], reason)] += 1
+            self.state.live_status[key] = CollectorStatus(False, time.monotonic() - started, previous.last_success if previous else None, reason)
+            log.warning("activity collection failed", extra={"account_id": key[0], "collector": key[1], "reason": reason, "error": str(error)})
+        self.state.changed()
+
+    # -- LookupEvents ----------------------------------------------------------------------
+
+    async def _lookup_loop(self) -> None:
+        while not self.state.ready.is_set():
+            await asyncio.sleep(0.2)
+        while True:
+            started = time.monotonic()
+            await self.poll_lookup_events()
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(self.settings.lookup_events_interval_seconds - elapsed, 1.0))
+
+    async def poll_lookup_events(self) -> None:
+        """One LookupEvents pass over every account and region (bounded concurrency)."""
+        snapshot = self.state.snapshot
+        semaphore = asyncio.Semaphore(self.settings.concurrency)
+
+        async def one(account: Account) -> None:
+            async with semaphore:
+                started = time.monotonic()
+                try:
+                    async with asyncio.timeout(self.settings.account_timeout_seconds * len(self.settings.lookup_events_regions)):
+                        await self._lookup_account(account, management=account.account_id == snapshot.management_account_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._status((account.account_id, LOOKUP), started, exc)
+                else:
+                    self._status((account.account_id, LOOKUP), started, None)
+
+        await asyncio.gather(*(one(a) for a in snapshot.accounts if a.role_arn is not None or not self.settings.assume_root_audit or a.management))
+
+    async def _lookup_account(self, account: Account, management: bool) -> None:
+        credentials = await self.aws.assume_role(account.role_arn) if account.role_arn else None
+        for region in self.settings.lookup_events_regions:
+            async with self.aws.member_client("cloudtrail", credentials, region) as client:
+                key = f"{LOOKUP}:{account.account_id}:{region}"
+                poll_started = datetime.now(timezone.utc)
+                checkpoint = self.store.get_checkpoint(key)
+                if checkpoint:
+                    start = datetime.fromisoformat(checkpoint) - timedelta(seconds=self.settings.lookup_events_overlap_seconds)
+                else:
+                    start = poll_started - timedelta(days=self.settings.lookup_events_history_days)
+                # Root records by user name, then filtered on userIdentity.type by the classifier
+                # (an IAM user literally named "root" matches the lookup but is not root).
+                attributes = [{"AttributeKey": "Username", "AttributeValue": "root"}]
+                await self._lookup(client, account.account_id, region, attributes, start, poll_started)
+                if management:
+                    # AssumeRoot calls are made by IAM principals of the management account.
+                    attributes = [{"AttributeKey": "EventName", "AttributeValue": "AssumeRoot"}]
+                    await self._lookup(client, account.account_id, region, attributes, start, poll_started)
+                self.store.set_checkpoint(key, poll_started.isoformat())
+
+    async def _lookup(self, client: Any, account_id: str, region: str, attributes: list[dict[str, str]], start: datetime, end: datetime) -> None:
+        token: str | None = None
+        while True:
+            await self.limiter.wait((account_id, region))
+            params: dict[str, Any] = {"LookupAttributes": attributes, "StartTime": start, "EndTime": end, "MaxResults": 50}
+            if token:
+                params["NextToken"] = token
+            page = await self.aws.call(client, "LookupEvents", **params)
+            for event in page.get("Events", []):
+                raw = event.get("CloudTrailEvent")
+                try:
+                    record = json.loads(raw) if isinstance(raw, str) else None
+                except ValueError:
+                    record = None
+                if not isinstance(record, dict):
+                    self.store.reject(LOOKUP, "malformed_record")
+                    self.state.changed()
+                    continue
+                self.take(record, LOOKUP, f"LookupEvents {account_id} {region}")
+            token = page.get("NextToken")
+            if not token:
+                return
+
+    # -- SQS: EventBridge events and S3 trail notifications ---------------------------------
+
+    async def _sqs_loop(self, queue_url: str, source: str) -> None:
+        key = (_queue_account(queue_url), source)
+        region = _queue_region(queue_url, self.settings.region)
+        sqs = await self.aws.client("sqs", region)
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await self.poll_queue(sqs, queue_url, source)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._status(key, started, exc)
+                failures += 1
+                # Back off on a failing queue, up to a minute, so errors do not spin.
+                await asyncio.sleep(min(2 ** min(failures, 6), 60))
+            else:
+                failures = 0
+                self._status(key, started, None)
+
+    async def poll_queue(self, sqs: Any, queue_url: str, source: str) -> int:
+        """Receive one batch; delete each message once processed (or proven unusable)."""
+        response = await self.aws.call(
+            sqs,
+            "ReceiveMessage",
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=self.settings.sqs_wait_seconds,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        done: list[dict[str, str]] = []
+        for message in response.get("Messages", []):
+            try:
+                finished = await self._process_message(message, source)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # anything unexpected: leave it for redelivery
+                log.warning("SQS message processing failed", extra={"source": source, "message_id": message.get("MessageId"), "error": str(exc)})
+                finished = False
+            receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            if not finished and receives >= self.settings.sqs_max_receives:
+                # A message that keeps failing must not block the queue forever.
+                self.store.reject(source, "poison")
+                self.state.changed()
+                log.error("dropping a message that failed repeatedly", extra={"source": source, "message_id": message.get("MessageId"), "receives": receives})
+                finished = True
+            if finished:
+                done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
+        if done:
+            await self.aws.call(sqs, "DeleteMessageBatch", QueueUrl=queue_url, Entries=done)
+        return len(response.get("Messages", []))
+
+    async def _process_message(self, message: Mapping[str, Any], source: str) -> bool:
+        """True when the message is fully processed (or can never be); False to retry later."""
+        parsed = parse_sqs_message(str(message.get("Body", "")), str(message.get("MessageId", "")))
+        for error in parsed.errors:
+            self.store.reject(source, "malformed_message")
+            self.state.changed()
+            log.warning("unusable SQS message", extra={"source": source, "location": error.location, "reason": error.reason})
+        for record in parsed.records:
+            self.take(record.data, source, record.location)
+        ok = True
+        for ref in parsed.objects:
+            ok = await self._fetch_trail_file(ref, source) and ok
+        return ok
+
+    async def _fetch_trail_file(self, ref: S3ObjectRef, source: str) -> bool:
+        s3 = await self.aws.client("s3")
+        try:
+            response = await self.aws.call(s3, "GetObject", Bucket=ref.bucket, Key=ref.key)
+            async with response["Body"] as stream:
+                data = await stream.read()
+        except AwsError as exc:
+            self.store.reject(source, "fetch_failed")
+            self.state.changed()
+            log.warning("cannot read a trail log file", extra={"object": str(ref), "reason": exc.reason, "error": str(exc)})
+            return False
+        for item in parse_cloudtrail_object(data, ref):
+            if isinstance(item, Record):
+                self.take(item.data, source, item.location)
+            else:
+                self.store.reject(source, "malformed_record")
+                self.state.changed()
+                log.warning("malformed trail log content", extra={"location": item.location, "reason": item.reason})
+        return True

@@ -1,0 +1,94 @@
+"""A small HTTP API to change a running sandbox: inject root activity for a demo or a test.
+
+    POST /inject  {"kind": "console-login", "account_id": "210000000003", "mfa": false}
+    POST /inject  {"record": {...a CloudTrail record...}}
+
+Optional fields: "paths" (subset of ["lookup", "eventbridge", "s3"], default all), "when"
+(ISO time), "source_ip", "event_name". Answers {"eventID": ...}. Listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .records import KINDS, make_record
+from .server import Sandbox
+
+
+def inject_request(sandbox: Sandbox, body: dict[str, Any]) -> dict[str, Any]:
+    record = body.get("record")
+    if record is None:
+        kind = body.get("kind", "console-login")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        account = str(body.get("account_id", ""))
+        if not (len(account) == 12 and account.isdigit()):
+            raise ValueError(f"account_id must be a 12-digit account id, got {account!r}")
+        options: dict[str, Any] = {"mfa": bool(body.get("mfa", True))}
+        if body.get("when"):
+            options["when"] = datetime.fromisoformat(str(body["when"]).replace("Z", "+00:00"))
+        for key in ("source_ip", "event_name"):
+            if body.get(key):
+                options[key] = str(body[key])
+        record = make_record(kind, account, **options)
+    if not isinstance(record, dict):
+        raise ValueError("record must be a JSON object")
+    paths = set(body.get("paths") or ["lookup", "eventbridge", "s3"])
+    unknown = paths - {"lookup", "eventbridge", "s3"}
+    if unknown:
+        raise ValueError(f"paths must be among lookup, eventbridge, s3; got {sorted(unknown)}")
+    sandbox.inject(record, lookup="lookup" in paths, eventbridge="eventbridge" in paths, s3="s3" in paths,
+                   lookup_delay=float(body.get("lookup_delay", 0)))
+    return {"eventID": record.get("eventID")}
+
+
+class ControlServer:
+    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _answer(self, status: int, data: dict[str, Any]) -> None:
+                body = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                if self.path != "/inject":
+                    self._answer(404, {"error": "unknown path; POST /inject"})
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length", "0"))
+                    body = json.loads(self.rfile.read(length) or b"{}")
+                    if not isinstance(body, dict):
+                        raise ValueError("body must be a JSON object")
+                    with lock:
+                        self._answer(200, inject_request(sandbox, body))
+                except (ValueError, TypeError) as exc:
+                    self._answer(400, {"error": str(exc)})
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> ControlServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

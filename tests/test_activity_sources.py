@@ -1,0 +1,229 @@
+"""Root activity end to end: each source against the sandbox, counted exactly once.
+
+LookupEvents (with AWS's 2 requests/second limit enforced by the sandbox), the EventBridge
+queue and the S3 organization-trail queue all feed the same classifier and the same
+dedup by eventID; the counters in /metrics must move by exactly one per root record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from exporter.sandbox import Sandbox
+from exporter.sandbox.moto_ext import LOOKUP_RATE, lookup_requests
+from exporter.sandbox.records import make_record
+
+from .conftest import report_measurement, running_exporter, sample, sandbox_settings
+
+ACCOUNT = "210000000003"  # dev-sandbox
+
+
+def activity_settings(sandbox: Sandbox, **overrides):
+    values = dict(
+        eventbridge_queue_url=sandbox.events_queue_url,
+        s3_trail_queue_url=sandbox.trail_queue_url,
+        sqs_wait_seconds=1,
+        lookup_events_interval_seconds=5,
+        include_account_ids=[ACCOUNT, "210000000001", "123456789012"],
+    )
+    values.update(overrides)
+    return sandbox_settings(sandbox, **values)
+
+
+async def wait_for(exporter, name: str, value: float, timeout: float = 30, **labels: str) -> dict:
+    async with asyncio.timeout(timeout):
+        while True:
+            families = await exporter.metrics()
+            if sample(families, name, **labels) == value:
+                return families
+            await asyncio.sleep(0.1)
+
+
+def logins(families: dict, account: str = ACCOUNT, outcome: str = "success", mfa: str = "true") -> float | None:
+    return sample(families, "aws_root_console_logins_total", account_id=account, outcome=outcome, mfa=mfa)
+
+
+async def test_counters_exist_at_zero_for_every_account(sandbox: Sandbox) -> None:
+    async with running_exporter(activity_settings(sandbox, lookup_events_enabled=False)) as exporter:
+        await exporter.wait_for_sweeps(1)
+        families = await exporter.metrics()
+    for account in (ACCOUNT, "210000000001", "123456789012"):
+        for outcome in ("success", "failure"):
+            for mfa in ("true", "false", "unknown"):
+                assert logins(families, account, outcome, mfa) == 0.0
+        for category in ("break_glass", "read_only", "administrative"):
+            assert sample(families, "aws_root_api_calls_total", account_id=account, category=category, outcome="success", approved="false") == 0.0
+
+
+async def test_one_login_seen_by_three_sources_counts_once(sandbox: Sandbox) -> None:
+    async with running_exporter(activity_settings(sandbox)) as exporter:
+        await exporter.wait_for_sweeps(1)
+        record = make_record("console-login", ACCOUNT, mfa=True, source_ip="198.51.100.7")
+        sandbox.inject(record)
+        families = await wait_for(exporter, "aws_root_console_logins_total", 1.0, account_id=ACCOUNT, outcome="success", mfa="true")
+        # Let every source see it: the trail file, the next LookupEvents poll, a redelivery.
+        sandbox.client("sqs").send_message(
+            QueueUrl=sandbox.events_queue_url,
+            MessageBody=json.dumps({"detail-type": "AWS Console Sign In via CloudTrail", "detail": record}),
+        )
+        async with asyncio.timeout(30):
+            while True:
+                families = await exporter.metrics()
+                dupes = sum(s.value for s in families["aws_root_events_duplicate"].samples if s.name.endswith("_total"))
+                if dupes >= 3 and exporter.state.api.requests["cloudtrail:LookupEvents"] >= 6:
+                    break
+                await asyncio.sleep(0.2)
+        await exporter.exporter.activity.poll_lookup_events()
+        families = await exporter.metrics()
+    assert logins(families) == 1.0
+    assert sample(families, "aws_root_console_logins_90d", account_id=ACCOUNT) == 1.0
+    last = [s for s in families["aws_root_last_event_info"].samples if s.labels["account_id"] == ACCOUNT]
+    assert len(last) == 1
+    assert last[0].labels == {
+        "account_id": ACCOUNT,
+        "event_name": "ConsoleLogin",
+        "event_source": "signin.amazonaws.com",
+        "source_ip": "198.51.100.7",
+        "mfa": "true",
+        "outcome": "success",
+    }
+    assert sample(families, "aws_root_last_activity_timestamp_seconds", account_id=ACCOUNT) == datetime.fromisoformat(record["eventTime"].replace("Z", "+00:00")).timestamp()
+
+
+async def test_sqs_path_time_to_metric_and_non_root_records(sandbox: Sandbox) -> None:
+    """The EventBridge path: the counter moves within about a second; non-root records never count."""
+    settings = activity_settings(sandbox, lookup_events_enabled=False, s3_trail_queue_url=None)
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        for kind in ("iam-user-login", "iam-user-named-root-login"):
+            sandbox.inject(make_record(kind, ACCOUNT), lookup=False, s3=False)
+        started = time.monotonic()
+        sandbox.inject(make_record("console-login", ACCOUNT, mfa=False), lookup=False, s3=False)
+        families = await wait_for(exporter, "aws_root_console_logins_total", 1.0, account_id=ACCOUNT, outcome="success", mfa="false")
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(1.5)
+        families = await exporter.metrics()
+    report_measurement(f"root login injected into the EventBridge SQS path -> /metrics counter: {elapsed:.2f} s")
+    assert logins(families, mfa="false") == 1.0
+    total = sum(s.value for s in families["aws_root_console_logins"].samples if s.name.endswith("_total"))
+    assert total == 1.0, "IAM user sign-ins (even one named root) are not root activity"
+    assert sample(families, "aws_root_event_delay_seconds_count", source="eventbridge_sqs") == 1.0
+
+
+async def test_trail_path_break_glass_and_malformed_input(sandbox: Sandbox) -> None:
+    settings = activity_settings(
+        sandbox,
+        lookup_events_enabled=False,
+        eventbridge_queue_url=None,
+        break_glass_windows=[
+            {"account_id": ACCOUNT, "start": "2026-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z", "ticket": "CHG-42"}
+        ],
+    )
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        good = make_record("break-glass", ACCOUNT)
+        other = make_record("api-call", "210000000001")
+        broken = dict(make_record("api-call", "210000000001"))
+        broken["userIdentity"] = "not an object"
+        sandbox.write_trail_file([good, broken, other], ACCOUNT)
+        sandbox.write_trail_file([], ACCOUNT, body=b"this is not gzip")
+        sandbox.client("sqs").send_message(QueueUrl=sandbox.trail_queue_url, MessageBody="{not json")
+        families = await wait_for(exporter, "aws_root_api_calls_total", 1.0, account_id="210000000001", category="administrative", outcome="success", approved="false")
+        families = await wait_for(exporter, "aws_root_events_rejected_total", 1.0, source="s3_trail", reason="malformed_message")
+    assert sample(families, "aws_root_api_calls_total", account_id=ACCOUNT, category="break_glass", outcome="success", approved="true") == 1.0
+    assert sample(families, "aws_root_api_calls_total", account_id=ACCOUNT, category="break_glass", outcome="success", approved="false") == 0.0
+    # Outside the window (another account): never approved.
+    assert sample(families, "aws_root_api_calls_total", account_id="210000000001", category="administrative", outcome="success", approved="true") == 0.0
+    assert sample(families, "aws_root_events_rejected_total", source="s3_trail", reason="malformed_record") >= 2.0
+    assert sample(families, "aws_root_api_calls_by_event_source_total", account_id=ACCOUNT, event_source="iam.amazonaws.com") == 1.0
+    assert sample(families, "aws_root_collector_success", account_id="123456789012", collector="s3_trail") == 1.0
+    # Everything was consumed: nothing left to redeliver forever.
+    left = sandbox.client("sqs").get_queue_attributes(QueueUrl=sandbox.trail_queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+    assert left["Attributes"] == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+
+
+async def test_lookup_events_history_overlap_and_rate_limit(sandbox: Sandbox) -> None:
+    """History gives the 90-day count without touching the counters; a new record counts once
+    although overlapping polls read it again; never more than 2 requests/s per account and region."""
+    now = datetime.now(timezone.utc)
+    old = [make_record("console-login", ACCOUNT, when=now - timedelta(days=d)) for d in (10, 40, 89)]
+    ancient = make_record("console-login", ACCOUNT, when=now - timedelta(days=120))
+    from exporter.sandbox import moto_ext
+
+    for record in [*old, ancient]:
+        moto_ext.add_cloudtrail_record(ACCOUNT, "us-east-1", record)
+    # Enough root API calls to need several pages of 50.
+    for n in range(120):
+        moto_ext.add_cloudtrail_record(ACCOUNT, "us-east-1", make_record("api-call", ACCOUNT, when=now - timedelta(hours=1, seconds=n), event_name="ListBuckets"))
+    settings = activity_settings(sandbox, eventbridge_queue_url=None, s3_trail_queue_url=None, include_account_ids=[ACCOUNT])
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        families = await wait_for(exporter, "aws_root_console_logins_90d", 3.0, account_id=ACCOUNT)
+        assert logins(families) == 0.0, "history before the start is not new activity"
+        fresh = make_record("console-login", ACCOUNT)
+        sandbox.inject(fresh, eventbridge=False, s3=False)
+        await exporter.exporter.activity.poll_lookup_events()
+        await exporter.exporter.activity.poll_lookup_events()
+        families = await exporter.metrics()
+    assert logins(families) == 1.0
+    assert sample(families, "aws_root_console_logins_90d", account_id=ACCOUNT) == 4.0
+    assert sample(families, "aws_root_events_duplicate_total", source="lookup_events") >= 1.0
+    times = sorted(lookup_requests(ACCOUNT, "us-east-1"))
+    assert len(times) >= 5, "a first poll of three pages (90 days of history), then overlapping polls"
+    worst = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert worst <= LOOKUP_RATE, f"{worst} LookupEvents requests within one second"
+    assert exporter.state.api.errors[("cloudtrail:LookupEvents", "throttled")] == 0
+
+
+async def test_restart_with_state_file_neither_loses_nor_double_counts(sandbox: Sandbox, tmp_path: Path) -> None:
+    state_file = tmp_path / "state.json"
+    settings = activity_settings(sandbox, state_file=state_file, s3_trail_queue_url=None, include_account_ids=[ACCOUNT])
+    first = make_record("console-login", ACCOUNT)
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        sandbox.inject(first, s3=False)
+        await wait_for(exporter, "aws_root_console_logins_total", 1.0, account_id=ACCOUNT, outcome="success", mfa="true")
+    assert state_file.exists()
+
+    # While the exporter is down, another root login happens (LookupEvents history only).
+    second = make_record("console-login", ACCOUNT, mfa=False)
+    sandbox.inject(second, eventbridge=False, s3=False)
+    # And the first one is redelivered by SQS.
+    sandbox.client("sqs").send_message(QueueUrl=sandbox.events_queue_url, MessageBody=json.dumps({"detail": first}))
+
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        families = await wait_for(exporter, "aws_root_console_logins_total", 1.0, account_id=ACCOUNT, outcome="success", mfa="false")
+        await exporter.exporter.activity.poll_lookup_events()
+        await asyncio.sleep(1.5)
+        families = await exporter.metrics()
+    assert logins(families, mfa="true") == 1.0, "the first login is not counted twice"
+    assert logins(families, mfa="false") == 1.0, "the login during the downtime is not lost"
+    assert sample(families, "aws_root_console_logins_90d", account_id=ACCOUNT) == 2.0
+
+
+async def test_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+
+    state_file = tmp_path / "state.json"
+    state_file.write_text("{broken")
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "serve"],
+        capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "AWS_ROOT_EXPORTER_STATE_FILE": str(state_file), "AWS_ROOT_EXPORTER_LISTEN_ADDRESS": "127.0.0.1:0"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("aws-root-exporter: state file error: ")
+    assert str(state_file) in result.stderr
+
+
+def test_gzip_helper_sanity() -> None:
+    # The trail file writer produces what CloudTrail writes: gzipped {"Records": [...]}.
+    data = gzip.compress(json.dumps({"Records": [make_record("console-login", ACCOUNT)]}).encode())
+    assert json.loads(gzip.decompress(data))["Records"][0]["userIdentity"]["type"] == "Root"
