@@ -29,6 +29,7 @@ def activity_settings(sandbox: Sandbox, **overrides):
         eventbridge_queue_url=sandbox.events_queue_url,
         s3_trail_queue_url=sandbox.trail_queue_url,
         sqs_wait_seconds=1,
+        lookup_events_enabled=True,
         lookup_events_interval_seconds=5,
         include_account_ids=[ACCOUNT, "210000000001", "123456789012"],
     )

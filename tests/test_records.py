@@ -263,3 +263,15 @@ def test_deeply_nested_input_is_an_error_not_a_crash() -> None:
     items = list(parse_records_bytes(deep, "deep.json"))
     assert items and all(isinstance(i, RecordError) for i in items)
     assert parse_sqs_message(deep.decode()).errors
+
+
+def test_eventbridge_cloudtrail_event_for_an_s3_call_is_a_record_not_a_notification() -> None:
+    """EventBridge sends CloudTrail records of S3 API calls with source aws.s3 too."""
+    from exporter.sandbox.records import eventbridge_envelope, make_record
+
+    record = make_record("api-call", "210000000003")
+    envelope = eventbridge_envelope(record)
+    assert envelope["source"] == "aws.s3"
+    message = parse_sqs_message(json.dumps(envelope), "m-1")
+    assert message.errors == () and message.objects == ()
+    assert [r.data["eventID"] for r in message.records] == [record["eventID"]]

@@ -134,7 +134,13 @@ def parse_sqs_message(body: str, message_id: str = "") -> SqsMessage:
     if document.get("Event") == "s3:TestEvent":
         return SqsMessage(test_event=True)
     if "detail" in document:
-        if document.get("source") == "aws.s3" and isinstance(document.get("detail"), Mapping):
+        # S3's own EventBridge notifications ("Object Created"), not CloudTrail records of S3
+        # API calls, which also come from source aws.s3 but with a CloudTrail detail-type.
+        if (
+            document.get("source") == "aws.s3"
+            and isinstance(document.get("detail"), Mapping)
+            and "CloudTrail" not in str(document.get("detail-type", ""))
+        ):
             return _eventbridge_s3(document["detail"], name)
         items = list(_document(document, name))
         return SqsMessage(
