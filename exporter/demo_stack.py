@@ -282,51 +282,66 @@ class DemoStack:
             )
         )
 
-    def start(self, timeout: float = 60) -> DemoStack:
+    def start(self, timeout: float = 60, attempts: int = 3) -> DemoStack:
+        """Start Alertmanager, then Prometheus, and wait for both `/-/ready`. A port taken
+        between choosing and binding it (by another program) means another try on other ports."""
         if not available():
             raise StackError(f"{PROMETHEUS} and {ALERTMANAGER} must be installed (Debian packages prometheus, prometheus-alertmanager)")
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="aws-root-demo-stack-"))
         try:
-            self.alertmanager_port = _pick_port(self.preferred_ports[1])
-            self.prometheus_port = _pick_port(self.preferred_ports[0])
-            if self.prometheus_port == self.alertmanager_port:
-                self.prometheus_port = _pick_port(None)
-            self.write_config()
-            wd = self.workdir
-            self._spawn(
-                "alertmanager",
-                [
-                    shutil.which(ALERTMANAGER) or ALERTMANAGER,
-                    f"--config.file={wd / 'alertmanager.yml'}",
-                    f"--storage.path={wd / 'alertmanager-data'}",
-                    f"--web.listen-address=127.0.0.1:{self.alertmanager_port}",
-                    "--cluster.listen-address=",  # no gossip port on 0.0.0.0
-                ],
-            )
-            self._spawn(
-                "prometheus",
-                [
-                    shutil.which(PROMETHEUS) or PROMETHEUS,
-                    f"--config.file={wd / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={wd / 'prometheus-data'}",
-                    f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
-                    f"--web.external-url={self.prometheus_url}",
-                ],
-            )
-            deadline = time.monotonic() + timeout
-            for name, url in (("alertmanager", self.alertmanager_url), ("prometheus", self.prometheus_url)):
-                while not _ready(url + "/-/ready"):
-                    process = self._processes[name]
-                    if process.poll() is not None:
-                        raise StackError(f"{name} exited with status {process.returncode}:\n{self.log(name)}")
-                    if time.monotonic() > deadline:
-                        raise StackError(f"{name} not ready after {timeout:.0f}s:\n{self.log(name)}")
-                    time.sleep(0.1)
+            for attempt in range(attempts):
+                preferred = self.preferred_ports if attempt == 0 else (None, None)
+                self.alertmanager_port = _pick_port(preferred[1])
+                self.prometheus_port = _pick_port(preferred[0])
+                if self.prometheus_port == self.alertmanager_port:
+                    self.prometheus_port = _pick_port(None)
+                self.write_config()
+                try:
+                    self._launch(timeout)
+                    break
+                except StackError as exc:
+                    self._halt()
+                    if "address already in use" not in str(exc) or attempt == attempts - 1:
+                        raise
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _launch(self, timeout: float) -> None:
+        wd = self.workdir
+        assert wd is not None
+        self._spawn(
+            "alertmanager",
+            [
+                shutil.which(ALERTMANAGER) or ALERTMANAGER,
+                f"--config.file={wd / 'alertmanager.yml'}",
+                f"--storage.path={wd / 'alertmanager-data'}",
+                f"--web.listen-address=127.0.0.1:{self.alertmanager_port}",
+                f"--web.external-url={self.alertmanager_url}",
+                "--cluster.listen-address=",  # no gossip port on 0.0.0.0
+            ],
+        )
+        self._spawn(
+            "prometheus",
+            [
+                shutil.which(PROMETHEUS) or PROMETHEUS,
+                f"--config.file={wd / 'prometheus.yml'}",
+                f"--storage.tsdb.path={wd / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+                f"--web.external-url={self.prometheus_url}",
+            ],
+        )
+        deadline = time.monotonic() + timeout
+        for name, url in (("alertmanager", self.alertmanager_url), ("prometheus", self.prometheus_url)):
+            while not _ready(url + "/-/ready"):
+                process = self._processes[name]
+                if process.poll() is not None:
+                    raise StackError(f"{name} exited with status {process.returncode}:\n{self.log(name)}")
+                if time.monotonic() > deadline:
+                    raise StackError(f"{name} not ready after {timeout:.0f}s:\n{self.log(name)}")
+                time.sleep(0.1)
 
     def _spawn(self, name: str, command: list[str]) -> None:
         assert self.workdir is not None
@@ -338,6 +353,12 @@ class DemoStack:
 
     def stop(self) -> None:
         """Stop the processes this stack started (by their own handles) and remove its files."""
+        self._halt()
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def _halt(self) -> None:
         for name in ("prometheus", "alertmanager"):
             process = self._processes.pop(name, None)
             if process is None:
@@ -352,9 +373,6 @@ class DemoStack:
         for log in self._logs.values():
             log.close()
         self._logs.clear()
-        if self._own_workdir and self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
 
     def __enter__(self) -> DemoStack:
         return self

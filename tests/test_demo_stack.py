@@ -123,3 +123,29 @@ def test_sandbox_command_with_no_prometheus_starts_only_the_sandbox() -> None:
             process.kill()
             process.wait()
     assert not re.search(r"Prometheus alerts:|Alertmanager:", "".join(lines) + output)
+
+
+def test_a_port_taken_after_it_was_chosen_means_another_try(monkeypatch) -> None:
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    real = demo_stack._pick_port
+    calls: list[int] = []
+
+    def pick(preferred):
+        calls.append(preferred)
+        return port if len(calls) == 1 else real(None)  # the first choice is taken meanwhile
+
+    monkeypatch.setattr(demo_stack, "_pick_port", pick)
+    try:
+        with DemoStack("http://127.0.0.1:9", webhook_url="http://127.0.0.1:1").start() as stack:
+            assert stack.alertmanager_port != port
+            assert demo_stack._ready(stack.alertmanager_url + "/-/ready")
+            assert demo_stack._ready(stack.prometheus_url + "/-/ready")
+            workdir = stack.workdir
+        assert workdir is not None and not workdir.exists()
+    finally:
+        taken.close()

@@ -194,6 +194,7 @@ async def test_root_console_login_pages_with_account_and_event_details(sandbox, 
             interval=0.01,
         ))[0]
         report(record_property, "root console login, injection to pager webhook", note.received_monotonic - injected)
+        (ARTIFACTS / "root-login-pager-notification.json").write_text(json.dumps(note.payload, indent=2))
 
         assert alert["labels"] == {
             "alertname": "AwsRootConsoleLogin",
