@@ -4,7 +4,7 @@
     python alerts/generate.py            # rewrite the committed rules file
     python alerts/generate.py --stdout   # print it (tests compare this with the file)
 
-Metric names and labels come from docs/metrics.md. Thresholds and the job selector live in
+Metric names and labels come from README.md (Metrics). Thresholds and the job selector live in
 alerts/config.py only.
 """
 

@@ -134,14 +134,14 @@ class ApiStats:
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
         self.errors: Counter[tuple[str, str]] = Counter()
-        self.listeners: list[Any] = []
+        # Read by the HTTP threads to notice change without iterating a dict being written.
+        self.total = 0
 
     def record(self, operation: str, reason: str | None) -> None:
+        self.total += 1
         self.requests[operation] += 1
         if reason is not None:
             self.errors[(operation, reason)] += 1
-        for listener in self.listeners:
-            listener(operation, reason)
 
 
 class Aws:
@@ -231,9 +231,7 @@ class Aws:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            reason = classify_error(exc)
-            self.stats.record(name, reason)
-            raise AwsError(reason, name, error_code(exc), _message(exc)) from None
+            raise self._failed(name, exc) from None
         self.stats.record(name, None)
         return response
 
@@ -249,10 +247,13 @@ class Aws:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            reason = classify_error(exc)
-            self.stats.record(name, reason)
-            raise AwsError(reason, name, error_code(exc), _message(exc)) from None
+            raise self._failed(name, exc) from None
         return items
+
+    def _failed(self, name: str, exc: BaseException) -> AwsError:
+        reason = classify_error(exc)
+        self.stats.record(name, reason)
+        return AwsError(reason, name, error_code(exc), _message(exc))
 
     # -- credentials for member accounts -------------------------------------------------
 

@@ -24,7 +24,7 @@ EXIT_CONFIG = 2
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", help="YAML file with settings (see docs/configuration.md)")
+    common.add_argument("--config", metavar="PATH", help="YAML file with settings (see the Configuration section of README.md)")
     common.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT", help="address to serve /metrics on")
     common.add_argument("--log.level", dest="log_level", metavar="LEVEL", help="debug, info, warning or error")
     common.add_argument("--log.format", dest="log_format", metavar="FORMAT", help="text or json")

@@ -1,6 +1,6 @@
 """Render the exporter's state as Prometheus metrics. No I/O, no AWS: a scrape reads memory.
 
-Sample of the exposition (see docs/metrics.md for every metric):
+Sample of the exposition (see README.md (Metrics) for every metric):
 
     # HELP aws_root_mfa_enabled 1 when the root user has an MFA device (AccountMFAEnabled). Refreshed every posture sweep.
     # TYPE aws_root_mfa_enabled gauge
@@ -174,7 +174,7 @@ class Exposition:
 
     def render(self, want_gzip: bool = False) -> bytes:
         # Time-derived values (the trailing 90-day login count) move by the minute at most.
-        key = (self.state.version, sum(self.state.api.requests.values()), int(time.time() // 60))
+        key = (self.state.version, self.state.api.total, int(time.time() // 60))
         with self._lock:
             if key != self._key:
                 self._plain = generate_latest(self.registry)

@@ -1,6 +1,6 @@
 """Exporter settings: environment variables, an optional YAML file, validation.
 
-Every setting is documented in docs/configuration.md; tests/test_settings.py checks that
+Every setting is documented in README.md (Configuration); tests/test_settings.py checks that
 the table there lists exactly the fields below, with their defaults.
 """
 
@@ -303,7 +303,7 @@ def load_settings(config_file: str | Path | None = None, overrides: dict[str, An
     """Build the settings from overrides > environment > YAML file, or raise SettingsError."""
     unknown = _unknown_env_settings(dict(os.environ))
     if unknown:
-        raise SettingsError(f"{unknown[0]}: unknown setting (see docs/configuration.md)")
+        raise SettingsError(f"{unknown[0]}: unknown setting (see the Configuration section of README.md)")
     if config_file is None and os.environ.get(CONFIG_FILE_ENV):
         config_file = os.environ[CONFIG_FILE_ENV]
     token = _FILE_VALUES.set(_read_config_file(Path(config_file)) if config_file else {})
@@ -324,7 +324,7 @@ def _describe(exc: ValidationError) -> str:
     name = loc[0] if loc else "settings"
     where = ".".join(loc)
     if error["type"] == "extra_forbidden":
-        return f"{name}: unknown setting (see docs/configuration.md)"
+        return f"{name}: unknown setting (see the Configuration section of README.md)"
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]

@@ -22,7 +22,7 @@ RULES_FILE = ALERTS / "aws-root-exporter.rules.yml"
 PROMTOOL_TESTS = sorted((ALERTS / "tests").glob("*.yml"))
 RUNBOOK = ALERTS / "runbook.md"
 AM_CONFIG = ALERTS / "alertmanager.example.yml"
-METRICS_DOC = ROOT / "docs" / "metrics.md"
+METRICS_DOC = ROOT / "README.md"  # the Metrics section holds the metric table
 
 
 
@@ -86,7 +86,7 @@ def test_rules_use_the_configured_job_selector():
 
 def documented_metrics() -> set[str]:
     names = set(re.findall(r"^\| `(aws_root_\w+)` \|", METRICS_DOC.read_text(), re.M))
-    assert len(names) > 20, "could not read the metric table of docs/metrics.md"
+    assert len(names) > 20, "could not read the metric table of README.md (Metrics)"
     return names
 
 
@@ -101,7 +101,7 @@ def test_rules_only_use_documented_metrics():
         for name in used
         if name not in known and re.sub(r"_(bucket|sum|count)$", "", name) not in known
     }
-    assert not unknown, f"metrics not in docs/metrics.md: {sorted(unknown)}"
+    assert not unknown, f"metrics not in README.md (Metrics): {sorted(unknown)}"
 
 
 # --- promtool -------------------------------------------------------------------------

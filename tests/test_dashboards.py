@@ -4,7 +4,7 @@
 - each dashboard validates against the JSON Schema generated from @grafana/schema
   (dashboards/schema/dashboard.schema.json), and that schema does reject bad dashboards;
 - every panel query (dashboards/queries.py, variables substituted) parses with promtool and
-  only uses metrics documented in docs/metrics.md;
+  only uses metrics documented in README.md (Metrics);
 - datasource variable, `ou` and `account` variables, stable uids, KPI targets, layout.
 """
 
@@ -32,7 +32,7 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "dashboards"
 SCHEMA = json.loads((DASHBOARDS / "schema" / "dashboard.schema.json").read_text())
-METRICS_DOC = ROOT / "docs" / "metrics.md"
+METRICS_DOC = ROOT / "README.md"  # the Metrics section holds the metric table
 
 
 

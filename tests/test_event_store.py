@@ -264,7 +264,7 @@ def test_exact_exposition() -> None:
 
 
 def test_every_activity_metric_in_the_contract_is_exposed_with_its_labels() -> None:
-    doc = (Path(__file__).parent.parent / "docs" / "metrics.md").read_text()
+    doc = (Path(__file__).parent.parent / "README.md").read_text()
     contract = {}
     in_activity = False
     for line in doc.splitlines():

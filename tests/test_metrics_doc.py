@@ -1,4 +1,4 @@
-"""docs/metrics.md lists exactly what /metrics exposes: names, types and labels.
+"""README.md (Metrics) lists exactly what /metrics exposes: names, types and labels.
 
 The exporter runs against the sandbox with every kind of data present (posture through
 AssumeRoot and the credential report, a throttled account, root activity of every kind),
@@ -24,7 +24,7 @@ ACCOUNT = "210000000003"
 
 def documented() -> dict[str, tuple[str, frozenset[str]]]:
     rows = {}
-    for line in (ROOT / "docs" / "metrics.md").read_text().splitlines():
+    for line in (ROOT / "README.md").read_text().split("\n## Metrics\n")[1].split("\n## ")[0].splitlines():
         match = re.match(r"^\| `(aws_root_[a-z0-9_]+)` \| (counter|gauge|histogram) \|([^|]*)\|", line)
         if match:
             labels = frozenset(re.findall(r"`([a-z_]+)`", match.group(3)))

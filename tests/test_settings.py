@@ -31,7 +31,7 @@ BAD_ENVIRONMENT = [
     ({"AWS_ROOT_EXPORTER_SHARD_COUNT": "2", "AWS_ROOT_EXPORTER_SHARD_INDEX": "2"}, "shard_index: must be below shard_count (2)"),
     ({"AWS_ROOT_EXPORTER_INCLUDE_ACCOUNT_IDS": '["111111111111"]', "AWS_ROOT_EXPORTER_EXCLUDE_ACCOUNT_IDS": '["111111111111"]'}, "exclude_account_ids: also included: 111111111111"),
     ({"AWS_ROOT_EXPORTER_LOG_LEVEL": "loud"}, "log_level (from AWS_ROOT_EXPORTER_LOG_LEVEL): must be debug, info, warning or error, got 'loud'"),
-    ({"AWS_ROOT_EXPORTER_ROLE_NAMES": "x"}, "AWS_ROOT_EXPORTER_ROLE_NAMES: unknown setting (see docs/configuration.md)"),
+    ({"AWS_ROOT_EXPORTER_ROLE_NAMES": "x"}, "AWS_ROOT_EXPORTER_ROLE_NAMES: unknown setting (see the Configuration section of README.md)"),
 ]
 
 
@@ -46,7 +46,7 @@ def test_bad_environment_names_the_setting(monkeypatch: pytest.MonkeyPatch, envi
 
 BAD_FILES = [
     ("concurrency: [1, 2]\n", "concurrency: Input should be a valid integer, got [1, 2]"),
-    ("conncurrency: 4\n", "conncurrency: unknown setting (see docs/configuration.md)"),
+    ("conncurrency: 4\n", "conncurrency: unknown setting (see the Configuration section of README.md)"),
     ("- just\n- a list\n", "config_file: '{path}' must hold a mapping of setting names to values"),
     ("concurrency: [\n", "config_file: '{path}' is not valid YAML at line 2"),
     (
@@ -87,9 +87,9 @@ def test_priority_flags_over_environment_over_file(monkeypatch: pytest.MonkeyPat
 
 
 def test_configuration_doc_lists_every_setting_with_its_default() -> None:
-    text = (ROOT / "docs" / "configuration.md").read_text()
+    text = (ROOT / "README.md").read_text().split("\n## Configuration\n")[1].split("\n## ")[0]
     rows = dict(re.findall(r"^\| `([a-z0-9_]+)` \| ([^|]+) \|", text, flags=re.M))
-    assert set(rows) == set(Settings.model_fields), "docs/configuration.md and Settings differ"
+    assert set(rows) == set(Settings.model_fields), "README.md (Configuration) and Settings differ"
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
         default = getattr(default, "value", default)

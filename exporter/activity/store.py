@@ -2,7 +2,7 @@
 
 `EventStore` takes `Verdict`s from `classify()` (any source: LookupEvents polling,
 EventBridge -> SQS, the S3 organization trail) and keeps everything the activity metrics
-of docs/metrics.md need. It does no I/O except `save()`/`load()`, needs no event loop, and
+of README.md (Metrics) need. It does no I/O except `save()`/`load()`, needs no event loop, and
 is thread-safe (one lock), so a scrape thread may call `metric_families()` while the
 pollers ingest.
 
@@ -295,7 +295,7 @@ class EventStore:
     # --- metrics ---------------------------------------------------------------------
 
     def metric_families(self, now: datetime | None = None) -> list[Any]:
-        """Fresh metric families for every activity metric in docs/metrics.md."""
+        """Fresh metric families for every activity metric in README.md (Metrics)."""
         now = now or datetime.now(UTC)
         with self._lock:
             families: list[Any] = [
