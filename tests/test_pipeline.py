@@ -248,6 +248,50 @@ async def test_non_root_logins_produce_nothing(sandbox, record_property) -> None
         assert [a["labels"]["account_id"] for _, a in p.hooks.alerts(PAGER)] == ["210000000001"]
 
 
+async def test_password_recovery_pages_and_repeated_failed_logins_open_a_ticket(sandbox) -> None:
+    """aws_root_signin_events_total and aws_root_assume_root_calls_total are created by their
+    first event (not at 0): the alerts must still see that first event."""
+    async with pipeline(sandbox) as p:
+        await p.wait_for_rules_evaluated()
+        sandbox.inject(make_record("password-recovery", "210000000006"))
+        _, alert = (await p.wait_for(
+            "AwsRootPasswordActivity for 210000000006 at the pager",
+            lambda: p.hooks.alerts(PAGER, alertname="AwsRootPasswordActivity", account_id="210000000006"),
+        ))[0]
+        assert alert["labels"]["event_name"] == "PasswordRecoveryRequested"
+        assert alert["labels"]["account_name"] == "security-tooling"
+
+        # sts:AssumeRoot from the management account into prod-web with a privileged task
+        # policy: a ticket (warning), no page.
+        call = _fixture_record("assume_root_call.json", eventTime=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                               eventID=str(uuid.uuid4()), recipientAccountId="123456789012", awsRegion="us-east-1")
+        call["requestParameters"]["targetPrincipal"] = "210000000002"
+        call["userIdentity"]["accountId"] = "123456789012"
+        sandbox.inject(call)
+        _, alert = (await p.wait_for(
+            "AwsRootAssumeRootUsed for 210000000002 at security-tickets",
+            lambda: p.hooks.alerts(TICKETS, alertname="AwsRootAssumeRootUsed", account_id="210000000002"),
+        ))[0]
+        assert alert["labels"]["task_policy"] == "S3UnlockBucketPolicy"
+
+        # Two failed root sign-ins stay under the threshold (3 in 1 h); the third opens a ticket.
+        for _ in range(2):
+            sandbox.inject(make_record("console-login-failure", "210000000002", source_ip="192.0.2.9"))
+        await p.wait_for("both queues drained by the exporter", queue_drained(sandbox), timeout=30, interval=0.2)
+        await asyncio.sleep(3)
+        assert p.hooks.alerts(alertname="AwsRootConsoleLoginFailures") == []
+        sandbox.inject(make_record("console-login-failure", "210000000002", source_ip="192.0.2.9"))
+        _, alert = (await p.wait_for(
+            "AwsRootConsoleLoginFailures for 210000000002 at security-tickets",
+            lambda: p.hooks.alerts(TICKETS, alertname="AwsRootConsoleLoginFailures", account_id="210000000002"),
+        ))[0]
+        assert alert["annotations"]["description"].startswith("3 failed root console sign-ins for account 210000000002 (prod-web)")
+        assert "from source IP 192.0.2.9" in alert["annotations"]["description"]
+        # A failed sign-in is not a login: nothing pages for prod-web.
+        await asyncio.sleep(2)
+        assert [a["labels"]["alertname"] for _, a in p.hooks.alerts(PAGER)] == ["AwsRootPasswordActivity"]
+
+
 async def test_approved_break_glass_reaches_only_the_tickets_receiver(sandbox, record_property) -> None:
     now = datetime.now(timezone.utc)
     window = {"account_id": "210000000001", "start": now - timedelta(hours=1), "end": now + timedelta(hours=1), "ticket": "CHG-1"}
