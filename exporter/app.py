@@ -16,6 +16,7 @@ from .metrics import Exposition
 from .settings import Settings
 from .state import ExporterState
 from .sweep import PostureSweeper
+from .webconfig import load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,11 @@ class Exporter:
         self.state = ExporterState(settings.posture_interval_seconds)
         self.exposition = Exposition(self.state)
         host, port = split_address(settings.listen_address)
+        # TLS and basic auth from the web config file, read once here (see exporter/webconfig.py).
+        self.web = load_web_config(settings.web_config_file) if settings.web_config_file else None
         # A broken state file stops the start with a clear error, before anything listens.
         self.store = EventStore.open(settings.state_file, datetime.now(timezone.utc))
-        self.server = MetricsServer(self.state, self.exposition, host, port)
+        self.server = MetricsServer(self.state, self.exposition, host, port, wrap=self.web.wrap if self.web else None)
         self.sweeper: PostureSweeper | None = None
         self.activity: ActivityService | None = None
 
@@ -53,7 +56,8 @@ class Exporter:
     def url(self) -> str:
         host = self.server.httpd.server_address[0]
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        return f"http://{shown}:{self.server.port}"
+        scheme = "https" if self.web is not None and self.web.tls else "http"
+        return f"{scheme}://{shown}:{self.server.port}"
 
     async def run(self, on_started: Callable[[Exporter], None] | None = None) -> None:
         """Serve and sweep until cancelled; the HTTP server is up before the first sweep."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
+from .scp_sweep import SCP, fence_report
 from .settings import Settings
 from .state import ExporterState, Snapshot
 from .sweep import POSTURE, PostureSweeper
@@ -32,6 +33,8 @@ def audit_report(snapshot: Snapshot) -> dict[str, Any]:
             "account_name": account.name,
             "ou_name": account.ou_name,
             "management": account.management,
+            # The SCP root fence is shown, not graded: it does not change status or exit status.
+            "scp_fence": fence_report(snapshot.scp, account.account_id),
         }
         if status is None or not status.success or posture is None:
             entry.update(status="error", error=status.reason if status else "not_collected", findings=[])
@@ -61,6 +64,7 @@ def audit_report(snapshot: Snapshot) -> dict[str, Any]:
         "discovery_error": snapshot.discovery_error,
         "accounts": accounts,
         "organization_features": dict(snapshot.organization_features) if snapshot.organization_features is not None else None,
+        "scp": _scp_summary(snapshot),
         "summary": {
             "accounts": len(accounts),
             "ok": sum(1 for a in accounts if a["status"] == "ok"),
@@ -71,6 +75,21 @@ def audit_report(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
+def _scp_summary(snapshot: Snapshot) -> dict[str, Any] | None:
+    """The organization-level SCP check: None when it did not run (setting or account mode)."""
+    status = next((s for key, s in snapshot.status.items() if key[1] == SCP), None)
+    if status is None and snapshot.scp is None:
+        return None
+    result = snapshot.scp
+    return {
+        "status": "ok" if status is not None and status.success else "error",
+        "error": status.reason if status is not None and not status.success else None,
+        "policy_type_enabled": result.scp_enabled if result is not None else None,
+        "policies": dict(result.policy_names) if result is not None else {},
+        "unreadable_policies": dict(result.unreadable) if result is not None else {},
+    }
+
+
 def exit_status(report: dict[str, Any]) -> int:
     if report["discovery_error"] or not report["accounts"]:
         return 1
@@ -78,17 +97,18 @@ def exit_status(report: dict[str, Any]) -> int:
 
 
 def print_table(report: dict[str, Any], out: TextIO) -> None:
-    rows = [("ACCOUNT", "NAME", "OU", "MFA", "KEYS", "CERTS", "PASSWORD", "STATUS")]
+    rows = [("ACCOUNT", "NAME", "OU", "MFA", "KEYS", "CERTS", "PASSWORD", "FENCE", "STATUS")]
     for a in report["accounts"]:
         p = a.get("posture")
+        fence = _fence_cell(a.get("scp_fence"))
         if p is None:
-            rows.append((a["account_id"], a["account_name"], a["ou_name"], "?", "?", "?", "?", f"ERROR ({a['error']})"))
+            rows.append((a["account_id"], a["account_name"], a["ou_name"], "?", "?", "?", "?", fence, f"ERROR ({a['error']})"))
             continue
         mfa = "hardware" if p["mfa_hardware"] else ("virtual" if p["mfa_enabled"] else "off")
         keys = f"{p['access_keys_active']}/{p['access_keys_inactive']}"
         certs = f"{p['signing_certificates_active']}/{p['signing_certificates_inactive']}"
         status = "ok" if not a["findings"] else "FAIL: " + ", ".join(a["findings"])
-        rows.append((a["account_id"], a["account_name"], a["ou_name"], mfa, keys, certs, p["password"], status))
+        rows.append((a["account_id"], a["account_name"], a["ou_name"], mfa, keys, certs, p["password"], fence, status))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         out.write("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + str(r[-1]) + "\n")
@@ -105,6 +125,40 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
     if features is not None:
         enabled = [f for f, on in features.items() if on] or ["none"]
         out.write(f"Centralized root access features enabled: {', '.join(enabled)}\n")
+    _print_scp_summary(report, out)
+
+
+# FENCE column: fenced ("fenced-except" with NotAction exceptions, "fenced-ar" when
+# sts:AssumeRoot sessions are exempt), NOT-FENCED, n/a (management account), unknown, "-".
+def _fence_cell(fence: dict[str, Any] | None) -> str:
+    if fence is None:
+        return "-"
+    state = fence["state"]
+    if state == "fenced":
+        cell = "fenced-except" if fence["exceptions"] else "fenced"
+        return cell + ("-ar" if fence["assumed_root_exempt"] else "")
+    return {"not_fenced": "NOT-FENCED", "not_applicable": "n/a", "unknown": "unknown"}.get(state, state)
+
+
+def _print_scp_summary(report: dict[str, Any], out: TextIO) -> None:
+    scp = report.get("scp")
+    if scp is None:
+        return
+    fences = [a["scp_fence"] for a in report["accounts"] if a.get("scp_fence") and a["scp_fence"]["state"] != "not_applicable"]
+    counts = {state: sum(1 for f in fences if f["state"] == state) for state in ("fenced", "not_fenced", "unknown")}
+    if scp["status"] != "ok":
+        out.write(f"SCP root-fence check FAILED ({scp['error']})" + (": showing the last result\n" if scp["policy_type_enabled"] is not None else "\n"))
+    if scp["policy_type_enabled"] is None:
+        return
+    enabled = "enabled" if scp["policy_type_enabled"] else "NOT enabled (no SCP is enforced)"
+    out.write(
+        f"SCP root fence: {counts['fenced']} fenced, {counts['not_fenced']} not fenced, {counts['unknown']} unknown"
+        f" member accounts; SCP policy type {enabled}\n"
+    )
+    if any(f["state"] == "fenced" and (f["exceptions"] or f["assumed_root_exempt"]) for f in fences):
+        out.write("  (FENCE fenced-except: root keeps the NotAction exceptions; -ar: sts:AssumeRoot sessions exempt)\n")
+    if scp["unreadable_policies"]:
+        out.write("SCPs that could not be read: " + ", ".join(f"{pid} ({err})" for pid, err in scp["unreadable_policies"].items()) + "\n")
 
 
 def print_json(report: dict[str, Any], out: TextIO) -> None:

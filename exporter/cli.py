@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", help="YAML file with settings (see the Configuration section of README.md)")
     common.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT", help="address to serve /metrics on")
+    common.add_argument("--web.config.file", dest="web_config_file", metavar="PATH", help="web configuration file for TLS and basic auth (see docs/security.md)")
     common.add_argument("--log.level", dest="log_level", metavar="LEVEL", help="debug, info, warning or error")
     common.add_argument("--log.format", dest="log_format", metavar="FORMAT", help="text or json")
 
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {key: getattr(args, key) for key in ("listen_address", "log_level", "log_format") if getattr(args, key, None)}
+    return {key: getattr(args, key) for key in ("listen_address", "web_config_file", "log_level", "log_format") if getattr(args, key, None)}
 
 
 def _settings(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Settings:

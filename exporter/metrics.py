@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from . import __version__
 from .aws import REASONS
 from .posture import CONTROLS, MFA_KINDS
+from .scp_sweep import snapshot_scp_families
 from .state import ExporterState
 from .sweep import DISCOVERY, ORG_FEATURES, POSTURE
 
@@ -44,6 +45,7 @@ class ExporterCollector(Collector):
         yield from self._accounts(snap)
         yield from self._posture(snap)
         yield from self._health(state, snap)
+        yield from snapshot_scp_families(snap)
         for families in list(state.extra_families):
             yield from families()
 

@@ -524,12 +524,12 @@ def scp_metric_families(
     fence = GaugeMetricFamily(
         "aws_root_scp_fence",
         "1 for the current SCP root-fence state of the account (fenced, not_fenced, "
-        "not_applicable, unknown); from the last SCP sweep.",
+        "not_applicable, unknown). Refreshed every posture sweep.",
         labels=["account_id", "state"],
     )
     enabled = GaugeMetricFamily(
         "aws_root_scp_policy_type_enabled",
-        "1 when the SERVICE_CONTROL_POLICY type is enabled on the organization root.",
+        "1 when the SERVICE_CONTROL_POLICY type is enabled on the organization root. Refreshed every posture sweep.",
     )
     info = GaugeMetricFamily(
         "aws_root_scp_fence_info",

@@ -1,7 +1,9 @@
 """Read what the SCP root-fence check needs from AWS Organizations, once per sweep.
 
 The caller owns the aiobotocore `organizations` client (management account or delegated
-administrator, us-east-1). Calls per sweep, with O OUs and P SCPs, no extra pages:
+administrator, us-east-1); every call goes through `Aws.call` / `Aws.paginate`, so it is
+counted in `aws_root_api_requests_total` and a failure is an `AwsError` with a fixed
+reason. Calls per sweep, with O OUs and P SCPs, no extra pages:
 `4 + 2*O + max(1, ceil(P/20)) + 2*P` (docs/scp.md explains each row). Every policy is
 described once per sweep, never per account.
 """
@@ -12,8 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from exporter.aws import Aws, AwsError
 from exporter.scp import OrgTree, ScpInputs, ScpPolicy
 
 __all__ = ["SCP_TYPE", "collect_scp_inputs"]
@@ -25,27 +26,21 @@ _PAGE_SIZE = 20
 T = TypeVar("T")
 
 
-async def _all_items(client: Any, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
-    paginator = client.get_paginator(operation)
-    items: list[dict[str, Any]] = []
-    async for page in paginator.paginate(**params, PaginationConfig={"PageSize": _PAGE_SIZE}):
-        items.extend(page.get(key, []))
-    return items
+async def _all_items(aws: Aws, client: Any, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
+    return await aws.paginate(client, operation, key, **params, PaginationConfig={"PageSize": _PAGE_SIZE})
 
 
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{exc.operation_name}: {error.get('Code', 'Unknown')}"
-    return f"{type(exc).__name__}: {exc}"
+def _error_text(exc: AwsError) -> str:
+    operation = exc.operation.rpartition(":")[2]  # "organizations:DescribePolicy" -> "DescribePolicy"
+    return f"{operation}: {exc.code or exc.reason}"
 
 
-async def collect_scp_inputs(org_client: Any, *, concurrency: int = 4) -> ScpInputs:
+async def collect_scp_inputs(aws: Aws, org_client: Any, *, concurrency: int = 4) -> ScpInputs:
     """Organization tree, SCPs, their targets and the SCP type status, in one sweep.
 
     A policy whose `DescribePolicy` or `ListTargetsForPolicy` fails is recorded in
     `ScpInputs.unreadable` (content None / targets missing), not raised; any other failure
-    raises, and the caller counts the SCP sweep as failed. When the SCP type is not
+    raises (an `AwsError` for a failed call), and the caller counts the SCP sweep as failed. When the SCP type is not
     enabled on the root, no policy is read (none is enforced).
     """
     limit = asyncio.Semaphore(max(1, concurrency))
@@ -54,14 +49,14 @@ async def collect_scp_inputs(org_client: Any, *, concurrency: int = 4) -> ScpInp
         async with limit:
             return await factory()
 
-    organization = (await org_client.describe_organization())["Organization"]
+    organization = (await aws.call(org_client, "DescribeOrganization"))["Organization"]
     management_account_id = organization.get("MasterAccountId")
     arn = organization.get("Arn", "")
     partition = arn.split(":")[1] if arn.count(":") >= 2 else "aws"
 
-    roots = (await org_client.list_roots()).get("Roots", [])
+    roots = (await aws.call(org_client, "ListRoots")).get("Roots", [])
     if not roots:
-        raise RuntimeError("ListRoots returned no root: is this an organization's management account?")
+        raise AwsError("invalid_response", "organizations:ListRoots", message="no root: is this an organization's management account?")
     root = roots[0]
     root_id = root["Id"]
     # PENDING_ENABLE / PENDING_DISABLE count as not enabled: enforcement is in flux.
@@ -69,7 +64,7 @@ async def collect_scp_inputs(org_client: Any, *, concurrency: int = 4) -> ScpInp
         t.get("Type") == SCP_TYPE and t.get("Status") == "ENABLED" for t in root.get("PolicyTypes", [])
     )
 
-    ou_parents, account_parents = await _walk_tree(org_client, root_id, bounded)
+    ou_parents, account_parents = await _walk_tree(aws, org_client, root_id, bounded)
     tree = OrgTree(
         root_id=root_id,
         ou_parents=ou_parents,
@@ -80,7 +75,7 @@ async def collect_scp_inputs(org_client: Any, *, concurrency: int = 4) -> ScpInp
     if not scp_enabled:
         return ScpInputs(org=tree, policies=(), targets={}, scp_enabled=False)
 
-    summaries = await _all_items(org_client, "list_policies", "Policies", Filter=SCP_TYPE)
+    summaries = await _all_items(aws, org_client, "ListPolicies", "Policies", Filter=SCP_TYPE)
     unreadable: dict[str, str] = {}
 
     async def read(summary: dict[str, Any]) -> tuple[ScpPolicy, frozenset[str] | None]:
@@ -88,14 +83,14 @@ async def collect_scp_inputs(org_client: Any, *, concurrency: int = 4) -> ScpInp
         content: str | None = None
         attached: frozenset[str] | None = None
         try:
-            described = await bounded(lambda: org_client.describe_policy(PolicyId=pid))
+            described = await bounded(lambda: aws.call(org_client, "DescribePolicy", PolicyId=pid))
             content = described["Policy"]["Content"]
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             unreadable[pid] = _error_text(exc)
         try:
-            rows = await bounded(lambda: _all_items(org_client, "list_targets_for_policy", "Targets", PolicyId=pid))
+            rows = await bounded(lambda: _all_items(aws, org_client, "ListTargetsForPolicy", "Targets", PolicyId=pid))
             attached = frozenset(row["TargetId"] for row in rows)
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             unreadable[pid] = "; ".join(filter(None, [unreadable.get(pid), _error_text(exc)]))
         policy = ScpPolicy(
             policy_id=pid,
@@ -116,7 +111,7 @@ async def collect_scp_inputs(org_client: Any, *, concurrency: int = 4) -> ScpInp
 
 
 async def _walk_tree(
-    client: Any, root_id: str, bounded: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
+    aws: Aws, client: Any, root_id: str, bounded: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Every OU's and every account's parent, one level of the tree at a time.
 
@@ -127,9 +122,9 @@ async def _walk_tree(
 
     async def children(parent: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
         ous = await bounded(
-            lambda: _all_items(client, "list_organizational_units_for_parent", "OrganizationalUnits", ParentId=parent)
+            lambda: _all_items(aws, client, "ListOrganizationalUnitsForParent", "OrganizationalUnits", ParentId=parent)
         )
-        accounts = await bounded(lambda: _all_items(client, "list_accounts_for_parent", "Accounts", ParentId=parent))
+        accounts = await bounded(lambda: _all_items(aws, client, "ListAccountsForParent", "Accounts", ParentId=parent))
         return parent, ous, accounts
 
     ou_parents: dict[str, str] = {}

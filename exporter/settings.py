@@ -25,6 +25,7 @@ _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _OU_ID = re.compile(r"^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[0-9a-z]{8,32})$")
 _ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
 _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+_IAM_ACTION = re.compile(r"^[a-zA-Z0-9-]+:[a-zA-Z0-9*?]+$")
 
 
 class SettingsError(Exception):
@@ -115,6 +116,14 @@ class Settings(BaseSettings):
     credential_report_wait_seconds: float = Field(
         60.0, gt=0, description="How long to wait for a credential report that is being generated."
     )
+    scp_check: bool = Field(
+        True,
+        description="In `organization` mode, check on every posture sweep whether an SCP fences each member account's root user (docs/scp.md).",
+    )
+    scp_sensitive_actions: list[str] = Field(
+        default_factory=list,
+        description="Actions an SCP must deny to root for the account to count as fenced, e.g. `[\"iam:*\", \"s3:PutBucketPolicy\"]` (empty: only a deny of every action, or a `NotAction` deny, is a fence).",
+    )
     concurrency: int = Field(32, ge=1, le=1024, description="Accounts collected at the same time.")
     account_timeout_seconds: float = Field(120.0, gt=0, description="Time limit for one account's collection.")
     max_attempts: int = Field(
@@ -153,6 +162,10 @@ class Settings(BaseSettings):
         None, description="File that keeps activity checkpoints and seen event ids across restarts."
     )
     state_save_interval_seconds: float = Field(30.0, ge=1, description="Seconds between saves of the state file.")
+    web_config_file: Path | None = Field(
+        None,
+        description="Prometheus web configuration file (exporter-toolkit format) for TLS and basic auth on the HTTP endpoints; see docs/security.md.",
+    )
     log_level: str = Field("info", description="`debug`, `info`, `warning` or `error`.")
     log_format: LogFormat = Field(LogFormat.text, description="`text` or `json` (one object per line).")
 
@@ -215,6 +228,23 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>), got {value!r}")
         return value
 
+    @field_validator("web_config_file")
+    @classmethod
+    def _web_config_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from .webconfig import check_web_config  # reads the file, its certificates and keys
+
+            check_web_config(value)
+        return value
+
+    @field_validator("scp_sensitive_actions")
+    @classmethod
+    def _scp_sensitive_actions(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not _IAM_ACTION.match(item):
+                raise ValueError(f"must be IAM actions such as iam:CreateAccessKey or s3:* (wildcards * and ?), got {item!r}")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -231,6 +261,8 @@ class Settings(BaseSettings):
             raise _combination("role_arns", "is only used when account_mode is 'roles'")
         if self.assume_root_audit and self.account_mode is not AccountMode.organization:
             raise _combination("assume_root_audit", "needs account_mode 'organization'")
+        if self.scp_sensitive_actions and not self.scp_check:
+            raise _combination("scp_sensitive_actions", "is only used when scp_check is true")
         if self.shard_index >= self.shard_count:
             raise _combination("shard_index", f"must be below shard_count ({self.shard_count})")
         if self.eventbridge_queue_url and self.eventbridge_queue_url == self.s3_trail_queue_url:

@@ -10,11 +10,14 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .accounts import Account
 from .aws import ApiStats
 from .posture import RootPosture
+
+if TYPE_CHECKING:
+    from .scp_sweep import ScpResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,9 @@ class Snapshot:
     discovery_error: str | None = None
     sweep_duration: float | None = None
     completed_at: float | None = None
+    # Last successful SCP root-fence check (a failed check keeps the previous one); None
+    # when the check is off or does not apply (not in organization mode).
+    scp: ScpResult | None = None
 
 
 class ExporterState:

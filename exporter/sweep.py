@@ -15,6 +15,7 @@ from .accounts import Account, Discovery, discover
 from .aws import Aws, AwsError, classify_error
 from .credential_report import CredentialReportError
 from .posture import RootPosture, collect_with_assume_root, collect_with_report
+from .scp_sweep import check_scp
 from .settings import AccountMode, Settings
 from .state import CollectorStatus, ExporterState, Snapshot
 
@@ -77,7 +78,11 @@ class PostureSweeper:
             )
         accounts = found.accounts
         semaphore = asyncio.Semaphore(self.settings.concurrency)
-        results = await asyncio.gather(*(self._collect(account, semaphore) for account in accounts))
+        # The SCP check reads Organizations only: it runs beside the per-account collection.
+        results, scp = await asyncio.gather(
+            asyncio.gather(*(self._collect(account, semaphore) for account in accounts)),
+            check_scp(self.aws, self.settings, found, previous, self._count_error),
+        )
         features = await self._organization_features(found)
 
         posture: dict[str, RootPosture] = {}
@@ -94,6 +99,8 @@ class PostureSweeper:
                 status.setdefault(key, value)
         if features is not None:
             status[features[0]] = features[1]
+        if scp is not None:
+            status[scp.key] = scp.status
         snapshot = Snapshot(
             accounts=tuple(accounts),
             posture=MappingProxyType(posture),
@@ -105,6 +112,7 @@ class PostureSweeper:
             discovery_error=discovery_error,
             sweep_duration=time.monotonic() - started,
             completed_at=time.time(),
+            scp=(scp.result or previous.scp) if scp is not None else None,
         )
         self.state.publish(snapshot)
         failed = sum(1 for s in status.values() if not s.success)

@@ -47,7 +47,7 @@ async def test_account_time_limit(sandbox: Sandbox, default_scenario: Scenario) 
     scenario = default_scenario.model_copy(deep=True)
     scenario.account("staging").credential_report.generation_seconds = 3600
     sandbox.reset(scenario)
-    settings = sandbox_settings(sandbox, account_timeout_seconds=1.0, credential_report_wait_seconds=60, include_account_ids=["210000000012", HEALTHY])
+    settings = sandbox_settings(sandbox, account_timeout_seconds=3.0, credential_report_wait_seconds=60, include_account_ids=["210000000012", HEALTHY])
     async with running_exporter(settings) as exporter:
         await exporter.wait_for_sweeps(1)
         families = await exporter.metrics()

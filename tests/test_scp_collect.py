@@ -22,6 +22,7 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+from exporter.aws import Aws
 from exporter.scp import FenceState, evaluate_inputs
 from exporter.scp_collect import collect_scp_inputs
 
@@ -97,7 +98,12 @@ async def collect(endpoint: str, calls: Calls | None = None):
         # the calls the test answers itself in before-call.
         client.meta.events.register("before-parameter-build.organizations", calls.counted)
         client.meta.events.register("before-call.organizations", calls.inject)
-        inputs = await collect_scp_inputs(client)
+        aws = Aws()  # only its call/paginate wrappers are used: the client is the test's
+        inputs = await collect_scp_inputs(aws, client)
+    # Every call went through Aws, so the exporter's request counter saw each one.
+    assert sum(aws.stats.requests.values()) == calls.total
+    for operation, count in calls.count.items():
+        assert aws.stats.requests[f"organizations:{operation}"] == count
     return inputs, calls
 
 

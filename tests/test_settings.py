@@ -31,6 +31,7 @@ BAD_ENVIRONMENT = [
     ({"AWS_ROOT_EXPORTER_SHARD_COUNT": "2", "AWS_ROOT_EXPORTER_SHARD_INDEX": "2"}, "shard_index: must be below shard_count (2)"),
     ({"AWS_ROOT_EXPORTER_INCLUDE_ACCOUNT_IDS": '["111111111111"]', "AWS_ROOT_EXPORTER_EXCLUDE_ACCOUNT_IDS": '["111111111111"]'}, "exclude_account_ids: also included: 111111111111"),
     ({"AWS_ROOT_EXPORTER_LOG_LEVEL": "loud"}, "log_level (from AWS_ROOT_EXPORTER_LOG_LEVEL): must be debug, info, warning or error, got 'loud'"),
+    ({"AWS_ROOT_EXPORTER_WEB_CONFIG_FILE": "/nonexistent/web.yml"}, "web_config_file (from AWS_ROOT_EXPORTER_WEB_CONFIG_FILE): cannot read '/nonexistent/web.yml': No such file or directory"),
     ({"AWS_ROOT_EXPORTER_ROLE_NAMES": "x"}, "AWS_ROOT_EXPORTER_ROLE_NAMES: unknown setting (see the Configuration section of README.md)"),
 ]
 

@@ -7,6 +7,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import json
+
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -81,9 +83,41 @@ class Account(_Model):
         return value
 
 
+class Scp(_Model):
+    """A service control policy: real policy JSON, attached to the root, OUs or accounts."""
+
+    name: str
+    description: str = ""
+    # The policy document: a YAML mapping, or the JSON text itself (e.g. a file's content).
+    content: dict[str, Any] | str
+    # "root", an OU path below the root ("Workloads/Prod"), or an account name or id.
+    targets: list[str] = Field(default_factory=list)
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: dict[str, Any] | str) -> dict[str, Any] | str:
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"is not valid JSON: {exc}") from None
+            if not isinstance(parsed, dict):
+                raise ValueError("must be a JSON object (a policy document)")
+        return value
+
+    def document(self) -> str:
+        """The policy JSON as Organizations stores it."""
+        return self.content if isinstance(self.content, str) else json.dumps(self.content, indent=2)
+
+
 class Organization(_Model):
     # Centralized root access (IAM ListOrganizationsFeatures); None: IAM trusted access off.
     root_access_features: list[Literal["RootCredentialsManagement", "RootSessions"]] | None = Field(default_factory=list)
+    # Whether the SERVICE_CONTROL_POLICY type is enabled on the root. When false the SCPs
+    # below are still created and attached (real AWS detaches them when the type is
+    # disabled; moto keeps them): either way none is enforced and no root is fenced.
+    scp_enabled: bool = True
+    scps: list[Scp] = Field(default_factory=list)
 
 
 class Scenario(_Model):
@@ -101,7 +135,36 @@ class Scenario(_Model):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"account ids used twice: {', '.join(dupes)}")
+        self._check_scps()
         return self
+
+    def _check_scps(self) -> None:
+        names = [p.name for p in self.organization.scps]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"SCP names used twice: {', '.join(dupes)}")
+        if "FullAWSAccess" in names:
+            raise ValueError("SCP name FullAWSAccess is taken by the AWS-managed policy on every target")
+        accounts = {a.name for a in self.all_accounts} | {a.id for a in self.all_accounts}
+        ous = self.ou_paths()
+        for policy in self.organization.scps:
+            for target in policy.targets:
+                if target in ous and target in accounts:
+                    raise ValueError(f"SCP {policy.name!r}: target {target!r} is both an OU path and an account name")
+                if target != "root" and target not in ous and target not in accounts:
+                    raise ValueError(
+                        f"SCP {policy.name!r}: target {target!r} is neither root, an OU path of an account "
+                        "(e.g. Workloads/Prod) nor an account name or id"
+                    )
+
+    def ou_paths(self) -> set[str]:
+        """Every OU path the scenario creates (each account's OU and the OUs above it)."""
+        paths: set[str] = set()
+        for account in self.all_accounts:
+            parts = [p for p in account.ou.split("/") if p]
+            for n in range(1, len(parts) + 1):
+                paths.add("/".join(parts[:n]))
+        return paths
 
     @property
     def all_accounts(self) -> list[Account]:

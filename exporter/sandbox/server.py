@@ -40,6 +40,8 @@ class Sandbox:
         self.organization_id = ""
         self.events_queue_url = ""
         self.trail_queue_url = ""
+        # SCP name -> policy id of the scenario's service control policies (set by seed()).
+        self.scp_ids: dict[str, str] = {}
 
     @property
     def endpoint_url(self) -> str:
@@ -75,6 +77,7 @@ class Sandbox:
         from moto.organizations.models import organizations_backends
 
         from . import moto_ext
+        from .scps import seed_scps
 
         org = organizations_backends[MANAGEMENT_ACCOUNT_ID]["aws"]
         org.create_organization(region="us-east-1", FeatureSet="ALL")
@@ -99,6 +102,7 @@ class Sandbox:
             self._seed_root(spec)
             for record in spec.cloudtrail_events:
                 moto_ext.add_cloudtrail_record(spec.id, str(record.get("awsRegion") or "us-east-1"), record)
+        self.scp_ids = seed_scps(org, self.scenario, self.root_id, self.ou_ids)
         self.organization_id = org.org.id
         sqs = self.client("sqs")
         self.events_queue_url = sqs.create_queue(QueueName=EVENTS_QUEUE)["QueueUrl"]

@@ -1,0 +1,177 @@
+"""The SCP root-fence check as one collector of the posture sweep.
+
+Once per posture sweep, in `organization` mode, the Organizations tree, every SCP and its
+targets are read (`collect_scp_inputs`: each policy once, never per account) and
+evaluated (`evaluate_inputs`). The result is published in the sweep's `Snapshot` under
+`Snapshot.scp`, with a collector status under `(management account id, "scp")`. A failed
+check is counted and logged, keeps the previous result, and never stops the sweep.
+
+A scrape renders `snapshot_scp_families(snapshot)`: the fence of the accounts the snapshot
+collects (filters and shards apply as for posture), nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import GaugeMetricFamily
+
+from .aws import Aws, AwsError, classify_error
+from .scp import FenceResult, FenceState, evaluate_inputs, scp_metric_families
+from .scp_collect import collect_scp_inputs
+from .settings import AccountMode, Settings
+from .state import CollectorStatus, Snapshot
+
+if TYPE_CHECKING:
+    from .accounts import Discovery
+
+log = logging.getLogger(__name__)
+
+SCP = "scp"
+# An account the last successful check did not see (it joined or moved after the check):
+# its fence is not known, which is never the same as fenced.
+CODE_NOT_EVALUATED = "not_evaluated"
+
+
+@dataclass(frozen=True, slots=True)
+class ScpResult:
+    """One evaluation of the root fence of every account in the organization."""
+
+    scp_enabled: bool
+    fences: Mapping[str, FenceResult] = field(default_factory=lambda: MappingProxyType({}))
+    # Names of the SCPs read (policy id -> name), for the audit and the logs.
+    policy_names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Policies whose content or targets could not be read (policy id -> error).
+    unreadable: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    checked_at: float = 0.0
+
+    def fence(self, account_id: str) -> FenceResult:
+        result = self.fences.get(account_id)
+        if result is not None:
+            return result
+        return FenceResult(
+            FenceState.unknown,
+            code=CODE_NOT_EVALUATED,
+            reason="the account was not in the organization tree at the last successful SCP check",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScpOutcome:
+    """What one sweep's check produced: the status to publish and, on success, the result."""
+
+    key: tuple[str, str]
+    status: CollectorStatus
+    result: ScpResult | None
+
+
+async def check_scp(
+    aws: Aws,
+    settings: Settings,
+    found: Discovery,
+    previous: Snapshot,
+    count_error: Callable[[str, str, str], None],
+) -> ScpOutcome | None:
+    """Run the check for this sweep; None when it does not apply (mode, setting, no organization)."""
+    if not settings.scp_check or settings.account_mode is not AccountMode.organization:
+        return None
+    management_id = found.management_account_id or previous.management_account_id
+    if not management_id:
+        return None  # discovery never reached the organization: nothing to attach a status to
+    key = (management_id, SCP)
+    before = previous.status.get(key)
+    started = time.monotonic()
+    try:
+        # One unit of work for the whole organization, time-boxed like one account.
+        async with asyncio.timeout(settings.account_timeout_seconds):
+            org = await aws.client("organizations")
+            inputs = await collect_scp_inputs(aws, org)
+        fences = evaluate_inputs(inputs, sensitive_actions=settings.scp_sensitive_actions or None)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        reason = classify_error(exc)
+        if isinstance(exc, TimeoutError) and not isinstance(exc, AwsError):
+            message = f"no answer within {settings.account_timeout_seconds:g}s"
+        else:
+            message = str(exc)
+        count_error(management_id, SCP, reason)
+        log.warning("SCP root-fence check failed; keeping the last result", extra={"reason": reason, "error": message})
+        last_success = before.last_success if before else None
+        return ScpOutcome(key, CollectorStatus(False, time.monotonic() - started, last_success, reason), None)
+
+    if inputs.unreadable:
+        log.warning(
+            "SCPs that could not be read: accounts they may apply to are reported unknown",
+            extra={"policies": dict(inputs.unreadable)},
+        )
+    _log_lost_fences(previous.scp, fences)
+    result = ScpResult(
+        scp_enabled=inputs.scp_enabled,
+        fences=MappingProxyType(dict(fences)),
+        policy_names=MappingProxyType({p.policy_id: p.name for p in inputs.policies}),
+        unreadable=MappingProxyType(dict(inputs.unreadable)),
+        checked_at=time.time(),
+    )
+    return ScpOutcome(key, CollectorStatus(True, time.monotonic() - started, time.time()), result)
+
+
+def _log_lost_fences(before: ScpResult | None, fences: Mapping[str, FenceResult]) -> None:
+    """One warning per account whose root was fenced at the last check and is not now."""
+    if before is None:
+        return
+    for account_id, now in sorted(fences.items()):
+        was = before.fences.get(account_id)
+        if was is not None and was.state is FenceState.fenced and now.state is not FenceState.fenced:
+            log.warning(
+                "SCP root fence lost",
+                extra={
+                    "account_id": account_id,
+                    "state": now.state.value,
+                    "code": now.code,
+                    "was_fenced_by": ", ".join(was.policy_ids),
+                    "reason": now.reason,
+                },
+            )
+
+
+def snapshot_scp_families(snapshot: Snapshot) -> list[GaugeMetricFamily]:
+    """The SCP fence families for the accounts of `snapshot`; none before the first result.
+
+    # HELP aws_root_scp_fence 1 for the current SCP root-fence state of the account ...
+    # TYPE aws_root_scp_fence gauge
+    aws_root_scp_fence{account_id="210000000001",state="fenced"} 1.0
+    aws_root_scp_fence{account_id="210000000001",state="not_fenced"} 0.0
+    aws_root_scp_fence{account_id="210000000001",state="not_applicable"} 0.0
+    aws_root_scp_fence{account_id="210000000001",state="unknown"} 0.0
+    aws_root_scp_policy_type_enabled 1.0
+    aws_root_scp_fence_info{account_id="210000000001",policy_id="p-abcd1234"} 1.0
+    """
+    result = snapshot.scp
+    if result is None:
+        return []
+    fences = {account.account_id: result.fence(account.account_id) for account in snapshot.accounts}
+    return scp_metric_families(fences, result.scp_enabled)
+
+
+def fence_report(result: ScpResult | None, account_id: str) -> dict[str, object] | None:
+    """The fence of one account as plain data (audit JSON); None when no check ran."""
+    if result is None:
+        return None
+    fence = result.fence(account_id)
+    return {
+        "state": fence.state.value,
+        "code": fence.code,
+        "policy_ids": list(fence.policy_ids),
+        "policy_names": [result.policy_names.get(pid, "") for pid in fence.policy_ids],
+        "exceptions": list(fence.exceptions),
+        "assumed_root_exempt": fence.assumed_root_exempt,
+        "conditional_policy_ids": list(fence.conditional_policy_ids),
+        "reason": fence.reason,
+    }
