@@ -565,7 +565,8 @@ def start_demo(exporter_url: str, out: TextIO) -> DemoPipeline | None:
         "Prometheus and Alertmanager running with the shipped alerts/ rules "
         f"(scrape and evaluation every {stack.scrape_interval}).\n"
         f"  Prometheus alerts:  {stack.alerts_page_url}\n"
-        f"  Alertmanager:       {stack.alertmanager_url}\n"
+        f"  Alertmanager:       {stack.alertmanager_url}  (Debian's build has no web UI: "
+        f"{stack.alertmanager_url}/api/v2/alerts or amtool --alertmanager.url={stack.alertmanager_url} alert query)\n"
         "Alertmanager notifications (pager / security-tickets) are printed here.\n",
         file=out,
         flush=True,

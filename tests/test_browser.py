@@ -10,6 +10,7 @@ firing. The screenshot is saved as test-artifacts/prometheus-alerts-root-login.p
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
@@ -19,7 +20,8 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
+import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -135,6 +137,7 @@ def test_demo_alerts_page_shows_the_root_login_alert_after_an_injection() -> Non
     children: list[int] = []
     try:
         alerts_url = demo.wait_for(r"Prometheus alerts:\s+(http://127\.0\.0\.1:\d+/classic/alerts)").group(1)
+        alertmanager_url = demo.wait_for(r"Alertmanager:\s+(http://127\.0\.0\.1:\d+)").group(1)
         inject = demo.wait_for(r"(aws-root-exporter inject --control-url \S+ --account \d{12})").group(1)
         children = _children(demo.process.pid)
         assert len(children) >= 3, "sandbox, prometheus and alertmanager run as the demo's children"
@@ -175,6 +178,11 @@ def test_demo_alerts_page_shows_the_root_login_alert_after_an_injection() -> Non
         browse(alerts_url, f"--screenshot={SCREENSHOT}", window="1280,1000")
         assert SCREENSHOT.is_file() and SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert SCREENSHOT.stat().st_size > 20_000
+
+        # Alertmanager (no web UI in Debian's build) holds it, at the URL the demo printed.
+        with urllib.request.urlopen(alertmanager_url + "/api/v2/alerts?filter=" + urllib.parse.quote('alertname="AwsRootConsoleLogin"'), timeout=10) as response:
+            held = json.loads(response.read())
+        assert [a["labels"]["account_id"] for a in held] == ["210000000003"]
 
         # The demo's console shows the page Alertmanager sent to the pager receiver.
         demo.wait_for(r"\[alert -> pager\] FIRING AwsRootConsoleLogin account 210000000003 \(dev-sandbox\)", timeout=30)
