@@ -4,11 +4,15 @@
 exporter, and Prometheus + Alertmanager with the shipped rules. The test opens the
 Prometheus alerts page it prints, injects a root console login with the command it prints
 (`aws-root-exporter inject ...`), and waits until the page shows AwsRootConsoleLogin
-firing. The screenshot is saved as test-artifacts/prometheus-alerts-root-login.png.
+firing; then, like a user, it shows only firing alerts, opens the alert with its
+annotations, checks the visible text and saves a screenshot as
+test-artifacts/prometheus-alerts-root-login.png.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import html
 import json
 import os
@@ -22,6 +26,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -59,6 +64,93 @@ def alert_rows(dom: str) -> dict[str, tuple[str, int]]:
     """{alert name: (row class, active count)} from the classic alerts page's DOM."""
     rows = re.findall(r'<tr class="alert (alert-\w+) alert_header">\s*<td>.*?<b>(\w+)</b>\s*\((\d+) active\)', dom, re.S)
     return {name: (cls, int(count)) for cls, name, count in rows}
+
+
+class DevTools:
+    """Headless Chromium driven over the DevTools protocol on a pipe (fds 3 and 4, JSON
+    messages ended by NUL): to click on a page before the screenshot, with no extra package."""
+
+    def __init__(self, window: str = "1280,1000") -> None:
+        self.profile = tempfile.mkdtemp(prefix="chromium-")
+        to_chrome, self._write = os.pipe()
+        self._read, from_chrome = os.pipe()
+
+        def child() -> None:
+            a, b = os.dup(to_chrome), os.dup(from_chrome)  # neither is 3 or 4 (both open)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+            os.set_inheritable(3, True)
+            os.set_inheritable(4, True)
+
+        self.process = subprocess.Popen(
+            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", f"--window-size={window}",
+             "--remote-debugging-pipe", "about:blank"],
+            preexec_fn=child, close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        os.close(to_chrome)
+        os.close(from_chrome)
+        self._buffer = b""
+        self._id = 0
+        self.session: str | None = None
+
+    def send(self, method: str, timeout: float = 30, **params: object) -> dict:
+        self._id += 1
+        message: dict = {"id": self._id, "method": method, "params": params}
+        if self.session and not method.startswith(("Target.", "Browser.")):
+            message["sessionId"] = self.session
+        os.write(self._write, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buffer:
+                raw, self._buffer = self._buffer.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == self._id:
+                    if "error" in reply:
+                        raise RuntimeError(f"{method}: {reply['error']}")
+                    return reply["result"]
+            assert time.monotonic() < deadline, f"{method}: no answer from chromium"
+            chunk = os.read(self._read, 1 << 16)
+            if not chunk:
+                raise RuntimeError("chromium closed the DevTools pipe")
+            self._buffer += chunk
+
+    def open(self, url: str, ready_js: str, timeout: float = 30) -> None:
+        target = self.send("Target.createTarget", url=url)["targetId"]
+        self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.evaluate(f"document.readyState === 'complete' && !!({ready_js})"):
+                    return
+            except RuntimeError:
+                pass  # about:blank's context goes away with the navigation
+            assert time.monotonic() < deadline, f"{url} did not load"
+            time.sleep(0.1)
+
+    def evaluate(self, expression: str) -> object:
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(result["exceptionDetails"].get("text"))
+        return result["result"].get("value")
+
+    def screenshot(self, path: Path) -> None:
+        """The whole page, not only the window."""
+        height = int(self.evaluate("document.documentElement.scrollHeight"))
+        width = int(self.evaluate("document.documentElement.clientWidth"))
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.send("Browser.close", timeout=5)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        os.close(self._write)
+        os.close(self._read)
+        shutil.rmtree(self.profile, ignore_errors=True)
 
 
 class DemoProcess:
@@ -173,9 +265,29 @@ def test_demo_alerts_page_shows_the_root_login_alert_after_an_injection() -> Non
         assert 'account_id="210000000003"' in text and 'account_name="dev-sandbox"' in text
         assert "signed in to the AWS console" in text  # the description, expanded on the page
 
+        # What a user does on the page: show only firing alerts, open the alert, show its
+        # annotations; then the rendered text (only what is visible) and a screenshot.
         ARTIFACTS.mkdir(exist_ok=True)
         SCREENSHOT.unlink(missing_ok=True)
-        browse(alerts_url, f"--screenshot={SCREENSHOT}", window="1280,1000")
+        browser = DevTools()
+        try:
+            browser.open(alerts_url, "document.querySelector('#alertFilters')")
+            browser.evaluate(
+                "document.querySelector('#inactiveAlerts').click();"
+                "document.querySelector('#pendingAlerts').click();"
+                "document.querySelectorAll('tr.alert-danger.alert_header').forEach(e => e.click());"
+                "document.querySelector('button.show-annotations, div.show-annotations').click();"
+            )
+            visible = str(browser.evaluate("document.body.innerText"))
+            browser.screenshot(SCREENSHOT)
+        finally:
+            browser.close()
+        assert "AwsRootConsoleLogin (1 active)" in visible
+        assert 'account_id="210000000003"' in visible and 'account_name="dev-sandbox"' in visible
+        assert "FIRING" in visible.upper()
+        assert "The root user of account 210000000003 (dev-sandbox) signed in to the AWS console" in visible
+        assert "MFA used: true" in visible
+        assert "AwsRootMfaDisabled" not in visible  # pending alerts hidden by the filter
         assert SCREENSHOT.is_file() and SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert SCREENSHOT.stat().st_size > 20_000
 
