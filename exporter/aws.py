@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -59,9 +59,38 @@ _THROTTLED = {
     "LimitExceededException",
 }
 
+# Credentials AWS refuses as expired (clock skew, a revoked session): dropped from the cache.
+EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException"})
+
 AUDIT_TASK_POLICY = "arn:aws:iam::aws:policy/root-task/IAMAuditRootUserCredentials"
 # Refresh member credentials this long before they expire, so no call runs on a dying token.
 _EXPIRY_MARGIN_SECONDS = 300
+
+# Who signs a request: the exporter's own credentials, an assumed member role, or a member
+# root session from sts:AssumeRoot (the principals of deploy/iam/actions.json).
+PRINCIPALS = ("exporter", "member_role", "assume_root_session")
+
+# Called as observer("<signing service>:<Operation>", principal) just before every AWS request
+# is sent (each page of a paginated call; retries are not repeated). Tests record them to check
+# that the shipped IAM policies allow every operation the exporter performs.
+OPERATION_OBSERVERS: list[Callable[[str, str], None]] = []
+
+
+def _observe_operations(client: Any, principal: str) -> Any:
+    """Report every operation `client` performs to OPERATION_OBSERVERS, as `principal`."""
+
+    def before_call(model: Any, **_: Any) -> None:
+        if not OPERATION_OBSERVERS:
+            return
+        operation = f"{model.service_model.signing_name}:{model.name}"
+        for observer in list(OPERATION_OBSERVERS):
+            try:
+                observer(operation, principal)
+            except Exception:  # an observer never breaks a request
+                log.exception("operation observer failed")
+
+    client.meta.events.register("before-call", before_call)
+    return client
 
 
 class AwsError(Exception):
@@ -119,13 +148,16 @@ class Credentials:
     secret_access_key: str
     session_token: str
     expiration: datetime
+    # The principal these credentials act as: "member_role" (sts:AssumeRole) or
+    # "assume_root_session" (sts:AssumeRoot).
+    kind: str = "member_role"
 
     def fresh(self, now: float | None = None) -> bool:
         now = time.time() if now is None else now
         return self.expiration.timestamp() - now > _EXPIRY_MARGIN_SECONDS
 
     def __repr__(self) -> str:  # never print secrets, even by accident
-        return f"Credentials(access_key_id={self.access_key_id[:4]}..., expiration={self.expiration.isoformat()})"
+        return f"Credentials(kind={self.kind}, access_key_id={self.access_key_id[:4]}..., expiration={self.expiration.isoformat()})"
 
 
 class ApiStats:
@@ -201,6 +233,7 @@ class Aws:
                             service, region_name=key[1], endpoint_url=self.endpoint_url, config=self._config
                         )
                     )
+                    _observe_operations(client, "exporter")
                     self._clients[key] = client
         return client
 
@@ -210,16 +243,23 @@ class Aws:
         if credentials is None:
             yield await self.client(service, region)
             return
-        async with self._session.create_client(
-            service,
-            region_name=region or self.region,
-            endpoint_url=self.endpoint_url,
-            config=self._config,
-            aws_access_key_id=credentials.access_key_id,
-            aws_secret_access_key=credentials.secret_access_key,
-            aws_session_token=credentials.session_token,
-        ) as client:
-            yield client
+        try:
+            async with self._session.create_client(
+                service,
+                region_name=region or self.region,
+                endpoint_url=self.endpoint_url,
+                config=self._config,
+                aws_access_key_id=credentials.access_key_id,
+                aws_secret_access_key=credentials.secret_access_key,
+                aws_session_token=credentials.session_token,
+            ) as client:
+                yield _observe_operations(client, credentials.kind)
+        except AwsError as exc:
+            if exc.code in EXPIRED_CODES:
+                # Refused before our own expiry estimate: never reuse them.
+                for key in [k for k, c in self._credentials.items() if c.access_key_id == credentials.access_key_id]:
+                    del self._credentials[key]
+            raise
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -305,7 +345,7 @@ class Aws:
             if exc.reason in ("access_denied", "error"):
                 raise AwsError("assume_role_failed", exc.operation, exc.code, exc.message) from None
             raise
-        credentials = _credentials(response)
+        credentials = _credentials(response, "assume_root_session")
         # An AssumeRoot session lives at most 900 s; keep it only while it has a minute left.
         return credentials
 
@@ -314,11 +354,11 @@ class Aws:
             del self._credentials[key]
 
 
-def _credentials(response: dict[str, Any]) -> Credentials:
+def _credentials(response: dict[str, Any], kind: str = "member_role") -> Credentials:
     raw = response["Credentials"]
     expiration = raw["Expiration"]
     if isinstance(expiration, str):
         expiration = datetime.fromisoformat(expiration.replace("Z", "+00:00"))
     if expiration.tzinfo is None:
         expiration = expiration.replace(tzinfo=timezone.utc)
-    return Credentials(raw["AccessKeyId"], raw["SecretAccessKey"], raw.get("SessionToken", ""), expiration)
+    return Credentials(raw["AccessKeyId"], raw["SecretAccessKey"], raw.get("SessionToken", ""), expiration, kind)

@@ -79,7 +79,13 @@ def parse_root_row(content: bytes | str) -> RootReportRow:
             content = content.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise CredentialReportError("credential report is not UTF-8 text") from None
-    reader = csv.DictReader(io.StringIO(content))
+    try:
+        return _root_row(csv.DictReader(io.StringIO(content, newline="")))
+    except csv.Error as exc:  # a stray quote or line break, a field beyond csv's size limit
+        raise CredentialReportError(f"credential report is not valid CSV ({str(exc).split(' - ')[0]})") from None
+
+
+def _root_row(reader: csv.DictReader) -> RootReportRow:
     if not reader.fieldnames or "user" not in [f.strip() for f in reader.fieldnames]:
         raise CredentialReportError("credential report has no 'user' column")
     for raw in reader:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError as PydanticSettingsError
 
 ENV_PREFIX = "AWS_ROOT_EXPORTER_"
 CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG_FILE"
@@ -343,6 +344,11 @@ def load_settings(config_file: str | Path | None = None, overrides: dict[str, An
         return Settings(**(overrides or {}))
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+    except PydanticSettingsError as exc:
+        # An environment value pydantic-settings cannot decode (a list setting that is not JSON).
+        match = re.search(r'field "(\w+)"', str(exc))
+        name = match.group(1) if match else "settings"
+        raise SettingsError(f"{name} (from {ENV_PREFIX}{name.upper()}): not valid JSON; list and mapping settings take JSON, e.g. [\"123456789012\"]") from None
     finally:
         _FILE_VALUES.reset(token)
 

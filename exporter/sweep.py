@@ -12,7 +12,7 @@ import time
 from types import MappingProxyType
 
 from .accounts import Account, Discovery, discover
-from .aws import Aws, AwsError, classify_error
+from .aws import EXPIRED_CODES, Aws, AwsError, classify_error
 from .credential_report import CredentialReportError
 from .posture import RootPosture, collect_with_assume_root, collect_with_report
 from .scp_sweep import check_scp
@@ -76,6 +76,7 @@ class PostureSweeper:
                 skipped=dict(previous.skipped),
                 management_account_id=previous.management_account_id,
             )
+        discovery_duration = time.monotonic() - started
         accounts = found.accounts
         semaphore = asyncio.Semaphore(self.settings.concurrency)
         # The SCP check reads Organizations only: it runs beside the per-account collection.
@@ -97,6 +98,15 @@ class PostureSweeper:
         for key, value in previous.status.items():
             if key[1] == ORG_FEATURES and key[0] in known:
                 status.setdefault(key, value)
+        if found.management_account_id:
+            # Discovery is a collector too: when it fails, new members go unmonitored.
+            key = (found.management_account_id, DISCOVERY)
+            before = previous.status.get(key)
+            status[key] = (
+                CollectorStatus(False, discovery_duration, before.last_success if before else None, discovery_error)
+                if discovery_error
+                else CollectorStatus(True, discovery_duration, time.time())
+            )
         if features is not None:
             status[features[0]] = features[1]
         if scp is not None:
@@ -147,6 +157,15 @@ class PostureSweeper:
             return posture, CollectorStatus(True, time.monotonic() - started, time.time())
 
     async def _collect_account(self, account: Account) -> RootPosture:
+        try:
+            return await self._collect_account_once(account)
+        except AwsError as exc:
+            if exc.code not in EXPIRED_CODES:
+                raise
+            # Aws dropped the refused credentials: one more try with fresh ones.
+            return await self._collect_account_once(account)
+
+    async def _collect_account_once(self, account: Account) -> RootPosture:
         settings = self.settings
         if settings.assume_root_audit and account.role_arn is not None and not account.management:
             return await collect_with_assume_root(self.aws, account.account_id)

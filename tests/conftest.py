@@ -142,3 +142,105 @@ async def running_exporter(settings: Settings) -> AsyncIterator[RunningExporter]
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+# ---------------------------------------------------------------- AWS operations vs IAM policies
+# Every AWS operation the exporter performs anywhere in the suite (in this process) is recorded
+# with the principal that signed it (exporter.aws.OPERATION_OBSERVERS); at the end of the session
+# each must be allowed for that principal by deploy/iam/actions.json, or the run fails.
+
+import json as _json  # noqa: E402
+from collections import Counter as _Counter  # noqa: E402
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping  # noqa: E402
+
+from exporter import aws as _aws  # noqa: E402
+
+IAM_ACTIONS_FILE = ROOT / "deploy" / "iam" / "actions.json"
+# API operations authorized by an IAM action of another name.
+OPERATION_TO_IAM_ACTION = {
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
+class OperationRecorder:
+    """Counts (principal, "service:Operation") of every AWS request while started."""
+
+    def __init__(self) -> None:
+        self.seen: _Counter[tuple[str, str]] = _Counter()
+
+    def __call__(self, operation: str, principal: str) -> None:
+        self.seen[(principal, operation)] += 1
+
+    def start(self) -> OperationRecorder:
+        _aws.OPERATION_OBSERVERS.append(self)
+        return self
+
+    def stop(self) -> None:
+        if self in _aws.OPERATION_OBSERVERS:
+            _aws.OPERATION_OBSERVERS.remove(self)
+
+    def lines(self) -> list[str]:
+        return [f"{principal:<20} {operation:<50} {count:>6}" for (principal, operation), count in sorted(self.seen.items())]
+
+
+def iam_action(operation: str) -> str:
+    return OPERATION_TO_IAM_ACTION.get(operation, operation)
+
+
+def load_iam_actions(path: Path = IAM_ACTIONS_FILE) -> dict[str, Any]:
+    return _json.loads(path.read_text(encoding="utf-8"))
+
+
+def disallowed_operations(recorded: _Iterable[tuple[str, str]], actions: _Mapping[str, Any]) -> list[str]:
+    """The recorded (principal, operation) pairs actions.json does not allow, as readable lines."""
+    free = set(actions.get("no_permission_needed", []))
+    principals = actions["principals"]
+    problems = set()
+    for principal, operation in recorded:
+        action = iam_action(operation)
+        if action in free:
+            continue
+        if principal not in principals:
+            problems.add(f"{principal}: {operation} (unknown principal)")
+        elif action not in principals[principal]["actions"]:
+            shown = operation if action == operation else f"{operation} (IAM action {action})"
+            problems.add(f"{principal}: {shown}")
+    return sorted(problems)
+
+
+class _PermissionsPlugin:
+    """Session-wide recording; fails the session when an operation is not allowed."""
+
+    def __init__(self, actions_file: Path = IAM_ACTIONS_FILE) -> None:
+        self.actions_file = actions_file
+        self.recorder = OperationRecorder()
+        self.problems: list[str] = []
+
+    def pytest_sessionstart(self, session: Any) -> None:
+        self.recorder.start()
+
+    def pytest_sessionfinish(self, session: Any, exitstatus: int) -> None:
+        self.recorder.stop()
+        self.problems = disallowed_operations(self.recorder.seen, load_iam_actions(self.actions_file))
+        if self.problems:
+            session.exitstatus = 1
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.problems:
+            terminalreporter.section(f"AWS operations not allowed by {self.actions_file}", red=True, bold=True)
+            for line in self.problems:
+                terminalreporter.write_line(line, red=True)
+        elif self.recorder.seen:
+            terminalreporter.write_line(
+                f"AWS operations recorded: {len(self.recorder.seen)} distinct (principal, operation), "
+                f"{sum(self.recorder.seen.values())} requests, all allowed by {self.actions_file}"
+            )
+            if terminalreporter.verbosity > 0:  # -v: the whole list (principal, operation, requests)
+                for line in self.recorder.lines():
+                    terminalreporter.write_line("  " + line)
+
+
+def pytest_configure(config: Any) -> None:
+    if not config.pluginmanager.has_plugin("aws-root-exporter-iam-permissions"):
+        config.pluginmanager.register(_PermissionsPlugin(), "aws-root-exporter-iam-permissions")

@@ -268,6 +268,9 @@ class ActivityService:
             if finished:
                 done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
         if done:
+            if self.settings.state_file is not None:
+                # What these messages added must be on disk before SQS forgets them.
+                await asyncio.to_thread(self.store.save, self.settings.state_file)
             await self.aws.call(sqs, "DeleteMessageBatch", QueueUrl=queue_url, Entries=done)
         return len(response.get("Messages", []))
 

@@ -1,0 +1,131 @@
+"""Transport faults: throttling storms, server errors, connection resets, requests that hang.
+
+For each: /metrics keeps answering, healthy accounts stay fresh, the failing account shows
+`aws_root_collector_success 0` with the right reason (so AwsRootCollectionFailing fires)
+and none of its posture metrics (it must not look compliant).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from exporter.sandbox import Sandbox
+from exporter.sandbox.faults import FaultInjector
+
+from ..conftest import report_measurement, running_exporter, sample, sandbox_settings
+
+VICTIM = "210000000003"  # dev-sandbox
+HEALTHY = ("210000000001", "210000000002", "210000000006")
+ACCOUNTS = [VICTIM, *HEALTHY]
+
+
+def posture_success(families: dict, account: str) -> float | None:
+    return sample(families, "aws_root_collector_success", account_id=account, collector="posture")
+
+
+def errors(families: dict, account: str, reason: str) -> float | None:
+    return sample(families, "aws_root_collector_errors_total", account_id=account, collector="posture", reason=reason)
+
+
+def assert_failing_not_compliant(families: dict, account: str, reason: str, count: float = 1.0, known_before: bool = False) -> None:
+    assert posture_success(families, account) == 0.0
+    assert errors(families, account, reason) == count
+    others = [s for s in families["aws_root_collector_errors"].samples if s.labels["account_id"] == account and s.labels["reason"] != reason and s.labels["collector"] == "posture"]
+    assert [s.value for s in others] == [0.0] * len(others)
+    if known_before:
+        return  # the last known posture stays, with success 0 and its old last-success time
+    # Unknown is never shown as a value: no posture, no control verdict for the account.
+    assert sample(families, "aws_root_mfa_enabled", account_id=account) is None
+    assert not [s for s in families["aws_root_control_compliant"].samples if s.labels["account_id"] == account]
+
+
+def assert_healthy_fresh(families: dict, since: float) -> None:
+    for account in HEALTHY:
+        assert posture_success(families, account) == 1.0, account
+        last = sample(families, "aws_root_collector_last_success_timestamp_seconds", account_id=account, collector="posture")
+        assert last is not None and last >= since, account
+        assert sample(families, "aws_root_mfa_enabled", account_id=account) is not None, account
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("throttle", "throttled"), ("server_error", "error"), ("reset", "error")],
+)
+async def test_every_iam_request_of_one_account_fails(sandbox: Sandbox, faults: FaultInjector, kind: str, reason: str) -> None:
+    faults.add(kind, service="iam", account=VICTIM)
+    started = time.time()
+    async with running_exporter(sandbox_settings(sandbox, include_account_ids=ACCOUNTS)) as exporter:
+        await exporter.wait_for_sweeps(1)
+        families = await exporter.metrics()
+    assert_failing_not_compliant(families, VICTIM, reason)
+    assert_healthy_fresh(families, started)
+    # max_attempts=2 retries: the victim's first IAM call was sent 3 times, then the account gave up.
+    assert faults.injected == {(kind, "iam", "GetAccountSummary"): 3}
+    assert sample(families, "aws_root_api_errors_total", operation="iam:GetAccountSummary", reason=reason) == 1.0
+
+
+async def test_throttling_storm_on_half_of_all_iam_requests(sandbox: Sandbox, faults: FaultInjector) -> None:
+    """Half of every IAM request of every account is throttled: each account ends either
+    fresh or failing with reason `throttled`, never half-collected, never another reason."""
+    faults.add("throttle", service="iam", share=0.5)
+    async with running_exporter(sandbox_settings(sandbox, max_attempts=2)) as exporter:
+        await exporter.wait_for_sweeps(1)
+        started = time.monotonic()
+        families = await exporter.metrics()
+        scrape = time.monotonic() - started
+    accounts = [s.labels["account_id"] for s in families["aws_root_account_info"].samples]
+    assert len(accounts) == 13
+    fresh = failed = 0
+    for account in accounts:
+        if account == "210000000009":  # its role cannot be assumed (scenario)
+            continue
+        if posture_success(families, account) == 1.0:
+            fresh += 1
+            assert sample(families, "aws_root_mfa_enabled", account_id=account) is not None
+        else:
+            failed += 1
+            assert_failing_not_compliant(families, account, "throttled")
+    throttled = faults.count("throttle", "iam")
+    report_measurement(
+        f"throttling storm (50% of IAM requests, 2 retries): {throttled} throttled answers, "
+        f"{fresh} accounts fresh, {failed} failing with reason throttled, scrape {scrape * 1000:.0f} ms"
+    )
+    assert throttled >= 10
+    assert fresh + failed == 12
+    assert fresh >= 1, "retries must get most calls through a 50% storm"
+    assert scrape < 1.0
+
+
+async def test_request_hanging_past_the_account_time_limit(sandbox: Sandbox, faults: FaultInjector) -> None:
+    """One account's IAM call hangs 4 s with a 1.5 s account limit: the sweep ends at the
+    limit, /metrics answers throughout from the previous snapshot, the account shows timeout."""
+    settings = sandbox_settings(sandbox, include_account_ids=ACCOUNTS, account_timeout_seconds=1.5)
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        faults.add("hang", service="iam", operation="GetAccountSummary", account=VICTIM, seconds=4)
+        started = time.time()
+        sweep = asyncio.create_task(exporter.exporter.sweeper.sweep())
+        latencies, during = [], []
+        while not sweep.done():
+            t0 = time.monotonic()
+            families = await exporter.metrics()
+            latencies.append(time.monotonic() - t0)
+            during.append(posture_success(families, VICTIM))
+            await asyncio.sleep(0.05)
+        snapshot = await sweep
+        families = await exporter.metrics()
+    report_measurement(
+        f"hang 4 s, account limit 1.5 s: sweep {snapshot.sweep_duration:.2f} s; {len(latencies)} scrapes during it, "
+        f"slowest {max(latencies) * 1000:.0f} ms"
+    )
+    assert 1.4 < snapshot.sweep_duration < 3.5
+    assert len(latencies) >= 5 and max(latencies) < 0.5
+    assert set(during) == {1.0}, "scrapes during the sweep see the previous complete snapshot"
+    assert_failing_not_compliant(families, VICTIM, "timeout", known_before=True)
+    last = sample(families, "aws_root_collector_last_success_timestamp_seconds", account_id=VICTIM, collector="posture")
+    assert last is not None and last < started, "the failing account is not reported as fresh"
+    assert_healthy_fresh(families, started)
+    assert faults.count("hang") == 1
