@@ -68,8 +68,28 @@ LAST_EVENT = (
 )
 
 
+# Series of the exporter that exist whenever it is scraped: the reference for "this
+# counter series appeared during the window".
+PRESENCE = "aws_root_exporter_build_info"
+
+
 def increase_by(metric_name: str, by: str, window: str, *matchers: str) -> str:
-    return f"sum by ({by}) (increase({m(metric_name, *matchers)}[{window}]))"
+    """Events counted in the trailing window, by `by`.
+
+    `increase()` alone misses a counter series that appears with its first event already
+    counted: it needs a sample before the event, and some activity counters
+    (`aws_root_signin_events_total`, `aws_root_assume_root_calls_total`) are created only by
+    their first event. A series that appeared during the window (it has fewer samples in it
+    than the exporter's always-present build_info of the same target) counts its whole value;
+    the others count their increase. A Prometheus restart or an exporter restart with a
+    state file is no appearance: build_info appears at the same scrape."""
+    series = m(metric_name, *matchers)
+    appeared = (
+        f"{series} > 0\n    and\n  count_over_time({series}[{window}])\n"
+        f"    < on (job, instance) group_left ()\n"
+        f"  max by (job, instance) (count_over_time({m(PRESENCE)}[{window}]))"
+    )
+    return f"sum by ({by}) (\n  (\n  {appeared}\n  )\n  or\n  increase({series}[{window}])\n)"
 
 
 def alert(name, expr, severity, summary, description, for_=None, extra_labels=None):

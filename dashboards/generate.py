@@ -313,7 +313,16 @@ def control_ratio(control):
 
 
 def increase_by(metric_name, by, *matchers, window="$__rate_interval"):
-    return f"sum by ({by}) (increase({m(metric_name, *matchers)}[{window}]))"
+    """Events counted in the window, as the alerts count them (alerts/generate.py): a counter
+    series that appeared during the window (fewer samples than the target's build_info)
+    counts its whole value, since some counters are created by their first event."""
+    series = m(metric_name, *matchers)
+    return (
+        f"sum by ({by}) (\n  (\n  {series} > 0\n    and\n  count_over_time({series}[{window}])\n"
+        f"    < on (job, instance) group_left ()\n"
+        f"  max by (job, instance) (count_over_time({m('aws_root_exporter_build_info')}[{window}]))\n  )\n"
+        f"  or\n  increase({series}[{window}])\n)"
+    )
 
 
 def delay_quantile(q, window):

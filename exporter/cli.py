@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser("sandbox", parents=[common], help="run the exporter against the built-in sandbox organization")
     sandbox.add_argument("--scenario", metavar="FILE", help="sandbox scenario YAML (default: the built-in one)")
     sandbox.add_argument("--sandbox-port", type=int, default=0, help="port of the sandbox AWS endpoint (default: any free port)")
+    sandbox.add_argument(
+        "--no-prometheus", action="store_true", help="do not start Prometheus and Alertmanager with the shipped alerts (started when installed)"
+    )
     classify = sub.add_parser("classify", parents=[common], help="classify CloudTrail records in files (log files, .gz, EventBridge events, JSON lines)")
     classify.add_argument("files", nargs="+", metavar="FILE")
     inject = sub.add_parser("inject", help="inject a root event into a running sandbox (demo)")
@@ -149,6 +152,7 @@ def _sandbox(args: argparse.Namespace) -> int:
         extra["sqs_wait_seconds"] = 2
     _settings(args, extra)
     sandbox = _SandboxProcess(args.scenario, args.sandbox_port)
+    demo = None
     try:
         extra.update(_sandbox_environment(sandbox.info["endpoint_url"]))
         for setting, key in (("eventbridge_queue_url", "events_queue_url"), ("s3_trail_queue_url", "trail_queue_url")):
@@ -159,6 +163,7 @@ def _sandbox(args: argparse.Namespace) -> int:
         exporter = Exporter(settings)
 
         def started(exp: Exporter) -> None:
+            nonlocal demo
             print(
                 "\nSandbox organization running ({accounts} accounts, no AWS account needed).\n"
                 "  Exporter metrics:  {url}/metrics\n"
@@ -171,9 +176,15 @@ def _sandbox(args: argparse.Namespace) -> int:
                 ),
                 flush=True,
             )
+            if not args.no_prometheus:
+                from . import demo_stack
+
+                demo = demo_stack.start_demo(exp.url, sys.stdout)
 
         asyncio.run(run_until_signalled(lambda: exporter.run(on_started=started)))
     finally:
+        if demo is not None:
+            demo.stop()
         sandbox.stop()
     return 0
 
