@@ -11,12 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.sandbox import SANDBOX_ENV, Sandbox, Scenario, load_scenario
 from exporter.settings import ENV_PREFIX, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests check correctness, not speed: on a loaded 2-core CI machine a per-example
+# deadline only makes them flaky.
+hypothesis_settings.register_profile("project", deadline=None)
+hypothesis_settings.load_profile("project")
 
 # Figures tests measure (times to alert, delays); printed at the end of every run.
 MEASUREMENTS: list[str] = []

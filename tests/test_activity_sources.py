@@ -144,9 +144,14 @@ async def test_trail_path_break_glass_and_malformed_input(sandbox: Sandbox) -> N
     assert sample(families, "aws_root_events_rejected_total", source="s3_trail", reason="malformed_record") >= 2.0
     assert sample(families, "aws_root_api_calls_by_event_source_total", account_id=ACCOUNT, event_source="iam.amazonaws.com") == 1.0
     assert sample(families, "aws_root_collector_success", account_id="123456789012", collector="s3_trail") == 1.0
-    # Everything was consumed: nothing left to redeliver forever.
-    left = sandbox.client("sqs").get_queue_attributes(QueueUrl=sandbox.trail_queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
-    assert left["Attributes"] == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+        # Everything is consumed (the last delete may still be on its way): nothing left to
+        # redeliver forever.
+        sqs = sandbox.client("sqs")
+        wanted = {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+        async with asyncio.timeout(15):
+            while (left := sqs.get_queue_attributes(QueueUrl=sandbox.trail_queue_url, AttributeNames=list(wanted))["Attributes"]) != wanted:
+                await asyncio.sleep(0.2)
+        assert left == wanted
 
 
 async def test_lookup_events_history_overlap_and_rate_limit(sandbox: Sandbox) -> None:
