@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -54,10 +55,11 @@ def table(results: dict) -> str:
         ("scrape_median_ms", lambda r: _fmt(r["scrape_median_ms"], 2)),
         ("scrape_p99_ms", lambda r: _fmt(r["scrape_p99_ms"], 2)),
         ("scrape median plain / gzip ms", lambda r: f"{_fmt(r['scrape_plain_median_ms'], 2)} / {_fmt(r['scrape_gzip_median_ms'], 2)}"),
-        ("first scrape after a change ms", lambda r: _fmt(r["scrape_after_change_ms"], 1)),
+        ("scrape right after / 3 s after a sweep ms", lambda r: f"{_fmt(r['scrape_right_after_sweep_ms'], 1)} / {_fmt(r['scrape_3s_after_sweep_ms'], 1)}"),
         ("/metrics KiB plain / gzip", lambda r: f"{_fmt(r['metrics_bytes_plain'] / 1024, 0)} / {_fmt(r['metrics_bytes_gzip'] / 1024, 0)}"),
         ("peak_rss_mb", lambda r: _fmt(r["peak_rss_mb"], 1)),
         ("requests_per_account_hour", lambda r: _fmt(r["requests_per_account_hour"], 1)),
+        ("machine load average (1 min)", lambda r: _fmt(r["load_average"], 2)),
     ]
     per_n = results["results"]
     width = max(len(name) for name, _ in rows)
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "latency_seconds": args.latency,
-        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
         "results": [],
     }
     print(f"baseline: sequential boto3 at N={args.baseline_accounts} ...", file=sys.stderr, flush=True)

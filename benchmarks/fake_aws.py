@@ -25,6 +25,7 @@ import asyncio
 import base64
 import collections
 import json
+import resource
 import signal
 import time
 from datetime import datetime, timedelta, timezone
@@ -103,6 +104,7 @@ class FakeAws:
             "max_lookup_events_per_second": self.max_lookup_per_second,
             "max_connections": self.max_connections,
             "max_in_flight": self.max_in_flight,
+            "cpu_seconds": _cpu_seconds(),
         }
 
     # -- HTTP ---------------------------------------------------------------------------
@@ -296,6 +298,11 @@ class FakeAws:
 
     def op_iam_ListOrganizationsFeatures(self, account: str, params: dict) -> str:
         return f"<OrganizationId>{ORGANIZATION_ID}</OrganizationId><EnabledFeatures><member>RootCredentialsManagement</member></EnabledFeatures>"
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class _Error(Exception):
