@@ -201,11 +201,8 @@ class ApiStats:
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
         self.errors: Counter[tuple[str, str]] = Counter()
-        # Read by the HTTP threads to notice change without iterating a dict being written.
-        self.total = 0
 
     def record(self, operation: str, reason: str | None) -> None:
-        self.total += 1
         self.requests[operation] += 1
         if reason is not None:
             self.errors[(operation, reason)] += 1
