@@ -162,13 +162,14 @@ async def _all(*coroutines: Any) -> list[Any]:
 
 async def collect_with_report(aws: Aws, account_id: str, credentials: Credentials | None, max_age: float, wait: float) -> RootPosture:
     async with aws.member_client("iam", credentials) as iam:
-        # Three independent reads, sent together: one round trip per account instead of three.
-        summary_response, (content, generated), devices = await _all(
-            aws.call(iam, "GetAccountSummary"),
+        # GetAccountSummary first: it tests the credentials, so an account that cannot be read
+        # (denied, throttled, expired credentials) costs one failing call, not three. The two
+        # other reads are independent and sent together: two round trips instead of three.
+        summary = (await aws.call(iam, "GetAccountSummary"))["SummaryMap"]
+        (content, generated), devices = await _all(
             credential_report(aws, iam, max_age, wait),
             aws.paginate(iam, "ListVirtualMFADevices", "VirtualMFADevices", AssignmentStatus="Assigned"),
         )
-        summary = summary_response["SummaryMap"]
         row = parse_root_row(content)
     # CIS 1.6: match the assigned user's ARN, not the serial (virtual device names vary).
     root_virtual = any(str(d.get("User", {}).get("Arn", "")).endswith(":root") for d in devices)
