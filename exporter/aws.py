@@ -241,7 +241,7 @@ class Aws:
         # one throttled account would slow every account sharing the client.
         self._member_session = get_session()
         self._member_session.get_component("credential_provider").insert_before("env", _TaskCredentialProvider())
-        # An account's collection may send a few requests at once (posture sends three).
+        # An account's collection may send a few requests at once (posture sends two).
         self._member_config = self._config.merge(
             AioConfig(retries={"mode": "standard", "max_attempts": max_attempts}, max_pool_connections=max_pool_connections * 4)
         )
