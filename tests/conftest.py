@@ -92,6 +92,20 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict
         return exc.code, dict(exc.headers), exc.read()
 
 
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc: no procps needed)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
 def parse_metrics(text: str) -> dict[str, Any]:
     """{family name: family} from an exposition, with a helper to read one sample."""
     return {family.name: family for family in text_string_to_metric_families(text)}

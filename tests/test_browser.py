@@ -32,7 +32,7 @@ import pytest
 
 from exporter import demo_stack
 
-from .conftest import ROOT, report_measurement
+from .conftest import ROOT, child_pids, report_measurement
 
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "prometheus-alerts-root-login.png"
@@ -198,19 +198,6 @@ class DemoProcess:
         return self.process.returncode
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
@@ -231,7 +218,7 @@ def test_demo_alerts_page_shows_the_root_login_alert_after_an_injection() -> Non
         alerts_url = demo.wait_for(r"Prometheus alerts:\s+(http://127\.0\.0\.1:\d+/classic/alerts)").group(1)
         alertmanager_url = demo.wait_for(r"Alertmanager:\s+(http://127\.0\.0\.1:\d+)").group(1)
         inject = demo.wait_for(r"(aws-root-exporter inject --control-url \S+ --account \d{12})").group(1)
-        children = _children(demo.process.pid)
+        children = child_pids(demo.process.pid)
         assert len(children) >= 3, "sandbox, prometheus and alertmanager run as the demo's children"
 
         # The page lists the shipped rules; before any injection the root-login alert is quiet.

@@ -13,26 +13,13 @@ import urllib.request
 
 from exporter.sandbox import load_scenario
 
-from .conftest import ROOT, parse_metrics, sample
+from .conftest import ROOT, child_pids, parse_metrics, sample
 
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def test_audit_sandbox_json_lists_every_account_and_fails() -> None:
@@ -96,7 +83,7 @@ def test_sandbox_command_serves_metrics_and_stops_on_sigterm() -> None:
             families = parse_metrics(response.read().decode())
         assert sample(families, "aws_root_mfa_enabled", account_id="210000000003") == 0.0
         assert sample(families, "aws_root_mfa_hardware", account_id="210000000001") == 1.0
-        children = _children(process.pid)
+        children = child_pids(process.pid)
         assert children, "the sandbox organization runs in a child process"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
