@@ -22,5 +22,9 @@ system-packages:
 test: $(BIN)/.installed system-packages
 	$(BIN)/python -m pytest
 
+# The exporter at 100, 1,000 and 10,000 accounts against a fake AWS (docs/performance.md).
+benchmark: $(BIN)/.installed
+	$(BIN)/python -m benchmarks
+
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache test-artifacts benchmark-results.json

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .aws import Aws
 from .settings import AccountMode, Settings
+
+
+# Organizations parents listed at the same time during discovery.
+_WALK_CONCURRENCY = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +102,25 @@ async def _organization_accounts(aws: Aws, settings: Settings) -> tuple[list[Acc
     suspended = 0
     # (parent id, parent name, path of ids down to and including the parent)
     pending: list[tuple[str, str, tuple[str, ...]]] = [(root["Id"], root.get("Name", "Root"), (root["Id"],)) for root in roots]
+    # The parents of one level are listed concurrently (a few at a time, Organizations throttles
+    # early): with 20 accounts per page, a sequential walk of 10,000 accounts took 500 round trips.
+    semaphore = asyncio.Semaphore(_WALK_CONCURRENCY)
+
+    async def children(parent_id: str) -> tuple[list[Any], list[Any]]:
+        async with semaphore:
+            return await asyncio.gather(
+                aws.paginate(org, "ListOrganizationalUnitsForParent", "OrganizationalUnits", ParentId=parent_id),
+                aws.paginate(org, "ListAccountsForParent", "Accounts", ParentId=parent_id),
+            )
+
     while pending:
-        parent_id, parent_name, path = pending.pop()
-        for ou in await aws.paginate(org, "ListOrganizationalUnitsForParent", "OrganizationalUnits", ParentId=parent_id):
-            pending.append((ou["Id"], ou.get("Name", ou["Id"]), path + (ou["Id"],)))
-        for item in await aws.paginate(org, "ListAccountsForParent", "Accounts", ParentId=parent_id):
+        level, pending = pending, []
+        listed = await asyncio.gather(*(children(parent_id) for parent_id, _, _ in level))
+        found: list[tuple[str, str, tuple[str, ...], Any]] = []
+        for (parent_id, parent_name, path), (ous, items) in zip(level, listed):
+            pending.extend((ou["Id"], ou.get("Name", ou["Id"]), path + (ou["Id"],)) for ou in ous)
+            found.extend((parent_id, parent_name, path, item) for item in items)
+        for parent_id, parent_name, path, item in found:
             status = item.get("Status", "ACTIVE")
             state = item.get("State", status)
             if status != "ACTIVE" or state not in ("ACTIVE", None):

@@ -14,13 +14,16 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from aiobotocore.config import AioConfig
+from aiobotocore.credentials import AioCredentials
 from aiobotocore.session import get_session
 from botocore import xform_name
+from botocore.credentials import CredentialProvider, ReadOnlyCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -76,16 +79,18 @@ PRINCIPALS = ("exporter", "member_role", "assume_root_session")
 OPERATION_OBSERVERS: list[Callable[[str, str], None]] = []
 
 
-def _observe_operations(client: Any, principal: str) -> Any:
-    """Report every operation `client` performs to OPERATION_OBSERVERS, as `principal`."""
+def _observe_operations(client: Any, principal: str | Callable[[], str]) -> Any:
+    """Report every operation `client` performs to OPERATION_OBSERVERS, as `principal`
+    (or as what `principal()` returns at the time of the call)."""
 
     def before_call(model: Any, **_: Any) -> None:
         if not OPERATION_OBSERVERS:
             return
         operation = f"{model.service_model.signing_name}:{model.name}"
+        who = principal() if callable(principal) else principal
         for observer in list(OPERATION_OBSERVERS):
             try:
-                observer(operation, principal)
+                observer(operation, who)
             except Exception:  # an observer never breaks a request
                 log.exception("operation observer failed")
 
@@ -160,17 +165,44 @@ class Credentials:
         return f"Credentials(kind={self.kind}, access_key_id={self.access_key_id[:4]}..., expiration={self.expiration.isoformat()})"
 
 
+# The member-account credentials of the current asyncio task (one account's collection).
+_task_credentials: ContextVar[Credentials | None] = ContextVar("_task_credentials", default=None)
+
+
+class _TaskCredentials(AioCredentials):
+    """Signs each request with the credentials of the account the calling task collects.
+
+    One member client per service then serves every account: creating an aiobotocore client
+    costs about 5 ms of CPU and opens its own connections, which at thousands of accounts
+    per sweep was most of the exporter's CPU.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("", "", method="member-account")
+
+    async def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        current = _task_credentials.get()
+        if current is None:
+            raise NoCredentialsError()
+        return ReadOnlyCredentials(current.access_key_id, current.secret_access_key, current.session_token or None)
+
+
+class _TaskCredentialProvider(CredentialProvider):
+    METHOD = "member-account"
+    CANONICAL_NAME = "member-account"
+
+    async def load(self) -> _TaskCredentials:
+        return _TaskCredentials()
+
+
 class ApiStats:
     """Request and error counts by operation; read by the metrics renderer."""
 
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
         self.errors: Counter[tuple[str, str]] = Counter()
-        # Read by the HTTP threads to notice change without iterating a dict being written.
-        self.total = 0
 
     def record(self, operation: str, reason: str | None) -> None:
-        self.total += 1
         self.requests[operation] += 1
         if reason is not None:
             self.errors[(operation, reason)] += 1
@@ -204,8 +236,18 @@ class Aws:
             read_timeout=read_timeout,
             max_pool_connections=max_pool_connections,
         )
+        # Member clients sign with the calling task's credentials (see _TaskCredentials). They
+        # retry in standard mode: adaptive mode's client-side rate limiter is per client, so
+        # one throttled account would slow every account sharing the client.
+        self._member_session = get_session()
+        self._member_session.get_component("credential_provider").insert_before("env", _TaskCredentialProvider())
+        # An account's collection may send a few requests at once (posture sends two).
+        self._member_config = self._config.merge(
+            AioConfig(retries={"mode": "standard", "max_attempts": max_attempts}, max_pool_connections=max_pool_connections * 4)
+        )
         self._stack = AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
+        self._member_clients: dict[tuple[str, str], Any] = {}
         self._client_lock = asyncio.Lock()
         self._credentials: dict[tuple[str, str], Credentials] = {}
         self._credential_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -216,6 +258,7 @@ class Aws:
 
     async def __aexit__(self, *exc: Any) -> None:
         self._clients.clear()
+        self._member_clients.clear()
         await self._stack.__aexit__(*exc)
 
     # -- clients -------------------------------------------------------------------------
@@ -243,23 +286,31 @@ class Aws:
         if credentials is None:
             yield await self.client(service, region)
             return
+        key = (service, region or self.region)
+        client = self._member_clients.get(key)
+        if client is None:
+            async with self._client_lock:
+                client = self._member_clients.get(key)
+                if client is None:
+                    client = await self._stack.enter_async_context(
+                        self._member_session.create_client(
+                            service, region_name=key[1], endpoint_url=self.endpoint_url, config=self._member_config
+                        )
+                    )
+                    # The signing principal is that of the calling task's credentials.
+                    _observe_operations(client, lambda: getattr(_task_credentials.get(), "kind", "member_role"))
+                    self._member_clients[key] = client
+        token = _task_credentials.set(credentials)
         try:
-            async with self._session.create_client(
-                service,
-                region_name=region or self.region,
-                endpoint_url=self.endpoint_url,
-                config=self._config,
-                aws_access_key_id=credentials.access_key_id,
-                aws_secret_access_key=credentials.secret_access_key,
-                aws_session_token=credentials.session_token,
-            ) as client:
-                yield _observe_operations(client, credentials.kind)
+            yield client
         except AwsError as exc:
             if exc.code in EXPIRED_CODES:
                 # Refused before our own expiry estimate: never reuse them.
-                for key in [k for k, c in self._credentials.items() if c.access_key_id == credentials.access_key_id]:
-                    del self._credentials[key]
+                for cached in [k for k, c in self._credentials.items() if c.access_key_id == credentials.access_key_id]:
+                    del self._credentials[cached]
             raise
+        finally:
+            _task_credentials.reset(token)
 
     # -- calls ---------------------------------------------------------------------------
 

@@ -148,12 +148,29 @@ def _aware(value: Any) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+async def _all(*coroutines: Any) -> list[Any]:
+    """Run concurrently; on the first failure cancel the others and raise that failure itself."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 async def collect_with_report(aws: Aws, account_id: str, credentials: Credentials | None, max_age: float, wait: float) -> RootPosture:
     async with aws.member_client("iam", credentials) as iam:
+        # GetAccountSummary first: it tests the credentials, so an account that cannot be read
+        # (denied, throttled, expired credentials) costs one failing call, not three. The two
+        # other reads are independent and sent together: two round trips instead of three.
         summary = (await aws.call(iam, "GetAccountSummary"))["SummaryMap"]
-        content, generated = await credential_report(aws, iam, max_age, wait)
+        (content, generated), devices = await _all(
+            credential_report(aws, iam, max_age, wait),
+            aws.paginate(iam, "ListVirtualMFADevices", "VirtualMFADevices", AssignmentStatus="Assigned"),
+        )
         row = parse_root_row(content)
-        devices = await aws.paginate(iam, "ListVirtualMFADevices", "VirtualMFADevices", AssignmentStatus="Assigned")
     # CIS 1.6: match the assigned user's ARN, not the serial (virtual device names vary).
     root_virtual = any(str(d.get("User", {}).get("Arn", "")).endswith(":root") for d in devices)
     return combine(account_id, summary, row, generated, root_virtual)

@@ -137,13 +137,6 @@ async def test_trail_path_break_glass_and_malformed_input(sandbox: Sandbox) -> N
         sandbox.client("sqs").send_message(QueueUrl=sandbox.trail_queue_url, MessageBody="{not json")
         families = await wait_for(exporter, "aws_root_api_calls_total", 1.0, account_id="210000000001", category="administrative", outcome="success", approved="false")
         families = await wait_for(exporter, "aws_root_events_rejected_total", 1.0, source="s3_trail", reason="malformed_message")
-    assert sample(families, "aws_root_api_calls_total", account_id=ACCOUNT, category="break_glass", outcome="success", approved="true") == 1.0
-    assert sample(families, "aws_root_api_calls_total", account_id=ACCOUNT, category="break_glass", outcome="success", approved="false") == 0.0
-    # Outside the window (another account): never approved.
-    assert sample(families, "aws_root_api_calls_total", account_id="210000000001", category="administrative", outcome="success", approved="true") == 0.0
-    assert sample(families, "aws_root_events_rejected_total", source="s3_trail", reason="malformed_record") >= 2.0
-    assert sample(families, "aws_root_api_calls_by_event_source_total", account_id=ACCOUNT, event_source="iam.amazonaws.com") == 1.0
-    assert sample(families, "aws_root_collector_success", account_id="123456789012", collector="s3_trail") == 1.0
         # Everything is consumed (the last delete may still be on its way): nothing left to
         # redeliver forever.
         sqs = sandbox.client("sqs")
@@ -152,6 +145,13 @@ async def test_trail_path_break_glass_and_malformed_input(sandbox: Sandbox) -> N
             while (left := sqs.get_queue_attributes(QueueUrl=sandbox.trail_queue_url, AttributeNames=list(wanted))["Attributes"]) != wanted:
                 await asyncio.sleep(0.2)
         assert left == wanted
+    assert sample(families, "aws_root_api_calls_total", account_id=ACCOUNT, category="break_glass", outcome="success", approved="true") == 1.0
+    assert sample(families, "aws_root_api_calls_total", account_id=ACCOUNT, category="break_glass", outcome="success", approved="false") == 0.0
+    # Outside the window (another account): never approved.
+    assert sample(families, "aws_root_api_calls_total", account_id="210000000001", category="administrative", outcome="success", approved="true") == 0.0
+    assert sample(families, "aws_root_events_rejected_total", source="s3_trail", reason="malformed_record") >= 2.0
+    assert sample(families, "aws_root_api_calls_by_event_source_total", account_id=ACCOUNT, event_source="iam.amazonaws.com") == 1.0
+    assert sample(families, "aws_root_collector_success", account_id="123456789012", collector="s3_trail") == 1.0
 
 
 async def test_lookup_events_history_overlap_and_rate_limit(sandbox: Sandbox) -> None:

@@ -1,0 +1,343 @@
+"""A fast fake AWS endpoint for benchmarks: N accounts, fixed latency, CloudTrail's rate limit.
+
+It answers exactly the operations the exporter uses, in AWS's own wire protocols, from a
+single asyncio process with a minimal HTTP/1.1 parser (keep-alive, thousands of
+connections). It is not a simulator: every account answers from a formula of its index,
+so the server spends its time on HTTP, not on state.
+
+- Organizations and CloudTrail: JSON 1.1 (`X-Amz-Target`). IAM and STS: query protocol
+  (form-encoded `Action=...`, XML answers).
+- Which service: the SigV4 credential scope (`Credential=AKID/date/region/service/...`).
+- Which account: encoded in the access key id that the fake `AssumeRole` hands out
+  (`ASIA` + 12-digit account id + `FAKE`); any other key is the management account.
+- Every request waits `latency` seconds, then is counted by operation and account.
+- `LookupEvents` allows 2 requests per second per account and region (a one-second
+  sliding window, like AWS's documented limit) and answers `ThrottlingException` beyond.
+
+Run: `python -m benchmarks.fake_aws --accounts 1000 --latency 0.05`; it prints
+`LISTENING <port>`. `GET /__stats` returns the counts as JSON, `POST /__reset` clears them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import json
+import resource
+import signal
+import time
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qsl
+
+MANAGEMENT_ID = "100000000000"
+ORGANIZATION_ID = "o-benchmark01"
+ROOT_ID = "r-bench"
+PAGE_SIZE = 20  # Organizations' maximum page size for ListAccountsForParent
+LOOKUP_EVENTS_PER_SECOND = 2
+CREDENTIAL_SECONDS = 3600
+
+XMLNS = {"iam": "https://iam.amazonaws.com/doc/2010-05-08/", "sts": "https://sts.amazonaws.com/doc/2011-06-15/"}
+REPORT_HEADER = (
+    "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,"
+    "password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,"
+    "access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,"
+    "access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,"
+    "access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,"
+    "cert_1_last_rotated,cert_2_active,cert_2_last_rotated"
+)
+
+
+def account_ids(count: int) -> list[str]:
+    """The organization's accounts: the management account first, then members."""
+    return [MANAGEMENT_ID] + [str(200000000000 + i) for i in range(1, count)]
+
+
+def access_key_for(account_id: str) -> str:
+    return f"ASIA{account_id}FAKE"
+
+
+def account_of_key(access_key_id: str) -> str:
+    if len(access_key_id) == 20 and access_key_id.startswith("ASIA") and access_key_id.endswith("FAKE"):
+        return access_key_id[4:16]
+    return MANAGEMENT_ID
+
+
+def expected_posture(account_id: str) -> dict[str, bool]:
+    """What the fake says about one account's root (tests compare the exporter's view)."""
+    n = int(account_id) % 7
+    return {"mfa_enabled": n != 0, "root_virtual_mfa": n == 1, "access_key": n == 2}
+
+
+class FakeAws:
+    def __init__(self, accounts: int, latency: float, ous: int = 10, report_age: float = 3600.0) -> None:
+        self.ids = account_ids(accounts)
+        self.latency = latency
+        self.report_generated = datetime.now(timezone.utc) - timedelta(seconds=report_age)
+        # The organization: the root holds the management account and `ous` OUs; members
+        # are spread over the OUs round-robin.
+        self.ous = [f"ou-bnch-{i:08d}" for i in range(min(ous, max(accounts - 1, 0)))]
+        self.children: dict[str, list[str]] = {ROOT_ID: [MANAGEMENT_ID]}
+        for ou in self.ous:
+            self.children[ou] = []
+        for i, account in enumerate(self.ids[1:]):
+            self.children[self.ous[i % len(self.ous)] if self.ous else ROOT_ID].append(account)
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.by_account: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        self.throttled: collections.Counter[str] = collections.Counter()
+        self.lookup_windows: dict[tuple[str, str], collections.deque[float]] = collections.defaultdict(collections.deque)
+        self.max_lookup_per_second = 0
+        self.connections = 0
+        self.max_connections = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def stats(self) -> dict:
+        return {
+            "requests": dict(self.requests),
+            "by_account": {a: dict(c) for a, c in self.by_account.items()},
+            "throttled": dict(self.throttled),
+            "max_lookup_events_per_second": self.max_lookup_per_second,
+            "max_connections": self.max_connections,
+            "max_in_flight": self.max_in_flight,
+            "cpu_seconds": _cpu_seconds(),
+        }
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.max_connections = max(self.max_connections, self.connections)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        key, value = line.split(":", 1)
+                        headers[key.strip().lower()] = value.strip()
+                length = int(headers.get("content-length", "0") or 0)
+                body = await reader.readexactly(length) if length else b""
+                status, content_type, payload = await self.respond(method, path, headers, body)
+                writer.write(
+                    b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nx-amzn-RequestId: fake\r\n\r\n"
+                    % (status, b"OK" if status == 200 else b"Error", content_type.encode(), len(payload))
+                    + payload
+                )
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            return  # the client went away, or the server is stopping
+        finally:
+            self.connections -= 1
+            writer.close()
+
+    async def respond(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
+        if path.startswith("/__stats"):
+            return 200, "application/json", json.dumps(self.stats()).encode()
+        if path.startswith("/__reset"):
+            self.reset()
+            return 200, "application/json", b"{}"
+        auth = headers.get("authorization", "")
+        try:
+            scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+            access_key, region, service = scope[0], scope[2], scope[3]
+        except IndexError:
+            return 403, "application/json", b'{"__type":"MissingAuthenticationTokenException","message":"no signature"}'
+        account = account_of_key(access_key)
+        target = headers.get("x-amz-target")
+        if target:
+            operation = target.rsplit(".", 1)[-1]
+            params = json.loads(body or b"{}")
+        else:
+            params = dict(parse_qsl(body.decode()))
+            operation = params.get("Action", "")
+        name = f"{service}:{operation}"
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+        finally:
+            self.in_flight -= 1
+        self.requests[name] += 1
+        self.by_account[account][name] += 1
+        if name == "cloudtrail:LookupEvents" and not self._lookup_allowed(account, region):
+            self.throttled[name] += 1
+            self.by_account[account]["throttled:" + name] += 1
+            return 400, "application/x-amz-json-1.1", b'{"__type":"ThrottlingException","message":"Rate exceeded"}'
+        handler = getattr(self, "op_" + service + "_" + operation, None)
+        if handler is None:
+            return self._error(service, target, 400, "InvalidAction", f"{name} is not implemented by the fake")
+        try:
+            result = handler(account, params)
+        except _Error as exc:
+            return self._error(service, target, exc.status, exc.code, exc.message)
+        if target:
+            return 200, "application/x-amz-json-1.1", json.dumps(result).encode()
+        return 200, "text/xml", _query_response(service, operation, result).encode()
+
+    def _lookup_allowed(self, account: str, region: str) -> bool:
+        now = time.monotonic()
+        window = self.lookup_windows[(account, region)]
+        while window and now - window[0] >= 1.0:
+            window.popleft()
+        if len(window) >= LOOKUP_EVENTS_PER_SECOND:
+            return False
+        window.append(now)
+        self.max_lookup_per_second = max(self.max_lookup_per_second, len(window))
+        return True
+
+    def _error(self, service: str, target: str | None, status: int, code: str, message: str) -> tuple[int, str, bytes]:
+        if target:
+            return status, "application/x-amz-json-1.1", json.dumps({"__type": code, "message": message}).encode()
+        xml = (
+            f'<ErrorResponse xmlns="{XMLNS.get(service, "")}"><Error><Type>Sender</Type><Code>{code}</Code>'
+            f"<Message>{message}</Message></Error><RequestId>fake</RequestId></ErrorResponse>"
+        )
+        return status, "text/xml", xml.encode()
+
+    # -- Organizations (JSON 1.1) ------------------------------------------------------
+
+    def op_organizations_DescribeOrganization(self, account: str, params: dict) -> dict:
+        return {"Organization": {"Id": ORGANIZATION_ID, "MasterAccountId": MANAGEMENT_ID, "FeatureSet": "ALL"}}
+
+    def op_organizations_ListRoots(self, account: str, params: dict) -> dict:
+        return {"Roots": [{"Id": ROOT_ID, "Name": "Root", "Arn": f"arn:aws:organizations::{MANAGEMENT_ID}:root/{ORGANIZATION_ID}/{ROOT_ID}"}]}
+
+    def op_organizations_ListOrganizationalUnitsForParent(self, account: str, params: dict) -> dict:
+        ous = self.ous if params.get("ParentId") == ROOT_ID else []
+        return {"OrganizationalUnits": [{"Id": ou, "Name": f"OU {i}"} for i, ou in enumerate(ous)]}
+
+    def _page(self, items: list[str], params: dict) -> dict:
+        start = int(params.get("NextToken") or 0)
+        size = min(int(params.get("MaxResults") or PAGE_SIZE), PAGE_SIZE)
+        page = [{"Id": a, "Name": f"account-{a}", "Status": "ACTIVE", "State": "ACTIVE"} for a in items[start : start + size]]
+        result: dict = {"Accounts": page}
+        if start + size < len(items):
+            result["NextToken"] = str(start + size)
+        return result
+
+    def op_organizations_ListAccountsForParent(self, account: str, params: dict) -> dict:
+        return self._page(self.children.get(params.get("ParentId", ""), []), params)
+
+    def op_organizations_ListAccounts(self, account: str, params: dict) -> dict:
+        return self._page(self.ids, params)
+
+    # -- CloudTrail (JSON 1.1) -----------------------------------------------------------
+
+    def op_cloudtrail_LookupEvents(self, account: str, params: dict) -> dict:
+        return {"Events": []}
+
+    # -- STS (query) -------------------------------------------------------------------
+
+    def op_sts_GetCallerIdentity(self, account: str, params: dict) -> str:
+        return f"<Account>{account}</Account><Arn>arn:aws:iam::{account}:user/exporter</Arn><UserId>AIDAFAKE</UserId>"
+
+    def op_sts_AssumeRole(self, account: str, params: dict) -> str:
+        target = params.get("RoleArn", "").split(":")[4]
+        if target not in self._known:
+            raise _Error(403, "AccessDenied", f"not authorized to assume {params.get('RoleArn')}")
+        expiration = (datetime.now(timezone.utc) + timedelta(seconds=CREDENTIAL_SECONDS)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return (
+            f"<Credentials><AccessKeyId>{access_key_for(target)}</AccessKeyId><SecretAccessKey>secret</SecretAccessKey>"
+            f"<SessionToken>token</SessionToken><Expiration>{expiration}</Expiration></Credentials>"
+            f"<AssumedRoleUser><AssumedRoleId>AROAFAKE:s</AssumedRoleId><Arn>{params.get('RoleArn')}/s</Arn></AssumedRoleUser>"
+        )
+
+    @property
+    def _known(self) -> set[str]:
+        known = getattr(self, "_known_set", None)
+        if known is None:
+            known = self._known_set = set(self.ids)
+        return known
+
+    # -- IAM (query) -------------------------------------------------------------------
+
+    def op_iam_GetAccountSummary(self, account: str, params: dict) -> str:
+        p = expected_posture(account)
+        entries = {"AccountMFAEnabled": int(p["mfa_enabled"]), "AccountAccessKeysPresent": int(p["access_key"]), "AccountSigningCertificatesPresent": 0, "Users": 3}
+        body = "".join(f"<entry><key>{k}</key><value>{v}</value></entry>" for k, v in entries.items())
+        return f"<SummaryMap>{body}</SummaryMap>"
+
+    def op_iam_GenerateCredentialReport(self, account: str, params: dict) -> str:
+        return "<State>COMPLETE</State><Description>ready</Description>"
+
+    def op_iam_GetCredentialReport(self, account: str, params: dict) -> str:
+        p = expected_posture(account)
+        created = "2020-01-01T00:00:00+00:00"
+        key = "true" if p["access_key"] else "false"
+        row = (
+            f"<root_account>,arn:aws:iam::{account}:root,{created},not_supported,2024-05-01T10:00:00+00:00,"
+            f"not_supported,not_supported,{str(p['mfa_enabled']).lower()},{key},N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,"
+            "false,N/A,false,N/A"
+        )
+        content = base64.b64encode(f"{REPORT_HEADER}\n{row}\n".encode()).decode()
+        generated = self.report_generated.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"<Content>{content}</Content><ReportFormat>text/csv</ReportFormat><GeneratedTime>{generated}</GeneratedTime>"
+
+    def op_iam_ListVirtualMFADevices(self, account: str, params: dict) -> str:
+        members = ""
+        if expected_posture(account)["root_virtual_mfa"]:
+            members = (
+                f"<member><SerialNumber>arn:aws:iam::{account}:mfa/root-account-mfa-device</SerialNumber>"
+                f"<User><Path>/</Path><UserName>root</UserName><UserId>{account}</UserId>"
+                f"<Arn>arn:aws:iam::{account}:root</Arn><CreateDate>2020-01-01T00:00:00Z</CreateDate></User></member>"
+            )
+        return f"<VirtualMFADevices>{members}</VirtualMFADevices><IsTruncated>false</IsTruncated>"
+
+    def op_iam_ListOrganizationsFeatures(self, account: str, params: dict) -> str:
+        return f"<OrganizationId>{ORGANIZATION_ID}</OrganizationId><EnabledFeatures><member>RootCredentialsManagement</member></EnabledFeatures>"
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class _Error(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _query_response(service: str, operation: str, result: str) -> str:
+    return (
+        f'<{operation}Response xmlns="{XMLNS[service]}"><{operation}Result>{result}</{operation}Result>'
+        f"<ResponseMetadata><RequestId>fake</RequestId></ResponseMetadata></{operation}Response>"
+    )
+
+
+async def serve(fake: FakeAws, host: str, port: int) -> None:
+    server = await asyncio.start_server(fake.handle, host, port, backlog=4096, limit=1 << 20)
+    print(f"LISTENING {server.sockets[0].getsockname()[1]}", flush=True)
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    async with server:
+        await stop
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.fake_aws", description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=100)
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds per request (default 0.05)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    asyncio.run(serve(FakeAws(args.accounts, args.latency), args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

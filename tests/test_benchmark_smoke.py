@@ -1,0 +1,99 @@
+"""The benchmark at N = 100 as a smoke test: counts must be right; timings are not asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from benchmarks.fake_aws import access_key_for, account_ids
+from benchmarks.run import ASSUME_ROLE, POSTURE_OPERATIONS, REPO, FakeAwsProcess, measure, measure_baseline, measure_shards
+
+LATENCY = 0.005
+
+
+def test_every_account_collected_with_the_expected_requests() -> None:
+    result = measure(100, LATENCY)
+    assert result["accounts_collected"] == 100
+    assert result["accounts_failed"] == 0
+    # Cold and warm sweep: each posture operation exactly once per account.
+    assert result["accounts_with_unexpected_request_counts"] == 0
+    cold, warm = result["requests_by_operation"], result["warm_requests_by_operation"]
+    for operation in POSTURE_OPERATIONS:
+        assert cold[operation] == 100 and warm[operation] == 100
+    # One AssumeRole per member account; the warm sweep reuses the cached credentials.
+    assert cold[ASSUME_ROLE] == 99
+    assert ASSUME_ROLE not in warm
+    assert result["throttled_requests"] == 0
+    assert result["scrapes_during_sweep"] > 0 and result["scrape_errors"] == 0
+    assert result["metrics_bytes_plain"] > result["metrics_bytes_gzip"] > 0
+
+
+def test_two_shards_split_the_accounts() -> None:
+    result = measure_shards(100, LATENCY, 2)
+    assert result["all_accounts_covered"]
+    assert result["accounts_in_two_shards"] == 0
+    assert sum(result["collected_per_shard"]) == 100
+    assert all(n > 25 for n in result["accounts_per_shard"])
+
+
+def test_baseline_collects_every_account() -> None:
+    result = measure_baseline(10, 0.0)
+    assert result["accounts"] == result["collected"] == 10
+    # ListAccounts, GetCallerIdentity, then AssumeRole (members) and three IAM reads each.
+    assert result["requests_per_account"] == pytest.approx((2 + 9 + 30) / 10)
+
+
+def test_fake_lookup_events_allows_two_per_second_per_account_and_region() -> None:
+    fake = FakeAwsProcess(3, 0.0)
+    try:
+        member = account_ids(3)[1]
+        client = boto3.client(
+            "cloudtrail",
+            region_name="eu-west-1",
+            endpoint_url=fake.url,
+            aws_access_key_id=access_key_for(member),
+            aws_secret_access_key="secret",
+            aws_session_token="token",
+            config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+        )
+        client.lookup_events()  # loads the model before the burst
+        outcomes = []
+        for _ in range(6):
+            try:
+                client.lookup_events(LookupAttributes=[{"AttributeKey": "Username", "AttributeValue": "root"}])
+                outcomes.append("ok")
+            except ClientError as exc:
+                outcomes.append(exc.response["Error"]["Code"])
+        stats = fake.stats()
+    finally:
+        fake.stop()
+    # The warm-up call counts too: the burst has at most one more before the limit.
+    assert outcomes[0] == "ok"
+    assert "ThrottlingException" in outcomes
+    assert stats["max_lookup_events_per_second"] == 2
+    assert stats["throttled"]["cloudtrail:LookupEvents"] == outcomes.count("ThrottlingException")
+    assert stats["by_account"][member]["cloudtrail:LookupEvents"] == 7
+
+
+def test_command_writes_every_figure(tmp_path) -> None:
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--accounts", "20", "--latency", "0.001", "--baseline-accounts", "5", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    row = data["results"][0]
+    for key in (
+        "sweep_seconds", "sweep_cpu_seconds", "baseline_sweep_seconds", "scrape_median_ms",
+        "scrape_p99_ms", "peak_rss_mb", "requests_per_account_hour", "speedup_vs_baseline",
+    ):
+        assert key in row
+    assert data["shards"][0]["all_accounts_covered"]
+    assert "speed-up vs baseline" in result.stdout
