@@ -50,6 +50,16 @@ STALE_MARGIN_SECONDS = 300
 # AwsRootExporterDown: the scrape target has been down or missing this long.
 EXPORTER_DOWN_FOR = "5m"
 
+# AwsRootScpFenceLost: a member account whose aws_root_scp_fence{state="fenced"} was 1 at
+# some point in this window and is 0 now. It bounds how long the alert stays firing after
+# the loss when nobody restores the fence (the not-fenced count and table of the overview
+# dashboard keep showing the account); it must cover at least two posture sweeps.
+SCP_FENCE_LOST_WINDOW = "1d"
+
+# AwsRootScpNotEnforced: the SERVICE_CONTROL_POLICY type has been disabled this long
+# (a PENDING_ENABLE / PENDING_DISABLE transition also reads as not enabled).
+SCP_NOT_ENFORCED_FOR = "15m"
+
 # Detection delay recording rules: quantiles and the window they are computed over. Root
 # events are rare, so a short window would mostly yield no data.
 DELAY_QUANTILES = [0.5, 0.9, 0.99]
@@ -59,6 +69,7 @@ DELAY_WINDOW = "1d"
 TARGET_ROOT_LOGINS_PER_QUARTER = 0
 TARGET_TIME_TO_ALERT_SECONDS = 300
 TARGET_MFA_ADOPTION_RATIO = 1.0
+TARGET_SCP_FENCED_RATIO = 1.0
 
 
 def selector(*matchers: str) -> str:

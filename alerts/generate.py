@@ -155,6 +155,7 @@ def recording_rules() -> list[dict]:
             "expr": f"sum by (control) (1 - {compliant})",
         },
     ]
+    rules += scp_recording_rules()
     buckets = f"sum by (source, le) (rate({m('aws_root_event_delay_seconds_bucket')}[{c.DELAY_WINDOW}]))"
     for q in c.DELAY_QUANTILES:
         rules.append(
@@ -174,6 +175,36 @@ def recording_rules() -> list[dict]:
         }
     )
     return rules
+
+
+FENCE = "account_id_state:aws_root_scp_fence:max"
+# Member accounts with a fence state: every account whose not_applicable series is 0
+# (the management account has not_applicable 1; SCPs never apply to it).
+MEMBER = f'{FENCE}{{state="not_applicable"}} == 0'
+
+
+def scp_recording_rules() -> list[dict]:
+    """SCP root fence KPIs. `unknown` (a policy could not be read, or the account was not
+    seen by the last successful check) counts as not fenced, never as fenced."""
+    return [
+        {
+            "record": FENCE,
+            "expr": f"max by (account_id, state) ({m('aws_root_scp_fence')})",
+        },
+        {
+            "record": "org:aws_root_scp_member_accounts:count",
+            "expr": f"count({MEMBER})",
+        },
+        {
+            "record": "org:aws_root_scp_fenced:ratio",
+            "expr": f'sum({FENCE}{{state="fenced"}} and on (account_id) {MEMBER})\n'
+            "/ on () group_left ()\norg:aws_root_scp_member_accounts:count",
+        },
+        {
+            "record": "org:aws_root_scp_not_fenced:count",
+            "expr": f'sum(1 - ({FENCE}{{state="fenced"}} and on (account_id) {MEMBER}))',
+        },
+    ]
 
 
 # --- alerts ---------------------------------------------------------------------------
@@ -381,6 +412,58 @@ def exporter_alerts() -> list[dict]:
     ]
 
 
+# The account's current fence state (the one state series at 1) and the policy that
+# fenced it last (aws_root_scp_fence_info keeps the policy id out of aws_root_scp_fence).
+FENCE_STATE = (
+    "{{ with printf `max by (state) ("
+    + m("aws_root_scp_fence", 'account_id="%s"')
+    + " == 1)` $labels.account_id | query }}{{ with . | first }}"
+    " It is now {{ .Labels.state }}.{{ end }}{{ else }} Its current state is not reported.{{ end }}"
+)
+LAST_FENCE_POLICY = (
+    "{{ with printf `max by (policy_id) (last_over_time("
+    + m("aws_root_scp_fence_info", 'account_id="%s"', 'policy_id!=""')
+    + f"[{c.SCP_FENCE_LOST_WINDOW}]))` $labels.account_id | query }}}}{{{{ with . | first }}}}"
+    " It was fenced by {{ .Labels.policy_id }}.{{ end }}{{ end }}"
+)
+
+
+def scp_alerts() -> list[dict]:
+    fenced = m("aws_root_scp_fence", 'state="fenced"')
+    management = m("aws_root_scp_fence", 'state="not_applicable"')
+    w = c.SCP_FENCE_LOST_WINDOW
+    lost = (
+        f"max by (account_id) (max_over_time({fenced}[{w}])) == 1\n"
+        f"  and on (account_id)\n  max by (account_id) ({fenced}) == 0\n"
+        f"  unless on (account_id)\n  max by (account_id) ({management}) == 1"
+    )
+    return [
+        # No `for:`: the fence state is refreshed once per posture sweep, and a detach is
+        # worth a ticket even when the fence comes back at the next sweep.
+        alert(
+            "AwsRootScpFenceLost",
+            with_account_names(lost),
+            "warning",
+            "A member account's root user is no longer fenced by an SCP.",
+            f"The root user of account {ACCOUNT} was fenced by an SCP in the last {w}"
+            " and is not any more: its root can call AWS APIs again."
+            + FENCE_STATE + LAST_FENCE_POLICY,
+        ),
+        alert(
+            "AwsRootScpNotEnforced",
+            f"max by (job) ({m('aws_root_scp_policy_type_enabled')}) == 0",
+            "warning",
+            "Service control policies are not enforced in the organization.",
+            "The SERVICE_CONTROL_POLICY type is not enabled on the organization root"
+            " ({{ $labels.job }}): no SCP is enforced, so no member account's root user is"
+            " fenced."
+            "{{ with query `org:aws_root_scp_not_fenced:count` }}{{ with . | first }}"
+            ' Member accounts not fenced: {{ .Value | printf "%.0f" }}.{{ end }}{{ end }}',
+            for_=c.SCP_NOT_ENFORCED_FOR,
+        ),
+    ]
+
+
 def rules() -> dict:
     interval = c.EVALUATION_INTERVAL
     return {
@@ -388,6 +471,7 @@ def rules() -> dict:
             {"name": "aws-root-exporter.rules", "interval": interval, "rules": recording_rules()},
             {"name": "aws-root-activity", "interval": interval, "rules": activity_alerts()},
             {"name": "aws-root-posture", "interval": interval, "rules": posture_alerts()},
+            {"name": "aws-root-scp", "interval": interval, "rules": scp_alerts()},
             {"name": "aws-root-exporter", "interval": interval, "rules": exporter_alerts()},
         ]
     }

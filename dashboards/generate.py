@@ -312,6 +312,25 @@ def control_ratio(control):
     )
 
 
+def scp_member(state):
+    """Per selected member account, the SCP fence state series (1 = the account's current
+    state). Member accounts: not_applicable is 0 (the management account has 1)."""
+    return (
+        f"max by (account_id) ({m('aws_root_scp_fence', eq('state', state), ACCOUNT)})\n"
+        f"and on (account_id)\n"
+        f"max by (account_id) ({m('aws_root_scp_fence', eq('state', 'not_applicable'), ACCOUNT)}) == 0"
+    )
+
+
+def scp_fenced_ratio():
+    """Share of the selected member accounts whose root is fenced by an SCP; `unknown`
+    counts as not fenced."""
+    return (
+        f"sum(\n{scp_member('fenced')}\n)\n/\n"
+        f"count(max by (account_id) ({m('aws_root_scp_fence', eq('state', 'not_applicable'), ACCOUNT)}) == 0)"
+    )
+
+
 def increase_by(metric_name, by, *matchers, window="$__rate_interval"):
     """Events counted in the window, as the alerts count them (alerts/generate.py): a counter
     series that appeared during the window (fewer samples than the target's build_info)
@@ -339,6 +358,7 @@ MEAN_DELAY_RANGE = (
 
 TIME_TO_ALERT_STEPS = thresholds((None, "green"), (c.TARGET_TIME_TO_ALERT_SECONDS, "red"))
 RATIO_STEPS = thresholds((None, "red"), (c.TARGET_MFA_ADOPTION_RATIO, "green"))
+SCP_RATIO_STEPS = thresholds((None, "red"), (c.TARGET_SCP_FENCED_RATIO, "green"))
 ZERO_TARGET_STEPS = thresholds((None, "green"), (c.TARGET_ROOT_LOGINS_PER_QUARTER + 1, "red"))
 
 
@@ -369,6 +389,10 @@ def overview():
     )
     logins_90d = with_account_names(
         f"max by (account_id) ({m('aws_root_console_logins_90d', ACCOUNT)}) > 0"
+    )
+    not_fenced_states = 'state=~"not_fenced|unknown"'
+    not_fenced = with_account_names(
+        f"max by (account_id, state) ({m('aws_root_scp_fence', not_fenced_states, ACCOUNT)}) == 1"
     )
     rows = [
         [
@@ -419,6 +443,24 @@ def overview():
                    overrides=ACCOUNT_LINK), 10, 9),
         ],
         [
+            (stat("Root fenced by SCP", scp_fenced_ratio(),
+                  f"KPI, target {c.TARGET_SCP_FENCED_RATIO:.0%}. Share of the selected member "
+                  "accounts whose root user is denied by a service control policy "
+                  "(aws_root_scp_fence, docs/scp.md). The management account is not counted "
+                  "(SCPs never apply to it); an account whose fence is unknown counts as not "
+                  "fenced. AwsRootScpFenceLost fires when a member account loses its fence.",
+                  unit="percentunit", steps=SCP_RATIO_STEPS, min=0, max=1, decimals=1), 4, 7),
+            (table("Member accounts whose root is not fenced by an SCP",
+                   [(not_fenced, "")],
+                   "Member accounts whose root user no SCP certainly denies: not_fenced (no "
+                   "applicable root deny, only conditional ones, or SCPs not enforced) or "
+                   "unknown (a policy that may apply could not be read). Why: "
+                   "`aws-root-exporter audit` (FENCE column) or the exporter's log.",
+                   rename={"account_name": "Account", "ou_name": "OU",
+                           "state": "Root fenced by SCP"},
+                   overrides=ACCOUNT_LINK), 20, 7),
+        ],
+        [
             (timeseries("Root activity by category", activity_specs(),
                         "Root records per interval: console logins by outcome, API calls by "
                         "category (outside and inside approved break-glass windows), other "
@@ -449,7 +491,7 @@ def overview():
         "aws-root-overview",
         "AWS root: organization overview",
         "Root user KPIs across the AWS Organization: root logins this quarter, time to alert, "
-        "root MFA adoption, and the accounts that fail a root control.",
+        "root MFA adoption, root fenced by SCP, and the accounts that fail a root control.",
         rows,
     )
 

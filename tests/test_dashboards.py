@@ -170,6 +170,15 @@ def test_overview_kpis_against_targets():
     assert mfa["fieldConfig"]["defaults"]["unit"] == "percentunit"
     assert steps(mfa["title"]) == [(None, "red"), (config.TARGET_MFA_ADOPTION_RATIO, "green")]
 
+    fence = panels["Root fenced by SCP"]
+    assert fence["type"] == "stat"
+    assert 'state="fenced"' in fence["targets"][0]["expr"]
+    assert 'state="not_applicable"' in fence["targets"][0]["expr"]  # members only
+    assert fence["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert steps(fence["title"]) == [(None, "red"), (config.TARGET_SCP_FENCED_RATIO, "green")]
+    not_fenced = panels["Member accounts whose root is not fenced by an SCP"]
+    assert 'state=~"not_fenced|unknown"' in not_fenced["targets"][0]["expr"]
+
     for title in ("Hardware root MFA", "Accounts with root access keys",
                   "Accounts failing a root control", "Root activity by category"):
         assert title in panels
@@ -397,6 +406,16 @@ def test_rules_evaluate_without_error_on_prometheus(prometheus):
     assert _query(prometheus, "org:aws_root_mfa_adoption:ratio")["data"]["result"][0]["value"][1] \
         == str(1 / 3)
     assert _query(prometheus, "org:aws_root_accounts_with_access_keys:count")["data"]["result"][0]["value"][1] == "1"
+    # SCP fence: 111111111111 fenced, 333333333333 not, 222222222222 is the management
+    # account (not a member account).
+    assert _query(prometheus, "org:aws_root_scp_fenced:ratio")["data"]["result"][0]["value"][1] == "0.5"
+    assert _query(prometheus, "org:aws_root_scp_not_fenced:count")["data"]["result"][0]["value"][1] == "1"
+    fence_kpi = {t: e for _, t, e in QUERIES}["Root fenced by SCP"]
+    assert _query(prometheus, fence_kpi)["data"]["result"][0]["value"][1] == "0.5"
+    rows = _query(prometheus, {t: e for _, t, e in QUERIES}[
+        "Member accounts whose root is not fenced by an SCP"])["data"]["result"]
+    assert [(r["metric"]["account_id"], r["metric"]["account_name"], r["metric"]["state"])
+            for r in rows] == [("333333333333", "sandbox", "not_fenced")]
 
 
 def test_alerts_on_prometheus_have_expanded_annotations(prometheus):
