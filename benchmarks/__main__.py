@@ -1,8 +1,11 @@
 """`python -m benchmarks`: the exporter at organization scale against a fast fake AWS.
 
 For each account count: a full posture sweep (wall, CPU, requests per account, throttling),
-/metrics scraped throughout a second sweep (median, p99, size plain and gzip), the
-exporter's peak memory and its AWS requests per account per hour at the default settings;
+/metrics scraped throughout a second sweep (median, p99, size plain and gzip), one
+LookupEvents poll cycle over every account without and with new root events (wall, CPU,
+requests, throttling, the most requests in any one-second window per account and region),
+the delay from an EventBridge event put on SQS to /metrics, the exporter's peak memory and
+its AWS requests per account per hour at the default settings;
 then a sequential boto3 baseline at --baseline-accounts, extrapolated linearly to every
 count, and --shards exporter processes splitting the largest organization. See
 docs/performance.md.
@@ -58,7 +61,15 @@ def table(results: dict) -> str:
         ("scrape right after / 3 s after a sweep ms", lambda r: f"{_fmt(r['scrape_right_after_sweep_ms'], 1)} / {_fmt(r['scrape_3s_after_sweep_ms'], 1)}"),
         ("/metrics KiB plain / gzip", lambda r: f"{_fmt(r['metrics_bytes_plain'] / 1024, 0)} / {_fmt(r['metrics_bytes_gzip'] / 1024, 0)}"),
         ("peak_rss_mb", lambda r: _fmt(r["peak_rss_mb"], 1)),
+        ("activity_poll_seconds (cpu), no events", lambda r: f"{_fmt(r['activity_poll_seconds'], 2)} ({_fmt(r['activity_poll_cpu_seconds'], 2)})"),
+        ("activity_poll_events_seconds (cpu)", lambda r: f"{_fmt(r['activity_poll_events_seconds'], 2)} ({_fmt(r['activity_poll_events_cpu_seconds'], 2)})"),
+        ("LookupEvents requests per account", lambda r: _fmt(r["lookup_requests_per_account"], 2)),
+        ("LookupEvents throttled", lambda r: str(r["lookup_throttled_requests"])),
+        ("lookup_max_per_second (account+region)", lambda r: str(r["lookup_max_per_second"])),
+        ("root logins counted from one poll", lambda r: f"{r['lookup_logins_counted']:,.0f}"),
+        ("sqs_to_metrics_ms median / max", lambda r: f"{_fmt(r['sqs_to_metrics_ms'], 1)} / {_fmt(r['sqs_to_metrics_max_ms'], 1)}"),
         ("requests_per_account_hour", lambda r: _fmt(r["requests_per_account_hour"], 1)),
+        ("  of which LookupEvents", lambda r: _fmt(r["lookup_requests_per_account_hour"], 1)),
         ("machine load average (1 min)", lambda r: _fmt(r["load_average"], 2)),
     ]
     per_n = results["results"]

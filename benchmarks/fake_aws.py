@@ -13,6 +13,11 @@ so the server spends its time on HTTP, not on state.
 - Every request waits `latency` seconds, then is counted by operation and account.
 - `LookupEvents` allows 2 requests per second per account and region (a one-second
   sliding window, like AWS's documented limit) and answers `ThrottlingException` beyond.
+  It answers no events, or, after `POST /__lookup_events?records=1`, one root console sign-in
+  per account (the same event id on every poll, as CloudTrail would).
+- SQS (JSON 1.0, `AmazonSQS.*`): one in-memory queue for any queue URL. `POST /__sqs_send`
+  with a message body enqueues it; `ReceiveMessage` long-polls (answers as soon as a message
+  is there, or after `WaitTimeSeconds`); `DeleteMessageBatch` removes messages.
 
 Run: `python -m benchmarks.fake_aws --accounts 1000 --latency 0.05`; it prints
 `LISTENING <port>`. `GET /__stats` returns the counts as JSON, `POST /__reset` clears them.
@@ -29,7 +34,10 @@ import resource
 import signal
 import time
 from datetime import datetime, timedelta, timezone
+import uuid
 from urllib.parse import parse_qsl
+
+from exporter.sandbox.records import make_record
 
 MANAGEMENT_ID = "100000000000"
 ORGANIZATION_ID = "o-benchmark01"
@@ -37,6 +45,7 @@ ROOT_ID = "r-bench"
 PAGE_SIZE = 20  # Organizations' maximum page size for ListAccountsForParent
 LOOKUP_EVENTS_PER_SECOND = 2
 CREDENTIAL_SECONDS = 3600
+VISIBILITY_TIMEOUT = 30.0  # seconds a received message stays hidden, as SQS's default
 
 XMLNS = {"iam": "https://iam.amazonaws.com/doc/2010-05-08/", "sts": "https://sts.amazonaws.com/doc/2011-06-15/"}
 REPORT_HEADER = (
@@ -83,6 +92,9 @@ class FakeAws:
             self.children[ou] = []
         for i, account in enumerate(self.ids[1:]):
             self.children[self.ous[i % len(self.ous)] if self.ous else ROOT_ID].append(account)
+        self.lookup_records = False
+        self.queue: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        self.queue_changed = asyncio.Event()
         self.reset()
 
     def reset(self) -> None:
@@ -148,6 +160,14 @@ class FakeAws:
         if path.startswith("/__reset"):
             self.reset()
             return 200, "application/json", b"{}"
+        if path.startswith("/__lookup_events"):
+            self.lookup_records = "records=1" in path
+            return 200, "application/json", b"{}"
+        if path.startswith("/__sqs_send"):
+            message_id = str(uuid.uuid4())
+            self.queue[message_id] = {"MessageId": message_id, "ReceiptHandle": message_id, "Body": body.decode(), "receives": 0, "visible_at": 0.0}
+            self.queue_changed.set()
+            return 200, "application/json", json.dumps({"MessageId": message_id}).encode()
         auth = headers.get("authorization", "")
         try:
             scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
@@ -181,10 +201,12 @@ class FakeAws:
             return self._error(service, target, 400, "InvalidAction", f"{name} is not implemented by the fake")
         try:
             result = handler(account, params)
+            if asyncio.iscoroutine(result):
+                result = await result
         except _Error as exc:
             return self._error(service, target, exc.status, exc.code, exc.message)
         if target:
-            return 200, "application/x-amz-json-1.1", json.dumps(result).encode()
+            return 200, _json_type(service), json.dumps(result).encode()
         return 200, "text/xml", _query_response(service, operation, result).encode()
 
     def _lookup_allowed(self, account: str, region: str) -> bool:
@@ -200,7 +222,7 @@ class FakeAws:
 
     def _error(self, service: str, target: str | None, status: int, code: str, message: str) -> tuple[int, str, bytes]:
         if target:
-            return status, "application/x-amz-json-1.1", json.dumps({"__type": code, "message": message}).encode()
+            return status, _json_type(service), json.dumps({"__type": code, "message": message}).encode()
         xml = (
             f'<ErrorResponse xmlns="{XMLNS.get(service, "")}"><Error><Type>Sender</Type><Code>{code}</Code>'
             f"<Message>{message}</Message></Error><RequestId>fake</RequestId></ErrorResponse>"
@@ -237,7 +259,54 @@ class FakeAws:
     # -- CloudTrail (JSON 1.1) -----------------------------------------------------------
 
     def op_cloudtrail_LookupEvents(self, account: str, params: dict) -> dict:
-        return {"Events": []}
+        attributes = params.get("LookupAttributes") or [{}]
+        if not self.lookup_records or attributes[0].get("AttributeKey") != "Username":
+            return {"Events": []}
+        when = datetime.now(timezone.utc) - timedelta(seconds=30)
+        record = make_record("console-login", account, when=when, event_id=f"bench-login-{account}")
+        return {
+            "Events": [
+                {
+                    "EventId": record["eventID"],
+                    "EventName": record["eventName"],
+                    "EventTime": when.timestamp(),
+                    "Username": "root",
+                    "CloudTrailEvent": json.dumps(record),
+                }
+            ]
+        }
+
+    # -- SQS (JSON 1.0) ------------------------------------------------------------------
+
+    async def op_sqs_ReceiveMessage(self, account: str, params: dict) -> dict:
+        deadline = time.monotonic() + float(params.get("WaitTimeSeconds") or 0)
+        while not (visible := [m for m in self.queue.values() if m["visible_at"] <= time.monotonic()]):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return {}
+            self.queue_changed.clear()
+            try:
+                await asyncio.wait_for(self.queue_changed.wait(), remaining)
+            except TimeoutError:
+                return {}
+        messages = []
+        for message in visible[: int(params.get("MaxNumberOfMessages") or 1)]:
+            message["receives"] += 1
+            message["visible_at"] = time.monotonic() + VISIBILITY_TIMEOUT
+            messages.append(
+                {
+                    "MessageId": message["MessageId"],
+                    "ReceiptHandle": message["ReceiptHandle"],
+                    "Body": message["Body"],
+                    "Attributes": {"ApproximateReceiveCount": str(message["receives"])},
+                }
+            )
+        return {"Messages": messages}
+
+    def op_sqs_DeleteMessageBatch(self, account: str, params: dict) -> dict:
+        for entry in params.get("Entries", []):
+            self.queue.pop(entry["ReceiptHandle"], None)
+        return {"Successful": [{"Id": e["Id"]} for e in params.get("Entries", [])], "Failed": []}
 
     # -- STS (query) -------------------------------------------------------------------
 
@@ -298,6 +367,10 @@ class FakeAws:
 
     def op_iam_ListOrganizationsFeatures(self, account: str, params: dict) -> str:
         return f"<OrganizationId>{ORGANIZATION_ID}</OrganizationId><EnabledFeatures><member>RootCredentialsManagement</member></EnabledFeatures>"
+
+
+def _json_type(service: str) -> str:
+    return "application/x-amz-json-1.0" if service == "sqs" else "application/x-amz-json-1.1"
 
 
 def _cpu_seconds() -> float:

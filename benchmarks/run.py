@@ -21,6 +21,10 @@ from exporter.settings import ENV_PREFIX, Settings
 # The posture calls one account costs in one sweep, and AssumeRole when its credentials expire.
 POSTURE_OPERATIONS = ("iam:GetAccountSummary", "iam:GetCredentialReport", "iam:ListVirtualMFADevices")
 ASSUME_ROLE = "sts:AssumeRole"
+LOOKUP_EVENTS = "cloudtrail:LookupEvents"
+# The EventBridge queue the exporter long-polls in the fake (any 12-digit account, any name).
+QUEUE_URL_PATH = "/100000000000/bench-root-events"
+SQS_SAMPLES = 5
 # Subprocesses run `-m benchmarks.*` from the checkout, whatever the caller's directory.
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,6 +72,15 @@ class FakeAwsProcess:
     def reset(self) -> None:
         self._get("/__reset", "POST")
 
+    def lookup_records(self, on: bool) -> None:
+        """LookupEvents answers one root console sign-in per account (on) or nothing (off)."""
+        self._get(f"/__lookup_events?records={int(on)}", "POST")
+
+    def sqs_send(self, body: str) -> None:
+        request = urllib.request.Request(self.url + "/__sqs_send", method="POST", data=body.encode())
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -114,6 +127,18 @@ class ExporterProcess:
     def sweep(self) -> dict[str, Any]:
         self.start_sweep()
         return self.finish_sweep()
+
+    def poll(self) -> dict[str, Any]:
+        """One timed LookupEvents pass over every account (after a sweep)."""
+        self.proc.stdin.write("poll\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def start_sqs(self) -> None:
+        """Start the EventBridge SQS loop (needs eventbridge_queue_url)."""
+        self.proc.stdin.write("sqs\n")
+        self.proc.stdin.flush()
+        self._read()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -195,20 +220,101 @@ def per_account_counts(stats: dict[str, Any], operations: tuple[str, ...]) -> di
     return {aid: {op: counts.get(op, 0) for op in operations} for aid, counts in stats["by_account"].items()}
 
 
-def requests_per_account_hour(warm_requests_per_account: float) -> dict[str, float]:
+def requests_per_account_hour(warm_requests_per_account: float, lookup_requests_per_account: float = 0.0) -> dict[str, float]:
     """AWS requests per account per hour at the default settings, from one measured warm sweep.
 
     Per hour: 3600 / posture_interval_seconds sweeps (each as measured), plus one AssumeRole
     per account when its one-hour credentials run out, plus a `GenerateCredentialReport` and a
     second `GetCredentialReport` each time the cached report passes
-    credential_report_max_age_seconds.
+    credential_report_max_age_seconds; plus 3600 / lookup_events_interval_seconds LookupEvents
+    polls, each costing what one measured poll cycle cost (one request per account and
+    default region when nothing new happened).
     """
     defaults = Settings.model_fields
     interval = defaults["posture_interval_seconds"].default
     report_age = defaults["credential_report_max_age_seconds"].default
     sweeps = 3600 / interval
-    total = sweeps * warm_requests_per_account + 1 + 2 * 3600 / report_age
-    return {"sweeps_per_hour": sweeps, "requests_per_account_hour": total}
+    polls = 3600 / defaults["lookup_events_interval_seconds"].default if defaults["lookup_events_enabled"].default else 0.0
+    lookup = polls * lookup_requests_per_account
+    total = sweeps * warm_requests_per_account + 1 + 2 * 3600 / report_age + lookup
+    return {
+        "sweeps_per_hour": sweeps,
+        "lookup_polls_per_hour": polls,
+        "lookup_requests_per_account_hour": lookup,
+        "requests_per_account_hour": total,
+    }
+
+
+def posture_total(stats: dict[str, Any]) -> int:
+    """Requests of a posture sweep: everything but the EventBridge queue's long polls."""
+    return sum(n for op, n in stats["requests"].items() if not op.startswith("sqs:"))
+
+
+def console_logins(conn: http.client.HTTPConnection) -> float:
+    """The sum of every `aws_root_console_logins_total` series in /metrics."""
+    conn.request("GET", "/metrics")
+    response = conn.getresponse()
+    body = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith("aws_root_console_logins_total{"))
+
+
+def measure_activity(fake: FakeAwsProcess, exporter: ExporterProcess, member_ids: set[str], management_id: str) -> dict[str, Any]:
+    """One LookupEvents poll cycle with nothing new, then one with a root sign-in per account."""
+    out: dict[str, Any] = {}
+    conn = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=60)
+    try:
+        for label, records in (("empty", False), ("events", True)):
+            time.sleep(1.1)  # the fake's one-second windows start empty
+            fake.lookup_records(records)
+            fake.reset()
+            logins_before = console_logins(conn)
+            poll = exporter.poll()
+            stats = fake.stats()
+            counts = {aid: stats["by_account"].get(aid, {}).get(LOOKUP_EVENTS, 0) for aid in member_ids}
+            # One request per account and region; the management account also looks up AssumeRoot.
+            expected = {aid: 2 if aid == management_id else 1 for aid in member_ids}
+            out[label] = {
+                "wall": poll["wall"],
+                "cpu": poll["cpu"],
+                "accounts_polled": poll["accounts"],
+                "accounts_failed": poll["failed"],
+                "lookup_requests": stats["requests"].get(LOOKUP_EVENTS, 0),
+                "other_requests": {op: n for op, n in stats["requests"].items() if op != LOOKUP_EVENTS and not op.startswith("sqs:")},
+                "accounts_with_unexpected_lookup_counts": sum(1 for aid in member_ids if counts[aid] != expected[aid]),
+                "throttled": sum(stats["throttled"].values()),
+                "max_per_second": stats["max_lookup_events_per_second"],
+                "logins_counted": console_logins(conn) - logins_before,
+            }
+        fake.lookup_records(False)
+    finally:
+        conn.close()
+    return out
+
+
+def measure_sqs(fake: FakeAwsProcess, exporter: ExporterProcess, account_id: str, samples: int = SQS_SAMPLES) -> list[float]:
+    """Milliseconds from putting one EventBridge sign-in event on the queue to
+    `aws_root_console_logins_total` moving in /metrics (polled every 5 ms)."""
+    from exporter.sandbox.records import eventbridge_envelope, make_record
+
+    exporter.start_sqs()
+    conn = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=60)
+    time.sleep(1.5)  # the loop is up and long-polling
+    delays = []
+    try:
+        for _ in range(samples):
+            before = console_logins(conn)
+            body = json.dumps(eventbridge_envelope(make_record("console-login", account_id)))
+            started = time.perf_counter()
+            fake.sqs_send(body)
+            while console_logins(conn) <= before:
+                if time.perf_counter() - started > 30:
+                    raise RuntimeError("the EventBridge event never reached /metrics")
+                time.sleep(0.005)
+            delays.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.3)  # the next event arrives while the exporter is long-polling again
+    finally:
+        conn.close()
+    return delays
 
 
 def measure(accounts: int, latency: float, scrape_interval: float = 0.05) -> dict[str, Any]:
@@ -216,7 +322,7 @@ def measure(accounts: int, latency: float, scrape_interval: float = 0.05) -> dic
     fake = FakeAwsProcess(accounts, latency)
     exporter = None
     try:
-        exporter = ExporterProcess(fake.url)
+        exporter = ExporterProcess(fake.url, eventbridge_queue_url=fake.url + QUEUE_URL_PATH, sqs_wait_seconds=1)
         conn = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=60)
         before = Scraper(exporter.port)
         before.scrape("gzip", conn)  # as Prometheus would, before the first sweep completes
@@ -233,14 +339,40 @@ def measure(accounts: int, latency: float, scrape_interval: float = 0.05) -> dic
         with Scraper(exporter.port, interval=scrape_interval) as scraper:
             warm = exporter.sweep()
         warm_stats = fake.stats()
+        ids = cold["account_ids"]
+        activity = measure_activity(fake, exporter, set(ids), ids[0])
+        sqs = measure_sqs(fake, exporter, ids[-1])
     finally:
         if exporter is not None:
             exporter.stop()
         fake.stop()
-    return summarize(accounts, cold, cold_stats, warm, warm_stats, scraper, after)
+    result = summarize(accounts, cold, cold_stats, warm, warm_stats, scraper, after, activity["empty"]["lookup_requests"] / accounts)
+    empty, events = activity["empty"], activity["events"]
+    result.update(
+        {
+            "activity_poll_seconds": empty["wall"],
+            "activity_poll_cpu_seconds": empty["cpu"],
+            "activity_poll_events_seconds": events["wall"],
+            "activity_poll_events_cpu_seconds": events["cpu"],
+            "activity_accounts_polled": empty["accounts_polled"],
+            "activity_accounts_failed": empty["accounts_failed"] + events["accounts_failed"],
+            "lookup_requests_per_account": empty["lookup_requests"] / accounts,
+            "lookup_events_requests_per_account": events["lookup_requests"] / accounts,
+            "lookup_other_requests": {**empty["other_requests"], **events["other_requests"]},
+            "accounts_with_unexpected_lookup_counts": empty["accounts_with_unexpected_lookup_counts"] + events["accounts_with_unexpected_lookup_counts"],
+            "lookup_throttled_requests": empty["throttled"] + events["throttled"],
+            "lookup_max_per_second": max(empty["max_per_second"], events["max_per_second"]),
+            "lookup_logins_counted": events["logins_counted"],
+            "lookup_logins_counted_without_events": empty["logins_counted"],
+            "sqs_to_metrics_ms": statistics.median(sqs),
+            "sqs_to_metrics_max_ms": max(sqs),
+            "sqs_to_metrics_samples_ms": sqs,
+        }
+    )
+    return result
 
 
-def summarize(accounts, cold, cold_stats, warm, warm_stats, scraper, after) -> dict[str, Any]:
+def summarize(accounts, cold, cold_stats, warm, warm_stats, scraper, after, lookup_requests_per_account=0.0) -> dict[str, Any]:
     member_ids = set(cold["account_ids"])
     cold_counts = per_account_counts(cold_stats, POSTURE_OPERATIONS + (ASSUME_ROLE,))
     warm_counts = per_account_counts(warm_stats, POSTURE_OPERATIONS + (ASSUME_ROLE,))
@@ -251,10 +383,10 @@ def summarize(accounts, cold, cold_stats, warm, warm_stats, scraper, after) -> d
         if {op: cold_counts.get(aid, {}).get(op, 0) for op in POSTURE_OPERATIONS} != expected_cold
         or {op: warm_counts.get(aid, {}).get(op, 0) for op in POSTURE_OPERATIONS} != expected_cold
     ]
-    cold_total = sum(cold_stats["requests"].values())
-    warm_total = sum(warm_stats["requests"].values())
+    cold_total = posture_total(cold_stats)
+    warm_total = posture_total(warm_stats)
     everything = scraper.samples["plain"] + scraper.samples["gzip"]
-    hourly = requests_per_account_hour(warm_total / accounts)
+    hourly = requests_per_account_hour(warm_total / accounts, lookup_requests_per_account)
     return {
         "accounts": accounts,
         "accounts_collected": cold["collected"],
@@ -266,8 +398,8 @@ def summarize(accounts, cold, cold_stats, warm, warm_stats, scraper, after) -> d
         "warm_sweep_cpu_seconds": warm["cpu"],
         "requests_per_account": cold_total / accounts,
         "warm_requests_per_account": warm_total / accounts,
-        "requests_by_operation": cold_stats["requests"],
-        "warm_requests_by_operation": warm_stats["requests"],
+        "requests_by_operation": {op: n for op, n in cold_stats["requests"].items() if not op.startswith("sqs:")},
+        "warm_requests_by_operation": {op: n for op, n in warm_stats["requests"].items() if not op.startswith("sqs:")},
         "throttled_requests": sum(cold_stats["throttled"].values()) + sum(warm_stats["throttled"].values()),
         "max_lookup_events_per_second_per_account_region": max(
             cold_stats["max_lookup_events_per_second"], warm_stats["max_lookup_events_per_second"]

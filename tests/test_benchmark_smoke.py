@@ -32,6 +32,23 @@ def test_every_account_collected_with_the_expected_requests() -> None:
     assert result["throttled_requests"] == 0
     assert result["scrapes_during_sweep"] > 0 and result["scrape_errors"] == 0
     assert result["metrics_bytes_plain"] > result["metrics_bytes_gzip"] > 0
+    # One LookupEvents poll cycle, without and with a root sign-in per account: one request
+    # per account (default region us-east-1), two for the management account (AssumeRoot too).
+    assert result["activity_accounts_polled"] == 100
+    assert result["activity_accounts_failed"] == 0
+    assert result["accounts_with_unexpected_lookup_counts"] == 0
+    assert result["lookup_requests_per_account"] == pytest.approx(101 / 100)
+    assert result["lookup_events_requests_per_account"] == pytest.approx(101 / 100)
+    assert result["lookup_other_requests"] == {}  # credentials cached by the sweep
+    assert result["lookup_throttled_requests"] == 0
+    assert 1 <= result["lookup_max_per_second"] <= 2
+    assert result["lookup_logins_counted_without_events"] == 0
+    assert result["lookup_logins_counted"] == 100
+    # Every EventBridge event put on the queue reached /metrics.
+    assert len(result["sqs_to_metrics_samples_ms"]) == 5
+    # The hourly figure includes 60 LookupEvents polls at the default 60 s interval.
+    assert result["lookup_polls_per_hour"] == 60
+    assert result["lookup_requests_per_account_hour"] == pytest.approx(60 * 101 / 100)
 
 
 def test_two_shards_split_the_accounts() -> None:
@@ -93,7 +110,10 @@ def test_command_writes_every_figure(tmp_path) -> None:
     for key in (
         "sweep_seconds", "sweep_cpu_seconds", "baseline_sweep_seconds", "scrape_median_ms",
         "scrape_p99_ms", "peak_rss_mb", "requests_per_account_hour", "speedup_vs_baseline",
+        "activity_poll_seconds", "activity_poll_cpu_seconds", "activity_poll_events_seconds",
+        "lookup_max_per_second", "sqs_to_metrics_ms",
     ):
         assert key in row
     assert data["shards"][0]["all_accounts_covered"]
     assert "speed-up vs baseline" in result.stdout
+    assert "sqs_to_metrics_ms" in result.stdout and "activity_poll_seconds" in result.stdout
