@@ -95,8 +95,10 @@ class ActivityService:
             return None
         if verdict is None:
             return None
-        if self.store.ingest(verdict, source, seen_at):
-            self.state.changed()
+        new = self.store.ingest(verdict, source, seen_at)
+        # A duplicate moves aws_root_events_duplicate_total: a change too.
+        self.state.changed()
+        if new:
             # One line per root record for the SIEM, with every verdict field.
             log.warning(
                 "root activity",
@@ -135,6 +137,10 @@ class ActivityService:
         previous = self.state.live_status.get(key)
         if error is None:
             self.state.live_status[key] = CollectorStatus(True, time.monotonic() - started, time.time())
+            if previous is not None and previous.success:
+                # Steady success (an empty SQS receive every few seconds) must not force a
+                # full re-render of the exposition; its times show with the next change.
+                return
         else:
             reason = classify_error(error)
             self.state.collector_errors[(key[0], key[1], reason)] += 1
