@@ -37,6 +37,7 @@ from datetime import datetime, timedelta, timezone
 import uuid
 from urllib.parse import parse_qsl
 
+from exporter.credential_report import REPORT_HEADER
 from exporter.sandbox.records import make_record
 
 MANAGEMENT_ID = "100000000000"
@@ -48,14 +49,6 @@ CREDENTIAL_SECONDS = 3600
 VISIBILITY_TIMEOUT = 30.0  # seconds a received message stays hidden, as SQS's default
 
 XMLNS = {"iam": "https://iam.amazonaws.com/doc/2010-05-08/", "sts": "https://sts.amazonaws.com/doc/2011-06-15/"}
-REPORT_HEADER = (
-    "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,"
-    "password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,"
-    "access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,"
-    "access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,"
-    "access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,"
-    "cert_1_last_rotated,cert_2_active,cert_2_last_rotated"
-)
 
 
 def account_ids(count: int) -> list[str]:

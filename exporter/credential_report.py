@@ -14,6 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 ROOT_USER = "<root_account>"
+# The columns of a current report, in AWS's order (for the sandbox and the benchmark's fake AWS).
+REPORT_HEADER = (
+    "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,"
+    "password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,"
+    "access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,"
+    "access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,"
+    "access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,"
+    "cert_1_last_rotated,cert_2_active,cert_2_last_rotated"
+)
 _NO_VALUE = {"", "n/a", "no_information", "not_supported"}
 
 

@@ -309,17 +309,30 @@ def _combination(setting: str, message: str) -> _CombinationError:
     return _CombinationError(setting, message)
 
 
-def _read_config_file(path: Path) -> dict[str, Any]:
+class YamlFileError(ValueError):
+    """A YAML file cannot be read or parsed; the message names the file, never its content."""
+
+
+def read_yaml_file(path: Path) -> Any:
+    """The parsed content of a YAML file (None when empty), or YamlFileError saying why not."""
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SettingsError(f"config_file: cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise YamlFileError(f"cannot read {str(path)!r}: {reason}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise SettingsError(f"config_file: {str(path)!r} is not valid YAML{where}") from None
+        raise YamlFileError(f"{str(path)!r} is not valid YAML{where}") from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise SettingsError(f"config_file: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

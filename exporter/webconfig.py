@@ -46,9 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
-import yaml
 
-from .settings import SettingsError
+from .settings import SettingsError, YamlFileError, read_yaml_file
 
 log = logging.getLogger(__name__)
 
@@ -311,16 +310,9 @@ def check_web_config(path: Path) -> None:
 
 def parse_web_config(path: Path) -> WebConfig:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise WebConfigError(f"cannot read {str(path)!r}: {reason}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise WebConfigError(f"{str(path)!r} is not valid YAML{where}") from None
+        data = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise WebConfigError(str(exc)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import sys
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -90,6 +92,17 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
+
+
+def tool(name: str) -> str:
+    """A command-line tool the test extra installs (beside this Python, or on PATH)."""
+    beside_python = Path(sys.executable).with_name(name)
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} is missing: install the test extra (pip install -e '.[test]')")
+    return found
 
 
 def child_pids(pid: int) -> list[int]:

@@ -11,15 +11,15 @@ sqs:ChangeMessageVisibility, sts:AssumeRole (the member role only) and sts:Assum
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import yaml
+
+from .conftest import tool
 
 ROOT = Path(__file__).resolve().parents[1]
 CFN = ROOT / "deploy" / "cloudformation"
@@ -128,16 +128,6 @@ def _is_read(action: str) -> bool:
     return action.split(":", 1)[1].startswith(READ_VERBS)
 
 
-def _cfn_lint() -> str:
-    beside_python = Path(sys.executable).with_name("cfn-lint")
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("cfn-lint")
-    if not found:
-        pytest.fail("cfn-lint is missing: install the test extra (pip install -e '.[test]')")
-    return found
-
-
 # --------------------------------------------------------------------------- cfn-lint
 
 
@@ -148,7 +138,7 @@ def test_templates_exist() -> None:
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=[t.name for t in TEMPLATES])
 def test_cfn_lint_finds_nothing(template: Path) -> None:
-    proc = subprocess.run([_cfn_lint(), "--format", "json", str(template)], capture_output=True, text=True)
+    proc = subprocess.run([tool("cfn-lint"), "--format", "json", str(template)], capture_output=True, text=True)
     findings = json.loads(proc.stdout or "[]")
     assert findings == [], "\n".join(
         f"{f['Rule']['Id']} line {f['Location']['Start']['LineNumber']}: {f['Message']}" for f in findings
@@ -163,7 +153,7 @@ def test_cfn_lint_detects_a_bad_template(tmp_path: Path) -> None:
         "    Properties:\n      NoSuchProperty: 1\n",
         encoding="utf-8",
     )
-    proc = subprocess.run([_cfn_lint(), "--format", "json", str(bad)], capture_output=True, text=True)
+    proc = subprocess.run([tool("cfn-lint"), "--format", "json", str(bad)], capture_output=True, text=True)
     assert json.loads(proc.stdout) and proc.returncode != 0
 
 

