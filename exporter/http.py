@@ -77,15 +77,18 @@ class MetricsServer:
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("http %s", format % args)
 
-            def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+            def _send(self, status: int, body: bytes | list[bytes], content_type: str, extra: dict[str, str] | None = None) -> None:
+                # /metrics comes as pieces; written one by one, tens of MB are not copied into one.
+                chunks = body if isinstance(body, list) else [body]
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(sum(map(len, chunks))))
                 for key, value in (extra or {}).items():
                     self.send_header(key, value)
                 self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(body)
+                    for chunk in chunks:
+                        self.wfile.write(chunk)
 
             def do_HEAD(self) -> None:
                 self.do_GET()
@@ -94,7 +97,7 @@ class MetricsServer:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     want_gzip = "gzip" in self.headers.get("Accept-Encoding", "")
-                    body = server.exposition.render(want_gzip)
+                    body = server.exposition.chunks(want_gzip)
                     extra = {"Content-Encoding": "gzip"} if want_gzip else None
                     self._send(200, body, CONTENT_TYPE, extra)
                 elif path == "/-/healthy":

@@ -14,18 +14,15 @@ import platform
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
-
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from collections.abc import Hashable, Iterable, Iterator
 
 from . import __version__
 from .aws import REASONS
 from .posture import CONTROLS, MFA_KINDS
 from .scp_sweep import snapshot_scp_families
-from .state import ExporterState
+from .state import ExporterState, Section
 from .sweep import DISCOVERY, ORG_FEATURES, POSTURE
+from .textformat import Family, counter, gauge, render
 
 PREFIX = "aws_root_"
 _PRERENDER_POLL_SECONDS = 0.2
@@ -36,28 +33,29 @@ def _ts(value) -> float:
     return value.timestamp()
 
 
-class ExporterCollector(Collector):
+class ExporterFamilies:
+    """The exporter's own families, from the published snapshot and the collectors' health."""
+
     def __init__(self, state: ExporterState) -> None:
         self.state = state
 
-    def collect(self) -> Iterator[Metric]:
-        state = self.state
-        snap = state.snapshot
+    def snapshot_families(self) -> Iterator[Family]:
+        snap = self.state.snapshot
         yield from self._build_info()
         yield from self._accounts(snap)
         yield from self._posture(snap)
-        yield from self._health(state, snap)
         yield from snapshot_scp_families(snap)
-        for families in list(state.extra_families):
-            yield from families()
 
-    def _build_info(self) -> Iterable[Metric]:
-        g = GaugeMetricFamily(PREFIX + "exporter_build_info", "Always 1; the exporter's version.", labels=["version", "python_version"])
+    def health_families(self) -> Iterator[Family]:
+        yield from self._health(self.state, self.state.snapshot)
+
+    def _build_info(self) -> Iterable[Family]:
+        g = gauge(PREFIX + "exporter_build_info", "Always 1; the exporter's version.", labels=["version", "python_version"])
         g.add_metric([__version__, platform.python_version()], 1)
         yield g
 
-    def _accounts(self, snap) -> Iterable[Metric]:
-        info = GaugeMetricFamily(
+    def _accounts(self, snap) -> Iterable[Family]:
+        info = gauge(
             PREFIX + "account_info",
             "Always 1 for every account the exporter collects; join on account_id for name and OU.",
             labels=["account_id", "account_name", "ou_id", "ou_name", "management"],
@@ -65,12 +63,12 @@ class ExporterCollector(Collector):
         for a in snap.accounts:
             info.add_metric([a.account_id, a.name, a.ou_id, a.ou_name, "true" if a.management else "false"], 1)
         yield info
-        yield GaugeMetricFamily(PREFIX + "accounts_discovered", "Accounts found by discovery in the last sweep, before filters.", value=snap.discovered)
-        skipped = GaugeMetricFamily(PREFIX + "accounts_skipped", "Accounts not collected in the last sweep, by reason.", labels=["reason"])
+        yield gauge(PREFIX + "accounts_discovered", "Accounts found by discovery in the last sweep, before filters.", value=snap.discovered)
+        skipped = gauge(PREFIX + "accounts_skipped", "Accounts not collected in the last sweep, by reason.", labels=["reason"])
         for reason in ("suspended", "filtered", "other_shard"):
             skipped.add_metric([reason], snap.skipped.get(reason, 0))
         yield skipped
-        features = GaugeMetricFamily(
+        features = gauge(
             PREFIX + "organization_feature_enabled",
             "1 when the centralized root access feature is enabled for the organization.",
             labels=["feature"],
@@ -79,19 +77,19 @@ class ExporterCollector(Collector):
             features.add_metric([feature], 1 if enabled else 0)
         yield features
 
-    def _posture(self, snap) -> Iterable[Metric]:
+    def _posture(self, snap) -> Iterable[Family]:
         refreshed = " Refreshed every posture sweep."
-        mfa = GaugeMetricFamily(PREFIX + "mfa_enabled", "1 when the root user has an MFA device (AccountMFAEnabled)." + refreshed, labels=["account_id"])
-        hw = GaugeMetricFamily(PREFIX + "mfa_hardware", "1 when root MFA is enabled and no virtual MFA device is assigned to root (CIS 1.6)." + refreshed, labels=["account_id"])
-        devices = GaugeMetricFamily(PREFIX + "mfa_devices", "Root MFA devices by kind; only for accounts audited through sts:AssumeRoot." + refreshed, labels=["account_id", "device_kind"])
-        keys = GaugeMetricFamily(PREFIX + "access_keys", "Root access keys by status." + refreshed, labels=["account_id", "status"])
-        key_used = GaugeMetricFamily(PREFIX + "access_key_last_used_timestamp_seconds", "Last time any root access key was used; absent when never used." + refreshed, labels=["account_id"])
-        certs = GaugeMetricFamily(PREFIX + "signing_certificates", "Root X.509 signing certificates by status." + refreshed, labels=["account_id", "status"])
-        password = GaugeMetricFamily(PREFIX + "password_state", "1 for the current state of the root password: present, absent or unknown (treat unknown as present)." + refreshed, labels=["account_id", "state"])
-        pw_used = GaugeMetricFamily(PREFIX + "password_last_used_timestamp_seconds", "Last root console sign-in with the password; absent when never used." + refreshed, labels=["account_id"])
-        present = GaugeMetricFamily(PREFIX + "credentials_present", "1 when root holds any credential (a password that exists or may exist, an access key, a signing certificate)." + refreshed, labels=["account_id"])
-        report = GaugeMetricFamily(PREFIX + "credential_report_generated_timestamp_seconds", "When the IAM credential report used for this account was generated." + refreshed, labels=["account_id"])
-        controls = GaugeMetricFamily(PREFIX + "control_compliant", "1 when the account passes the control; a root with no credentials passes the MFA controls." + refreshed, labels=["account_id", "control"])
+        mfa = gauge(PREFIX + "mfa_enabled", "1 when the root user has an MFA device (AccountMFAEnabled)." + refreshed, labels=["account_id"])
+        hw = gauge(PREFIX + "mfa_hardware", "1 when root MFA is enabled and no virtual MFA device is assigned to root (CIS 1.6)." + refreshed, labels=["account_id"])
+        devices = gauge(PREFIX + "mfa_devices", "Root MFA devices by kind; only for accounts audited through sts:AssumeRoot." + refreshed, labels=["account_id", "device_kind"])
+        keys = gauge(PREFIX + "access_keys", "Root access keys by status." + refreshed, labels=["account_id", "status"])
+        key_used = gauge(PREFIX + "access_key_last_used_timestamp_seconds", "Last time any root access key was used; absent when never used." + refreshed, labels=["account_id"])
+        certs = gauge(PREFIX + "signing_certificates", "Root X.509 signing certificates by status." + refreshed, labels=["account_id", "status"])
+        password = gauge(PREFIX + "password_state", "1 for the current state of the root password: present, absent or unknown (treat unknown as present)." + refreshed, labels=["account_id", "state"])
+        pw_used = gauge(PREFIX + "password_last_used_timestamp_seconds", "Last root console sign-in with the password; absent when never used." + refreshed, labels=["account_id"])
+        present = gauge(PREFIX + "credentials_present", "1 when root holds any credential (a password that exists or may exist, an access key, a signing certificate)." + refreshed, labels=["account_id"])
+        report = gauge(PREFIX + "credential_report_generated_timestamp_seconds", "When the IAM credential report used for this account was generated." + refreshed, labels=["account_id"])
+        controls = gauge(PREFIX + "control_compliant", "1 when the account passes the control; a root with no credentials passes the MFA controls." + refreshed, labels=["account_id", "control"])
         for account in snap.accounts:
             p = snap.posture.get(account.account_id)
             if p is None:
@@ -120,10 +118,10 @@ class ExporterCollector(Collector):
                 controls.add_metric([aid, control], int(results[control]))
         yield from (mfa, hw, devices, keys, key_used, certs, password, pw_used, present, report, controls)
 
-    def _health(self, state: ExporterState, snap) -> Iterable[Metric]:
-        success = GaugeMetricFamily(PREFIX + "collector_success", "1 when the collector's last run for the account succeeded.", labels=["account_id", "collector"])
-        duration = GaugeMetricFamily(PREFIX + "collector_duration_seconds", "Duration of the collector's last run for the account.", labels=["account_id", "collector"])
-        last = GaugeMetricFamily(PREFIX + "collector_last_success_timestamp_seconds", "Last time the collector succeeded for the account.", labels=["account_id", "collector"])
+    def _health(self, state: ExporterState, snap) -> Iterable[Family]:
+        success = gauge(PREFIX + "collector_success", "1 when the collector's last run for the account succeeded.", labels=["account_id", "collector"])
+        duration = gauge(PREFIX + "collector_duration_seconds", "Duration of the collector's last run for the account.", labels=["account_id", "collector"])
+        last = gauge(PREFIX + "collector_last_success_timestamp_seconds", "Last time the collector succeeded for the account.", labels=["account_id", "collector"])
         statuses = {**snap.status, **dict(state.live_status)}
         for (aid, collector), s in sorted(statuses.items()):
             success.add_metric([aid, collector], int(s.success))
@@ -132,7 +130,7 @@ class ExporterCollector(Collector):
                 last.add_metric([aid, collector], s.last_success)
         yield from (success, duration, last)
 
-        errors = CounterMetricFamily(PREFIX + "collector_errors", "Collector failures by reason.", labels=["account_id", "collector", "reason"])
+        errors = counter(PREFIX + "collector_errors", "Collector failures by reason.", labels=["account_id", "collector", "reason"])
         counts = dict(state.collector_errors)
         keys = {(a.account_id, POSTURE) for a in snap.accounts}
         keys |= {key for key in statuses if key[1] != POSTURE}
@@ -144,87 +142,105 @@ class ExporterCollector(Collector):
                 errors.add_metric([aid, collector, reason], counts.get((aid, collector, reason), 0))
         yield errors
 
-        sweep_duration = GaugeMetricFamily(PREFIX + "sweep_duration_seconds", "Duration of the last complete sweep.", labels=["sweep"])
-        completed = GaugeMetricFamily(PREFIX + "sweep_last_completed_timestamp_seconds", "When the last sweep completed.", labels=["sweep"])
+        sweep_duration = gauge(PREFIX + "sweep_duration_seconds", "Duration of the last complete sweep.", labels=["sweep"])
+        completed = gauge(PREFIX + "sweep_last_completed_timestamp_seconds", "When the last sweep completed.", labels=["sweep"])
         if snap.completed_at is not None:
             sweep_duration.add_metric([_SWEEP], snap.sweep_duration or 0.0)
             completed.add_metric([_SWEEP], snap.completed_at)
-        interval = GaugeMetricFamily(PREFIX + "sweep_interval_seconds", "The configured interval between sweeps.", labels=["sweep"])
+        interval = gauge(PREFIX + "sweep_interval_seconds", "The configured interval between sweeps.", labels=["sweep"])
         interval.add_metric([_SWEEP], state.posture_interval)
-        sweeps = CounterMetricFamily(PREFIX + "sweeps", "Sweeps completed.", labels=["sweep"])
+        sweeps = counter(PREFIX + "sweeps", "Sweeps completed.", labels=["sweep"])
         sweeps.add_metric([_SWEEP], state.sweeps)
         yield from (sweep_duration, completed, interval, sweeps)
 
 
-class ApiRequestsCollector(Collector):
-    """AWS request counters: they change with every call, so they are rendered on every scrape."""
+def api_request_families(state: ExporterState) -> list[Family]:
+    """AWS request counters: they move with every call, so they are rendered on every scrape."""
+    requests = counter(PREFIX + "api_requests", "AWS API requests made, by operation.", labels=["operation"])
+    for operation, count in sorted(dict(state.api.requests).items()):
+        requests.add_metric([operation], count)
+    api_errors = counter(PREFIX + "api_errors", "AWS API requests that failed, by operation and reason.", labels=["operation", "reason"])
+    for (operation, reason), count in sorted(dict(state.api.errors).items()):
+        api_errors.add_metric([operation, reason], count)
+    return [requests, api_errors]
 
-    def __init__(self, state: ExporterState) -> None:
-        self.state = state
 
-    def collect(self) -> Iterator[Metric]:
-        state = self.state
-        requests = CounterMetricFamily(PREFIX + "api_requests", "AWS API requests made, by operation.", labels=["operation"])
-        for operation, count in sorted(dict(state.api.requests).items()):
-            requests.add_metric([operation], count)
-        api_errors = CounterMetricFamily(PREFIX + "api_errors", "AWS API requests that failed, by operation and reason.", labels=["operation", "reason"])
-        for (operation, reason), count in sorted(dict(state.api.errors).items()):
-            api_errors.add_metric([operation, reason], count)
-        yield from (requests, api_errors)
+class _Rendered:
+    __slots__ = ("key", "plain", "gzip")
+
+    def __init__(self) -> None:
+        self.key: Hashable = _UNRENDERED
+        self.plain = b""
+        self.gzip = b""
+
+
+_UNRENDERED = object()
 
 
 class Exposition:
-    """The text exposition, rendered once per change and served from memory to every scrape."""
+    """The text exposition, kept as sections that are each rendered once per change.
+
+    A sweep changes the snapshot section (posture of every account), a root event the
+    activity section, a failing collector the health section; each is rendered apart
+    (and gzip-compressed apart: a gzip stream may hold several members, RFC 1952), so an
+    event does not re-render every account's posture. The AWS request counters move with
+    every call and are rendered on every scrape.
+    """
 
     def __init__(self, state: ExporterState) -> None:
         self.state = state
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ExporterCollector(state))
-        self.api_registry = CollectorRegistry(auto_describe=False)
-        self.api_registry.register(ApiRequestsCollector(state))
+        own = ExporterFamilies(state)
+        # `sweeps` moves right after a new snapshot is published (state.publish).
+        self._own = [
+            Section("snapshot", lambda: state.sweeps, own.snapshot_families),
+            # The minute: steady successes of the activity collectors do not mark the state
+            # changed, and their last-success times may lag by a minute at most.
+            Section("health", lambda: (state.version, int(time.time() // 60)), own.health_families),
+        ]
         self._lock = threading.Lock()
-        self._key: tuple[int, int] | None = None
-        self._plain = b""
-        self._gzip = b""
+        self._rendered: dict[str, _Rendered] = {}
         self._prerender: threading.Thread | None = None
 
-    def render(self, want_gzip: bool = False) -> bytes:
+    def sections(self) -> list[Section]:
+        return [*self._own, *self.state.sections]
+
+    def chunks(self, want_gzip: bool = False) -> list[bytes]:
+        """The exposition as consecutive pieces (plain text, or gzip members)."""
         if self._prerender is None:
             self._prerender = threading.Thread(target=_prerender, args=(weakref.ref(self),), name="exposition", daemon=True)
             self._prerender.start()
         with self._lock:
-            self._refresh(want_gzip)
-            body = self._gzip if want_gzip else self._plain
-        tail = generate_latest(self.api_registry)
-        if want_gzip:
-            # A gzip stream may hold several members (RFC 1952); HTTP clients read them all.
-            return body + gzip.compress(tail, compresslevel=5)
-        return body + tail
+            parts = [self._refresh(section, want_gzip) for section in self.sections()]
+        tail = render(api_request_families(self.state))
+        parts.append(gzip.compress(tail, compresslevel=5) if want_gzip else tail)
+        return parts
 
-    def _refresh(self, want_gzip: bool) -> None:
-        """Render again if the state changed; the caller holds the lock."""
-        # Time-derived values (the trailing 90-day login count) move by the minute at most.
-        # The request counters are not part of the key: they move with every AWS call, and
-        # re-rendering every account's series on each scrape during a sweep cost seconds at
-        # 10,000 accounts. They are rendered apart, per scrape, and appended.
-        key = (self.state.version, int(time.time() // 60))
-        if key != self._key:
-            # Drop the old body first: at 10,000 accounts it is 22 MB, and the render's own
-            # peak is about 100 MB.
-            self._plain = self._gzip = b""
-            self._plain = generate_latest(self.registry)
-            self._key = key
-        if want_gzip and not self._gzip:
-            self._gzip = gzip.compress(self._plain, compresslevel=5)
+    def render(self, want_gzip: bool = False) -> bytes:
+        return b"".join(self.chunks(want_gzip))
+
+    def _refresh(self, section: Section, want_gzip: bool) -> bytes:
+        """The section's current text (or gzip member), rendered again if its key moved; the caller holds the lock."""
+        rendered = self._rendered.setdefault(section.name, _Rendered())
+        key = section.key()
+        if key != rendered.key:
+            # Drop the old text first: at 10,000 accounts a section is tens of MB.
+            rendered.plain = rendered.gzip = b""
+            rendered.plain = render(section.families())
+            rendered.key = key
+        if not want_gzip:
+            return rendered.plain
+        if not rendered.gzip:
+            rendered.gzip = gzip.compress(rendered.plain, compresslevel=5)
+        return rendered.gzip
 
 
 def _prerender(ref: weakref.ref[Exposition]) -> None:
-    """Render each new state soon after it is published, off the scrape path.
+    """Render each changed section soon after it changes, off the scrape path.
 
-    At 10,000 accounts rendering takes seconds; done here, the next scrape finds it ready
-    (a scrape that arrives during the render waits for it rather than serve the old state).
-    However often the state changes, at most about a fifth of the time goes to rendering.
-    The thread ends when the exposition is garbage-collected.
+    At 10,000 accounts the snapshot section takes about a second; done here, the next
+    scrape finds it ready (a scrape that arrives during the render waits for it rather
+    than serve the old state). However often the state changes, at most about a third of
+    the time goes to rendering. The thread ends when the exposition is garbage-collected.
     """
     pause = _PRERENDER_POLL_SECONDS
     while True:
@@ -233,7 +249,8 @@ def _prerender(ref: weakref.ref[Exposition]) -> None:
         if exposition is None:
             return
         started = time.monotonic()
-        with exposition._lock:
-            exposition._refresh(want_gzip=True)
+        for section in exposition.sections():
+            with exposition._lock:
+                exposition._refresh(section, want_gzip=True)
         del exposition
-        pause = max(_PRERENDER_POLL_SECONDS, 4 * (time.monotonic() - started))
+        pause = max(_PRERENDER_POLL_SECONDS, 2 * (time.monotonic() - started))

@@ -30,7 +30,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily
+from .textformat import Family, gauge
 
 __all__ = [
     "FenceResult",
@@ -509,7 +509,7 @@ def evaluate_inputs(
 
 def scp_metric_families(
     results: Mapping[str, FenceResult], scp_enabled: bool
-) -> list[GaugeMetricFamily]:
+) -> list[Family]:
     """Metric families for the SCP root fence, built from one evaluation.
 
     # HELP aws_root_scp_fence 1 for the current SCP root-fence state of the account ...
@@ -521,17 +521,17 @@ def scp_metric_families(
     aws_root_scp_policy_type_enabled 1.0
     aws_root_scp_fence_info{account_id="111111111111",policy_id="p-abcd1234"} 1.0
     """
-    fence = GaugeMetricFamily(
+    fence = gauge(
         "aws_root_scp_fence",
         "1 for the current SCP root-fence state of the account (fenced, not_fenced, "
         "not_applicable, unknown). Refreshed every posture sweep.",
         labels=["account_id", "state"],
     )
-    enabled = GaugeMetricFamily(
+    enabled = gauge(
         "aws_root_scp_policy_type_enabled",
         "1 when the SERVICE_CONTROL_POLICY type is enabled on the organization root. Refreshed every posture sweep.",
     )
-    info = GaugeMetricFamily(
+    info = gauge(
         "aws_root_scp_fence_info",
         "Always 1; policy_id is the first SCP fencing the account's root, empty when none.",
         labels=["account_id", "policy_id"],

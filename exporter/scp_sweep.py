@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import GaugeMetricFamily
-
 from .aws import Aws, AwsError, classify_error
 from .scp import FenceResult, FenceState, evaluate_inputs, scp_metric_families
 from .scp_collect import collect_scp_inputs
 from .settings import AccountMode, Settings
 from .state import CollectorStatus, Snapshot
+from .textformat import Family
 
 if TYPE_CHECKING:
     from .accounts import Discovery
@@ -141,7 +140,7 @@ def _log_lost_fences(before: ScpResult | None, fences: Mapping[str, FenceResult]
             )
 
 
-def snapshot_scp_families(snapshot: Snapshot) -> list[GaugeMetricFamily]:
+def snapshot_scp_families(snapshot: Snapshot) -> list[Family]:
     """The SCP fence families for the accounts of `snapshot`; none before the first result.
 
     # HELP aws_root_scp_fence 1 for the current SCP root-fence state of the account ...

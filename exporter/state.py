@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping
@@ -48,6 +49,19 @@ class Snapshot:
     scp: ScpResult | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A part of /metrics that changes on its own: rendered again only when `key()` changes.
+
+    `key` must be cheap (it is read on every scrape); `families` returns the metric
+    families (`exporter.textformat`, or prometheus_client's for small ones).
+    """
+
+    name: str
+    key: Callable[[], Hashable]
+    families: Callable[[], Iterable[Any]]
+
+
 class ExporterState:
     """Shared between the asyncio loop (writer) and the HTTP threads (readers)."""
 
@@ -58,8 +72,8 @@ class ExporterState:
         self.collector_errors: Counter[tuple[str, str, str]] = Counter()
         self.api = ApiStats()
         self.ready = threading.Event()
-        # Extra metric families (activity, SCP fence) register a callable returning families.
-        self.extra_families: list[Any] = []
+        # Parts of /metrics kept by other components (the activity store), each with its own key.
+        self.sections: list[Section] = []
         # Status of collectors that run continuously (activity sources), by (account, collector).
         self.live_status: dict[tuple[str, str], CollectorStatus] = {}
         # Called with the accounts of every published snapshot (e.g. to create counters at 0).
@@ -69,6 +83,7 @@ class ExporterState:
 
     @property
     def version(self) -> int:
+        """Moves when a snapshot is published, or a collector's status or error count changes."""
         return self._version
 
     def changed(self) -> None:

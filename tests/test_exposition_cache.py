@@ -29,7 +29,31 @@ def test_a_published_state_is_rendered_before_the_next_scrape() -> None:
     exposition.render()  # the first scrape starts the background renderer
     state.publish(Snapshot(accounts=(Account(account_id="123456789012", name="one"),)))
     deadline = time.monotonic() + 5
-    while exposition._key is None or exposition._key[0] != state.version:
+    while exposition._rendered["snapshot"].key != state.sweeps:
         assert time.monotonic() < deadline, "the new state was not rendered in the background"
         time.sleep(0.05)
     assert b'account_id="123456789012"' in exposition.render()
+
+
+def test_a_root_event_renders_only_the_activity_section_again() -> None:
+    from datetime import UTC, datetime
+
+    from exporter.activity.sources import ActivityService
+    from exporter.activity.store import EventStore
+    from exporter.sandbox.records import make_record
+    from exporter.settings import load_settings
+
+    state = ExporterState(600)
+    service = ActivityService(None, load_settings(None, {}), state, EventStore(datetime.now(UTC)))  # type: ignore[arg-type]
+    exposition = Exposition(state)
+    state.publish(Snapshot(accounts=(Account(account_id="123456789012", name="one"),)))
+    before = exposition.render()
+    kept = {name: rendered.plain for name, rendered in exposition._rendered.items()}
+    service.take(make_record("console-login", "123456789012"), "eventbridge_sqs")
+    after = exposition.render()
+    assert b'aws_root_console_logins_total{account_id="123456789012",mfa="true",outcome="success"} 1.0' in after
+    assert b'mfa="true",outcome="success"} 0.0' in before
+    assert exposition._rendered["snapshot"].plain is kept["snapshot"]
+    assert exposition._rendered["health"].plain is kept["health"]
+    assert exposition._rendered["activity"].plain is not kept["activity"]
+    assert gzip.decompress(exposition.render(want_gzip=True)) == after

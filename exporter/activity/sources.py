@@ -13,18 +13,19 @@ large organization with no per-account polling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..accounts import Account
 from ..aws import Aws, AwsError, classify_error
 from ..settings import Settings
-from ..state import CollectorStatus, ExporterState
+from ..state import CollectorStatus, ExporterState, Section
 from .classify import MalformedRecord, Verdict, classify
 from .records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
 from .store import EventStore
@@ -40,21 +41,29 @@ LOOKUP_SPACING_SECONDS = 0.55
 
 
 class RateLimiter:
-    """Spaces calls per key: at most one call every `spacing` seconds for each key."""
+    """One call at a time per key, each starting `spacing` seconds after the previous one ended.
+
+    Spacing the starts is not enough: a request held up on its way out (a busy event loop,
+    a slow connection) can reach AWS right behind the next one, and AWS counts arrivals.
+    A request sent only after the previous answer came back arrived after that one did.
+    """
 
     def __init__(self, spacing: float) -> None:
         self.spacing = spacing
         self._next: dict[Any, float] = {}
         self._locks: dict[Any, asyncio.Lock] = {}
 
-    async def wait(self, key: Any) -> None:
+    @contextlib.asynccontextmanager
+    async def slot(self, key: Any) -> AsyncIterator[None]:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            now = time.monotonic()
-            ready = self._next.get(key, now)
-            if ready > now:
-                await asyncio.sleep(ready - now)
-            self._next[key] = max(ready, now) + self.spacing
+            delay = self._next.get(key, 0.0) - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                yield
+            finally:
+                self._next[key] = time.monotonic() + self.spacing
 
 
 def _queue_region(url: str, default: str) -> str:
@@ -74,12 +83,12 @@ class ActivityService:
         self.state = state
         self.store = store
         self.limiter = RateLimiter(LOOKUP_SPACING_SECONDS)
-        state.extra_families.append(store.metric_families)
+        # The minute: the trailing 90-day login count moves with time alone.
+        state.sections.append(Section("activity", lambda: (store.version, int(time.time() // 60)), store.metric_families))
         state.listeners.append(self._accounts_known)
 
     def _accounts_known(self, accounts: Iterable[Account]) -> None:
         self.store.register_accounts(a.account_id for a in accounts)
-        self.state.changed()
 
     # -- the one way in ------------------------------------------------------------------
 
@@ -90,14 +99,11 @@ class ActivityService:
             verdict = classify(record, self.settings.break_glass_windows)
         except MalformedRecord as exc:
             self.store.reject(source, "malformed_record")
-            self.state.changed()
             log.warning("malformed CloudTrail record", extra={"source": source, "location": location, "reason": str(exc)})
             return None
         if verdict is None:
             return None
         new = self.store.ingest(verdict, source, seen_at)
-        # A duplicate moves aws_root_events_duplicate_total: a change too.
-        self.state.changed()
         if new:
             # One line per root record for the SIEM, with every verdict field.
             log.warning(
@@ -203,11 +209,11 @@ class ActivityService:
     async def _lookup(self, client: Any, account_id: str, region: str, attributes: list[dict[str, str]], start: datetime, end: datetime) -> None:
         token: str | None = None
         while True:
-            await self.limiter.wait((account_id, region))
             params: dict[str, Any] = {"LookupAttributes": attributes, "StartTime": start, "EndTime": end, "MaxResults": 50}
             if token:
                 params["NextToken"] = token
-            page = await self.aws.call(client, "LookupEvents", **params)
+            async with self.limiter.slot((account_id, region)):
+                page = await self.aws.call(client, "LookupEvents", **params)
             for event in page.get("Events", []):
                 raw = event.get("CloudTrailEvent")
                 try:
@@ -216,7 +222,6 @@ class ActivityService:
                     record = None
                 if not isinstance(record, dict):
                     self.store.reject(LOOKUP, "malformed_record")
-                    self.state.changed()
                     continue
                 self.take(record, LOOKUP, f"LookupEvents {account_id} {region}")
             token = page.get("NextToken")
@@ -268,7 +273,6 @@ class ActivityService:
             if not finished and receives >= self.settings.sqs_max_receives:
                 # A message that keeps failing must not block the queue forever.
                 self.store.reject(source, "poison")
-                self.state.changed()
                 log.error("dropping a message that failed repeatedly", extra={"source": source, "message_id": message.get("MessageId"), "receives": receives})
                 finished = True
             if finished:
@@ -285,7 +289,6 @@ class ActivityService:
         parsed = parse_sqs_message(str(message.get("Body", "")), str(message.get("MessageId", "")))
         for error in parsed.errors:
             self.store.reject(source, "malformed_message")
-            self.state.changed()
             log.warning("unusable SQS message", extra={"source": source, "location": error.location, "reason": error.reason})
         for record in parsed.records:
             self.take(record.data, source, record.location)
@@ -302,7 +305,6 @@ class ActivityService:
                 data = await stream.read()
         except AwsError as exc:
             self.store.reject(source, "fetch_failed")
-            self.state.changed()
             log.warning("cannot read a trail log file", extra={"object": str(ref), "reason": exc.reason, "error": str(exc)})
             return False
         for item in parse_cloudtrail_object(data, ref):
@@ -310,6 +312,5 @@ class ActivityService:
                 self.take(item.data, source, item.location)
             else:
                 self.store.reject(source, "malformed_record")
-                self.state.changed()
                 log.warning("malformed trail log content", extra={"location": item.location, "reason": item.reason})
         return True

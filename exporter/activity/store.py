@@ -83,10 +83,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
 from exporter.activity.classify import CATEGORIES, MFA_VALUES, OUTCOMES, Verdict
+from exporter.textformat import Family, counter, gauge
 
 STATE_VERSION = 1
 SOURCES: tuple[str, ...] = ("lookup_events", "eventbridge_sqs", "s3_trail")
@@ -169,6 +170,12 @@ class EventStore:
         self._high_water = -math.inf
         self._since_prune = 0
         self._checkpoints: dict[str, str] = {}
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """Moves whenever a metric family may have changed (an ingested, duplicate or rejected record, a new account)."""
+        return self._version
 
     # --- accounts, checkpoints, rejections ---------------------------------------------
 
@@ -176,7 +183,10 @@ class EventStore:
         """Create the per-account counters at 0, so `increase()` sees the first event."""
         with self._lock:
             for account in account_ids:
+                if account in self._accounts:
+                    continue
                 self._accounts.add(account)
+                self._version += 1
                 for outcome in OUTCOMES:
                     for mfa in MFA_VALUES:
                         self._console_logins.setdefault((account, outcome, mfa), 0.0)
@@ -203,6 +213,7 @@ class EventStore:
             raise ValueError(f"reason must be a short snake_case word, got {reason!r}")
         with self._lock:
             self._rejected[(source, reason)] = self._rejected.get((source, reason), 0.0) + 1
+            self._version += 1
 
     # --- ingestion -------------------------------------------------------------------
 
@@ -212,6 +223,7 @@ class EventStore:
         _require_aware(seen_at, "seen_at")
         event_ts = verdict.event_time.timestamp()
         with self._lock:
+            self._version += 1
             if verdict.event_id in self._seen or self._login_known(verdict, event_ts):
                 self._duplicates[source] = self._duplicates.get(source, 0.0) + 1
                 return False
@@ -316,15 +328,15 @@ class EventStore:
                 _counter("aws_root_events_rejected_total", "Records or messages that could not be processed, by reason.",
                          ["source", "reason"], self._rejected),
             ]
-            last = GaugeMetricFamily("aws_root_last_activity_timestamp_seconds",
+            last = gauge("aws_root_last_activity_timestamp_seconds",
                                      "eventTime of the latest root record seen for the account.", labels=["account_id"])
             for account, ts in sorted(self._last_activity.items()):
                 last.add_metric([account], ts)
-            info = GaugeMetricFamily("aws_root_last_event_info", "The latest root record per account; the value is its eventTime.",
+            info = gauge("aws_root_last_event_info", "The latest root record per account; the value is its eventTime.",
                                      labels=["account_id", "event_name", "event_source", "source_ip", "mfa", "outcome"])
             for account, e in sorted(self._last_event.items()):
                 info.add_metric([account, e.event_name, e.event_source, e.source_ip, e.mfa, e.outcome], e.time)
-            logins = GaugeMetricFamily(
+            logins = gauge(
                 "aws_root_console_logins_90d",
                 "Exact count of successful root console logins in the trailing 90 days, from CloudTrail history.",
                 labels=["account_id"],
@@ -502,10 +514,9 @@ def _inc(counter: _Counter, key: tuple[str, ...]) -> None:
     counter[key] = counter.get(key, 0.0) + 1
 
 
-def _counter(name: str, doc: str, labels: list[str], values: Mapping[tuple[str, ...], float]) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc, labels=labels)
-    for key, value in sorted(values.items()):
-        family.add_metric(list(key), value)
+def _counter(name: str, doc: str, labels: list[str], values: Mapping[tuple[str, ...], float]) -> Family:
+    family = counter(name, doc, labels=labels)
+    family.rows = sorted(values.items())
     return family
 
 
