@@ -14,6 +14,7 @@ read a password from a Secret) and by the `helm test` pod. Prints no credential.
 
 import argparse
 import base64
+import http.client
 import ssl
 import sys
 import urllib.error
@@ -63,7 +64,7 @@ def main():
                 return 1
             print(f"{args.url} without credentials: HTTP 401 (basic auth enforced)")
         status = fetch(args.url, headers, context, args.timeout)
-    except (OSError, ssl.SSLError) as exc:  # URLError, timeouts, TLS failures
+    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, TLS failures, no HTTP answer
         print(f"{args.url}: {getattr(exc, 'reason', exc)}")
         return 1
     print(f"{args.url}: HTTP {status}")
