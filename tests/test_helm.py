@@ -193,11 +193,44 @@ def _check_service_monitor(doc: dict[str, Any]) -> None:
     assert spec["selector"]["matchLabels"]
     assert spec["endpoints"], "a ServiceMonitor needs endpoints"
     for endpoint in spec["endpoints"]:
-        allowed = {"port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "relabelings", "metricRelabelings"}
+        allowed = {
+            "port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "relabelings", "metricRelabelings",
+            "tlsConfig", "basicAuth",
+        }
         assert set(endpoint) <= allowed, set(endpoint) - allowed
         assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+        assert endpoint["scheme"] in {"http", "https"}
         assert _DURATION.match(endpoint["interval"]) and _DURATION.match(endpoint["scrapeTimeout"])
         assert isinstance(endpoint["honorLabels"], bool)
+        if "tlsConfig" in endpoint:
+            assert endpoint["scheme"] == "https"
+            _check_safe_tls_config(endpoint["tlsConfig"])
+        if "basicAuth" in endpoint:
+            assert set(endpoint["basicAuth"]) == {"username", "password"}
+            for selector in endpoint["basicAuth"].values():
+                _check_key_selector(selector)
+
+
+def _check_key_selector(selector: dict[str, Any]) -> None:
+    """A core/v1 SecretKeySelector or ConfigMapKeySelector: {name, key[, optional]}."""
+    assert {"name", "key"} <= set(selector) <= {"name", "key", "optional"}, selector
+    assert isinstance(selector["name"], str) and selector["name"]
+    assert isinstance(selector["key"], str) and re.fullmatch(r"[-._a-zA-Z0-9]+", selector["key"])
+
+
+def _check_safe_tls_config(tls: dict[str, Any]) -> None:
+    """prometheus-operator SafeTLSConfig (monitoring.coreos.com/v1): ca and cert are a
+    SecretOrConfigMap (exactly one of secret/configMap), keySecret a SecretKeySelector."""
+    assert set(tls) <= {"ca", "cert", "keySecret", "serverName", "insecureSkipVerify", "minVersion", "maxVersion"}, tls
+    for name in ("ca", "cert"):
+        if name in tls:
+            assert len(tls[name]) == 1 and set(tls[name]) <= {"secret", "configMap"}, tls[name]
+            _check_key_selector(next(iter(tls[name].values())))
+    if "keySecret" in tls:
+        _check_key_selector(tls["keySecret"])
+    assert ("cert" in tls) == ("keySecret" in tls), "a client certificate needs its key"
+    assert isinstance(tls.get("serverName", ""), str)
+    assert isinstance(tls.get("insecureSkipVerify", False), bool)
 
 
 def _check_prometheus_rule(doc: dict[str, Any]) -> None:
@@ -233,7 +266,7 @@ def _validate(doc: dict[str, Any]) -> None:
 
 
 def test_scenarios_exist() -> None:
-    assert {"default", "sharded", "all-optins", "static-credentials"} <= set(SCENARIOS)
+    assert {"default", "sharded", "all-optins", "static-credentials", "tls-basic-auth"} <= set(SCENARIOS)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -368,8 +401,8 @@ def test_helm_test_pod_fetches_healthy(chart) -> None:
     pod = _one(_render(chart), "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     container = pod["spec"]["containers"][0]
-    script = " ".join(container["command"])
-    assert "urllib.request" in script and f"http://{RELEASE}.{NAMESPACE}.svc:9784/-/healthy" in script
+    assert container["command"] == ["python", "-I", "/etc/aws-root-exporter/probe.py", f"http://{RELEASE}.{NAMESPACE}.svc:9784/-/healthy"]
+    assert {"name": "probe", "mountPath": "/etc/aws-root-exporter", "readOnly": True} in container["volumeMounts"]
     assert pod["spec"]["restartPolicy"] == "Never"
     assert not _kinds(_render(chart, {"test": {"enabled": False}}), "Pod")
 
@@ -665,5 +698,5 @@ def test_schema_knows_every_documented_setting() -> None:
     assert config["additionalProperties"] is False
     assert set(config["properties"]) == SETTINGS
     managed = {name for name, prop in config["properties"].items() if "allOf" in prop}
-    assert managed == {"listen_address", "shard_index", "shard_count", "state_file", "external_id"}
+    assert managed == {"listen_address", "shard_index", "shard_count", "state_file", "external_id", "web_config_file"}
     assert set(schema["properties"]["extraConfig"]["properties"]) == managed
