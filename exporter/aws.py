@@ -246,7 +246,7 @@ class Aws:
             AioConfig(retries={"mode": "standard", "max_attempts": max_attempts}, max_pool_connections=max_pool_connections * 4)
         )
         self._stack = AsyncExitStack()
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients: dict[tuple[Any, ...], Any] = {}
         self._member_clients: dict[tuple[str, str], Any] = {}
         self._client_lock = asyncio.Lock()
         self._credentials: dict[tuple[str, str], Credentials] = {}
@@ -263,17 +263,21 @@ class Aws:
 
     # -- clients -------------------------------------------------------------------------
 
-    async def client(self, service: str, region: str | None = None) -> Any:
-        """A client of the exporter's own principal, created once and kept open."""
-        key = (service, region or self.region)
+    async def client(self, service: str, region: str | None = None, read_timeout: float | None = None) -> Any:
+        """A client of the exporter's own principal, created once and kept open.
+
+        `read_timeout` (seconds without an answer before an attempt fails) replaces the
+        default for this client, e.g. to fit SQS long polling."""
+        key = (service, region or self.region) if read_timeout is None else (service, region or self.region, read_timeout)
         client = self._clients.get(key)
         if client is None:
             async with self._client_lock:
                 client = self._clients.get(key)
                 if client is None:
+                    config = self._config if read_timeout is None else self._config.merge(AioConfig(read_timeout=read_timeout))
                     client = await self._stack.enter_async_context(
                         self._session.create_client(
-                            service, region_name=key[1], endpoint_url=self.endpoint_url, config=self._config
+                            service, region_name=key[1], endpoint_url=self.endpoint_url, config=config
                         )
                     )
                     _observe_operations(client, "exporter")
