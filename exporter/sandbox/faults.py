@@ -130,6 +130,16 @@ class FaultInjector:
             self.injected.clear()
             self.requests.clear()
 
+    def rules(self) -> list[Rule]:
+        """Copies of the current rules (with how often each fired)."""
+        with self._lock:
+            return [Rule(**vars(r)) for r in self._rules]
+
+    def firings(self) -> dict[tuple[str, str, str], int]:
+        """Firings so far by (kind, service, operation)."""
+        with self._lock:
+            return dict(self.injected)
+
     def count(self, kind: str | None = None, service: str | None = None, operation: str | None = None) -> int:
         with self._lock:
             return sum(
