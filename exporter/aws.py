@@ -101,11 +101,13 @@ def _observe_operations(client: Any, principal: str | Callable[[], str]) -> Any:
 class AwsError(Exception):
     """An AWS call failed. `reason` is one of REASONS; the message holds no secrets."""
 
-    def __init__(self, reason: str, operation: str, code: str = "", message: str = ""):
+    def __init__(self, reason: str, operation: str, code: str = "", message: str = "", status: int | None = None):
         self.reason = reason
         self.operation = operation
         self.code = code
         self.message = message
+        # HTTP status of AWS's answer; None when there was none (connection error, timeout).
+        self.status = status
         super().__init__(f"{operation}: {code or reason}{': ' + message if message else ''}")
 
 
@@ -246,7 +248,7 @@ class Aws:
             AioConfig(retries={"mode": "standard", "max_attempts": max_attempts}, max_pool_connections=max_pool_connections * 4)
         )
         self._stack = AsyncExitStack()
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients: dict[tuple[Any, ...], Any] = {}
         self._member_clients: dict[tuple[str, str], Any] = {}
         self._client_lock = asyncio.Lock()
         self._credentials: dict[tuple[str, str], Credentials] = {}
@@ -263,17 +265,21 @@ class Aws:
 
     # -- clients -------------------------------------------------------------------------
 
-    async def client(self, service: str, region: str | None = None) -> Any:
-        """A client of the exporter's own principal, created once and kept open."""
-        key = (service, region or self.region)
+    async def client(self, service: str, region: str | None = None, read_timeout: float | None = None) -> Any:
+        """A client of the exporter's own principal, created once and kept open.
+
+        `read_timeout` (seconds without an answer before an attempt fails) replaces the
+        default for this client, e.g. to fit SQS long polling."""
+        key = (service, region or self.region) if read_timeout is None else (service, region or self.region, read_timeout)
         client = self._clients.get(key)
         if client is None:
             async with self._client_lock:
                 client = self._clients.get(key)
                 if client is None:
+                    config = self._config if read_timeout is None else self._config.merge(AioConfig(read_timeout=read_timeout))
                     client = await self._stack.enter_async_context(
                         self._session.create_client(
-                            service, region_name=key[1], endpoint_url=self.endpoint_url, config=self._config
+                            service, region_name=key[1], endpoint_url=self.endpoint_url, config=config
                         )
                     )
                     _observe_operations(client, "exporter")
@@ -344,7 +350,8 @@ class Aws:
     def _failed(self, name: str, exc: BaseException) -> AwsError:
         reason = classify_error(exc)
         self.stats.record(name, reason)
-        return AwsError(reason, name, error_code(exc), _message(exc))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(exc, ClientError) else None
+        return AwsError(reason, name, error_code(exc), _message(exc), status)
 
     # -- credentials for member accounts -------------------------------------------------
 
@@ -377,8 +384,8 @@ class Aws:
         try:
             response = await self.call(sts, "AssumeRole", **params)
         except AwsError as exc:
-            if exc.reason in ("access_denied", "error"):
-                raise AwsError("assume_role_failed", exc.operation, exc.code, exc.message) from None
+            if _refused(exc):
+                raise AwsError("assume_role_failed", exc.operation, exc.code, exc.message, exc.status) from None
             raise
         return _credentials(response)
 
@@ -393,8 +400,8 @@ class Aws:
                 DurationSeconds=900,
             )
         except AwsError as exc:
-            if exc.reason in ("access_denied", "error"):
-                raise AwsError("assume_role_failed", exc.operation, exc.code, exc.message) from None
+            if _refused(exc):
+                raise AwsError("assume_role_failed", exc.operation, exc.code, exc.message, exc.status) from None
             raise
         credentials = _credentials(response, "assume_root_session")
         # An AssumeRoot session lives at most 900 s; keep it only while it has a minute left.
@@ -403,6 +410,13 @@ class Aws:
     def forget_credentials(self, account_id_or_role: str) -> None:
         for key in [k for k in self._credentials if k[1] == account_id_or_role]:
             del self._credentials[key]
+
+
+def _refused(exc: AwsError) -> bool:
+    """STS refused to hand out credentials (denied, or a 4xx such as a bad role or policy):
+    `assume_role_failed`. STS failing itself (HTTP 5xx, a reset connection, no answer) keeps
+    its own reason: it is not a role to fix."""
+    return exc.reason == "access_denied" or (exc.reason == "error" and exc.status is not None and exc.status < 500)
 
 
 def _credentials(response: dict[str, Any], kind: str = "member_role") -> Credentials:

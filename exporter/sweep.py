@@ -37,6 +37,7 @@ class PostureSweeper:
         self.settings = settings
         self.state = state
         self._running = False
+        self._own_account: str | None = None
 
     async def sweep(self) -> Snapshot:
         if self._running:
@@ -64,11 +65,16 @@ class PostureSweeper:
         started = time.monotonic()
         previous = self.state.snapshot
         discovery_error = None
+        discovery_account = None
         try:
             found = await discover(self.aws, self.settings)
         except Exception as exc:
             reason = discovery_error = classify_error(exc)
-            self._count_error(previous.management_account_id or "", DISCOVERY, reason)
+            # With no management account id known yet (discovery never succeeded), the
+            # failure is recorded under the exporter's own account: it must show as a failing
+            # collector, never as an empty organization that raises no alert.
+            discovery_account = previous.management_account_id or await self._own_account_id()
+            self._count_error(discovery_account, DISCOVERY, reason)
             log.warning("account discovery failed; keeping the last account list", extra={"reason": reason, "error": str(exc)})
             found = Discovery(
                 accounts=list(previous.accounts),
@@ -98,9 +104,11 @@ class PostureSweeper:
         for key, value in previous.status.items():
             if key[1] == ORG_FEATURES and key[0] in known:
                 status.setdefault(key, value)
-        if found.management_account_id:
+        if discovery_error is None:
+            discovery_account = found.management_account_id
+        if discovery_account is not None:
             # Discovery is a collector too: when it fails, new members go unmonitored.
-            key = (found.management_account_id, DISCOVERY)
+            key = (discovery_account, DISCOVERY)
             before = previous.status.get(key)
             status[key] = (
                 CollectorStatus(False, discovery_duration, before.last_success if before else None, discovery_error)
@@ -200,6 +208,17 @@ class PostureSweeper:
             log.warning("reading centralized root access features failed", extra={"reason": reason, "error": str(exc)})
             return key, CollectorStatus(False, time.monotonic() - started, previous.last_success if previous else None, reason), None
         return key, CollectorStatus(True, time.monotonic() - started, time.time()), {f: f in enabled for f in FEATURES}
+
+    async def _own_account_id(self) -> str:
+        """The exporter's own account (sts:GetCallerIdentity, remembered); "" when even STS fails."""
+        if self._own_account is None:
+            try:
+                sts = await self.aws.client("sts")
+                self._own_account = str((await self.aws.call(sts, "GetCallerIdentity"))["Account"])
+            except Exception as exc:
+                log.warning("cannot read the exporter's own account id", extra={"reason": classify_error(exc), "error": str(exc)})
+                return ""
+        return self._own_account
 
     def _count_error(self, account_id: str, collector: str, reason: str) -> None:
         self.state.collector_errors[(account_id, collector, reason)] += 1

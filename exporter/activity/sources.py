@@ -38,6 +38,13 @@ S3_TRAIL = "s3_trail"
 # At most 2 LookupEvents requests per second per account and region (AWS's limit): a
 # little over half a second between requests keeps any 1-second window at 2 or fewer.
 LOOKUP_SPACING_SECONDS = 0.55
+# One ReceiveMessage attempt may take its long poll (sqs_wait_seconds) plus this long (the
+# SQS client's read timeout): past it the attempt counts as hung and is retried; when every
+# attempt hangs the poll fails with reason `timeout` and the loop backs off. (Before, the
+# read timeout was 30 s whatever the long poll: with a short poll a hung receive went
+# unnoticed for 30 s per attempt.) Messages a lost answer carried come back after their
+# visibility timeout.
+SQS_RECEIVE_GRACE_SECONDS = 10.0
 
 
 class RateLimiter:
@@ -233,7 +240,7 @@ class ActivityService:
     async def _sqs_loop(self, queue_url: str, source: str) -> None:
         key = (_queue_account(queue_url), source)
         region = _queue_region(queue_url, self.settings.region)
-        sqs = await self.aws.client("sqs", region)
+        sqs = await self.aws.client("sqs", region, read_timeout=self.settings.sqs_wait_seconds + SQS_RECEIVE_GRACE_SECONDS)
         failures = 0
         while True:
             started = time.monotonic()

@@ -4,7 +4,16 @@
     POST /inject  {"record": {...a CloudTrail record...}}
 
 Optional fields: "paths" (subset of ["lookup", "eventbridge", "s3"], default all), "when"
-(ISO time), "source_ip", "event_name". Answers {"eventID": ...}. Listens on 127.0.0.1 only.
+(ISO time), "source_ip", "event_name". Answers {"eventID": ...}.
+
+Fault rules (exporter/sandbox/faults.py, docs/faults.md), for a sandbox in its own process:
+
+    POST   /faults  {"kind": "throttle", "service": "iam", "share": 0.5}
+    GET    /faults  the rules, with how often each fired, and every firing by (kind, service, operation)
+    DELETE /faults  remove every rule (and reset the counts)
+
+A rule takes the fields of `FaultInjector.add`: "kind" and optional "service",
+"operation", "account", "access_key", "share", "limit", "seconds". Listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -15,8 +24,46 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .faults import KINDS as FAULT_KINDS, FaultInjector
 from .records import KINDS, make_record
 from .server import Sandbox
+
+_RULE_FIELDS = {"service": str, "operation": str, "account": str, "access_key": str, "share": float, "limit": int, "seconds": float}
+
+
+def fault_request(sandbox: Sandbox, body: dict[str, Any]) -> dict[str, Any]:
+    """Add one fault rule from a JSON body; answers the rule as stored."""
+    kind = body.get("kind")
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}, got {kind!r}")
+    unknown = set(body) - {"kind", *_RULE_FIELDS}
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}; a rule takes kind, {', '.join(_RULE_FIELDS)}")
+    match: dict[str, Any] = {}
+    for field, kind_of in _RULE_FIELDS.items():
+        value = body.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str,) if kind_of is str else (int, float)):
+            raise ValueError(f"{field} must be a {'string' if kind_of is str else 'number'}, got {value!r}")
+        match[field] = kind_of(value)
+    if not 0.0 <= match.get("share", 1.0) <= 1.0:
+        raise ValueError("share must be between 0 and 1")
+    if match.get("limit", 0) < 0 or match.get("seconds", 0.0) < 0:
+        raise ValueError("limit and seconds must not be negative")
+    rule = FaultInjector.install(sandbox).add(kind, **match)
+    return _rule_json(rule)
+
+
+def faults_state(sandbox: Sandbox) -> dict[str, Any]:
+    injector = FaultInjector.install(sandbox)
+    rules = [_rule_json(r) for r in injector.rules()]
+    injected = [{"kind": k, "service": s, "operation": o, "count": n} for (k, s, o), n in sorted(injector.firings().items())]
+    return {"rules": rules, "injected": injected, "total": sum(i["count"] for i in injected)}
+
+
+def _rule_json(rule: Any) -> dict[str, Any]:
+    return {f: getattr(rule, f) for f in ("kind", *_RULE_FIELDS, "fired")}
 
 
 def inject_request(sandbox: Sandbox, body: dict[str, Any]) -> dict[str, Any]:
@@ -63,8 +110,10 @@ class ControlServer:
                 self.wfile.write(body)
 
             def do_POST(self) -> None:
-                if self.path != "/inject":
-                    self._answer(404, {"error": "unknown path; POST /inject"})
+                handlers = {"/inject": inject_request, "/faults": fault_request}
+                handler = handlers.get(self.path)
+                if handler is None:
+                    self._answer(404, {"error": "unknown path; POST /inject or /faults"})
                     return
                 try:
                     length = int(self.headers.get("Content-Length", "0"))
@@ -72,9 +121,23 @@ class ControlServer:
                     if not isinstance(body, dict):
                         raise ValueError("body must be a JSON object")
                     with lock:
-                        self._answer(200, inject_request(sandbox, body))
+                        self._answer(200, handler(sandbox, body))
                 except (ValueError, TypeError) as exc:
                     self._answer(400, {"error": str(exc)})
+
+            def do_GET(self) -> None:
+                if self.path != "/faults":
+                    self._answer(404, {"error": "unknown path; GET /faults"})
+                    return
+                self._answer(200, faults_state(sandbox))
+
+            def do_DELETE(self) -> None:
+                if self.path != "/faults":
+                    self._answer(404, {"error": "unknown path; DELETE /faults"})
+                    return
+                with lock:
+                    FaultInjector.install(sandbox).clear()
+                self._answer(200, faults_state(sandbox))
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True

@@ -22,6 +22,8 @@ key -> account mapping) and access key id, and fires for a `share` of the matchi
   any byte of the answer;
 - `hang`: the request is held `seconds` before moto answers it normally;
 - `expired_token`: HTTP 403 `ExpiredToken` (credentials AWS no longer accepts);
+- `access_denied`: the service's access-denied answer (HTTP 403 `AccessDenied`, or
+  `AccessDeniedException` for JSON-protocol services);
 - `lookup_disorder`: the LookupEvents answer is served with its events in reverse order
   and the first event repeated at the end (a page that repeats records out of order).
 
@@ -44,7 +46,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-KINDS = ("throttle", "server_error", "reset", "hang", "expired_token", "lookup_disorder")
+KINDS = ("throttle", "server_error", "reset", "hang", "expired_token", "access_denied", "lookup_disorder")
 
 _THROTTLE_CODES = {
     "iam": "Throttling",
@@ -128,6 +130,16 @@ class FaultInjector:
             self.injected.clear()
             self.requests.clear()
 
+    def rules(self) -> list[Rule]:
+        """Copies of the current rules (with how often each fired)."""
+        with self._lock:
+            return [Rule(**vars(r)) for r in self._rules]
+
+    def firings(self) -> dict[tuple[str, str, str], int]:
+        """Firings so far by (kind, service, operation)."""
+        with self._lock:
+            return dict(self.injected)
+
     def count(self, kind: str | None = None, service: str | None = None, operation: str | None = None) -> int:
         with self._lock:
             return sum(
@@ -173,6 +185,9 @@ class FaultInjector:
             return _answer(start_response, 400, code, "Rate exceeded", request.json_protocol)
         if rule.kind == "expired_token":
             return _answer(start_response, 403, "ExpiredToken", "The security token included in the request is expired", request.json_protocol)
+        if rule.kind == "access_denied":
+            code = "AccessDeniedException" if request.json_protocol else "AccessDenied"
+            return _answer(start_response, 403, code, "User is not authorized to perform this operation (fault injection)", request.json_protocol)
         return _answer(start_response, 500, "InternalFailure", "We encountered an internal error. Please try again.", request.json_protocol)
 
     def _disorder(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -1,0 +1,87 @@
+"""Discovery failing on the very first sweep: Organizations throttled or denied from the
+start, so no account list and no management account id are known yet. The failure must
+still show as a failing `discovery` collector (so AwsRootCollectionFailing fires), never as
+an empty, quiet organization."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporter.sandbox import Sandbox
+from exporter.sandbox.faults import FaultInjector
+
+from ..conftest import http_get, report_measurement, running_exporter, sample, sandbox_settings
+from .test_alerts_truthful import RULES, _series
+
+MANAGEMENT = "123456789012"  # the exporter's own (management) account in the sandbox
+HEALTHY = "210000000001"
+
+
+@pytest.mark.parametrize(("kind", "reason"), [("throttle", "throttled"), ("access_denied", "access_denied")])
+async def test_discovery_failing_from_the_first_sweep(sandbox: Sandbox, faults: FaultInjector, tmp_path: Path, kind: str, reason: str) -> None:
+    faults.add(kind, service="organizations")
+    async with running_exporter(sandbox_settings(sandbox)) as exporter:
+        await exporter.wait_for_sweeps(1)
+        ready, _, _ = await asyncio.to_thread(http_get, exporter.url + "/-/ready")
+        failing = await exporter.metrics()
+        await exporter.exporter.sweeper.sweep()
+        second = await exporter.metrics()
+        faults.clear()
+        await exporter.exporter.sweeper.sweep()
+        recovered = await exporter.metrics()
+    report_measurement(f"discovery {kind} from the first sweep: ready {ready}, accounts {len(failing['aws_root_account_info'].samples)}")
+    assert ready == 200  # the sweep completed; what it found (nothing) is in /metrics
+    assert failing["aws_root_account_info"].samples == []
+    assert sample(failing, "aws_root_collector_success", account_id=MANAGEMENT, collector="discovery") == 0.0
+    assert sample(failing, "aws_root_collector_errors_total", account_id=MANAGEMENT, collector="discovery", reason=reason) == 1.0
+    assert sample(failing, "aws_root_collector_last_success_timestamp_seconds", account_id=MANAGEMENT, collector="discovery") is None
+    assert sample(second, "aws_root_collector_success", account_id=MANAGEMENT, collector="discovery") == 0.0
+    assert sample(second, "aws_root_collector_errors_total", account_id=MANAGEMENT, collector="discovery", reason=reason) == 2.0
+    # No series under an empty account id.
+    assert not [s for f in second.values() for s in f.samples if s.labels.get("account_id") == ""]
+    # Organizations answers again: every account collected, discovery back to 1.
+    assert len(recovered["aws_root_account_info"].samples) == 13
+    assert sample(recovered, "aws_root_collector_success", account_id=MANAGEMENT, collector="discovery") == 1.0
+    assert sample(recovered, "aws_root_collector_success", account_id=HEALTHY, collector="posture") == 1.0
+
+    # The shipped collection alert fires for the discovery collector.
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is needed (apt-get install prometheus)"
+    test = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": _series(failing),
+                "alert_rule_test": [
+                    {"eval_time": "15m", "alertname": "AwsRootCollectionFailing", "exp_alerts": []},
+                    {
+                        "eval_time": "25m",
+                        "alertname": "AwsRootCollectionFailing",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning", "account_id": MANAGEMENT, "collector": "discovery"},
+                                "exp_annotations": {
+                                    "summary": "The exporter cannot collect an account.",
+                                    "description": f"Collector discovery has failed for account {MANAGEMENT} (name unknown) for more than 20m. "
+                                    f"Its root posture and activity are unknown (not compliant). Most frequent error reason in the last hour: {reason}.",
+                                    "runbook_url": "https://github.com/aws-root-exporter/aws-root-exporter/blob/main/alerts/runbook.md#awsrootcollectionfailing",
+                                },
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "discovery.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
