@@ -14,6 +14,7 @@ import platform
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import Hashable, Iterable, Iterator
 
 from . import __version__
@@ -22,7 +23,7 @@ from .posture import CONTROLS, MFA_KINDS
 from .scp_sweep import snapshot_scp_families
 from .state import ExporterState, Section
 from .sweep import DISCOVERY, ORG_FEATURES, POSTURE
-from .textformat import Family, counter, gauge, render
+from .textformat import Family, counter, gauge, render, render_each
 
 PREFIX = "aws_root_"
 _PRERENDER_POLL_SECONDS = 0.2
@@ -170,7 +171,7 @@ class _Rendered:
 
     def __init__(self) -> None:
         self.key: Hashable = _UNRENDERED
-        self.plain = b""
+        self.plain: list[bytes] = []  # one piece per family: no copy of the whole section
         self.gzip = b""
 
 
@@ -209,8 +210,14 @@ class Exposition:
         if self._prerender is None:
             self._prerender = threading.Thread(target=_prerender, args=(weakref.ref(self),), name="exposition", daemon=True)
             self._prerender.start()
+        parts: list[bytes] = []
         with self._lock:
-            parts = [self._refresh(section, want_gzip) for section in self.sections()]
+            for section in self.sections():
+                rendered = self._refresh(section, want_gzip)
+                if want_gzip:
+                    parts.append(rendered.gzip)
+                else:
+                    parts += rendered.plain
         tail = render(api_request_families(self.state))
         parts.append(gzip.compress(tail, compresslevel=5) if want_gzip else tail)
         return parts
@@ -218,20 +225,20 @@ class Exposition:
     def render(self, want_gzip: bool = False) -> bytes:
         return b"".join(self.chunks(want_gzip))
 
-    def _refresh(self, section: Section, want_gzip: bool) -> bytes:
-        """The section's current text (or gzip member), rendered again if its key moved; the caller holds the lock."""
+    def _refresh(self, section: Section, want_gzip: bool) -> _Rendered:
+        """The section, rendered again if its key moved (gzip too if wanted); the caller holds the lock."""
         rendered = self._rendered.setdefault(section.name, _Rendered())
         key = section.key()
         if key != rendered.key:
             # Drop the old text first: at 10,000 accounts a section is tens of MB.
-            rendered.plain = rendered.gzip = b""
-            rendered.plain = render(section.families())
+            rendered.plain, rendered.gzip = [], b""
+            rendered.plain = list(render_each(section.families()))
             rendered.key = key
-        if not want_gzip:
-            return rendered.plain
-        if not rendered.gzip:
-            rendered.gzip = gzip.compress(rendered.plain, compresslevel=5)
-        return rendered.gzip
+        if want_gzip and not rendered.gzip:
+            # One gzip member per section, compressed piece by piece.
+            compressor = zlib.compressobj(5, zlib.DEFLATED, 31)
+            rendered.gzip = b"".join([*map(compressor.compress, rendered.plain), compressor.flush()])
+        return rendered
 
 
 def _prerender(ref: weakref.ref[Exposition]) -> None:

@@ -12,7 +12,7 @@ classes are rendered through the same code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client.core import Metric
@@ -60,14 +60,19 @@ def counter(name: str, documentation: str, value: float | None = None, labels: S
 
 
 def render(families: Iterable[Family | Metric]) -> bytes:
-    out: list[str] = []
+    return b"".join(render_each(families))
+
+
+def render_each(families: Iterable[Family | Metric]) -> Iterator[bytes]:
+    """Each family's text in turn: only one family's lines are in memory at a time."""
     escaped: dict[str, str] = {}
     for family in families:
+        out: list[str] = []
         if isinstance(family, Family):
             _family_lines(family, out, escaped)
         else:
             _metric_lines(family, out, escaped)
-    return "".join(out).encode("utf-8")
+        yield "".join(out).encode("utf-8")
 
 
 def _header(name: str, documentation: str, kind: str, out: list[str]) -> None:

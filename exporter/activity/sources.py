@@ -18,7 +18,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
+from functools import partial
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -28,7 +29,7 @@ from ..settings import Settings
 from ..state import CollectorStatus, ExporterState, Section
 from .classify import MalformedRecord, Verdict, classify
 from .records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
-from .store import EventStore
+from .store import FAMILIES, EventStore
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,17 @@ def _queue_account(url: str) -> str:
     return match.group(1) if match else ""
 
 
+def _family_key(store: EventStore, name: str) -> Callable[[], Hashable]:
+    if name == "console_logins_90d":
+        # The trailing 90-day count moves with time alone.
+        return lambda: (store.family_version(name), int(time.time() // 60))
+    return partial(store.family_version, name)
+
+
+def _one_family(store: EventStore, name: str) -> list[Any]:
+    return [store.family(name)]
+
+
 class ActivityService:
     def __init__(self, aws: Aws, settings: Settings, state: ExporterState, store: EventStore) -> None:
         self.aws = aws
@@ -90,8 +102,10 @@ class ActivityService:
         self.state = state
         self.store = store
         self.limiter = RateLimiter(LOOKUP_SPACING_SECONDS)
-        # The minute: the trailing 90-day login count moves with time alone.
-        state.sections.append(Section("activity", lambda: (store.version, int(time.time() // 60)), store.metric_families))
+        # A section per family: a root login re-renders the login families, not every
+        # account's API-call counters.
+        for name in FAMILIES:
+            state.sections.append(Section(f"activity:{name}", _family_key(store, name), partial(_one_family, store, name)))
         state.listeners.append(self._accounts_known)
 
     def _accounts_known(self, accounts: Iterable[Account]) -> None:

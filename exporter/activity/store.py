@@ -134,6 +134,30 @@ class _Histogram:
         self.count += 1
 
 
+# Activity families in exposition order: the counters (metric, help, labels, store attribute), then the rest.
+_COUNTERS: dict[str, tuple[str, str, list[str], str]] = {
+    "console_logins": ("aws_root_console_logins_total", "Root ConsoleLogin records, by outcome and MFA use.",
+                       ["account_id", "outcome", "mfa"], "_console_logins"),
+    "signin_events": ("aws_root_signin_events_total", "Other root sign-in records (password recovery, password change, MFA check...).",
+                      ["account_id", "event_name", "outcome"], "_signin_events"),
+    "api_calls": ("aws_root_api_calls_total", "Root API calls by category, outcome and approval (break-glass window).",
+                  ["account_id", "category", "outcome", "approved"], "_api_calls"),
+    "api_calls_by_event_source": ("aws_root_api_calls_by_event_source_total", "Root API calls by the AWS service that recorded them.",
+                                  ["account_id", "event_source"], "_api_by_source"),
+    "assumed_root_calls": ("aws_root_assumed_root_calls_total", "API calls made inside an sts:AssumeRoot privileged session in the account.",
+                           ["account_id", "outcome"], "_assumed_root"),
+    "assume_root_calls": ("aws_root_assume_root_calls_total", "sts:AssumeRoot calls, by target account and task policy.",
+                          ["account_id", "task_policy", "outcome"], "_assume_root"),
+    "events_duplicate": ("aws_root_events_duplicate_total", "Records dropped because their eventID was already counted.",
+                         ["source"], "_duplicates"),
+    "events_rejected": ("aws_root_events_rejected_total", "Records or messages that could not be processed, by reason.",
+                        ["source", "reason"], "_rejected"),
+}
+FAMILIES: tuple[str, ...] = (*_COUNTERS, "last_activity", "last_event", "console_logins_90d", "event_delay")
+# The families that hold a series at 0 for every known account.
+_PER_ACCOUNT_AT_ZERO = ("console_logins", "api_calls", "assumed_root_calls", "console_logins_90d")
+
+
 class EventStore:
     """Root activity state; see the module docstring. Thread-safe."""
 
@@ -171,11 +195,17 @@ class EventStore:
         self._since_prune = 0
         self._checkpoints: dict[str, str] = {}
         self._version = 0
+        self._family_versions = dict.fromkeys(FAMILIES, 0)
 
     @property
     def version(self) -> int:
-        """Moves whenever a metric family may have changed (an ingested, duplicate or rejected record, a new account)."""
+        """Moves whenever any metric family may have changed (an ingested, duplicate or rejected record, a new account)."""
         return self._version
+
+    def _touch(self, *families: str) -> None:
+        for name in families:
+            self._family_versions[name] += 1
+        self._version += 1
 
     # --- accounts, checkpoints, rejections ---------------------------------------------
 
@@ -186,7 +216,7 @@ class EventStore:
                 if account in self._accounts:
                     continue
                 self._accounts.add(account)
-                self._version += 1
+                self._touch(*_PER_ACCOUNT_AT_ZERO)
                 for outcome in OUTCOMES:
                     for mfa in MFA_VALUES:
                         self._console_logins.setdefault((account, outcome, mfa), 0.0)
@@ -213,7 +243,7 @@ class EventStore:
             raise ValueError(f"reason must be a short snake_case word, got {reason!r}")
         with self._lock:
             self._rejected[(source, reason)] = self._rejected.get((source, reason), 0.0) + 1
-            self._version += 1
+            self._touch("events_rejected")
 
     # --- ingestion -------------------------------------------------------------------
 
@@ -223,32 +253,37 @@ class EventStore:
         _require_aware(seen_at, "seen_at")
         event_ts = verdict.event_time.timestamp()
         with self._lock:
-            self._version += 1
             if verdict.event_id in self._seen or self._login_known(verdict, event_ts):
                 self._duplicates[source] = self._duplicates.get(source, 0.0) + 1
+                self._touch("events_duplicate")
                 return False
             self._remember(verdict.event_id, event_ts, seen_at.timestamp())
             live = verdict.event_time >= self.counting_from
             if live:
-                self._count(verdict)
+                self._touch(*self._count(verdict), "event_delay")
                 self._delay.setdefault(source, _Histogram.empty()).observe(
                     max(0.0, (seen_at - verdict.event_time).total_seconds())
                 )
             self._update_gauges(verdict, event_ts)
             return True
 
-    def _count(self, v: Verdict) -> None:
+    def _count(self, v: Verdict) -> tuple[str, ...]:
+        """Count the verdict; the names of the families it moved."""
         if v.kind == "assume_root_call":
             _inc(self._assume_root, (v.account_id, v.task_policy or "other", v.outcome))
-        elif v.assumed_root:
+            return ("assume_root_calls",)
+        if v.assumed_root:
             _inc(self._assumed_root, (v.account_id, v.outcome))
-        elif v.kind == "console_login":
+            return ("assumed_root_calls",)
+        if v.kind == "console_login":
             _inc(self._console_logins, (v.account_id, v.outcome, v.mfa))
-        elif v.kind == "signin_other":
+            return ("console_logins",)
+        if v.kind == "signin_other":
             _inc(self._signin_events, (v.account_id, v.signin_event or "other", v.outcome))
-        else:
-            _inc(self._api_calls, (v.account_id, v.category or "administrative", v.outcome, _BOOL[v.approved]))
-            _inc(self._api_by_source, (v.account_id, v.event_source))
+            return ("signin_events",)
+        _inc(self._api_calls, (v.account_id, v.category or "administrative", v.outcome, _BOOL[v.approved]))
+        _inc(self._api_by_source, (v.account_id, v.event_source))
+        return ("api_calls", "api_calls_by_event_source")
 
     def _update_gauges(self, v: Verdict, event_ts: float) -> None:
         if v.kind == "assume_root_call" or v.assumed_root:
@@ -256,7 +291,9 @@ class EventStore:
         if event_ts > self._last_activity.get(v.account_id, -math.inf):
             self._last_activity[v.account_id] = event_ts
             self._last_event[v.account_id] = _LastEvent(event_ts, v.event_name, v.event_source, v.source_ip, v.mfa, v.outcome)
+            self._touch("last_activity", "last_event")
         if v.kind == "console_login" and v.outcome == "success":
+            self._touch("console_logins_90d")
             logins = self._logins.setdefault(v.account_id, [])
             bisect.insort(logins, (event_ts, v.event_id))
             horizon = self._high_water - LOGIN_WINDOW.total_seconds() - 86400
@@ -310,50 +347,55 @@ class EventStore:
         """Fresh metric families for every activity metric in README.md (Metrics)."""
         now = now or datetime.now(UTC)
         with self._lock:
-            families: list[Any] = [
-                _counter("aws_root_console_logins_total", "Root ConsoleLogin records, by outcome and MFA use.",
-                         ["account_id", "outcome", "mfa"], self._console_logins),
-                _counter("aws_root_signin_events_total", "Other root sign-in records (password recovery, password change, MFA check...).",
-                         ["account_id", "event_name", "outcome"], self._signin_events),
-                _counter("aws_root_api_calls_total", "Root API calls by category, outcome and approval (break-glass window).",
-                         ["account_id", "category", "outcome", "approved"], self._api_calls),
-                _counter("aws_root_api_calls_by_event_source_total", "Root API calls by the AWS service that recorded them.",
-                         ["account_id", "event_source"], self._api_by_source),
-                _counter("aws_root_assumed_root_calls_total", "API calls made inside an sts:AssumeRoot privileged session in the account.",
-                         ["account_id", "outcome"], self._assumed_root),
-                _counter("aws_root_assume_root_calls_total", "sts:AssumeRoot calls, by target account and task policy.",
-                         ["account_id", "task_policy", "outcome"], self._assume_root),
-                _counter("aws_root_events_duplicate_total", "Records dropped because their eventID was already counted.",
-                         ["source"], {(k,): v for k, v in self._duplicates.items()}),
-                _counter("aws_root_events_rejected_total", "Records or messages that could not be processed, by reason.",
-                         ["source", "reason"], self._rejected),
-            ]
-            last = gauge("aws_root_last_activity_timestamp_seconds",
-                                     "eventTime of the latest root record seen for the account.", labels=["account_id"])
-            for account, ts in sorted(self._last_activity.items()):
-                last.add_metric([account], ts)
-            info = gauge("aws_root_last_event_info", "The latest root record per account; the value is its eventTime.",
-                                     labels=["account_id", "event_name", "event_source", "source_ip", "mfa", "outcome"])
-            for account, e in sorted(self._last_event.items()):
-                info.add_metric([account, e.event_name, e.event_source, e.source_ip, e.mfa, e.outcome], e.time)
-            logins = gauge(
-                "aws_root_console_logins_90d",
-                "Exact count of successful root console logins in the trailing 90 days, from CloudTrail history.",
-                labels=["account_id"],
-            )
-            for account in sorted(self._accounts | set(self._logins)):
-                logins.add_metric([account], float(self.logins_90d(account, now)))
-            delay = HistogramMetricFamily("aws_root_event_delay_seconds",
-                                          "Delay between a root record's eventTime and its processing by the exporter.",
-                                          labels=["source"])
-            for source, hist in sorted(self._delay.items()):
-                cumulative, buckets = 0.0, []
-                for bound, count in zip((*DELAY_BUCKETS, math.inf), hist.buckets, strict=True):
-                    cumulative += count
-                    buckets.append((floatToGoString(bound), cumulative))
-                delay.add_metric([source], buckets, hist.total)
-            families += [last, info, logins, delay]
-            return families
+            return [self.family(name, now) for name in FAMILIES]
+
+    def family_version(self, name: str) -> int:
+        """Moves whenever family `name` (one of FAMILIES) may have changed, but for the passing of time."""
+        return self._family_versions[name]
+
+    def family(self, name: str, now: datetime | None = None) -> Any:
+        """One family of FAMILIES, fresh."""
+        if name in _COUNTERS:
+            metric, doc, labels, attribute = _COUNTERS[name]
+            with self._lock:
+                values = getattr(self, attribute)
+                if name == "events_duplicate":
+                    values = {(k,): v for k, v in values.items()}
+                return _counter(metric, doc, labels, values)
+        now = now or datetime.now(UTC)
+        with self._lock:
+            if name == "last_activity":
+                last = gauge("aws_root_last_activity_timestamp_seconds",
+                             "eventTime of the latest root record seen for the account.", labels=["account_id"])
+                last.rows = [((account,), ts) for account, ts in sorted(self._last_activity.items())]
+                return last
+            if name == "last_event":
+                info = gauge("aws_root_last_event_info", "The latest root record per account; the value is its eventTime.",
+                             labels=["account_id", "event_name", "event_source", "source_ip", "mfa", "outcome"])
+                for account, e in sorted(self._last_event.items()):
+                    info.add_metric([account, e.event_name, e.event_source, e.source_ip, e.mfa, e.outcome], e.time)
+                return info
+            if name == "console_logins_90d":
+                logins = gauge(
+                    "aws_root_console_logins_90d",
+                    "Exact count of successful root console logins in the trailing 90 days, from CloudTrail history.",
+                    labels=["account_id"],
+                )
+                for account in sorted(self._accounts | set(self._logins)):
+                    logins.add_metric([account], float(self.logins_90d(account, now)))
+                return logins
+            if name == "event_delay":
+                delay = HistogramMetricFamily("aws_root_event_delay_seconds",
+                                              "Delay between a root record's eventTime and its processing by the exporter.",
+                                              labels=["source"])
+                for source, hist in sorted(self._delay.items()):
+                    cumulative, buckets = 0.0, []
+                    for bound, count in zip((*DELAY_BUCKETS, math.inf), hist.buckets, strict=True):
+                        cumulative += count
+                        buckets.append((floatToGoString(bound), cumulative))
+                    delay.add_metric([source], buckets, hist.total)
+                return delay
+        raise KeyError(f"unknown activity family {name!r}")
 
     def collect(self) -> list[Any]:
         """prometheus_client Collector protocol: `registry.register(store)` works as is."""
