@@ -216,15 +216,42 @@ def activity_alerts() -> list[dict]:
     ignored_policies = regex_alternation(c.ASSUME_ROOT_IGNORED_TASK_POLICIES)
     return [
         # No `for:`: the first evaluation that sees the counter move fires the alert.
+        # approved!="true" rather than approved="false": any other value must still page.
         alert(
             "AwsRootConsoleLogin",
             with_account_names(
-                increase_by("aws_root_console_logins_total", "account_id", w, 'outcome="success"')
+                increase_by(
+                    "aws_root_console_logins_total",
+                    "account_id",
+                    w,
+                    'outcome="success"',
+                    'approved!="true"',
+                )
                 + " > 0"
             ),
             "critical",
             "The root user signed in to the AWS console.",
             f"The root user of account {ACCOUNT} signed in to the AWS console in the last {w}."
+            + LAST_EVENT,
+        ),
+        # The first step of an approved break-glass procedure: a ticket, never a page.
+        alert(
+            "AwsRootBreakGlassLogin",
+            with_account_names(
+                increase_by(
+                    "aws_root_console_logins_total",
+                    "account_id",
+                    w,
+                    'outcome="success"',
+                    'approved="true"',
+                )
+                + " > 0"
+            ),
+            "info",
+            "The root user signed in to the AWS console inside an approved break-glass window.",
+            f"The root user of account {ACCOUNT} signed in to the AWS console inside an"
+            f" approved break-glass window in the last {w}. Check it against the window's"
+            " ticket (setting break_glass_windows) and review what root does next."
             + LAST_EVENT,
         ),
         alert(
@@ -261,7 +288,6 @@ def activity_alerts() -> list[dict]:
             "Root sign-in record {{ $labels.event_name }} for account "
             f"{ACCOUNT} in the last {w}." + LAST_EVENT,
         ),
-        # approved!="true" rather than approved="false": any other value must still page.
         alert(
             "AwsRootApiActivity",
             with_account_names(

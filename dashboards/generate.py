@@ -364,8 +364,10 @@ ZERO_TARGET_STEPS = thresholds((None, "green"), (c.TARGET_ROOT_LOGINS_PER_QUARTE
 
 def activity_specs():
     return [
-        (increase_by("aws_root_console_logins_total", "outcome", ACCOUNT),
+        (increase_by("aws_root_console_logins_total", "outcome", ACCOUNT, 'approved!="true"'),
          "Console login ({{outcome}})"),
+        (increase_by("aws_root_console_logins_total", "outcome", ACCOUNT, 'approved="true"'),
+         "Console login, approved break-glass ({{outcome}})"),
         (increase_by("aws_root_api_calls_total", "category", ACCOUNT, 'approved!="true"'),
          "API call: {{category}}"),
         (increase_by("aws_root_api_calls_total", "category", ACCOUNT, 'approved="true"'),
@@ -462,8 +464,8 @@ def overview():
         ],
         [
             (timeseries("Root activity by category", activity_specs(),
-                        "Root records per interval: console logins by outcome, API calls by "
-                        "category (outside and inside approved break-glass windows), other "
+                        "Root records per interval: console logins by outcome and API calls by "
+                        "category (each outside and inside approved break-glass windows), other "
                         "sign-in records, and sts:AssumeRoot sessions by task policy.",
                         bars=True), 24, 9),
         ],
@@ -547,8 +549,8 @@ def account_detail():
         ],
         [
             (timeseries("Root events", [
-                (increase_by("aws_root_console_logins_total", "outcome, mfa", a),
-                 "Console login {{outcome}}, MFA {{mfa}}"),
+                (increase_by("aws_root_console_logins_total", "outcome, mfa, approved", a),
+                 "Console login {{outcome}}, MFA {{mfa}}, approved {{approved}}"),
                 (increase_by("aws_root_api_calls_total", "category, approved, outcome", a),
                  "API {{category}} ({{outcome}}, approved {{approved}})"),
                 (increase_by("aws_root_signin_events_total", "event_name, outcome", a),

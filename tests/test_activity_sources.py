@@ -47,7 +47,7 @@ async def wait_for(exporter, name: str, value: float, timeout: float = 30, **lab
 
 
 def logins(families: dict, account: str = ACCOUNT, outcome: str = "success", mfa: str = "true") -> float | None:
-    return sample(families, "aws_root_console_logins_total", account_id=account, outcome=outcome, mfa=mfa)
+    return sample(families, "aws_root_console_logins_total", account_id=account, outcome=outcome, mfa=mfa, approved="false")
 
 
 async def test_counters_exist_at_zero_for_every_account(sandbox: Sandbox) -> None:
@@ -67,7 +67,7 @@ async def test_one_login_seen_by_three_sources_counts_once(sandbox: Sandbox) -> 
         await exporter.wait_for_sweeps(1)
         record = make_record("console-login", ACCOUNT, mfa=True, source_ip="198.51.100.7")
         sandbox.inject(record)
-        families = await wait_for(exporter, "aws_root_console_logins_total", 1.0, account_id=ACCOUNT, outcome="success", mfa="true")
+        families = await wait_for(exporter, "aws_root_console_logins_total", 1.0, account_id=ACCOUNT, outcome="success", mfa="true", approved="false")
         # Let every source see it: the trail file, the next LookupEvents poll, a redelivery.
         sandbox.client("sqs").send_message(
             QueueUrl=sandbox.events_queue_url,
@@ -106,7 +106,7 @@ async def test_sqs_path_time_to_metric_and_non_root_records(sandbox: Sandbox) ->
             sandbox.inject(make_record(kind, ACCOUNT), lookup=False, s3=False)
         started = time.monotonic()
         sandbox.inject(make_record("console-login", ACCOUNT, mfa=False), lookup=False, s3=False)
-        families = await wait_for(exporter, "aws_root_console_logins_total", 1.0, account_id=ACCOUNT, outcome="success", mfa="false")
+        families = await wait_for(exporter, "aws_root_console_logins_total", 1.0, account_id=ACCOUNT, outcome="success", mfa="false", approved="false")
         elapsed = time.monotonic() - started
         await asyncio.sleep(1.5)
         families = await exporter.metrics()
@@ -194,7 +194,7 @@ async def test_restart_with_state_file_neither_loses_nor_double_counts(sandbox: 
     async with running_exporter(settings) as exporter:
         await exporter.wait_for_sweeps(1)
         sandbox.inject(first, s3=False)
-        await wait_for(exporter, "aws_root_console_logins_total", 1.0, account_id=ACCOUNT, outcome="success", mfa="true")
+        await wait_for(exporter, "aws_root_console_logins_total", 1.0, account_id=ACCOUNT, outcome="success", mfa="true", approved="false")
     assert state_file.exists()
 
     # While the exporter is down, another root login happens (LookupEvents history only).
@@ -205,7 +205,7 @@ async def test_restart_with_state_file_neither_loses_nor_double_counts(sandbox: 
 
     async with running_exporter(settings) as exporter:
         await exporter.wait_for_sweeps(1)
-        families = await wait_for(exporter, "aws_root_console_logins_total", 1.0, account_id=ACCOUNT, outcome="success", mfa="false")
+        families = await wait_for(exporter, "aws_root_console_logins_total", 1.0, account_id=ACCOUNT, outcome="success", mfa="false", approved="false")
         await exporter.exporter.activity.poll_lookup_events()
         await asyncio.sleep(1.5)
         families = await exporter.metrics()

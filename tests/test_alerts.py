@@ -219,6 +219,19 @@ def test_break_glass_activity_does_not_page_and_unapproved_does():
     assert 'approved!="true"' in unapproved["expr"]
 
 
+def test_approved_console_login_does_not_page_and_unapproved_does():
+    by_name = {r["alert"]: r for r in ALERT_RULES}
+    login = by_name["AwsRootConsoleLogin"]
+    assert login["labels"]["severity"] == "critical"
+    assert 'approved!="true"' in login["expr"] and 'approved="true"' not in login["expr"]
+    approved = by_name["AwsRootBreakGlassLogin"]
+    assert approved["labels"]["severity"] == "info"
+    assert "for" not in approved
+    assert 'outcome="success",approved="true"' in approved["expr"]
+    # Failed sign-ins count whatever the window says.
+    assert "approved" not in by_name["AwsRootConsoleLoginFailures"]["expr"]
+
+
 def test_console_login_fires_without_delay():
     rule = next(r for r in ALERT_RULES if r["alert"] == "AwsRootConsoleLogin")
     assert "for" not in rule

@@ -69,14 +69,16 @@ def test_register_accounts_creates_zero_counters() -> None:
     for account in (A, B):
         for outcome in ("success", "failure"):
             for mfa in ("true", "false", "unknown"):
-                assert s[("aws_root_console_logins_total", (("account_id", account), ("mfa", mfa), ("outcome", outcome)))] == 0
+                for approved in ("true", "false"):
+                    key = (("account_id", account), ("approved", approved), ("mfa", mfa), ("outcome", outcome))
+                    assert s[("aws_root_console_logins_total", key)] == 0
             for category in ("break_glass", "read_only", "administrative"):
                 for approved in ("true", "false"):
                     key = (("account_id", account), ("approved", approved), ("category", category), ("outcome", outcome))
                     assert s[("aws_root_api_calls_total", key)] == 0
             assert s[("aws_root_assumed_root_calls_total", (("account_id", account), ("outcome", outcome)))] == 0
         assert s[("aws_root_console_logins_90d", (("account_id", account),))] == 0
-    assert len([k for k in s if k[0] == "aws_root_console_logins_total"]) == 12
+    assert len([k for k in s if k[0] == "aws_root_console_logins_total"]) == 24
     assert len([k for k in s if k[0] == "aws_root_api_calls_total"]) == 24
 
 
@@ -87,7 +89,7 @@ def test_dedup_across_sources() -> None:
     assert store.ingest(v, "eventbridge_sqs", START + timedelta(minutes=2)) is True
     assert store.ingest(v, "lookup_events", START + timedelta(minutes=9)) is False
     assert store.ingest(v, "s3_trail", START + timedelta(minutes=12)) is False
-    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true") == 1
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") == 1
     assert value(store, "aws_root_events_duplicate_total", source="lookup_events") == 1
     assert value(store, "aws_root_events_duplicate_total", source="s3_trail") == 1
     assert value(store, "aws_root_events_duplicate_total", source="eventbridge_sqs") == 0
@@ -144,7 +146,7 @@ def test_backfill_does_not_inflate_counters() -> None:
     before = START - timedelta(days=3)
     assert store.ingest(login("hist-1", before), "lookup_events", START + timedelta(seconds=30)) is True
     store.ingest(api_call("hist-2", before + timedelta(hours=1)), "lookup_events", START + timedelta(seconds=30))
-    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true") == 0
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") == 0
     assert value(store, "aws_root_api_calls_total", account_id=A, category="administrative", outcome="failure", approved="false") == 0
     assert value(store, "aws_root_event_delay_seconds_count", source="lookup_events") == 0
     # ... but the 90-day count and the last event see history.
@@ -152,7 +154,7 @@ def test_backfill_does_not_inflate_counters() -> None:
     assert value(store, "aws_root_last_activity_timestamp_seconds", account_id=A) == (before + timedelta(hours=1)).timestamp()
     # A live record is counted.
     store.ingest(login("live-1", START + timedelta(minutes=5)), "eventbridge_sqs", START + timedelta(minutes=6))
-    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true") == 1
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") == 1
     assert store.logins_90d(A, START + timedelta(minutes=10)) == 2
 
 
@@ -162,7 +164,7 @@ def test_records_in_flight_at_a_fresh_start_are_counted() -> None:
     # Delivered by EventBridge a minute after start, it happened 5 minutes before it.
     store.ingest(login("in-flight", START - timedelta(minutes=5)), "eventbridge_sqs", START + timedelta(minutes=1))
     store.ingest(login("too-old", START - GRACE - timedelta(seconds=1)), "lookup_events", START + timedelta(minutes=1))
-    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true") == 1
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") == 1
     assert store.logins_90d(A, START + timedelta(minutes=1)) == 2
     assert EventStore(START, backfill_grace=timedelta(0)).counting_from == START
 
@@ -178,7 +180,7 @@ def test_counters_continue_after_restart_with_state_file(tmp_path: Path) -> None
     assert restarted.counting_from == START - GRACE
     restarted.ingest(login("downtime", START + timedelta(hours=5)), "lookup_events", START + timedelta(days=1))
     restarted.ingest(login("live-1", START + timedelta(minutes=5)), "lookup_events", START + timedelta(days=1))
-    assert value(restarted, "aws_root_console_logins_total", now=START + timedelta(days=1), account_id=A, outcome="success", mfa="true") == 2
+    assert value(restarted, "aws_root_console_logins_total", now=START + timedelta(days=1), account_id=A, outcome="success", mfa="true", approved="false") == 2
     fresh = EventStore.open(tmp_path / "absent.json", started_at=START + timedelta(days=1))
     assert fresh.counting_from == START + timedelta(days=1) - GRACE
 
@@ -238,8 +240,9 @@ def test_exact_exposition() -> None:
     assert text == generate_latest(registry).decode()
     expected = [
         "# TYPE aws_root_console_logins_total counter",
-        'aws_root_console_logins_total{account_id="111122223333",mfa="false",outcome="success"} 1.0',
-        'aws_root_console_logins_total{account_id="111122223333",mfa="true",outcome="success"} 0.0',
+        'aws_root_console_logins_total{account_id="111122223333",approved="false",mfa="false",outcome="success"} 1.0',
+        'aws_root_console_logins_total{account_id="111122223333",approved="true",mfa="false",outcome="success"} 0.0',
+        'aws_root_console_logins_total{account_id="111122223333",approved="false",mfa="true",outcome="success"} 0.0',
         'aws_root_api_calls_total{account_id="111122223333",approved="false",category="administrative",outcome="failure"} 1.0',
         'aws_root_api_calls_by_event_source_total{account_id="111122223333",event_source="s3.amazonaws.com"} 1.0',
         'aws_root_last_activity_timestamp_seconds{account_id="111122223333"} 1.79552172e+09',  # 2026-11-24T12:02:00Z
@@ -317,7 +320,97 @@ def test_state_roundtrip(tmp_path: Path) -> None:
     assert loaded.get_checkpoint("lookup_events/111122223333/us-east-1") == "2026-11-24T12:09:00Z"
     assert loaded.get_checkpoint("missing") is None
     assert loaded.ingest(login("l-1", START + timedelta(minutes=1)), "lookup_events", now) is False
-    assert json.loads(path.read_text())["version"] == 1
+    assert json.loads(path.read_text())["version"] == 2
+
+
+def test_login_inside_a_break_glass_window_counts_as_approved() -> None:
+    store = EventStore(START)
+    store.register_accounts([A])
+    t = START + timedelta(minutes=1)
+    store.ingest(dataclasses.replace(login("bg-1", t), approved=True), "eventbridge_sqs", t)
+    store.ingest(login("plain-1", t + timedelta(seconds=1)), "eventbridge_sqs", t)
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="true") == 1
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") == 1
+    # Approved or not, a login is a login for the 90-day count (the quarterly KPI).
+    assert store.logins_90d(A, t + timedelta(minutes=1)) == 2
+
+
+def test_classify_marks_a_login_inside_a_window_approved() -> None:
+    from exporter.settings import BreakGlassWindow
+
+    record = json.loads((FIXTURES / "root_console_login_mfa_yes.json").read_text())
+    v = classify(record)
+    assert v is not None and v.kind == "console_login" and v.approved is False
+    window = BreakGlassWindow(account_id=v.account_id, start=v.event_time - timedelta(minutes=5),
+                              end=v.event_time + timedelta(minutes=5), ticket="CHG-1")
+    assert classify(record, [window]).approved is True
+    late = BreakGlassWindow(account_id=v.account_id, start=v.event_time + timedelta(seconds=1),
+                            end=v.event_time + timedelta(hours=1), ticket="CHG-2")
+    assert classify(record, [late]).approved is False
+
+
+# A version 1 state file, as the exporter before the `approved` label on console logins wrote
+# it (written out literally: the current code cannot produce it any more).
+STATE_V1 = {
+    "version": 1,
+    "counting_from": "2026-11-24T11:45:00+00:00",
+    "high_water": 1795521660.0,
+    "accounts": ["111122223333"],
+    "counters": {
+        "console_logins": [
+            ["111122223333", "failure", "false", 0.0], ["111122223333", "failure", "true", 2.0],
+            ["111122223333", "failure", "unknown", 0.0], ["111122223333", "success", "false", 0.0],
+            ["111122223333", "success", "true", 3.0], ["111122223333", "success", "unknown", 0.0],
+        ],
+        "signin_events": [],
+        "api_calls": [["111122223333", "administrative", "failure", "false", 1.0],
+                      ["111122223333", "break_glass", "success", "true", 4.0]],
+        "api_calls_by_event_source": [["111122223333", "s3.amazonaws.com", 1.0]],
+        "assumed_root_calls": [["111122223333", "failure", 0.0], ["111122223333", "success", 0.0]],
+        "assume_root_calls": [],
+        "events_duplicate": [["eventbridge_sqs", 0.0], ["lookup_events", 1.0], ["s3_trail", 0.0]],
+        "events_rejected": [],
+    },
+    "event_delay": {},
+    "last_event": {"111122223333": {"time": 1795521660.0, "event_name": "ConsoleLogin",
+                                    "event_source": "signin.amazonaws.com", "source_ip": "198.51.100.1",
+                                    "mfa": "true", "outcome": "success"}},
+    "console_logins_90d": {"111122223333": [[1795521660.0, "l-1"]]},
+    "seen_event_ids": {"l-1": 1795521660.0},
+    "checkpoints": {"lookup_events/111122223333/us-east-1": "2026-11-24T12:09:00Z"},
+}
+
+
+def test_version_1_state_file_is_migrated_and_keeps_the_counters(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(STATE_V1))
+    store = EventStore.load(path)
+    logins = {k[1]: v for k, v in samples(store).items() if k[0] == "aws_root_console_logins_total"}
+    # The old counts land on approved="false"; approved="true" starts at 0.
+    assert logins[(("account_id", A), ("approved", "false"), ("mfa", "true"), ("outcome", "success"))] == 3
+    assert logins[(("account_id", A), ("approved", "false"), ("mfa", "true"), ("outcome", "failure"))] == 2
+    assert logins[(("account_id", A), ("approved", "true"), ("mfa", "true"), ("outcome", "success"))] == 0
+    assert len(logins) == 12 and sum(logins.values()) == 5
+    assert value(store, "aws_root_api_calls_total", account_id=A, category="break_glass", outcome="success", approved="true") == 4
+    assert store.logins_90d(A, START + timedelta(hours=1)) == 1
+    assert store.get_checkpoint("lookup_events/111122223333/us-east-1") == "2026-11-24T12:09:00Z"
+    assert store.ingest(login("l-1", START + timedelta(minutes=1)), "s3_trail", START + timedelta(hours=1)) is False
+    # The next save writes the current version, which loads as is.
+    store.save(path)
+    saved = json.loads(path.read_text())
+    assert saved["version"] == 2
+    assert [A, "success", "true", "false", 3.0] in saved["counters"]["console_logins"]
+    assert EventStore.load(path).to_state() == store.to_state()
+
+
+def test_version_1_state_file_with_a_bad_login_row(tmp_path: Path) -> None:
+    state = json.loads(json.dumps(STATE_V1))
+    state["counters"]["console_logins"][0] = [A, "success", "true", "false", 1.0]  # a version 2 row
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(state))
+    with pytest.raises(StateFileError, match="console_logins has a bad row") as info:
+        EventStore.load(path)
+    assert str(path) in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -326,6 +419,8 @@ def test_state_roundtrip(tmp_path: Path) -> None:
         ("{not json", "not valid JSON"),
         ("[]", "not a JSON object"),
         ('{"version": 99}', "unsupported version 99"),
+        ('{"version": true}', "unsupported version True"),
+        ('{"version": "1"}', "unsupported version '1'"),
         ('{"version": 1}', "missing"),
     ],
 )

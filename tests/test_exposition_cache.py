@@ -57,7 +57,7 @@ def test_a_root_login_renders_only_the_families_it_moved() -> None:
     kept = {name: rendered.plain for name, rendered in exposition._rendered.items()}
     service.take(make_record("console-login", "123456789012"), "eventbridge_sqs")
     after = exposition.render()
-    assert b'aws_root_console_logins_total{account_id="123456789012",mfa="true",outcome="success"} 1.0' in after
+    assert b'aws_root_console_logins_total{account_id="123456789012",approved="false",mfa="true",outcome="success"} 1.0' in after
     assert b'mfa="true",outcome="success"} 0.0' in before
     assert exposition._rendered["snapshot"].plain is kept["snapshot"]
     assert exposition._rendered["health"].plain is kept["health"]

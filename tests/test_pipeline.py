@@ -233,7 +233,8 @@ async def test_non_root_logins_produce_nothing(sandbox, record_property) -> None
         assert "aws_root_last_event_info" not in {s.name for f in families.values() for s in f.samples
                                                   if s.labels.get("account_id") == "210000000003"}
         assert p.hooks.received(PAGER) == []
-        activity = {"AwsRootConsoleLogin", "AwsRootApiActivity", "AwsRootPasswordActivity", "AwsRootBreakGlassActivity"}
+        activity = {"AwsRootConsoleLogin", "AwsRootApiActivity", "AwsRootPasswordActivity", "AwsRootBreakGlassActivity",
+                    "AwsRootBreakGlassLogin"}
         assert [a for _, a in p.hooks.alerts() if a["labels"]["alertname"] in activity] == []
 
         # The pipeline was live all along: a root login after them pages, and is the only page.
@@ -325,6 +326,54 @@ async def test_approved_break_glass_reaches_only_the_tickets_receiver(sandbox, r
         ))[0]
         assert alert["labels"]["category"] == "break_glass"
         assert [a["labels"]["account_id"] for _, a in p.hooks.alerts(PAGER)] == ["210000000003"]
+
+
+async def test_approved_break_glass_console_login_reaches_only_the_tickets_receiver(sandbox, record_property) -> None:
+    """The first step of a break-glass procedure, a root console login inside the approved
+    window, opens a ticket and pages nobody; a login just after a window's end pages."""
+    now = datetime.now(timezone.utc)
+    windows = [
+        {"account_id": "210000000001", "start": now - timedelta(hours=1), "end": now + timedelta(hours=1), "ticket": "CHG-1"},
+        # Ended a minute ago: the login below comes just too late.
+        {"account_id": "210000000002", "start": now - timedelta(hours=1), "end": now - timedelta(minutes=1), "ticket": "CHG-2"},
+    ]
+    async with pipeline(sandbox, break_glass_windows=windows) as p:
+        await p.wait_for_rules_evaluated()
+        injected = time.monotonic()
+        sandbox.inject(make_record("console-login", "210000000001", source_ip="198.51.100.45"))
+        note, alert = (await p.wait_for(
+            "AwsRootBreakGlassLogin at security-tickets",
+            lambda: p.hooks.alerts(TICKETS, alertname="AwsRootBreakGlassLogin", account_id="210000000001"),
+            interval=0.01,
+        ))[0]
+        report(record_property, "approved break-glass console login, injection to ticket webhook", note.received_monotonic - injected)
+        assert alert["labels"]["severity"] == "info"
+        assert alert["labels"]["account_name"] == "prod-payments"
+        assert note.payload["receiver"] == TICKETS and note.payload["status"] == "firing"
+        description = alert["annotations"]["description"]
+        assert "signed in to the AWS console inside an approved break-glass window" in description, description
+        assert "Latest root record: ConsoleLogin (signin.amazonaws.com, outcome success)" in description
+        assert "source IP 198.51.100.45" in description
+        families = await p.exporter.metrics()
+        approved = [s.value for s in families["aws_root_console_logins"].samples
+                    if s.name.endswith("_total") and s.labels["account_id"] == "210000000001" and s.labels["outcome"] == "success"
+                    and s.labels["approved"] == "true"]
+        assert sum(approved) == 1
+        # Several evaluations later, still nothing at the pager (a page would follow the same
+        # evaluation within a second: the critical route has group_wait 0s).
+        await asyncio.sleep(3)
+        assert p.hooks.received(PAGER) == []
+        assert p.hooks.alerts(alertname="AwsRootConsoleLogin") == []
+
+        # A root login in an account whose window ended a minute ago pages.
+        sandbox.inject(make_record("console-login", "210000000002"))
+        _, alert = (await p.wait_for(
+            "AwsRootConsoleLogin for 210000000002 at the pager",
+            lambda: p.hooks.alerts(PAGER, alertname="AwsRootConsoleLogin", account_id="210000000002"),
+        ))[0]
+        assert alert["labels"]["severity"] == "critical"
+        assert [a["labels"]["account_id"] for _, a in p.hooks.alerts(PAGER)] == ["210000000002"]
+        assert {a["labels"]["account_id"] for _, a in p.hooks.alerts(alertname="AwsRootBreakGlassLogin")} == {"210000000001"}
 
 
 # -- dashboards ------------------------------------------------------------------------------

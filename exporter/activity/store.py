@@ -8,8 +8,9 @@ pollers ingest.
 
 Which verdict feeds which metric:
 
-* `console_login` -> `aws_root_console_logins_total`, the 90-day login list (successes
-  only: a failed attempt is not a login), last activity and last event.
+* `console_login` -> `aws_root_console_logins_total` (with `approved`: the login is inside
+  an approved break-glass window), the 90-day login list (successes only: a failed attempt
+  is not a login; approved or not, a login is a login), last activity and last event.
 * `signin_other` -> `aws_root_signin_events_total`, last activity and last event.
 * `api_call` -> `aws_root_api_calls_total` and `aws_root_api_calls_by_event_source_total`,
   last activity and last event.
@@ -46,9 +47,9 @@ catch up from their checkpoints.
 
 Sample exposition (`metric_families()` rendered by prometheus_client)::
 
-    # HELP aws_root_console_logins_total Root ConsoleLogin records, by outcome and MFA use.
+    # HELP aws_root_console_logins_total Root ConsoleLogin records, by outcome, MFA use and approval (break-glass window).
     # TYPE aws_root_console_logins_total counter
-    aws_root_console_logins_total{account_id="111122223333",mfa="false",outcome="success"} 1.0
+    aws_root_console_logins_total{account_id="111122223333",approved="false",mfa="false",outcome="success"} 1.0
     # HELP aws_root_api_calls_total Root API calls by category, outcome and approval (break-glass window).
     # TYPE aws_root_api_calls_total counter
     aws_root_api_calls_total{account_id="111122223333",approved="false",category="administrative",outcome="failure"} 1.0
@@ -89,7 +90,11 @@ from prometheus_client.utils import floatToGoString
 from exporter.activity.classify import CATEGORIES, MFA_VALUES, OUTCOMES, Verdict
 from exporter.textformat import Family, counter, gauge
 
-STATE_VERSION = 1
+# Version 2: `console_logins` rows carry `approved` (account, outcome, mfa, approved).
+# Version 1 files are migrated on load (their logins were counted without a window check:
+# approved="false"), so an upgrade keeps every counter.
+STATE_VERSION = 2
+_MIGRATABLE_VERSIONS = (1,)
 SOURCES: tuple[str, ...] = ("lookup_events", "eventbridge_sqs", "s3_trail")
 DELAY_BUCKETS: tuple[float, ...] = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 LOGIN_WINDOW = timedelta(days=90)
@@ -136,8 +141,8 @@ class _Histogram:
 
 # Activity families in exposition order: the counters (metric, help, labels, store attribute), then the rest.
 _COUNTERS: dict[str, tuple[str, str, list[str], str]] = {
-    "console_logins": ("aws_root_console_logins_total", "Root ConsoleLogin records, by outcome and MFA use.",
-                       ["account_id", "outcome", "mfa"], "_console_logins"),
+    "console_logins": ("aws_root_console_logins_total", "Root ConsoleLogin records, by outcome, MFA use and approval (break-glass window).",
+                       ["account_id", "outcome", "mfa", "approved"], "_console_logins"),
     "signin_events": ("aws_root_signin_events_total", "Other root sign-in records (password recovery, password change, MFA check...).",
                       ["account_id", "event_name", "outcome"], "_signin_events"),
     "api_calls": ("aws_root_api_calls_total", "Root API calls by category, outcome and approval (break-glass window).",
@@ -219,7 +224,8 @@ class EventStore:
                 self._touch(*_PER_ACCOUNT_AT_ZERO)
                 for outcome in OUTCOMES:
                     for mfa in MFA_VALUES:
-                        self._console_logins.setdefault((account, outcome, mfa), 0.0)
+                        for approved in _BOOL.values():
+                            self._console_logins.setdefault((account, outcome, mfa, approved), 0.0)
                     for category in CATEGORIES:
                         for approved in _BOOL.values():
                             self._api_calls.setdefault((account, category, outcome, approved), 0.0)
@@ -276,7 +282,7 @@ class EventStore:
             _inc(self._assumed_root, (v.account_id, v.outcome))
             return ("assumed_root_calls",)
         if v.kind == "console_login":
-            _inc(self._console_logins, (v.account_id, v.outcome, v.mfa))
+            _inc(self._console_logins, (v.account_id, v.outcome, v.mfa, _BOOL[v.approved]))
             return ("console_logins",)
         if v.kind == "signin_other":
             _inc(self._signin_events, (v.account_id, v.signin_event or "other", v.outcome))
@@ -448,8 +454,11 @@ class EventStore:
         if not isinstance(state, Mapping):
             raise StateFileError(f"{where}: not a JSON object")
         version = state.get("version")
-        if version != STATE_VERSION:
-            raise StateFileError(f"{where}: unsupported version {version!r} (this exporter reads version {STATE_VERSION})")
+        if version in _MIGRATABLE_VERSIONS and not isinstance(version, bool):
+            state = _migrate(state, where)
+        elif version != STATE_VERSION or isinstance(version, bool):
+            readable = ", ".join(str(v) for v in (*_MIGRATABLE_VERSIONS, STATE_VERSION))
+            raise StateFileError(f"{where}: unsupported version {version!r} (this exporter reads versions {readable})")
         try:
             counting_from = datetime.fromisoformat(state["counting_from"])
             store = cls(counting_from, backfill_grace=timedelta(0), dedup_retention=dedup_retention, max_event_ids=max_event_ids)
@@ -467,7 +476,7 @@ class EventStore:
         self.register_accounts(_strings(state["accounts"], "accounts"))
         counters = state["counters"]
         for name, target, arity in (
-            ("console_logins", self._console_logins, 3),
+            ("console_logins", self._console_logins, 4),
             ("signin_events", self._signin_events, 3),
             ("api_calls", self._api_calls, 4),
             ("api_calls_by_event_source", self._api_by_source, 2),
@@ -550,6 +559,21 @@ class EventStore:
         if path is not None and Path(path).exists():
             return cls.load(path, dedup_retention=dedup_retention, max_event_ids=max_event_ids)
         return cls(started_at, backfill_grace=backfill_grace, dedup_retention=dedup_retention, max_event_ids=max_event_ids)
+
+
+def _migrate(state: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A version 1 state as version 2: every `console_logins` row (account, outcome, mfa,
+    value) gains approved="false" before its value. Version 1 did not record whether a login
+    was inside a break-glass window; "false" is the value that keeps its alerts paging."""
+    counters = state.get("counters")
+    if not isinstance(counters, Mapping) or not isinstance(counters.get("console_logins"), list):
+        raise StateFileError(f"{where}: invalid content (missing counters.console_logins)")
+    migrated = []
+    for row in counters["console_logins"]:
+        if not isinstance(row, list) or len(row) != 4:
+            raise StateFileError(f"{where}: invalid content (counters.console_logins has a bad row {row!r:.80})")
+        migrated.append([*row[:3], "false", row[3]])
+    return {**state, "version": STATE_VERSION, "counters": {**counters, "console_logins": migrated}}
 
 
 def _inc(counter: _Counter, key: tuple[str, ...]) -> None:

@@ -22,7 +22,7 @@ MANAGEMENT = "123456789012"
 
 
 def logins(families: dict, mfa: str = "true") -> float | None:
-    return sample(families, "aws_root_console_logins_total", account_id=ACCOUNT, outcome="success", mfa=mfa)
+    return sample(families, "aws_root_console_logins_total", account_id=ACCOUNT, outcome="success", mfa=mfa, approved="false")
 
 
 def duplicates(families: dict, source: str) -> float | None:

@@ -91,7 +91,7 @@ class ExporterProcess:
 
 
 def logins(families: dict) -> float | None:
-    return sample(families, "aws_root_console_logins_total", account_id=ACCOUNT, outcome="success", mfa="true")
+    return sample(families, "aws_root_console_logins_total", account_id=ACCOUNT, outcome="success", mfa="true", approved="false")
 
 
 async def test_sigkill_in_the_middle_of_a_sweep_then_restart(sandbox: Sandbox, faults: FaultInjector, tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ async def test_sigkill_in_the_middle_of_a_sweep_then_restart(sandbox: Sandbox, f
     assert sample(families, "aws_root_console_logins_90d", account_id=ACCOUNT) == 4.0
     saved = json.loads(state_file.read_text())
     assert saved["version"] == STATE_VERSION
-    assert [row[-1] for row in saved["counters"]["console_logins"] if row[:3] == [ACCOUNT, "success", "true"]] == [4.0]
+    assert [row[-1] for row in saved["counters"]["console_logins"] if row[:4] == [ACCOUNT, "success", "true", "false"]] == [4.0]
 
 
 def _run_serve(state_file: Path) -> subprocess.CompletedProcess:

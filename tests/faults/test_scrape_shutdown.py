@@ -52,7 +52,7 @@ async def test_scrapes_during_shutdown(sandbox: Sandbox, tmp_path: Path) -> None
         await exporter.wait_for_sweeps(1)
         sandbox.inject(make_record("console-login", ACCOUNT), lookup=False, s3=False)
         async with asyncio.timeout(20):
-            while sample(await exporter.metrics(), "aws_root_console_logins_total", account_id=ACCOUNT, outcome="success", mfa="true") != 1.0:
+            while sample(await exporter.metrics(), "aws_root_console_logins_total", account_id=ACCOUNT, outcome="success", mfa="true", approved="false") != 1.0:
                 await asyncio.sleep(0.1)
         threads = [threading.Thread(target=_scraper, args=(exporter.url + "/metrics", stop, results)) for _ in range(4)]
         for thread in threads:
@@ -78,4 +78,4 @@ async def test_scrapes_during_shutdown(sandbox: Sandbox, tmp_path: Path) -> None
     assert max(r[3] for r in results) < 2.0
     assert stopped < 5.0
     saved = json.loads(state_file.read_text())
-    assert [row[-1] for row in saved["counters"]["console_logins"] if row[:3] == [ACCOUNT, "success", "true"]] == [1.0]
+    assert [row[-1] for row in saved["counters"]["console_logins"] if row[:4] == [ACCOUNT, "success", "true", "false"]] == [1.0]
