@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import logging
 import threading
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -94,10 +95,11 @@ class MetricsServer:
                 self.do_GET()
 
             def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
                 if path == "/metrics":
                     want_gzip = "gzip" in self.headers.get("Accept-Encoding", "")
-                    body = server.exposition.chunks(want_gzip)
+                    names = frozenset(urllib.parse.parse_qs(query).get("name[]", ()))
+                    body = server.exposition.chunks(want_gzip, names)
                     extra = {"Content-Encoding": "gzip"} if want_gzip else None
                     self._send(200, body, CONTENT_TYPE, extra)
                 elif path == "/-/healthy":

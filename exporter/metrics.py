@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Collection, Hashable, Iterable, Iterator
 
 from . import __version__
 from .aws import REASONS
@@ -167,11 +167,13 @@ def api_request_families(state: ExporterState) -> list[Family]:
 
 
 class _Rendered:
-    __slots__ = ("key", "plain", "gzip")
+    __slots__ = ("key", "names", "plain", "gzip")
 
     def __init__(self) -> None:
         self.key: Hashable = _UNRENDERED
-        self.plain: list[bytes] = []  # one piece per family: no copy of the whole section
+        # One piece per family (no copy of the whole section), and the families' names.
+        self.names: list[str] = []
+        self.plain: list[bytes] = []
         self.gzip = b""
 
 
@@ -205,25 +207,34 @@ class Exposition:
     def sections(self) -> list[Section]:
         return [*self._own, *self.state.sections]
 
-    def chunks(self, want_gzip: bool = False) -> list[bytes]:
-        """The exposition as consecutive pieces (plain text, or gzip members)."""
+    def chunks(self, want_gzip: bool = False, names: Collection[str] = ()) -> list[bytes]:
+        """The exposition as consecutive pieces (plain text, or gzip members).
+
+        `names`: only these families (as named in their HELP lines), like the `name[]`
+        parameter of prometheus_client's handler; all when empty.
+        """
         if self._prerender is None:
             self._prerender = threading.Thread(target=_prerender, args=(weakref.ref(self),), name="exposition", daemon=True)
             self._prerender.start()
         parts: list[bytes] = []
         with self._lock:
             for section in self.sections():
-                rendered = self._refresh(section, want_gzip)
-                if want_gzip:
+                rendered = self._refresh(section, want_gzip and not names)
+                if names:
+                    parts += [text for name, text in zip(rendered.names, rendered.plain, strict=True) if name in names]
+                elif want_gzip:
                     parts.append(rendered.gzip)
                 else:
                     parts += rendered.plain
-        tail = render(api_request_families(self.state))
-        parts.append(gzip.compress(tail, compresslevel=5) if want_gzip else tail)
-        return parts
+        tail = b"".join(text for name, text in render_each(api_request_families(self.state)) if not names or name in names)
+        if not want_gzip:
+            return [*parts, tail]
+        if names:
+            return [gzip.compress(b"".join([*parts, tail]), compresslevel=5)]
+        return [*parts, gzip.compress(tail, compresslevel=5)]
 
-    def render(self, want_gzip: bool = False) -> bytes:
-        return b"".join(self.chunks(want_gzip))
+    def render(self, want_gzip: bool = False, names: Collection[str] = ()) -> bytes:
+        return b"".join(self.chunks(want_gzip, names))
 
     def _refresh(self, section: Section, want_gzip: bool) -> _Rendered:
         """The section, rendered again if its key moved (gzip too if wanted); the caller holds the lock."""
@@ -231,8 +242,10 @@ class Exposition:
         key = section.key()
         if key != rendered.key:
             # Drop the old text first: at 10,000 accounts a section is tens of MB.
-            rendered.plain, rendered.gzip = [], b""
-            rendered.plain = list(render_each(section.families()))
+            rendered.names, rendered.plain, rendered.gzip = [], [], b""
+            for name, text in render_each(section.families()):
+                rendered.names.append(name)
+                rendered.plain.append(text)
             rendered.key = key
         if want_gzip and not rendered.gzip:
             # One gzip member per section, compressed piece by piece.

@@ -60,19 +60,19 @@ def counter(name: str, documentation: str, value: float | None = None, labels: S
 
 
 def render(families: Iterable[Family | Metric]) -> bytes:
-    return b"".join(render_each(families))
+    return b"".join(text for _, text in render_each(families))
 
 
-def render_each(families: Iterable[Family | Metric]) -> Iterator[bytes]:
-    """Each family's text in turn: only one family's lines are in memory at a time."""
+def render_each(families: Iterable[Family | Metric]) -> Iterator[tuple[str, bytes]]:
+    """Each family's name (as in its HELP line) and text in turn: one family's lines in memory at a time."""
     escaped: dict[str, str] = {}
     for family in families:
         out: list[str] = []
         if isinstance(family, Family):
-            _family_lines(family, out, escaped)
+            name = _family_lines(family, out, escaped)
         else:
-            _metric_lines(family, out, escaped)
-        yield "".join(out).encode("utf-8")
+            name = _metric_lines(family, out, escaped)
+        yield name, "".join(out).encode("utf-8")
 
 
 def _header(name: str, documentation: str, kind: str, out: list[str]) -> None:
@@ -98,7 +98,7 @@ def _value(value: float) -> str:
     return text if text is not None else floatToGoString(value)
 
 
-def _family_lines(family: Family, out: list[str], cache: dict[str, str]) -> None:
+def _family_lines(family: Family, out: list[str], cache: dict[str, str]) -> str:
     sample_name = family.name + "_total" if family.type == "counter" else family.name
     _header(sample_name, family.documentation, family.type, out)
     order = sorted(range(len(family.labels)), key=family.labels.__getitem__)
@@ -107,13 +107,14 @@ def _family_lines(family: Family, out: list[str], cache: dict[str, str]) -> None
     if not prefixes:
         for _, value in family.rows:
             append(f"{sample_name} {_value(value)}\n")
-        return
+        return sample_name
     for values, value in family.rows:
         labelstr = '",'.join([prefix + _escape(values[i], cache) for prefix, i in zip(prefixes, order)])
         append(f'{sample_name}{{{labelstr}"}} {_value(value)}\n')
+    return sample_name
 
 
-def _metric_lines(metric: Metric, out: list[str], cache: dict[str, str]) -> None:
+def _metric_lines(metric: Metric, out: list[str], cache: dict[str, str]) -> str:
     """A prometheus_client family (histograms and the small families), as generate_latest writes it."""
     name, kind = metric.name, metric.type
     if kind == "counter":
@@ -131,3 +132,4 @@ def _metric_lines(metric: Metric, out: list[str], cache: dict[str, str]) -> None
             out.append(f"{sample.name}{{{labelstr}}} {_value(sample.value)}\n")
         else:
             out.append(f"{sample.name} {_value(sample.value)}\n")
+    return name

@@ -109,3 +109,19 @@ def test_the_sectioned_exposition_always_equals_a_fresh_render(steps) -> None:
         fresh._rendered.clear()
         assert exposition.render() == fresh.render()
         assert gzip.decompress(exposition.render(want_gzip=True)) == fresh.render()
+
+
+def test_name_filter_serves_only_the_named_families() -> None:
+    state = ExporterState(600)
+    exposition = Exposition(state)
+    state.publish(Snapshot(accounts=(Account(account_id="123456789012", name="one"),)))
+    state.api.record("iam:GetAccountSummary", None)
+    names = {"aws_root_account_info", "aws_root_api_requests_total"}
+    text = exposition.render(names=names).decode()
+    helps = {line.split()[2] for line in text.splitlines() if line.startswith("# HELP")}
+    assert helps == names
+    assert 'aws_root_api_requests_total{operation="iam:GetAccountSummary"} 1.0' in text
+    assert gzip.decompress(exposition.render(want_gzip=True, names=names)).decode() == text
+    # Unknown names give an empty (valid) exposition; no filter gives everything.
+    assert exposition.render(names={"aws_root_no_such_metric"}) == b""
+    assert len(exposition.render()) > len(text)

@@ -33,6 +33,11 @@ async def test_endpoints(sandbox: Sandbox) -> None:
         status, headers, packed = await asyncio.to_thread(http_get, exporter.url + "/metrics", {"Accept-Encoding": "gzip"})
         assert headers.get("Content-Encoding") == "gzip"
         assert gzip.decompress(packed) == plain
+        # name[] as prometheus_client's handler: only the named families.
+        status, _, some = await asyncio.to_thread(http_get, exporter.url + "/metrics?name[]=aws_root_mfa_enabled&name[]=aws_root_sweeps_total")
+        assert status == 200
+        assert {line.split()[2] for line in some.decode().splitlines() if line.startswith("# HELP")} == {"aws_root_mfa_enabled", "aws_root_sweeps_total"}
+        assert some.count(b"aws_root_mfa_enabled{") == plain.count(b"aws_root_mfa_enabled{") > 0
         status, headers, page = await asyncio.to_thread(http_get, exporter.url + "/")
         assert status == 200 and b'href="metrics"' in page and b"Accounts collected: 13" in page
         status, _, _ = await asyncio.to_thread(http_get, exporter.url + "/nope")
