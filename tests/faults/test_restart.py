@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -23,50 +22,27 @@ from exporter.sandbox.faults import FaultInjector
 from exporter.sandbox.records import make_record
 
 from ..conftest import ROOT, parse_metrics, report_measurement, sample
+from .serve_process import ServeProcess
 
 ACCOUNT = "210000000003"
 
 
-class ExporterProcess:
+class ExporterProcess(ServeProcess):
     def __init__(self, sandbox: Sandbox, state_file: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(SANDBOX_ENV)
-        env.update(
-            PYTHONUNBUFFERED="1",
-            AWS_CONFIG_FILE="/dev/null",
-            AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-            AWS_ROOT_EXPORTER_ENDPOINT_URL=sandbox.endpoint_url,
-            AWS_ROOT_EXPORTER_MAX_ATTEMPTS="2",
-            AWS_ROOT_EXPORTER_INCLUDE_ACCOUNT_IDS=json.dumps([ACCOUNT, "210000000001"]),
-            AWS_ROOT_EXPORTER_POSTURE_INTERVAL_SECONDS="10",
-            AWS_ROOT_EXPORTER_ACCOUNT_TIMEOUT_SECONDS="30",
-            AWS_ROOT_EXPORTER_EVENTBRIDGE_QUEUE_URL=sandbox.events_queue_url,
-            AWS_ROOT_EXPORTER_SQS_WAIT_SECONDS="1",
-            AWS_ROOT_EXPORTER_LOOKUP_EVENTS_ENABLED="true",
-            AWS_ROOT_EXPORTER_LOOKUP_EVENTS_INTERVAL_SECONDS="5",
-            AWS_ROOT_EXPORTER_STATE_FILE=str(state_file),
+        super().__init__(
+            sandbox.endpoint_url,
+            max_attempts="2",
+            include_account_ids=json.dumps([ACCOUNT, "210000000001"]),
+            posture_interval_seconds="10",
+            account_timeout_seconds="30",
+            eventbridge_queue_url=sandbox.events_queue_url,
+            sqs_wait_seconds="1",
+            lookup_events_enabled="true",
+            lookup_events_interval_seconds="5",
+            state_file=str(state_file),
             # Long on purpose: a kill between two periodic saves must lose nothing.
-            AWS_ROOT_EXPORTER_STATE_SAVE_INTERVAL_SECONDS="600",
-            AWS_ROOT_EXPORTER_LOG_FORMAT="text",
+            state_save_interval_seconds="600",
         )
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "serve", "--web.listen-address", "127.0.0.1:0"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
-        )
-        self.lines: list[str] = []
-        self.url = ""
-
-    async def started(self) -> None:
-        async with asyncio.timeout(30):
-            while not self.url:
-                line = await asyncio.to_thread(self.process.stdout.readline)
-                assert line, "exporter exited:\n" + "".join(self.lines)
-                self.lines.append(line)
-                match = re.search(r"(http://127\.0\.0\.1:\d+)/metrics", line)
-                if match:
-                    self.url = match.group(1)
-        # Keep draining the output so the child never blocks on a full pipe.
-        asyncio.get_running_loop().run_in_executor(None, lambda: self.lines.extend(self.process.stdout))
 
     async def metrics(self) -> dict:
         def get() -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import urllib.request
 from exporter.sandbox import SANDBOX_ENV
 
 from ..conftest import ROOT, http_get, parse_metrics, report_measurement, sample
+from .serve_process import ServeProcess
 
 
 def _request(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
@@ -28,42 +28,18 @@ def _request(method: str, url: str, body: dict | None = None) -> tuple[int, dict
         return exc.code, json.loads(exc.read())
 
 
-class _Exporter:
+class _Exporter(ServeProcess):
     """`python -m exporter serve` against the sandbox process: 12 accounts, 10 s sweeps."""
 
     def __init__(self, info: dict) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(SANDBOX_ENV)
-        env.update(
-            PYTHONUNBUFFERED="1",
-            AWS_CONFIG_FILE="/dev/null",
-            AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-            AWS_ROOT_EXPORTER_ENDPOINT_URL=info["endpoint_url"],
-            AWS_ROOT_EXPORTER_MAX_ATTEMPTS="2",
-            AWS_ROOT_EXPORTER_POSTURE_INTERVAL_SECONDS="10",
-            AWS_ROOT_EXPORTER_LOOKUP_EVENTS_ENABLED="false",
+        super().__init__(
+            info["endpoint_url"],
+            max_attempts="2",
+            posture_interval_seconds="10",
+            lookup_events_enabled="false",
             # network's role cannot be assumed in the sandbox scenario: only the storm fails here.
-            AWS_ROOT_EXPORTER_EXCLUDE_ACCOUNT_IDS=json.dumps(["210000000009"]),
-            AWS_ROOT_EXPORTER_LOG_FORMAT="text",
+            exclude_account_ids=json.dumps(["210000000009"]),
         )
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "serve", "--web.listen-address", "127.0.0.1:0"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
-        )
-        self.lines: list[str] = []
-        self.url = ""
-
-    async def started(self) -> None:
-        async with asyncio.timeout(30):
-            while not self.url:
-                line = await asyncio.to_thread(self.process.stdout.readline)
-                assert line, "exporter exited:\n" + "".join(self.lines)
-                self.lines.append(line)
-                match = re.search(r"(http://127\.0\.0\.1:\d+)/metrics", line)
-                if match:
-                    self.url = match.group(1)
-        # Keep draining the output so the child never blocks on a full pipe.
-        asyncio.get_running_loop().run_in_executor(None, lambda: self.lines.extend(self.process.stdout))
 
     async def metrics(self) -> tuple[float, dict]:
         """(seconds the scrape took, families)."""
