@@ -47,7 +47,8 @@ COLLECTOR_FAILING_FOR = "20m"
 # passed since it last completed (two missed runs, as the Prometheus docs advise).
 STALE_MARGIN_SECONDS = 300
 
-# AwsRootExporterDown: the scrape target has been down or missing this long.
+# AwsRootExporterDown and AwsRootExporterTargetDown: every target, or one of several
+# (a shard), has been down or missing this long.
 EXPORTER_DOWN_FOR = "5m"
 
 # AwsRootScpFenceLost: a member account whose aws_root_scp_fence{state="fenced"} was 1 at

@@ -435,6 +435,19 @@ def exporter_alerts() -> list[dict]:
             " root activity and posture are not monitored.",
             for_=c.EXPORTER_DOWN_FOR,
         ),
+        # One of several targets (a shard) down while another is up: its accounts are not
+        # monitored and the down target's own series have gone stale, so no other alert
+        # names it. With a single target, AwsRootExporterDown covers it (no second page).
+        alert(
+            "AwsRootExporterTargetDown",
+            f"up{c.selector()} == 0\nand on (job) (max by (job) (up{c.selector()}) == 1)",
+            "critical",
+            "One exporter target (shard) is down.",
+            "Target {{ $labels.instance }} of "
+            f"{c.JOB_SELECTOR} has been down for {c.EXPORTER_DOWN_FOR} while another target is up:"
+            " the accounts of its shard are not monitored.",
+            for_=c.EXPORTER_DOWN_FOR,
+        ),
     ]
 
 
