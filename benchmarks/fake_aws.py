@@ -220,7 +220,7 @@ class FakeAws:
                 config = json.loads(body or b"{}")
                 try:
                     self.set_faults(
-                        {k: v for k, v in config.items() if k in FAULT_KINDS},
+                        {k: v for k, v in config.items() if k not in ("hang_seconds", "seed")},
                         config.get("hang_seconds"),
                         config.get("seed"),
                     )
