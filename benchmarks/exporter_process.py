@@ -45,6 +45,7 @@ from exporter.activity.sources import EVENTBRIDGE, LOOKUP, ActivityService
 from exporter.activity.store import EventStore
 from exporter.app import make_aws, supervise
 from exporter.http import MetricsServer
+from exporter.logs import setup_logging
 from exporter.metrics import Exposition
 from exporter.settings import load_settings
 from exporter.state import ExporterState
@@ -97,6 +98,7 @@ def _process_stats(sweeps: dict) -> dict:
 
 async def main() -> None:
     settings = load_settings(None, {"listen_address": "127.0.0.1:0"})
+    setup_logging(settings.log_level, settings.log_format.value)  # as `serve` does; to stderr
     state = ExporterState(settings.posture_interval_seconds)
     exposition = Exposition(state)
     server = MetricsServer(state, exposition, "127.0.0.1", 0).start()

@@ -100,11 +100,12 @@ class FakeAwsProcess:
 
 
 class ExporterProcess:
-    def __init__(self, endpoint_url: str, **settings: Any) -> None:
+    def __init__(self, endpoint_url: str, log_path: Path | None = None, **settings: Any) -> None:
+        """`log_path`: keep the exporter's log (stderr) there instead of in a temporary file."""
         env = base_env(endpoint_url)
         for key, value in settings.items():
             env[ENV_PREFIX + key.upper()] = str(value)
-        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.stderr = open(log_path, "w+") if log_path else tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.exporter_process"],
             stdin=subprocess.PIPE,
