@@ -269,6 +269,13 @@ def summarize(args, faults, samples, scrapes, injector, counted, metrics, fake_s
         values = minutes[minute]
         per_minute.append({"minute": minute + 1, "scrapes": len(values), "median_ms": statistics.median(values), "p99_ms": percentile(values, 0.99), "max_ms": max(values)})
     everything = [ms for _, ms in scrapes.samples]
+    rss_minutes = collections.defaultdict(list)
+    for sample in samples:
+        rss_minutes[int(sample["t"] // 60)].append(sample["rss_mb"])
+    for row in per_minute:
+        values = rss_minutes.get(row["minute"] - 1, [])
+        row["rss_min_mb"] = min(values) if values else float("nan")
+        row["rss_max_mb"] = max(values) if values else float("nan")
     times = [s["t"] for s in samples]
     warm = [s for s in samples if s["sweeps"] > 0] or samples  # after the first completed sweep
     growth = {key: bounded([s[key] for s in warm]) for key in ("tasks", "fds", "sockets", "threads")}
@@ -342,9 +349,12 @@ def report(result: dict[str, Any]) -> str:
         v = g[key]
         lines.append(f"{key + ' first / max / last':32} {v['first']} / {v['max']} / {v['last']} (floor first / last third {v['first_third_floor']} / {v['last_third_floor']}, limit {v['limit']:.0f})")
     lines.append(f"{'scrapes (errors)':32} {result['scrapes']} ({result['scrape_errors']}); median {result['scrape_median_ms']:.1f} ms, p99 {result['scrape_p99_ms']:.1f} ms, max {result['scrape_max_ms']:.1f} ms")
-    lines.append("scrape latency per minute:  minute  scrapes  median_ms  p99_ms  max_ms")
+    lines.append("per minute:                  minute  scrapes  median_ms  p99_ms  max_ms  rss_min_mb  rss_max_mb")
     for m in result["scrape_per_minute"]:
-        lines.append(f"{'':28}{m['minute']:>6}  {m['scrapes']:>7}  {m['median_ms']:>9.1f}  {m['p99_ms']:>6.1f}  {m['max_ms']:>6.1f}")
+        lines.append(
+            f"{'':28}{m['minute']:>6}  {m['scrapes']:>7}  {m['median_ms']:>9.1f}  {m['p99_ms']:>6.1f}  {m['max_ms']:>6.1f}"
+            f"  {m['rss_min_mb']:>10.1f}  {m['rss_max_mb']:>10.1f}"
+        )
     lines.append(f"{'collector errors':32} {result['collector_errors']}")
     lines.append(f"{'API errors':32} {result['api_errors']}")
     lines.append("checks: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in result["checks"].items()))

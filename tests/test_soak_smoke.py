@@ -148,4 +148,5 @@ def test_soak_smoke(tmp_path) -> None:
     assert data["checks"]["scrapes_all_answered"]
     assert data["sweeps_completed"] >= 1
     assert len(data["samples"]) >= 5 and all(s["tasks"] > 0 and s["sockets"] > 0 for s in data["samples"])
+    assert all("rss_min_mb" in row for row in data["scrape_per_minute"])
     assert "events injected / counted" in result.stdout and "checks:" in result.stdout
