@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test system-packages benchmark clean
+.PHONY: demo test system-packages benchmark soak clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,9 @@ test: $(BIN)/.installed system-packages
 benchmark: $(BIN)/.installed
 	$(BIN)/python -m benchmarks
 
+# 10 minutes at 1,000 accounts against the fake AWS with faults on: leaks, exactly-once (docs/soak.md).
+soak: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.soak
+
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts benchmark-results.json
+	rm -rf $(VENV) .pytest_cache test-artifacts benchmark-results.json soak-results.json

@@ -19,6 +19,17 @@ so the server spends its time on HTTP, not on state.
   with a message body enqueues it; `ReceiveMessage` long-polls (answers as soon as a message
   is there, or after `WaitTimeSeconds`); `DeleteMessageBatch` removes messages.
 
+- Faults (off by default; see docs/soak.md): a share of AWS requests, drawn with a seeded
+  random generator, is answered with a fault instead: `throttle` (HTTP 400 with the
+  service's throttling code: `Throttling` for IAM and STS, `TooManyRequestsException` for
+  Organizations, `ThrottlingException` for CloudTrail and SQS), `server_error` (HTTP 500
+  `InternalFailure`), `reset` (the connection is reset without an answer) or `hang` (held
+  `hang_seconds`, then answered normally). Set with `--throttle 0.05 --server-error 0.01
+  ...` or at runtime with `POST /__faults` and a JSON body
+  (`{"throttle": 0.05, "reset": 0.005, "hang": 0.001, "hang_seconds": 15, "seed": 7}`;
+  the shares given replace all shares, `{}` switches faults off). Every fault is counted by
+  kind and operation in `/__stats` (`faults`).
+
 Run: `python -m benchmarks.fake_aws --accounts 1000 --latency 0.05`; it prints
 `LISTENING <port>`. `GET /__stats` returns the counts as JSON, `POST /__reset` clears them.
 """
@@ -30,8 +41,11 @@ import asyncio
 import base64
 import collections
 import json
+import random
 import resource
 import signal
+import socket
+import struct
 import time
 from datetime import datetime, timedelta, timezone
 import uuid
@@ -47,6 +61,16 @@ PAGE_SIZE = 20  # Organizations' maximum page size for ListAccountsForParent
 LOOKUP_EVENTS_PER_SECOND = 2
 CREDENTIAL_SECONDS = 3600
 VISIBILITY_TIMEOUT = 30.0  # seconds a received message stays hidden, as SQS's default
+
+# Fault kinds, in the order a request's random draw is compared with their shares.
+FAULT_KINDS = ("throttle", "server_error", "reset", "hang")
+THROTTLE_CODES = {
+    "iam": "Throttling",
+    "sts": "Throttling",
+    "organizations": "TooManyRequestsException",
+    "cloudtrail": "ThrottlingException",
+    "sqs": "ThrottlingException",
+}
 
 XMLNS = {"iam": "https://iam.amazonaws.com/doc/2010-05-08/", "sts": "https://sts.amazonaws.com/doc/2011-06-15/"}
 
@@ -88,7 +112,32 @@ class FakeAws:
         self.lookup_records = False
         self.queue: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self.queue_changed = asyncio.Event()
+        self.fault_shares: dict[str, float] = {}
+        self.hang_seconds = 15.0
+        self.fault_random = random.Random(7)
         self.reset()
+
+    def set_faults(self, shares: dict[str, float], hang_seconds: float | None = None, seed: int | None = None) -> None:
+        """Answer this share of AWS requests with each fault kind (all zero: no faults)."""
+        unknown = set(shares) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
+        if any(not 0 <= share <= 1 for share in shares.values()) or sum(shares.values()) > 1:
+            raise ValueError("fault shares must be between 0 and 1 and add up to at most 1")
+        self.fault_shares = {kind: float(share) for kind, share in shares.items() if share}
+        if hang_seconds is not None:
+            self.hang_seconds = float(hang_seconds)
+        if seed is not None:
+            self.fault_random = random.Random(seed)
+
+    def _draw_fault(self) -> str | None:
+        draw = self.fault_random.random()
+        for kind in FAULT_KINDS:
+            share = self.fault_shares.get(kind, 0.0)
+            if draw < share:
+                return kind
+            draw -= share
+        return None
 
     def reset(self) -> None:
         self.requests: collections.Counter[str] = collections.Counter()
@@ -100,6 +149,7 @@ class FakeAws:
         self.max_connections = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.faults: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
 
     def stats(self) -> dict:
         return {
@@ -107,7 +157,12 @@ class FakeAws:
             "by_account": {a: dict(c) for a, c in self.by_account.items()},
             "throttled": dict(self.throttled),
             "max_lookup_events_per_second": self.max_lookup_per_second,
+            "connections": self.connections,
+            "queue": len(self.queue),
             "max_connections": self.max_connections,
+            "faults": {kind: dict(c) for kind, c in self.faults.items()},
+            "faults_total": {kind: sum(c.values()) for kind, c in self.faults.items()},
+            "fault_shares": dict(self.fault_shares),
             "max_in_flight": self.max_in_flight,
             "cpu_seconds": _cpu_seconds(),
         }
@@ -133,6 +188,13 @@ class FakeAws:
                 length = int(headers.get("content-length", "0") or 0)
                 body = await reader.readexactly(length) if length else b""
                 status, content_type, payload = await self.respond(method, path, headers, body)
+                if status == RESET:
+                    # No answer: the peer sees the connection reset (SO_LINGER 0, then close).
+                    sock = writer.get_extra_info("socket")
+                    if sock is not None:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
                 writer.write(
                     b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nx-amzn-RequestId: fake\r\n\r\n"
                     % (status, b"OK" if status == 200 else b"Error", content_type.encode(), len(payload))
@@ -153,6 +215,18 @@ class FakeAws:
         if path.startswith("/__reset"):
             self.reset()
             return 200, "application/json", b"{}"
+        if path.startswith("/__faults"):
+            if method == "POST":
+                config = json.loads(body or b"{}")
+                try:
+                    self.set_faults(
+                        {k: v for k, v in config.items() if k not in ("hang_seconds", "seed")},
+                        config.get("hang_seconds"),
+                        config.get("seed"),
+                    )
+                except ValueError as exc:
+                    return 400, "application/json", json.dumps({"error": str(exc)}).encode()
+            return 200, "application/json", json.dumps({**self.fault_shares, "hang_seconds": self.hang_seconds}).encode()
         if path.startswith("/__lookup_events"):
             self.lookup_records = "records=1" in path
             return 200, "application/json", b"{}"
@@ -185,6 +259,17 @@ class FakeAws:
             self.in_flight -= 1
         self.requests[name] += 1
         self.by_account[account][name] += 1
+        if self.fault_shares:
+            fault = self._draw_fault()
+            if fault is not None:
+                self.faults[fault][name] += 1
+                if fault == "throttle":
+                    return self._error(service, target, 400, THROTTLE_CODES.get(service, "Throttling"), "Rate exceeded")
+                if fault == "server_error":
+                    return self._error(service, target, 500, "InternalFailure", "injected server error")
+                if fault == "reset":
+                    return RESET, "", b""
+                await asyncio.sleep(self.hang_seconds)  # hang, then answer normally
         if name == "cloudtrail:LookupEvents" and not self._lookup_allowed(account, region):
             self.throttled[name] += 1
             self.by_account[account]["throttled:" + name] += 1
@@ -371,6 +456,9 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+RESET = -1  # the status `respond` gives for "reset the connection, do not answer"
+
+
 class _Error(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -401,8 +489,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per request (default 0.05)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    add_fault_arguments(parser)
     args = parser.parse_args(argv)
-    asyncio.run(serve(FakeAws(args.accounts, args.latency), args.host, args.port))
+    asyncio.run(serve(fake_from_args(args), args.host, args.port))
+
+
+def add_fault_arguments(parser: argparse.ArgumentParser, defaults: dict[str, float] | None = None) -> None:
+    defaults = defaults or {}
+    for kind in FAULT_KINDS:
+        flag = "--" + kind.replace("_", "-")
+        parser.add_argument(flag, type=float, default=defaults.get(kind, 0.0), help=f"share of AWS requests answered with `{kind}` (default {defaults.get(kind, 0.0)})")
+    parser.add_argument("--hang-seconds", type=float, default=defaults.get("hang_seconds", 15.0), help="seconds a `hang` holds a request")
+    parser.add_argument("--seed", type=int, default=int(defaults.get("seed", 7)), help="seed of the fault draw")
+
+
+def fault_config(args: argparse.Namespace) -> dict[str, float]:
+    return {**{kind: getattr(args, kind) for kind in FAULT_KINDS}, "hang_seconds": args.hang_seconds, "seed": args.seed}
+
+
+def fake_from_args(args: argparse.Namespace) -> FakeAws:
+    fake = FakeAws(args.accounts, args.latency)
+    config = fault_config(args)
+    fake.set_faults({kind: config[kind] for kind in FAULT_KINDS}, config["hang_seconds"], int(config["seed"]))
+    return fake
 
 
 if __name__ == "__main__":

@@ -48,9 +48,11 @@ def base_env(endpoint_url: str) -> dict[str, str]:
 
 
 class FakeAwsProcess:
-    def __init__(self, accounts: int, latency: float) -> None:
+    def __init__(self, accounts: int, latency: float, faults: dict[str, float] | None = None) -> None:
+        """`faults`: fault shares and options as `--flag value` (e.g. `{"throttle": 0.05}`)."""
+        flags = [x for key, value in (faults or {}).items() for x in ("--" + key.replace("_", "-"), str(value))]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.fake_aws", "--accounts", str(accounts), "--latency", str(latency)],
+            [sys.executable, "-m", "benchmarks.fake_aws", "--accounts", str(accounts), "--latency", str(latency), *flags],
             stdout=subprocess.PIPE,
             text=True,
             cwd=REPO,
@@ -76,6 +78,12 @@ class FakeAwsProcess:
         """LookupEvents answers one root console sign-in per account (on) or nothing (off)."""
         self._get(f"/__lookup_events?records={int(on)}", "POST")
 
+    def set_faults(self, config: dict[str, float]) -> dict[str, Any]:
+        """Replace the fault shares at runtime (`{}`: no faults); see fake_aws.FakeAws.set_faults."""
+        request = urllib.request.Request(self.url + "/__faults", method="POST", data=json.dumps(config).encode())
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
     def sqs_send(self, body: str) -> None:
         request = urllib.request.Request(self.url + "/__sqs_send", method="POST", data=body.encode())
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -92,11 +100,12 @@ class FakeAwsProcess:
 
 
 class ExporterProcess:
-    def __init__(self, endpoint_url: str, **settings: Any) -> None:
+    def __init__(self, endpoint_url: str, log_path: Path | None = None, **settings: Any) -> None:
+        """`log_path`: keep the exporter's log (stderr) there instead of in a temporary file."""
         env = base_env(endpoint_url)
         for key, value in settings.items():
             env[ENV_PREFIX + key.upper()] = str(value)
-        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.stderr = open(log_path, "w+") if log_path else tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.exporter_process"],
             stdin=subprocess.PIPE,
