@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     concurrency: int = Field(32, ge=1, le=1024, description="Accounts collected at the same time.")
     account_timeout_seconds: float = Field(120.0, gt=0, description="Time limit for one account's collection.")
     max_attempts: int = Field(
-        5, ge=1, le=20, description="Attempts per AWS request (botocore adaptive retry mode with backoff)."
+        5, ge=1, le=20, description="Attempts per AWS request (botocore standard retry mode: exponential backoff with jitter)."
     )
     shard_index: int = Field(0, ge=0, description="This replica's shard (0-based).")
     shard_count: int = Field(1, ge=1, description="Number of replicas sharing the accounts (by a hash of the account id).")

@@ -129,3 +129,5 @@ async def test_request_hanging_past_the_account_time_limit(sandbox: Sandbox, fau
     assert last is not None and last < started, "the failing account is not reported as fresh"
     assert_healthy_fresh(families, started)
     assert faults.count("hang") == 1
+    # The request cut off by the time limit counts, as a timeout of its operation.
+    assert sample(families, "aws_root_api_errors_total", operation="iam:GetAccountSummary", reason="timeout") == 1.0
