@@ -61,8 +61,9 @@ EXPOSE 9784
 
 # Liveness only (the process serves HTTP); readiness (/-/ready) is for Kubernetes.
 # Python's urllib, because the slim image has no curl or wget.
+# Reads the same settings as `serve` (listen address, web config: HTTPS, basic auth).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9784/-/healthy', timeout=4).status == 200 else 1)"]
+  CMD ["aws-root-exporter", "healthcheck"]
 
 ENTRYPOINT ["aws-root-exporter"]
 CMD ["serve"]

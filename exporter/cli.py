@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     inject.add_argument("--account", required=True, help="12-digit account id")
     inject.add_argument("--kind", default="console-login", help="console-login, console-login-failure, password-recovery, api-call, break-glass, iam-user-login")
     inject.add_argument("--no-mfa", action="store_true", help="the record says MFA was not used")
+    sub.add_parser("healthcheck", parents=[common], help="exit 0 if this host's exporter answers /-/healthy (for Docker's HEALTHCHECK)")
     audit = sub.add_parser("audit", parents=[common], help="collect once, print every account's root posture, exit 1 on findings")
     audit.add_argument("--format", choices=("table", "json"), default="table")
     audit.add_argument("--sandbox", action="store_true", help="audit a freshly started sandbox organization")
@@ -82,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             return _classify(args)
         if command == "inject":
             return _inject(args)
+        if command == "healthcheck":
+            return _healthcheck(args)
     except SettingsError as exc:
         print(f"aws-root-exporter: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -89,6 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aws-root-exporter: state file error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     raise AssertionError(command)
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    from .healthcheck import check
+
+    problem = check(_settings(args))
+    if problem is not None:
+        print(f"aws-root-exporter: not healthy: {problem}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

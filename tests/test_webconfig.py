@@ -425,3 +425,48 @@ def test_cli_exits_2_naming_the_setting(tmp_path: Path) -> None:
             "must be a bcrypt hash ($2a$, $2b$ or $2y$, see docs/security.md); the value is not shown"
         )
         assert "hunter2" not in result.stderr + result.stdout
+
+
+# --- the container's healthcheck command ------------------------------------------------------
+
+
+def _healthcheck(listen: str, config: Path | None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "exporter", "healthcheck", "--web.listen-address", listen]
+    if config is not None:
+        command += ["--web.config.file", str(config)]
+    env = {"PATH": "/usr/bin:/bin", "AWS_ROOT_EXPORTER_ENDPOINT_URL": "http://127.0.0.1:9"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
+
+
+async def test_healthcheck_command_speaks_the_web_config(sandbox: Sandbox, pki: Pki, tmp_path: Path) -> None:
+    """Plain HTTP, HTTPS with basic auth (a 401 is alive: the check has no password) and
+    required client certificates (TCP only); exit 1 with the reason when nothing answers."""
+    tls_auth = _web_config(tmp_path / "web-tls.yml", f"""
+tls_server_config:
+  cert_file: {pki.server_cert}
+  key_file: {pki.server_key}
+basic_auth_users:
+  prometheus: {HASH}
+""")
+    mtls = _web_config(tmp_path / "web-mtls.yml", f"""
+tls_server_config:
+  cert_file: {pki.server_cert}
+  key_file: {pki.server_key}
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: {pki.ca}
+""")
+    for config in (None, tls_auth, mtls):
+        async with running_exporter(sandbox_settings(sandbox, web_config_file=config)) as exporter:
+            listen = exporter.url.rpartition("/")[2]
+            result = await asyncio.to_thread(_healthcheck, listen, config)
+            assert result.returncode == 0, (config, result.stderr)
+            if config is tls_auth:
+                # Plain HTTP to a TLS server is not a healthy answer.
+                wrong = await asyncio.to_thread(_healthcheck, listen, None)
+                assert wrong.returncode == 1 and "not healthy" in wrong.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    result = await asyncio.to_thread(_healthcheck, f"0.0.0.0:{free}", None)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"aws-root-exporter: not healthy: 127.0.0.1:{free}: ConnectionRefusedError")
