@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from .activity.sources import ActivityService
 from .activity.store import EventStore
 from .aws import Aws
+from .break_glass import window_section
 from .http import MetricsServer
 from .metrics import Exposition
 from .settings import Settings
@@ -42,6 +43,8 @@ class Exporter:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.state = ExporterState(settings.posture_interval_seconds)
+        # The configured break-glass windows, for alerts that name the approving ticket.
+        self.state.sections.append(window_section(settings.break_glass_windows))
         self.exposition = Exposition(self.state)
         host, port = split_address(settings.listen_address)
         # TLS and basic auth from the web config file, read once here (see exporter/webconfig.py).

@@ -11,7 +11,7 @@ import asyncio
 import copy
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from exporter.sandbox import Sandbox, Scenario
 from exporter.sandbox.records import make_record
@@ -57,6 +57,9 @@ async def test_documented_metrics_are_exactly_the_exposed_ones(sandbox: Sandbox,
         sqs_wait_seconds=1,
         lookup_events_enabled=True,
         include_account_ids=[ACCOUNT, "210000000004", "210000000013", "123456789012"],
+        # A window elsewhere, so the window families have samples and the activity stays unapproved.
+        break_glass_windows=[{"account_id": "210000000004", "start": datetime.now(timezone.utc) - timedelta(hours=1),
+                              "end": datetime.now(timezone.utc) + timedelta(hours=1), "ticket": "CHG-DOC"}],
     )
     async with running_exporter(settings) as exporter:
         await exporter.wait_for_sweeps(1)
