@@ -20,6 +20,12 @@ EVALUATION_INTERVAL = "1m"
 # activity alert stays firing after the last event; it must cover at least two scrapes.
 ACTIVITY_WINDOW = "10m"
 
+# AwsRootBreakGlassLogin and AwsRootBreakGlassActivity name the tickets of the account's
+# break-glass windows that were open at some time in this many seconds before the alert's
+# evaluation: the activity window above plus CloudTrail's delivery delay (LookupEvents is
+# read up to 15 minutes late), so a call made just before a window's end still names it.
+BREAK_GLASS_TICKET_LOOKBACK_SECONDS = 3600
+
 # AwsRootConsoleLoginFailures: this many failed root console logins in FAILED_LOGIN_WINDOW.
 FAILED_LOGIN_THRESHOLD = 3
 FAILED_LOGIN_WINDOW = "1h"
