@@ -310,6 +310,8 @@ async def test_approved_break_glass_reaches_only_the_tickets_receiver(sandbox, r
         assert alert["labels"]["category"] == "break_glass"
         assert alert["labels"]["account_name"] == "prod-payments"
         assert "inside an approved break-glass window" in alert["annotations"]["description"]
+        # The ticket of the window, from the exporter's aws_root_break_glass_window_* series.
+        assert "Approved by: ticket CHG-1 (window until " in alert["annotations"]["description"], alert["annotations"]["description"]
         assert "DeleteAccessKey (iam.amazonaws.com, outcome success)" in alert["annotations"]["description"]
         assert "source IP 198.51.100.44" in alert["annotations"]["description"]
         # Several evaluations later, still nothing at the pager (a page would follow the same
@@ -354,6 +356,9 @@ async def test_approved_break_glass_console_login_reaches_only_the_tickets_recei
         assert "signed in to the AWS console inside an approved break-glass window" in description, description
         assert "Latest root record: ConsoleLogin (signin.amazonaws.com, outcome success)" in description
         assert "source IP 198.51.100.45" in description
+        # Only the account's own window is named (CHG-2 is 210000000002's).
+        assert "Approved by: ticket CHG-1 (window until " in description, description
+        assert "CHG-2" not in description
         families = await p.exporter.metrics()
         approved = [s.value for s in families["aws_root_console_logins"].samples
                     if s.name.endswith("_total") and s.labels["account_id"] == "210000000001" and s.labels["outcome"] == "success"
