@@ -12,6 +12,7 @@ classes are rendered through the same code.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -93,9 +94,12 @@ _COMMON_VALUES = {0: "0.0", 1: "1.0"}
 
 def _value(value: float) -> str:
     # 0 and 1 are most of the samples (flags, zero counters); the dict lookup is cheaper
-    # than formatting. True == 1 and False == 0 hash alike, so booleans hit it too.
+    # than formatting. True == 1 and False == 0 hash alike, so booleans hit it too; -0.0
+    # does as well, and is written "-0.0" as prometheus_client writes it.
     text = _COMMON_VALUES.get(value)  # type: ignore[call-overload]
-    return text if text is not None else floatToGoString(value)
+    if text is None or (value == 0 and math.copysign(1.0, value) < 0):
+        return floatToGoString(value)
+    return text
 
 
 def _family_lines(family: Family, out: list[str], cache: dict[str, str]) -> str:

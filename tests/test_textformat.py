@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -43,6 +43,7 @@ def test_same_bytes_as_prometheus_client_for_the_awkward_cases() -> None:
          [(["z", "123456789012", 'a "quoted"\\ value\nover lines'], 1.0), (["", "1", "ü ✓"], 0.0)]),
         ("gauge", "aws_root_values", "values", ["v"],
          [(["nan"], math.nan), (["inf"], math.inf), (["-inf"], -math.inf), (["big"], 1.79552172e9), (["tiny"], 1e-7),
+          (["negative zero"], -0.0),
           (["negative"], -3.5), (["int"], 7), (["true"], True), (["false"], False), (["huge"], 1e22)]),
         ("counter", "aws_root_events_total", "a counter named with _total", ["source"], [(["sqs"], 3.0)]),
         ("counter", "aws_root_sweeps", "a counter named without it", ["sweep"], [(["posture"], 0)]),
@@ -66,8 +67,10 @@ label_value = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
 number = st.one_of(st.floats(allow_nan=False), st.integers(min_value=-(2**53), max_value=2**53), st.booleans())
 
 
+@settings(max_examples=400)
 @given(
-    labels=st.lists(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), min_size=0, max_size=4, unique=True),
+    # Label names as the exporter's: a letter first (names starting with "__" are reserved).
+    labels=st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), min_size=0, max_size=4, unique=True),
     data=st.data(),
     kind=st.sampled_from(["gauge", "counter"]),
 )
