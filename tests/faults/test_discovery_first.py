@@ -6,18 +6,15 @@ an empty, quiet organization."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from exporter.sandbox import Sandbox
 from exporter.sandbox.faults import FaultInjector
 
 from ..conftest import http_get, report_measurement, running_exporter, sample, sandbox_settings
-from .test_alerts_truthful import RULES, _series
+from .promtool_replay import replay
 
 MANAGEMENT = "123456789012"  # the exporter's own (management) account in the sandbox
 HEALTHY = "210000000001"
@@ -51,37 +48,21 @@ async def test_discovery_failing_from_the_first_sweep(sandbox: Sandbox, faults: 
     assert sample(recovered, "aws_root_collector_success", account_id=HEALTHY, collector="posture") == 1.0
 
     # The shipped collection alert fires for the discovery collector.
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is needed (apt-get install prometheus)"
-    test = {
-        "rule_files": [str(RULES)],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": _series(failing),
-                "alert_rule_test": [
-                    {"eval_time": "15m", "alertname": "AwsRootCollectionFailing", "exp_alerts": []},
-                    {
-                        "eval_time": "25m",
-                        "alertname": "AwsRootCollectionFailing",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {"severity": "warning", "account_id": MANAGEMENT, "collector": "discovery"},
-                                "exp_annotations": {
-                                    "summary": "The exporter cannot collect an account.",
-                                    "description": f"Collector discovery has failed for account {MANAGEMENT} (name unknown) for more than 20m. "
-                                    f"Its root posture and activity are unknown (not compliant). Most frequent error reason in the last hour: {reason}.",
-                                    "runbook_url": "https://github.com/aws-root-exporter/aws-root-exporter/blob/main/alerts/runbook.md#awsrootcollectionfailing",
-                                },
-                            }
-                        ],
+    replay(failing, [
+        {"eval_time": "15m", "alertname": "AwsRootCollectionFailing", "exp_alerts": []},
+        {
+            "eval_time": "25m",
+            "alertname": "AwsRootCollectionFailing",
+            "exp_alerts": [
+                {
+                    "exp_labels": {"severity": "warning", "account_id": MANAGEMENT, "collector": "discovery"},
+                    "exp_annotations": {
+                        "summary": "The exporter cannot collect an account.",
+                        "description": f"Collector discovery has failed for account {MANAGEMENT} (name unknown) for more than 20m. "
+                        f"Its root posture and activity are unknown (not compliant). Most frequent error reason in the last hour: {reason}.",
+                        "runbook_url": "https://github.com/aws-root-exporter/aws-root-exporter/blob/main/alerts/runbook.md#awsrootcollectionfailing",
                     },
-                ],
-            }
-        ],
-    }
-    path = tmp_path / "discovery.yml"
-    path.write_text(yaml.safe_dump(test, sort_keys=False))
-    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+                }
+            ],
+        },
+    ], tmp_path)
