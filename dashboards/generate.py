@@ -392,6 +392,10 @@ def overview():
     logins_90d = with_account_names(
         f"max by (account_id) ({m('aws_root_console_logins_90d', ACCOUNT)}) > 0"
     )
+    windows_open = with_account_names(
+        f"max by (account_id, ticket) ({m('aws_root_break_glass_window_end_timestamp_seconds', ACCOUNT)})\n"
+        f"and on (account_id, ticket) max by (account_id, ticket) ({m('aws_root_break_glass_window_active', ACCOUNT)}) == 1"
+    )
     not_fenced_states = 'state=~"not_fenced|unknown"'
     not_fenced = with_account_names(
         f"max by (account_id, state) ({m('aws_root_scp_fence', not_fenced_states, ACCOUNT)}) == 1"
@@ -467,7 +471,16 @@ def overview():
                         "Root records per interval: console logins by outcome and API calls by "
                         "category (each outside and inside approved break-glass windows), other "
                         "sign-in records, and sts:AssumeRoot sessions by task policy.",
-                        bars=True), 24, 9),
+                        bars=True), 16, 9),
+            (table("Break-glass windows open now",
+                   [(windows_open, "")],
+                   "Approved break-glass windows (setting break_glass_windows) open now, with "
+                   "the ticket that approved them: root activity in these accounts is "
+                   "approved=\"true\" and raises only the AwsRootBreakGlass* ticket alerts.",
+                   hide=("Time",), unit="dateTimeAsIso",
+                   rename={"account_name": "Account", "ou_name": "OU", "ticket": "Ticket",
+                           "Value": "Window ends"},
+                   overrides=ACCOUNT_LINK), 8, 9),
         ],
         [
             (table("Root console logins per account, trailing 90 days",

@@ -435,3 +435,11 @@ def test_alerts_on_prometheus_have_expanded_annotations(prometheus):
     assert failing["labels"]["account_id"] == "333333333333"
     assert "access_denied" in failing["annotations"]["description"]
     assert "AwsRootExporterDown" not in by_name
+
+
+def test_open_break_glass_windows_table_lists_only_open_windows(prometheus):
+    result = _query(prometheus, {t: e for _, t, e in QUERIES}["Break-glass windows open now"])
+    rows = [(s["metric"]["account_id"], s["metric"]["ticket"], s["metric"].get("account_name"), float(s["value"][1]))
+            for s in result["data"]["result"]]
+    # CHG-0 of the management account is closed (active 0); CHG-1 of prod is open until its end.
+    assert rows == [("111111111111", "CHG-1", "prod", 1795600000.0)]
