@@ -27,7 +27,6 @@ from botocore.credentials import CredentialProvider, ReadOnlyCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     ConnectTimeoutError,
     NoCredentialsError,
     ReadTimeoutError,

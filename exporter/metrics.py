@@ -22,8 +22,8 @@ from .aws import REASONS
 from .posture import CONTROLS, MFA_KINDS
 from .scp_sweep import snapshot_scp_families
 from .state import ExporterState, Section
-from .sweep import DISCOVERY, ORG_FEATURES, POSTURE
-from .textformat import Family, counter, gauge, render, render_each
+from .sweep import DISCOVERY, POSTURE
+from .textformat import Family, counter, gauge, render_each
 
 PREFIX = "aws_root_"
 _PRERENDER_POLL_SECONDS = 0.2

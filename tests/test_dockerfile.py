@@ -13,8 +13,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from .conftest import tool
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ from exporter.sandbox import Sandbox
 from exporter.sandbox.faults import FaultInjector
 from exporter.sandbox.records import eventbridge_envelope, make_record
 
-from ..conftest import report_measurement, running_exporter, sample, sandbox_settings
+from ..conftest import running_exporter, sample, sandbox_settings
 
 ACCOUNT = "210000000003"
 MANAGEMENT = "123456789012"
