@@ -90,13 +90,18 @@ class FakeAwsProcess:
             response.read()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc)
+
+
+def end_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not ended 10 s later."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class ExporterProcess:
@@ -126,42 +131,39 @@ class ExporterProcess:
             raise RuntimeError("exporter process ended:\n" + self.stderr.read()[-3000:])
         return json.loads(line)
 
-    def start_sweep(self) -> None:
-        self.proc.stdin.write("sweep\n")
+    def _send(self, command: str) -> None:
+        self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
+
+    def command(self, command: str) -> dict[str, Any]:
+        """Send one command (see benchmarks/exporter_process.py) and read its answer."""
+        self._send(command)
+        return self._read()
+
+    def start_sweep(self) -> None:
+        self._send("sweep")
 
     def finish_sweep(self) -> dict[str, Any]:
         return self._read()
 
     def sweep(self) -> dict[str, Any]:
-        self.start_sweep()
-        return self.finish_sweep()
+        return self.command("sweep")
 
     def poll(self) -> dict[str, Any]:
         """One timed LookupEvents pass over every account (after a sweep)."""
-        self.proc.stdin.write("poll\n")
-        self.proc.stdin.flush()
-        return self._read()
+        return self.command("poll")
 
     def start_sqs(self) -> None:
         """Start the EventBridge SQS loop (needs eventbridge_queue_url)."""
-        self.proc.stdin.write("sqs\n")
-        self.proc.stdin.flush()
-        self._read()
+        self.command("sqs")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             try:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
+                self._send("quit")
                 self.proc.wait(15)
             except (BrokenPipeError, subprocess.TimeoutExpired):
-                self.proc.terminate()
-                try:
-                    self.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+                end_process(self.proc)
         self.stderr.close()
 
 

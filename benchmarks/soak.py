@@ -46,18 +46,6 @@ GROWTH_SLACK = 5  # absolute slack for tasks, fds and sockets (and at least 10 %
 RSS_GROWTH_LIMIT = 0.10
 
 
-class ExporterUnderSoak(ExporterProcess):
-    def run(self) -> None:
-        self.proc.stdin.write("run\n")
-        self.proc.stdin.flush()
-        self._read()
-
-    def stats(self) -> dict[str, Any]:
-        self.proc.stdin.write("stats\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-
 def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     """Samples by metric name: [(labels, value)] (the exposition's simple text format)."""
     out: dict[str, list[tuple[dict[str, str], float]]] = collections.defaultdict(list)
@@ -191,7 +179,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     exporter = None
     scrapes = injector = None
     try:
-        exporter = ExporterUnderSoak(
+        exporter = ExporterProcess(
             fake.url,
             log_path=args.exporter_log,
             log_format="json",
@@ -203,7 +191,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         )
         members = account_ids(args.accounts)[1:] or account_ids(args.accounts)
         started = time.monotonic()
-        exporter.run()
+        exporter.command("run")
         scrapes = Scrapes(exporter.port)
         injector = Injector(fake, members, args.events_per_second, args.seed)
         scrapes.start()
@@ -211,12 +199,16 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         samples: list[dict[str, Any]] = []
         duration = args.minutes * 60
         next_sample = started
+
+        def take_sample(at: float) -> dict[str, Any]:
+            """The exporter process's figures, with the fake's open connections and queue."""
+            fake_stats = fake.stats()
+            return {**exporter.command("stats"), "t": at, "fake_connections": fake_stats["connections"], "queue": fake_stats["queue"]}
+
         while True:
             now = time.monotonic()
             if now >= next_sample:
-                sample = exporter.stats()
-                fake_stats = fake.stats()
-                sample.update({"t": now - started, "fake_connections": fake_stats["connections"], "queue": fake_stats["queue"]})
+                sample = take_sample(now - started)
                 samples.append(sample)
                 if args.verbose:
                     print(json.dumps(sample), file=sys.stderr, flush=True)
@@ -229,7 +221,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         scrapes.stop.set()
         scrapes.join()
         run_seconds = time.monotonic() - started
-        samples.append({**exporter.stats(), "t": run_seconds, "fake_connections": fake.stats()["connections"], "queue": fake.stats()["queue"]})
+        samples.append(take_sample(run_seconds))
         # Drain: every sign-in put on the queue is counted and deleted (a message whose delete
         # failed comes back after the 30 s visibility timeout, as a duplicate).
         conn = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=30)
@@ -248,7 +240,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         metrics = parse_metrics(conn.getresponse().read().decode())
         conn.close()
         counted = sum(v for _, v in metrics.get("aws_root_console_logins_total", []))
-        after = exporter.stats()
+        after = exporter.command("stats")
         fake_stats = fake.stats()
     finally:
         for thread in (injector, scrapes):
