@@ -180,6 +180,14 @@ def table(title, specs, description, hide=("Time", "Value"), rename=None, overri
     }
 
 
+def account_table(title, expr, description, columns, **options):
+    """A table of accounts: account name and OU as columns, the account id linked to the
+    account dashboard; `columns` renames the other labels (and Value)."""
+    return table(title, [(expr, "")], description,
+                 rename={"account_name": "Account", "ou_name": "OU", **columns},
+                 overrides=ACCOUNT_LINK, **options)
+
+
 def layout(rows):
     """rows: lists of (panel, width, height); assigns gridPos, ids and the datasource."""
     panels, y, pid = [], 0, 1
@@ -433,20 +441,14 @@ def overview():
                   steps=ZERO_TARGET_STEPS), 4, 5),
         ],
         [
-            (table("Accounts failing a root control",
-                   [(failing_controls, "")],
-                   "One row per account and failing control (mfa_enabled, mfa_hardware, "
-                   "no_access_keys, no_signing_certificates). Accounts whose collection fails "
-                   "are in the next table, not here.",
-                   rename={"account_id": "account_id", "account_name": "Account",
-                           "ou_name": "OU", "control": "Failing control"},
-                   overrides=ACCOUNT_LINK), 14, 9),
-            (table("Accounts with failing collection (posture unknown)",
-                   [(failing_collection, "")],
-                   "Collectors whose last run failed: the account's posture is unknown.",
-                   rename={"account_name": "Account", "ou_name": "OU",
-                           "collector": "Collector"},
-                   overrides=ACCOUNT_LINK), 10, 9),
+            (account_table("Accounts failing a root control", failing_controls,
+                           "One row per account and failing control (mfa_enabled, mfa_hardware, "
+                           "no_access_keys, no_signing_certificates). Accounts whose collection fails "
+                           "are in the next table, not here.",
+                           {"control": "Failing control"}), 14, 9),
+            (account_table("Accounts with failing collection (posture unknown)", failing_collection,
+                           "Collectors whose last run failed: the account's posture is unknown.",
+                           {"collector": "Collector"}), 10, 9),
         ],
         [
             (stat("Root fenced by SCP", scp_fenced_ratio(),
@@ -456,15 +458,12 @@ def overview():
                   "(SCPs never apply to it); an account whose fence is unknown counts as not "
                   "fenced. AwsRootScpFenceLost fires when a member account loses its fence.",
                   unit="percentunit", steps=SCP_RATIO_STEPS, min=0, max=1, decimals=1), 4, 7),
-            (table("Member accounts whose root is not fenced by an SCP",
-                   [(not_fenced, "")],
-                   "Member accounts whose root user no SCP certainly denies: not_fenced (no "
-                   "applicable root deny, only conditional ones, or SCPs not enforced) or "
-                   "unknown (a policy that may apply could not be read). Why: "
-                   "`aws-root-exporter audit` (FENCE column) or the exporter's log.",
-                   rename={"account_name": "Account", "ou_name": "OU",
-                           "state": "Root fenced by SCP"},
-                   overrides=ACCOUNT_LINK), 20, 7),
+            (account_table("Member accounts whose root is not fenced by an SCP", not_fenced,
+                           "Member accounts whose root user no SCP certainly denies: not_fenced (no "
+                           "applicable root deny, only conditional ones, or SCPs not enforced) or "
+                           "unknown (a policy that may apply could not be read). Why: "
+                           "`aws-root-exporter audit` (FENCE column) or the exporter's log.",
+                           {"state": "Root fenced by SCP"}), 20, 7),
         ],
         [
             (timeseries("Root activity by category", activity_specs(),
@@ -472,23 +471,17 @@ def overview():
                         "category (each outside and inside approved break-glass windows), other "
                         "sign-in records, and sts:AssumeRoot sessions by task policy.",
                         bars=True), 16, 9),
-            (table("Break-glass windows open now",
-                   [(windows_open, "")],
-                   "Approved break-glass windows (setting break_glass_windows) open now, with "
-                   "the ticket that approved them: root activity in these accounts is "
-                   "approved=\"true\" and raises only the AwsRootBreakGlass* ticket alerts.",
-                   hide=("Time",), unit="dateTimeAsIso",
-                   rename={"account_name": "Account", "ou_name": "OU", "ticket": "Ticket",
-                           "Value": "Window ends"},
-                   overrides=ACCOUNT_LINK), 8, 9),
+            (account_table("Break-glass windows open now", windows_open,
+                           "Approved break-glass windows (setting break_glass_windows) open now, with "
+                           "the ticket that approved them: root activity in these accounts is "
+                           "approved=\"true\" and raises only the AwsRootBreakGlass* ticket alerts.",
+                           {"ticket": "Ticket", "Value": "Window ends"},
+                           hide=("Time",), unit="dateTimeAsIso"), 8, 9),
         ],
         [
-            (table("Root console logins per account, trailing 90 days",
-                   [(logins_90d, "")],
-                   "Accounts with at least one root console login in the trailing 90 days.",
-                   hide=("Time",),
-                   rename={"account_name": "Account", "ou_name": "OU", "Value": "Logins"},
-                   overrides=ACCOUNT_LINK), 8, 9),
+            (account_table("Root console logins per account, trailing 90 days", logins_90d,
+                           "Accounts with at least one root console login in the trailing 90 days.",
+                           {"Value": "Logins"}, hide=("Time",)), 8, 9),
             (timeseries("Root MFA adoption over time",
                         [(control_ratio("mfa_enabled"), "MFA"),
                          (control_ratio("mfa_hardware"), "Hardware MFA")],
@@ -654,11 +647,10 @@ def exporter_health():
                 (with_account_names(increase_by("aws_root_collector_errors_total", "account_id, collector, reason", a) + " > 0"),
                  "{{account_name}} {{account_id}} {{collector}}: {{reason}}"),
             ], "Failed collector runs per interval.", bars=True), 12, 8),
-            (table("Failing collectors", [(with_account_names(
-                f"max by (account_id, collector) ({m('aws_root_collector_success', a)}) == 0"), "")],
+            (account_table("Failing collectors", with_account_names(
+                f"max by (account_id, collector) ({m('aws_root_collector_success', a)}) == 0"),
                 "Collectors whose last run for the account failed.",
-                rename={"account_name": "Account", "ou_name": "OU", "collector": "Collector"},
-                overrides=ACCOUNT_LINK), 12, 8),
+                {"collector": "Collector"}), 12, 8),
         ],
         [
             (timeseries("AWS API requests by operation", [
