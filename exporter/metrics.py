@@ -184,10 +184,10 @@ class Exposition:
     """The text exposition, kept as sections that are each rendered once per change.
 
     A sweep changes the snapshot section (posture of every account), a root event the
-    activity section, a failing collector the health section; each is rendered apart
-    (and gzip-compressed apart: a gzip stream may hold several members, RFC 1952), so an
-    event does not re-render every account's posture. The AWS request counters move with
-    every call and are rendered on every scrape.
+    sections of the activity families it moved, a failing collector the health section;
+    each is rendered apart (and gzip-compressed apart: a gzip stream may hold several
+    members, RFC 1952), so an event does not re-render every account's posture. The AWS
+    request counters move with every call and are rendered on every scrape.
     """
 
     def __init__(self, state: ExporterState) -> None:

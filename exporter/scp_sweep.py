@@ -141,17 +141,8 @@ def _log_lost_fences(before: ScpResult | None, fences: Mapping[str, FenceResult]
 
 
 def snapshot_scp_families(snapshot: Snapshot) -> list[Family]:
-    """The SCP fence families for the accounts of `snapshot`; none before the first result.
-
-    # HELP aws_root_scp_fence 1 for the current SCP root-fence state of the account ...
-    # TYPE aws_root_scp_fence gauge
-    aws_root_scp_fence{account_id="210000000001",state="fenced"} 1.0
-    aws_root_scp_fence{account_id="210000000001",state="not_fenced"} 0.0
-    aws_root_scp_fence{account_id="210000000001",state="not_applicable"} 0.0
-    aws_root_scp_fence{account_id="210000000001",state="unknown"} 0.0
-    aws_root_scp_policy_type_enabled 1.0
-    aws_root_scp_fence_info{account_id="210000000001",policy_id="p-abcd1234"} 1.0
-    """
+    """The SCP fence families (`scp_metric_families`, sample there) for the accounts of
+    `snapshot`; none before the first result."""
     result = snapshot.scp
     if result is None:
         return []

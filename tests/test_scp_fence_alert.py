@@ -112,38 +112,22 @@ async def test_fence_lost_alert_fires_for_the_detached_account_only(sandbox: San
     )
     assert sample(after, "aws_root_scp_policy_type_enabled") == 1.0
 
+    fence_lost = [
+        {
+            "exp_labels": labels,
+            "exp_annotations": {
+                "summary": "A member account's root user is no longer fenced by an SCP.",
+                "description": description,
+                "runbook_url": f"{RUNBOOK}#awsrootscpfencelost",
+            },
+        }
+    ]
     cases = [
         # Ten minutes of the first exposition: every fence holds, nothing fires.
         {"eval_time": "9m", "alertname": "AwsRootScpFenceLost", "exp_alerts": []},
         # The first evaluation on the second exposition: exactly the detached account.
-        {
-            "eval_time": "10m",
-            "alertname": "AwsRootScpFenceLost",
-            "exp_alerts": [
-                {
-                    "exp_labels": labels,
-                    "exp_annotations": {
-                        "summary": "A member account's root user is no longer fenced by an SCP.",
-                        "description": description,
-                        "runbook_url": f"{RUNBOOK}#awsrootscpfencelost",
-                    },
-                }
-            ],
-        },
-        {
-            "eval_time": "19m",
-            "alertname": "AwsRootScpFenceLost",
-            "exp_alerts": [
-                {
-                    "exp_labels": labels,
-                    "exp_annotations": {
-                        "summary": "A member account's root user is no longer fenced by an SCP.",
-                        "description": description,
-                        "runbook_url": f"{RUNBOOK}#awsrootscpfencelost",
-                    },
-                }
-            ],
-        },
+        {"eval_time": "10m", "alertname": "AwsRootScpFenceLost", "exp_alerts": fence_lost},
+        {"eval_time": "19m", "alertname": "AwsRootScpFenceLost", "exp_alerts": fence_lost},
         # SCPs stay enforced.
         {"eval_time": "19m", "alertname": "AwsRootScpNotEnforced", "exp_alerts": []},
     ]

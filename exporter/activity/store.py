@@ -199,18 +199,11 @@ class EventStore:
         self._high_water = -math.inf
         self._since_prune = 0
         self._checkpoints: dict[str, str] = {}
-        self._version = 0
         self._family_versions = dict.fromkeys(FAMILIES, 0)
-
-    @property
-    def version(self) -> int:
-        """Moves whenever any metric family may have changed (an ingested, duplicate or rejected record, a new account)."""
-        return self._version
 
     def _touch(self, *families: str) -> None:
         for name in families:
             self._family_versions[name] += 1
-        self._version += 1
 
     # --- accounts, checkpoints, rejections ---------------------------------------------
 
