@@ -19,8 +19,8 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
-from functools import partial
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 from ..accounts import Account
@@ -124,8 +124,7 @@ class ActivityService:
             return None
         if verdict is None:
             return None
-        new = self.store.ingest(verdict, source, seen_at)
-        if new:
+        if self.store.ingest(verdict, source, seen_at):
             # One line per root record for the SIEM, with every verdict field.
             log.warning(
                 "root activity",
@@ -166,7 +165,8 @@ class ActivityService:
             self.state.live_status[key] = CollectorStatus(True, time.monotonic() - started, time.time())
             if previous is not None and previous.success:
                 # Steady success (an empty SQS receive every few seconds) must not force a
-                # full re-render of the exposition; its times show with the next change.
+                # re-render of every account's health series; its times show with the next
+                # change, or within the minute (the health section's key).
                 return
         else:
             reason = classify_error(error)
