@@ -46,10 +46,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # A fixed, unprivileged user (the distroless "nonroot" ids) that Kubernetes
 # runAsUser/runAsGroup 65532 and runAsNonRoot can verify. Its home does not exist: the
-# exporter writes nothing but an optional state file on a mounted volume.
+# exporter writes nothing but an optional state file on a mounted volume. The volume's mount
+# point exists and belongs to that user because Docker gives a new named volume the owner of
+# the directory it is mounted on (a missing one would be root's, and unwritable).
 RUN groupadd --system --gid 65532 nonroot \
  && useradd --system --uid 65532 --gid 65532 --no-create-home \
-      --home-dir /nonexistent --shell /usr/sbin/nologin nonroot
+      --home-dir /nonexistent --shell /usr/sbin/nologin nonroot \
+ && install -d -o 65532 -g 65532 -m 0700 /var/lib/aws-root-exporter
 
 # The wheels are bind-mounted from the builder, so no wheel file ends up in a layer. Their
 # hashes are copied first because buildah (podman build) keys the cache of a RUN on its text,

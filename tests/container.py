@@ -141,13 +141,26 @@ class Podman:
                 self.run("rmi", old, check=False)
         return Build(base_seconds, build_seconds, self.image_id(IMAGE) or "")
 
-    def remove_leftover_containers(self) -> None:
-        """Containers of earlier runs of this suite whose pytest is gone (killed mid-test)."""
+    def remove_leftovers(self) -> None:
+        """Containers and volumes of earlier runs of this suite whose pytest is gone (killed mid-test)."""
         proc = self.run("ps", "--all", "--filter", f"label={OWNER_LABEL}", "--format", "json")
         for container in json.loads(proc.stdout or "[]"):
-            pid = int(container.get("Labels", {}).get(OWNER_LABEL, "0"))
+            pid = int((container.get("Labels") or {}).get(OWNER_LABEL, "0"))
             if pid and not Path(f"/proc/{pid}").exists():
                 self.run("rm", "--force", container["Id"], check=False)
+        proc = self.run("volume", "ls", "--filter", f"label={OWNER_LABEL}", "--format", "json")
+        for volume in json.loads(proc.stdout or "[]"):
+            pid = int((volume.get("Labels") or {}).get(OWNER_LABEL, "0"))
+            if pid and not Path(f"/proc/{pid}").exists():
+                self.run("volume", "rm", "--force", volume["Name"], check=False)
+
+    def create_volume(self, name: str) -> Path:
+        """A named volume; its directory on this host."""
+        self.run("volume", "create", "--label", f"{OWNER_LABEL}={os.getpid()}", name)
+        return Path(self.run("volume", "inspect", "--format", "{{.Mountpoint}}", name).stdout.strip())
+
+    def remove_volume(self, name: str) -> None:
+        self.run("volume", "rm", "--force", name, check=False)
 
     def start(self, *args: str) -> str:
         """`podman run --detach` with our label; returns the container id."""

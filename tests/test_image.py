@@ -17,8 +17,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from pathlib import Path
-
 import pytest
 
 from exporter.sandbox import SANDBOX_ENV, Sandbox, Scenario
@@ -45,7 +43,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
     podman = Podman(tmp_path_factory.mktemp("podman"))
     try:
         podman.check_works()
-        podman.remove_leftover_containers()
+        podman.remove_leftovers()
     except ContainerError as exc:
         pytest.fail(str(exc), pytrace=False)
     return podman
@@ -72,7 +70,7 @@ def _free_port() -> int:
 class Exporter:
     """One container of the image, serving on 127.0.0.1:`port` of the host."""
 
-    def __init__(self, podman: Podman, sandbox: Sandbox, state_dir: Path) -> None:
+    def __init__(self, podman: Podman, sandbox: Sandbox, volume: str) -> None:
         self.podman = podman
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -86,7 +84,7 @@ class Exporter:
             "AWS_ROOT_EXPORTER_MAX_ATTEMPTS": "2",
             "AWS_ROOT_EXPORTER_LOG_FORMAT": "text",
         }
-        args = ["--network=host", *HARDENING, "--volume", f"{state_dir}:{STATE_DIR}"]
+        args = ["--network=host", *HARDENING, "--volume", f"{volume}:{STATE_DIR}"]
         for key, value in env.items():
             args += ["--env", f"{key}={value}"]
         started = time.monotonic()
@@ -146,14 +144,16 @@ def test_image_metadata(podman: Podman, image: Build) -> None:
 
 
 def test_container_serves_counts_keeps_state_and_stops_cleanly(
-    podman: Podman, image: Build, sandbox: Sandbox, default_scenario: Scenario, tmp_path: Path
+    podman: Podman, image: Build, sandbox: Sandbox, default_scenario: Scenario
 ) -> None:
-    state_dir = tmp_path / "state"
-    state_dir.mkdir(mode=0o700)
-    os.chown(state_dir, UID, UID)  # the volume as a pod's fsGroup would make it writable
-    first = Exporter(podman, sandbox, state_dir)
-    second = None
+    # A new named volume, as README's `docker run` uses. podman gives it the container's user
+    # (Docker the owner of the image's mount point, hence that directory in the Dockerfile);
+    # the Helm chart's emptyDir gets its group from fsGroup instead.
+    volume = f"aws-root-exporter-test-state-{os.getpid()}"
+    state_dir = podman.create_volume(volume)
+    first = second = None
     try:
+        first = Exporter(podman, sandbox, volume)
         families = first.metrics()
         for account in default_scenario.all_accounts:
             if account.status == "ACTIVE" and account.assume_role == "allowed":
@@ -196,7 +196,7 @@ def test_container_serves_counts_keeps_state_and_stops_cleanly(
         saved = state_dir / "state.json"
         assert saved.is_file() and saved.stat().st_uid == UID
 
-        second = Exporter(podman, sandbox, state_dir)
+        second = Exporter(podman, sandbox, volume)
         assert logins(second.metrics()) == 1.0, "the login counted before the restart is kept by the state file"
         second_stop = second.stop()
         assert podman.state(second.id)["ExitCode"] == 0
@@ -205,6 +205,7 @@ def test_container_serves_counts_keeps_state_and_stops_cleanly(
         for container in (first, second):
             if container is not None:
                 podman.remove(container.id)
+        podman.remove_volume(volume)
     report_measurement(
         f"image: container start to ready {first.ready_seconds:.1f} s ({second.ready_seconds:.1f} s with the state file), "
         f"stop on SIGTERM {stop_seconds:.1f} s / {second_stop:.1f} s"
