@@ -221,3 +221,14 @@ def test_healthcheck_fails_when_nothing_answers(podman: Podman, image: Build) ->
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"not healthy: 127.0.0.1:{port}: ConnectionRefusedError" in proc.stderr
+
+
+def test_a_machine_without_podman_is_told_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failure message of a machine that cannot run the image names each missing piece and the fix."""
+    from . import container
+
+    monkeypatch.setattr(container.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(container.shutil, "which", lambda name: None if name in ("podman", "mmdebstrap") else f"/usr/bin/{name}")
+    missing = container.missing_prerequisites()
+    assert [m.split(":")[0] for m in missing] == ["root", "the podman command", "the mmdebstrap command"]
+    assert all("install-system-packages.sh" in m for m in missing[1:])
