@@ -158,6 +158,7 @@ def test_container_serves_counts_keeps_state_and_stops_cleanly(
         for account in default_scenario.all_accounts:
             if account.status == "ACTIVE" and account.assume_role == "allowed":
                 check_account(families, account)
+        assert logins(families) == 0.0, "no root login in this account before the one injected below"
 
         # The image's HEALTHCHECK, as Docker or podman's timer would run it.
         proc = podman.run("healthcheck", "run", first.id, check=False)
