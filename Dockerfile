@@ -56,8 +56,8 @@ RUN groupadd --system --gid 65532 nonroot \
 
 # The wheels are bind-mounted from the builder, so no wheel file ends up in a layer. Their
 # hashes are copied first because buildah (podman build) keys the cache of a RUN on its text,
-# not on what a mount holds: without them a changed wheel was served the stale installed
-# layer. The check proves the installed wheels are the ones the hash list records.
+# not on what a mount holds: without them, a rebuild after a code change reused the layer
+# installed from the old wheels. The check proves the installed wheels are the listed ones.
 COPY --from=builder /wheels.sha256 /usr/local/share/aws-root-exporter/wheels.sha256
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     sha256sum --check --quiet /usr/local/share/aws-root-exporter/wheels.sha256 \
