@@ -136,15 +136,25 @@ def test_installed_on_the_last_day_of_a_quarter_the_current_one_is_incomplete() 
     assert (complete(store, "current", installed), complete(store, "previous", installed)) == (0, 0)
 
 
-def test_old_quarters_are_pruned() -> None:
-    store = EventStore(datetime(2026, 1, 1, tzinfo=UTC))
+def test_old_quarters_are_pruned_and_impossible_ones_ignored() -> None:
+    store = EventStore(datetime(2024, 1, 1, tzinfo=UTC))
     store.register_accounts([A])
-    months = [datetime(2024 + (m // 12), m % 12 + 1, 15, tzinfo=UTC) for m in range(0, 36, 3)]  # 12 quarters
+    # Three years of logins, one per quarter, each read as it happens.
+    months = [datetime(2024 + m // 12, m % 12 + 1, 15, tzinfo=UTC) for m in range(0, 36, 3)]
     for i, at in enumerate(months):
-        store.ingest(login(f"l-{i}", at), "lookup_events", at)
-    kept = store.to_state()["console_logins_quarter"]["counts"][A]
-    assert len(kept) == QUARTERS_KEPT
-    assert sorted(kept) == ["2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4"]
+        store.ingest(login(f"l-{i}", at), "eventbridge_sqs", at)
+        kept = store.to_state()["console_logins_quarter"]["counts"][A]
+        assert len(kept) <= 2, kept  # the quarters before the previous one are dropped
+    assert store.to_state()["console_logins_quarter"]["counts"][A] == {"2026-Q3": 1, "2026-Q4": 1}
+    # A record read in October 2026 with an eventTime in 2099 (clock skew) counts in no quarter.
+    seen = datetime(2026, 10, 20, tzinfo=UTC)
+    store.ingest(login("skewed", datetime(2099, 1, 1, tzinfo=UTC)), "eventbridge_sqs", seen)
+    assert store.to_state()["console_logins_quarter"]["counts"][A] == {"2026-Q3": 1, "2026-Q4": 1}
+    # Seconds before midnight of December 31, a login stamped just after it counts in 2027-Q1.
+    seen = datetime(2026, 12, 31, 23, 59, 58, tzinfo=UTC)
+    store.ingest(login("early", datetime(2027, 1, 1, 0, 0, 1, tzinfo=UTC)), "eventbridge_sqs", seen)
+    assert store.to_state()["console_logins_quarter"]["counts"][A] == {"2026-Q3": 1, "2026-Q4": 1, "2027-Q1": 1}
+    assert len(store.to_state()["console_logins_quarter"]["counts"][A]) <= QUARTERS_KEPT
 
 
 def test_state_file_keeps_quarters_longer_than_the_login_list(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ exact whatever the id retention.
 Logins per calendar quarter (UTC): every successful console login, live or history, also
 counts in its account's quarter (`2026-Q1`: January to March). A quarter lasts 90-92 days,
 longer than CloudTrail's 90-day history and than the login list above, so these counts are
-kept on their own (the last `QUARTERS_KEPT` quarters per account, in the state file) and
+kept on their own (from the previous quarter on, at most `QUARTERS_KEPT` per account, in the state file) and
 exposed as `aws_root_console_logins_quarter{quarter="current"|"previous"}`. Whether a
 quarter's counts are complete depends on how far back the records go: each account has a
 `history_from` time, the start of the first LookupEvents read of its history
@@ -42,7 +42,9 @@ quarter's counts are complete depends on how far back the records go: each accou
 from then on). `aws_root_console_logins_quarter_complete{quarter}` is 1 when every known
 account's history starts at or before the quarter's first second; a new install, whose
 history goes back at most 90 days, shows the previous quarter incomplete until the quarter
-after next, and the current one incomplete only when installed on its last 1-2 days.
+after next, and the current one incomplete only when installed on its last 1-2 days. A
+login is deduplicated by eventID as everywhere else; login ids are kept 90 days, so only a
+copy read more than 90 days after the first (an S3 trail replay) would count twice.
 
 Backfill and restarts: a store has a `counting_from` time. A record whose `eventTime` is
 before it is history: it updates the 90-day login list, the last activity time and the
@@ -119,8 +121,9 @@ _MIGRATABLE_VERSIONS = (1,)
 SOURCES: tuple[str, ...] = ("lookup_events", "eventbridge_sqs", "s3_trail")
 DELAY_BUCKETS: tuple[float, ...] = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 LOGIN_WINDOW = timedelta(days=90)
-# Quarters of login counts kept per account: the current and previous ones are exposed;
-# two more absorb clock skew between eventTimes and the wall clock.
+# Quarters of login counts kept per account at most: the previous, current and next ones
+# of the clock (a login seconds after a quarter's end may be read seconds before it), and
+# one more for a state file read after a quarter's end.
 QUARTERS_KEPT = 4
 _QUARTER = re.compile(r"^\d{4}-Q[1-4]$")
 DEFAULT_DEDUP_RETENTION = timedelta(days=7)
@@ -308,6 +311,8 @@ class EventStore:
                     max(0.0, (seen_at - verdict.event_time).total_seconds())
                 )
             self._update_gauges(verdict, event_ts)
+            if verdict.kind == "console_login" and verdict.outcome == "success" and not verdict.assumed_root:
+                self._count_quarter(verdict.account_id, verdict.event_time, seen_at)
             return True
 
     def _count(self, v: Verdict) -> tuple[str, ...]:
@@ -337,16 +342,25 @@ class EventStore:
             self._touch("last_activity", "last_event")
         if v.kind == "console_login" and v.outcome == "success":
             self._touch("console_logins_90d", "console_logins_quarter")
-            quarters = self._quarters.setdefault(v.account_id, {})
-            quarter = _quarter_name(v.event_time)
-            quarters[quarter] = quarters.get(quarter, 0.0) + 1
-            for old in sorted(quarters)[:-QUARTERS_KEPT]:
-                del quarters[old]
             logins = self._logins.setdefault(v.account_id, [])
             bisect.insort(logins, (event_ts, v.event_id))
             horizon = self._high_water - LOGIN_WINDOW.total_seconds() - 86400
             if logins[0][0] < horizon:
                 del logins[: bisect.bisect_left(logins, (horizon, ""))]
+
+    def _count_quarter(self, account_id: str, event_time: datetime, seen_at: datetime) -> None:
+        """Count a login in its quarter. Quarters before the previous one of `seen_at` are
+        never shown again and are dropped; a login in a quarter after the next one of
+        `seen_at` has an impossible eventTime (clock skew) and is not counted, so it cannot
+        push a real quarter out of the `QUARTERS_KEPT` kept per account."""
+        quarter = _quarter_name(event_time)
+        if quarter > _quarter_name(_quarter_start(seen_at, "current") + timedelta(days=93)):
+            return
+        quarters = self._quarters.setdefault(account_id, {})
+        quarters[quarter] = quarters.get(quarter, 0.0) + 1
+        oldest_shown = _quarter_name(_quarter_start(seen_at, "previous"))
+        for old in [q for q in quarters if q < oldest_shown] + sorted(quarters)[:-QUARTERS_KEPT]:
+            quarters.pop(old, None)
 
     def _login_known(self, v: Verdict, event_ts: float) -> bool:
         logins = self._logins.get(v.account_id)
