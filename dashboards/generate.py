@@ -418,9 +418,9 @@ def quarter_kpi_row():
         (stat("Login count covers the quarter", complete,
               "Yes when the records the exporter read reach back to the first second of the "
               "quarter for every account (organization-wide, not per selection). A new install "
-              "reads 90 days of CloudTrail history: the last quarter shows No until the next "
-              "quarter ends, and so does an account joined later (README, Root logins per "
-              "calendar quarter).",
+              "reads 90 days of CloudTrail history: the last quarter shows No until this "
+              "quarter ends; an account that joins later does the same (README, Root logins "
+              "per calendar quarter).",
               mappings=yes_no(good=1), legend="{{quarter}}"), 4, 7),
         (account_table("Root console logins per account, this and last quarter", per_account,
                        "Accounts with at least one successful root console login in the current "

@@ -41,8 +41,8 @@ quarter's counts are complete depends on how far back the records go: each accou
 (`note_history`), else the time it was registered (the live sources see only what happens
 from then on). `aws_root_console_logins_quarter_complete{quarter}` is 1 when every known
 account's history starts at or before the quarter's first second; a new install, whose
-history goes back at most 90 days, shows the previous quarter incomplete until the quarter
-after next, and the current one incomplete only when installed on its last 1-2 days. A
+history goes back at most 90 days, shows the previous quarter incomplete until the current one
+ends, and the current one incomplete only when installed on its last 1-2 days. A
 login is deduplicated by eventID as everywhere else; login ids are kept 90 days, so only a
 copy read more than 90 days after the first (an S3 trail replay) would count twice.
 
