@@ -458,7 +458,8 @@ def posture_alerts() -> list[dict]:
 
 
 def password_used_alert() -> dict:
-    """A recent root password sign-in seen by the credential report: a root sign-in is caught
+    """A recent root password sign-in seen by the credential report (or iam:GetUser in the
+    AssumeRoot audit mode): a root sign-in is caught
     where no CloudTrail source is configured, hours late. Not a second page where CloudTrail
     works: CloudTrail root activity at or after the sign-in (AwsRootConsoleLogin paged, or
     AwsRootBreakGlassLogin ticketed) removes it, and so does an approved break-glass window of
@@ -466,7 +467,13 @@ def password_used_alert() -> dict:
     inhibition: the rule file alone is right whatever routing is deployed, and promtool
     tests it."""
     used = f"max by (account_id) ({m('aws_root_password_last_used_timestamp_seconds')})"
-    report = f"max by (account_id) ({m('aws_root_credential_report_generated_timestamp_seconds')})"
+    # The AssumeRoot audit mode reads PasswordLastUsed live (iam:GetUser) and has no report:
+    # there the posture read itself is the reference time.
+    posture_read = m("aws_root_collector_last_success_timestamp_seconds", 'collector="posture"')
+    report = (
+        f"(\n    max by (account_id) ({m('aws_root_credential_report_generated_timestamp_seconds')})\n"
+        f"    or on (account_id)\n    max by (account_id) ({posture_read})\n  )"
+    )
     activity = f"max by (account_id) ({m('aws_root_last_activity_timestamp_seconds')})"
     start = f"max by (account_id, ticket) ({m('aws_root_break_glass_window_start_timestamp_seconds')})"
     end = f"max by (account_id, ticket) ({m('aws_root_break_glass_window_end_timestamp_seconds')})"
@@ -483,7 +490,7 @@ def password_used_alert() -> dict:
         "critical",
         "The root password was used to sign in, and no CloudTrail source reported it.",
         f"The root user of account {ACCOUNT} signed in with its password at"
-        " {{ $value | humanizeTimestamp }} (IAM credential report), and the exporter has no"
+        " {{ $value | humanizeTimestamp }} (IAM credential report or GetUser), and the exporter has no"
         " CloudTrail record of root activity since: find out who signed in, and configure a"
         " CloudTrail source for this account (README, Root activity).",
         for_=c.PASSWORD_USED_FOR,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from exporter.sandbox import Sandbox
 from exporter.sandbox.faults import FaultInjector
 
@@ -51,11 +53,13 @@ async def test_failing_accounts_raise_the_collection_alert(sandbox: Sandbox, fau
     ], tmp_path)
 
 
-async def test_a_root_sign_in_no_cloudtrail_source_saw_pages_once(sandbox: Sandbox, tmp_path: Path) -> None:
-    """AwsRootPasswordUsed through the real path: the sandbox's credential report shows a
-    root password sign-in in two accounts; CloudTrail (LookupEvents) has the ConsoleLogin
-    record of only one. Replayed into promtool, the alert fires after its 15 minutes for the
-    account no CloudTrail source saw, and never for the other (AwsRootConsoleLogin's)."""
+@pytest.mark.parametrize("assume_root_audit", [False, True], ids=["credential_report", "assume_root"])
+async def test_a_root_sign_in_no_cloudtrail_source_saw_pages_once(sandbox: Sandbox, tmp_path: Path, assume_root_audit: bool) -> None:
+    """AwsRootPasswordUsed through the real path: the sandbox's root shows a password
+    sign-in in two accounts (credential report, or iam:GetUser in the AssumeRoot mode);
+    CloudTrail (LookupEvents) has the ConsoleLogin record of only one. Replayed into
+    promtool, the alert fires after its 15 minutes for the account no CloudTrail source saw,
+    and never for the other (AwsRootConsoleLogin's)."""
     from datetime import datetime, timedelta, timezone
 
     from exporter.sandbox import moto_ext
@@ -66,7 +70,7 @@ async def test_a_root_sign_in_no_cloudtrail_source_saw_pages_once(sandbox: Sandb
     for account in (unseen, seen):
         sandbox.root(account).password_last_used = signed_in
     moto_ext.add_cloudtrail_record(seen, "us-east-1", make_record("console-login", seen, when=signed_in))
-    settings = sandbox_settings(sandbox, include_account_ids=[unseen, seen], lookup_events_enabled=True)
+    settings = sandbox_settings(sandbox, include_account_ids=[unseen, seen], lookup_events_enabled=True, assume_root_audit=assume_root_audit)
     async with running_exporter(settings) as exporter:
         await exporter.wait_for_sweeps(1)
         await exporter.exporter.activity.poll_lookup_events()
@@ -75,6 +79,9 @@ async def test_a_root_sign_in_no_cloudtrail_source_saw_pages_once(sandbox: Sandb
         assert sample(families, "aws_root_password_last_used_timestamp_seconds", account_id=account) == signed_in.timestamp()
     assert sample(families, "aws_root_last_activity_timestamp_seconds", account_id=seen) == signed_in.timestamp()
     assert sample(families, "aws_root_last_activity_timestamp_seconds", account_id=unseen) is None
+    # The AssumeRoot mode reads no credential report: the posture read is the reference time.
+    report = sample(families, "aws_root_credential_report_generated_timestamp_seconds", account_id=unseen)
+    assert (report is None) == assume_root_audit
 
     info = next(s.labels for s in families["aws_root_account_info"].samples if s.labels["account_id"] == unseen)
     fired = {
@@ -82,7 +89,7 @@ async def test_a_root_sign_in_no_cloudtrail_source_saw_pages_once(sandbox: Sandb
         "exp_annotations": {
             "summary": "The root password was used to sign in, and no CloudTrail source reported it.",
             "description": f"The root user of account {unseen} ({info['account_name']}) signed in with its password at "
-            f"{signed_in:%Y-%m-%d %H:%M:%S} +0000 UTC (IAM credential report), and the exporter has no CloudTrail record "
+            f"{signed_in:%Y-%m-%d %H:%M:%S} +0000 UTC (IAM credential report or GetUser), and the exporter has no CloudTrail record "
             "of root activity since: find out who signed in, and configure a CloudTrail source for this account (README, Root activity).",
             "runbook_url": "https://github.com/aws-root-exporter/aws-root-exporter/blob/main/alerts/runbook.md#awsrootpasswordused",
         },
