@@ -179,6 +179,21 @@ async def test_lookup_events_history_overlap_and_rate_limit(sandbox: Sandbox) ->
         families = await exporter.metrics()
     assert logins(families) == 1.0
     assert sample(families, "aws_root_console_logins_90d", account_id=ACCOUNT) == 4.0
+    # The same records by calendar quarter (UTC); the one 120 days old is beyond the history read.
+    def quarter(at: datetime) -> int:
+        return at.year * 4 + (at.month - 1) // 3
+
+    this_quarter = quarter(now)
+    read = [now - timedelta(days=d) for d in (10, 40, 89)] + [now]
+    for label, index in (("current", this_quarter), ("previous", this_quarter - 1)):
+        expected = sum(1 for at in read if quarter(at) == index)
+        assert sample(families, "aws_root_console_logins_quarter", account_id=ACCOUNT, quarter=label) == expected, label
+    # The first poll read 90 days back: the current quarter (at most 92 days long) is covered
+    # unless it began more than 90 days ago; the previous one never is after a fresh start.
+    quarter_start = datetime(now.year, 3 * ((now.month - 1) // 3) + 1, 1, tzinfo=timezone.utc)
+    covered = now - timedelta(days=90) <= quarter_start
+    assert sample(families, "aws_root_console_logins_quarter_complete", quarter="current") == float(covered)
+    assert sample(families, "aws_root_console_logins_quarter_complete", quarter="previous") == 0.0
     assert sample(families, "aws_root_events_duplicate_total", source="lookup_events") >= 1.0
     times = sorted(lookup_requests(ACCOUNT, "us-east-1"))
     assert len(times) >= 5, "a first poll of three pages (90 days of history), then overlapping polls"

@@ -450,3 +450,28 @@ async def test_every_dashboard_query_runs_on_prometheus_scraping_the_exporter(sa
         assert errors == []
         assert empty == [], "\n".join(map(str, empty))
         assert len(QUERIES) >= 40
+        # The seed KPIs on Prometheus agree with what the exporter exposes, recomputed here
+        # from the posture series (member roots with no password, key or certificate).
+        families = await p.exporter.metrics()
+
+        def rows(name: str) -> list[Any]:
+            return [s for s in families[name].samples if s.name == name]
+
+        queries = {title: expr for _, title, expr in QUERIES}
+
+        async def panel(title: str) -> float:
+            (result,) = (await p.query(queries[title]))["data"]["result"]
+            return float(result["value"][1])
+
+        this_quarter = sum(s.value for s in rows("aws_root_console_logins_quarter") if s.labels["quarter"] == "current")
+        assert this_quarter >= 1  # the console login injected above
+        assert await panel("Root console logins, this quarter") == this_quarter
+        members = {s.labels["account_id"] for s in rows("aws_root_account_info") if s.labels["management"] == "false"}
+        absent = {s.labels["account_id"] for s in rows("aws_root_password_state") if s.labels["state"] == "absent" and s.value == 1}
+        holding = {s.labels["account_id"] for s in rows("aws_root_access_keys") + rows("aws_root_signing_certificates") if s.value > 0}
+        read = {s.labels["account_id"] for s in rows("aws_root_collector_success") if s.labels["collector"] == "posture" and s.value == 1}
+        removed = (members & absent & read) - holding
+        assert await panel("Member roots without credentials") == pytest.approx(len(removed) / len(members))
+        assert await panel("Member roots still holding credentials") == len(members - removed)
+        report_measurement(f"sandbox burn-down: {len(removed)} of {len(members)} member roots without credentials; "
+                           f"{this_quarter:.0f} root console logins this quarter")

@@ -29,7 +29,7 @@ from ..settings import Settings
 from ..state import CollectorStatus, ExporterState, Section
 from .classify import MalformedRecord, Verdict, classify
 from .records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
-from .store import FAMILIES, EventStore
+from .store import FAMILIES, TIME_DEPENDENT_FAMILIES, EventStore
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ def _queue_account(url: str) -> str:
 
 
 def _family_key(store: EventStore, name: str) -> Callable[[], Hashable]:
-    if name == "console_logins_90d":
-        # The trailing 90-day count moves with time alone.
+    if name in TIME_DEPENDENT_FAMILIES:
+        # The trailing 90-day count and the quarterly counts move with time alone.
         return lambda: (store.family_version(name), int(time.time() // 60))
     return partial(store.family_version, name)
 
@@ -225,6 +225,8 @@ class ActivityService:
                     # AssumeRoot calls are made by IAM principals of the management account.
                     attributes = [{"AttributeKey": "EventName", "AttributeValue": "AssumeRoot"}]
                     await self._lookup(client, account.account_id, region, attributes, start, poll_started)
+                if not checkpoint:
+                    self.store.note_history(account.account_id, start)
                 self.store.set_checkpoint(key, poll_started.isoformat())
 
     async def _lookup(self, client: Any, account_id: str, region: str, attributes: list[dict[str, str]], start: datetime, end: datetime) -> None:
