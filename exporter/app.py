@@ -17,7 +17,7 @@ from .reload import Reloader
 from .settings import Settings
 from .state import ExporterState
 from .sweep import PostureSweeper
-from .webconfig import load_web_config
+from .webconfig import WebConfigSource
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ class Exporter:
         self.reloader = Reloader(settings, self.state, load_settings)
         self.exposition = Exposition(self.state)
         host, port = split_address(settings.listen_address)
-        # TLS and basic auth from the web config file, read once here (see exporter/webconfig.py).
-        self.web = load_web_config(settings.web_config_file) if settings.web_config_file else None
+        # TLS and basic auth from the web config file, re-read when it changes (see exporter/webconfig.py).
+        self.web = WebConfigSource(settings.web_config_file) if settings.web_config_file else None
         # A broken state file stops the start with a clear error, before anything listens.
         self.store = EventStore.open(settings.state_file, datetime.now(timezone.utc))
         self.server = MetricsServer(self.state, self.exposition, host, port, wrap=self.web.wrap if self.web else None, reload=self.reloader.reload)
