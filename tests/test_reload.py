@@ -8,8 +8,12 @@ ticket and page nobody.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,18 +21,19 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import yaml
 
 from exporter.sandbox.records import make_record
 
-from .conftest import http_get, running_exporter, sample, sandbox_settings
+from .conftest import ROOT, http_get, parse_metrics, running_exporter, sample, sandbox_settings
 from .test_pipeline import PAGER, TICKETS, pipeline
 
 ACCOUNT = "210000000001"
 
 
-def post(url: str) -> tuple[int, str]:
-    request = urllib.request.Request(url, data=b"", method="POST")
+def post(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=b"", method="POST", headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read().decode()
@@ -134,6 +139,20 @@ async def test_restart_only_settings_are_reported_and_kept(sandbox, tmp_path) ->
         assert settings.posture_interval_seconds == 300 and settings.role_arns == []
 
 
+async def test_reload_needs_the_basic_auth_password(sandbox, tmp_path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  prometheus: {bcrypt.hashpw(b'secret', bcrypt.gensalt(rounds=4)).decode()}\n")
+    config = tmp_path / "config.yml"
+    write_config(config, break_glass_windows=[])
+    load = lambda: sandbox_settings(sandbox, config, web_config_file=web)  # noqa: E731
+    async with running_exporter(load(), load) as exporter:
+        write_config(config, break_glass_windows=[window()])
+        assert (await asyncio.to_thread(post, exporter.url + "/-/reload"))[0] == 401
+        assert exporter.exporter.settings.break_glass_windows == []
+        auth = {"Authorization": "Basic " + base64.b64encode(b"prometheus:secret").decode()}
+        assert await asyncio.to_thread(post, exporter.url + "/-/reload", auth) == (200, "reloaded; changed: break_glass_windows\n")
+
+
 async def test_reload_is_post_only(sandbox) -> None:
     async with running_exporter(sandbox_settings(sandbox)) as exporter:
         status, headers, _ = await asyncio.to_thread(http_get, exporter.url + "/-/reload")
@@ -143,3 +162,41 @@ async def test_reload_is_post_only(sandbox) -> None:
         assert status == 500 and "without a configuration source" in body
         status, _ = await asyncio.to_thread(post, exporter.url + "/metrics")
         assert status == 405
+
+
+def test_serve_command_reloads_on_sighup(sandbox, tmp_path) -> None:
+    """The real command line: `serve --config FILE`, a window added to the file, `kill -HUP`."""
+    config = tmp_path / "config.yml"
+    base = {"endpoint_url": sandbox.endpoint_url, "listen_address": "127.0.0.1:0", "lookup_events_enabled": False, "log_format": "json"}
+    write_config(config, **base, break_glass_windows=[])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "serve", "--config", str(config)],
+        stderr=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stderr is not None
+        url = None
+        for line in process.stderr:
+            entry = json.loads(line)
+            if entry.get("message") == "listening":
+                url = entry["url"].removesuffix("/metrics")
+                break
+        assert url, "the exporter never logged 'listening'"
+
+        def active() -> float | None:
+            return sample(parse_metrics(http_get(url + "/metrics")[2].decode()), "aws_root_break_glass_window_active", account_id=ACCOUNT, ticket="CHG-8")
+
+        assert active() is None
+        write_config(config, **base, break_glass_windows=[window(ticket="CHG-8")])
+        process.send_signal(signal.SIGHUP)
+        for line in process.stderr:
+            if json.loads(line).get("message") == "configuration reloaded":
+                break
+        assert active() == 1
+        assert post(url + "/-/reload") == (200, "reloaded; changed: nothing\n")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
