@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import logging
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -42,6 +43,16 @@ def _landing(state: ExporterState) -> bytes:
     return body.encode()
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        # A client that hangs up mid-request (a probe's timeout, a cancelled scrape) is no fault
+        # of ours; socketserver would print a traceback to stderr for it.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("http client hung up", extra={"client": client_address[0], "reason": str(sys.exc_info()[1])})
+            return
+        super().handle_error(request, client_address)
+
+
 class MetricsServer:
     """A threaded HTTP server on its own thread; `stop()` shuts it down and closes the socket."""
 
@@ -58,7 +69,7 @@ class MetricsServer:
         self.exposition = exposition
         self.reload = reload
         handler = self._handler()
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd = _Server((host, port), handler)
         self.httpd.daemon_threads = True
         if wrap is not None:
             wrap(self.httpd)
