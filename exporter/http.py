@@ -38,6 +38,7 @@ def _landing(state: ExporterState) -> bytes:
 <li><a href="-/healthy">Health</a></li>
 <li><a href="-/ready">Readiness</a></li>
 </ul>
+<p>POST to <code>/-/reload</code> (or send SIGHUP) to reload the configuration file.</p>
 </body></html>
 """
     return body.encode()
