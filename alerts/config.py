@@ -69,6 +69,10 @@ STALE_MARGIN_SECONDS = 300
 # (a shard), has been down or missing this long.
 EXPORTER_DOWN_FOR = "5m"
 
+# AwsRootExporterConfigReloadFailed: the last configuration reload has failed for this long
+# (the duration of Prometheus' own PrometheusBadConfig alert in the prometheus mixin).
+CONFIG_RELOAD_FAILED_FOR = "10m"
+
 # AwsRootScpFenceLost: a member account whose aws_root_scp_fence{state="fenced"} was 1 at
 # some point in this window and is 0 now. It bounds how long the alert stays firing after
 # the loss when nobody restores the fence (the not-fenced count and table of the overview

@@ -549,6 +549,18 @@ def exporter_alerts() -> list[dict]:
             " the accounts of its shard are not monitored.",
             for_=c.EXPORTER_DOWN_FOR,
         ),
+        # max_over_time: a reload that failed and was fixed within the window does not fire.
+        alert(
+            "AwsRootExporterConfigReloadFailed",
+            f"max_over_time({m('aws_root_exporter_config_last_reload_successful')}[5m]) == 0",
+            "warning",
+            "The exporter's last configuration reload failed.",
+            "Configuration reloads of {{ $labels.instance }} have failed for"
+            f" {c.CONFIG_RELOAD_FAILED_FOR}: it still runs the previous configuration, so"
+            " break-glass windows or filters changed since then are not in effect. The reason is in"
+            " its log (\"configuration reload failed\").",
+            for_=c.CONFIG_RELOAD_FAILED_FOR,
+        ),
     ]
 
 

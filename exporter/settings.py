@@ -359,7 +359,7 @@ def load_settings(config_file: str | Path | None = None, overrides: dict[str, An
     try:
         return Settings(**(overrides or {}))
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from None
+        raise SettingsError(describe_validation_error(exc)) from None
     except PydanticSettingsError as exc:
         # An environment value pydantic-settings cannot decode (a list setting that is not JSON).
         match = re.search(r'field "(\w+)"', str(exc))
@@ -369,7 +369,7 @@ def load_settings(config_file: str | Path | None = None, overrides: dict[str, An
         _FILE_VALUES.reset(token)
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
     error = exc.errors(include_url=False)[0]
     ctx_error = (error.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _CombinationError):

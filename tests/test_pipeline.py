@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,14 +84,18 @@ class Pipeline:
 
 
 @contextlib.asynccontextmanager
-async def pipeline(sandbox: Sandbox, for_overrides: dict[str, str] | None = None, **settings: Any) -> AsyncIterator[Pipeline]:
+async def pipeline(
+    sandbox: Sandbox, for_overrides: dict[str, str] | None = None, config_file: Path | None = None, **settings: Any
+) -> AsyncIterator[Pipeline]:
     # All three activity sources of the sandbox, polled as often as the settings allow.
     settings.setdefault("posture_interval_seconds", 600)
     settings.setdefault("eventbridge_queue_url", sandbox.events_queue_url)
     settings.setdefault("s3_trail_queue_url", sandbox.trail_queue_url)
     settings.setdefault("sqs_wait_seconds", 1)
     settings.setdefault("lookup_events_interval_seconds", 5)
-    async with running_exporter(sandbox_settings(sandbox, **settings)) as exporter:
+    # With a config file, a reload reads it again (the other settings stay as given here).
+    load = (lambda: sandbox_settings(sandbox, config_file, **settings)) if config_file else None
+    async with running_exporter(sandbox_settings(sandbox, config_file, **settings), load) as exporter:
         await exporter.wait_for_sweeps(1)
         with WebhookReceiver() as hooks:
             stack = DemoStack(
