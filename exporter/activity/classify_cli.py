@@ -12,6 +12,11 @@ example::
 Records that are not root activity print nothing. Problems go to `err`, one line each,
 naming the file and the line or record index.
 
+AssumeRoot sessions are correlated across every file given, in two passes: the first
+collects the access keys that `sts:AssumeRoot` records issued, the second classifies, so a
+member's Root record made with such a key is `assumed_root` whichever file or order holds
+the AssumeRoot record. A Root record whose key no AssumeRoot record issued is root use.
+
 Exit status:
 
 * 0: every file was read, even if some records in it were malformed (they are reported on
@@ -26,6 +31,7 @@ import json
 from collections.abc import Sequence
 from typing import TextIO
 
+from exporter.activity.assume_root_keys import AssumeRootKeys, issued_key
 from exporter.activity.classify import MalformedRecord, classify
 from exporter.activity.records import Record, read_records_file
 from exporter.settings import BreakGlassWindow
@@ -36,6 +42,7 @@ EXIT_UNREADABLE = 2
 
 def run_classify(paths: list[str], windows: Sequence[BreakGlassWindow], out: TextIO, err: TextIO) -> int:
     """Classify every record in `paths`; see the module docstring for output and exit status."""
+    keys = _issued_keys(paths, windows)
     status = EXIT_OK
     for path in paths:
         for item in read_records_file(path):
@@ -45,7 +52,7 @@ def run_classify(paths: list[str], windows: Sequence[BreakGlassWindow], out: Tex
                     status = EXIT_UNREADABLE
                 continue
             try:
-                verdict = classify(item.data, windows)
+                verdict = classify(item.data, windows, keys)
             except MalformedRecord as exc:
                 err.write(f"{item.location}: malformed record: {exc}\n")
                 continue
@@ -55,3 +62,22 @@ def run_classify(paths: list[str], windows: Sequence[BreakGlassWindow], out: Tex
             line = {"eventID": data.pop("event_id"), **data, "location": item.location}
             out.write(json.dumps(line, sort_keys=False) + "\n")
     return status
+
+
+def _issued_keys(paths: list[str], windows: Sequence[BreakGlassWindow]) -> AssumeRootKeys:
+    # Unbounded: the files given are the whole evidence, and an offline run has no clock to
+    # expire keys by. Problems are reported by the second pass, once.
+    keys = AssumeRootKeys(max_keys=2**62)
+    for path in paths:
+        for item in read_records_file(path):
+            if not isinstance(item, Record):
+                continue
+            try:
+                verdict = classify(item.data, windows)
+            except MalformedRecord:
+                continue
+            if verdict is not None and verdict.kind == "assume_root_call" and verdict.outcome == "success":
+                learned = issued_key(item.data, verdict.account_id, verdict.task_policy or "other")
+                if learned is not None:
+                    keys.learn(*learned)
+    return keys

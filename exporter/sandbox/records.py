@@ -36,7 +36,6 @@ def _root_identity(account_id: str, mfa: bool | None = None) -> dict[str, Any]:
     if mfa is not None:
         # A person signed in to the console as root: temporary keys from the console session.
         identity["accessKeyId"] = "ASIA" + uuid.uuid4().hex[:16].upper()
-        identity["sessionCredentialFromConsole"] = "true"
         identity["sessionContext"] = {
             "sessionIssuer": {},
             "webIdFederationData": {},
@@ -118,6 +117,8 @@ def make_record(
             eventSource="s3.amazonaws.com",
             eventName=event_name or "CreateBucket",
             userIdentity=_root_identity(account_id, mfa),
+            # A top-level field of the record (eventVersion 1.08+), never inside userIdentity.
+            sessionCredentialFromConsole="true",
             requestParameters={"bucketName": "payments-archive", "Host": "payments-archive.s3.amazonaws.com"},
             responseElements=None,
             readOnly=False,
@@ -131,6 +132,7 @@ def make_record(
             eventSource="iam.amazonaws.com",
             eventName=event_name or "DeleteAccessKey",
             userIdentity=_root_identity(account_id, mfa),
+            sessionCredentialFromConsole="true",
             requestParameters={"accessKeyId": f"AKIA{account_id}RK00"},
             responseElements=None,
             requestID=str(uuid.uuid4()),
