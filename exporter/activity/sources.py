@@ -27,6 +27,7 @@ from ..accounts import Account
 from ..aws import Aws, AwsError, classify_error
 from ..settings import Settings
 from ..state import CollectorStatus, ExporterState, Section
+from .assume_root_keys import issued_key
 from .classify import MalformedRecord, Verdict, classify
 from .records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
 from .store import FAMILIES, EventStore
@@ -114,23 +115,45 @@ class ActivityService:
     # -- the one way in ------------------------------------------------------------------
 
     def take(self, record: Mapping[str, Any], source: str, location: str = "") -> Verdict | None:
-        """Classify and store one record; a malformed record is counted, never raised."""
+        """Classify and store one record; a malformed record is counted, never raised.
+
+        A successful AssumeRoot record teaches the store the key it issued (and releases
+        the records held for it); a Root record that could be such a session but whose
+        AssumeRoot record is not known yet is held for `assume_root_evidence_wait_seconds`
+        (see README, What counts as root activity)."""
         seen_at = datetime.now(timezone.utc)
         try:
-            verdict = classify(record, self.settings.break_glass_windows)
+            verdict = classify(record, self.settings.break_glass_windows, self.store.assume_root_keys)
         except MalformedRecord as exc:
             self.store.reject(source, "malformed_record")
             log.warning("malformed CloudTrail record", extra={"source": source, "location": location, "reason": str(exc)})
             return None
         if verdict is None:
             return None
+        wait = timedelta(seconds=self.settings.assume_root_evidence_wait_seconds)
+        if verdict.awaiting_key is not None and wait > timedelta(0):
+            self.store.hold(verdict, source, seen_at, wait)
+            return verdict
         if self.store.ingest(verdict, source, seen_at):
-            # One line per root record for the SIEM, with every verdict field.
-            log.warning(
-                "root activity",
-                extra={**verdict.to_json(), "source": source, "counted": verdict.event_time >= self.store.counting_from},
-            )
+            self._log(verdict, source)
+        if verdict.kind == "assume_root_call" and verdict.outcome == "success":
+            learned = issued_key(record, verdict.account_id, verdict.task_policy or "other")
+            if learned is not None:
+                for released in self.store.learn_key(*learned, seen_at):
+                    self._log(released, source)
         return verdict
+
+    def release_held(self) -> None:
+        """Count as root use the held records whose AssumeRoot evidence did not come in time."""
+        for verdict in self.store.release_due(datetime.now(timezone.utc)):
+            self._log(verdict, "held")
+
+    def _log(self, verdict: Verdict, source: str) -> None:
+        # One line per root record for the SIEM, with every verdict field.
+        log.warning(
+            "root activity",
+            extra={**verdict.to_json(), "source": source, "counted": verdict.event_time >= self.store.counting_from},
+        )
 
     # -- running -------------------------------------------------------------------------
 
@@ -144,11 +167,20 @@ class ActivityService:
             tasks.append(self._sqs_loop(self.settings.s3_trail_queue_url, S3_TRAIL))
         if self.settings.state_file is not None:
             tasks.append(self._save_loop())
+        tasks.append(self._release_loop())
         try:
             await asyncio.gather(*tasks)
         finally:
             if self.settings.state_file is not None:
                 await asyncio.to_thread(self.store.save, self.settings.state_file)
+
+    async def _release_loop(self) -> None:
+        # A tenth of the wait (at least every second, at most every 10 s) bounds how late a
+        # held record is counted past its wait.
+        period = min(max(self.settings.assume_root_evidence_wait_seconds / 10, 1.0), 10.0)
+        while True:
+            self.release_held()
+            await asyncio.sleep(period)
 
     async def _save_loop(self) -> None:
         assert self.settings.state_file is not None
