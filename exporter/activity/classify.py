@@ -107,6 +107,23 @@ RECOVERY_SIGNALS: dict[tuple[str, str], str] = {
 }
 SIGNALS: tuple[str, ...] = tuple(RECOVERY_SIGNALS.values())
 
+
+def eventbridge_pattern() -> dict[str, Any]:
+    """The EventBridge rule pattern that delivers every record the classifier uses: Root
+    records, the AssumeRoot calls that vouch for privileged-task sessions, and the
+    recovery signals made by IAM principals (root `CreateLoginProfile` is a Root record)."""
+    by_source: dict[str, list[str]] = {}
+    for (source, name), signal in RECOVERY_SIGNALS.items():
+        if signal != "root_password_created":
+            by_source.setdefault(source, []).append(name)
+    return {
+        "$or": [
+            {"detail": {"userIdentity": {"type": ["Root"]}}},
+            {"detail": {"eventSource": [STS], "eventName": ["AssumeRoot"]}},
+            *({"detail": {"eventSource": [source], "eventName": names}} for source, names in sorted(by_source.items())),
+        ]
+    }
+
 SIGNIN = "signin.amazonaws.com"
 STS = "sts.amazonaws.com"
 IAM = "iam.amazonaws.com"

@@ -28,7 +28,7 @@ from ..aws import Aws, AwsError, classify_error
 from ..settings import Settings
 from ..state import CollectorStatus, ExporterState, Section
 from .assume_root_keys import issued_key
-from .classify import MalformedRecord, Verdict, classify
+from .classify import RECOVERY_SIGNALS, MalformedRecord, Verdict, classify
 from .records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
 from .store import FAMILIES, EventStore
 
@@ -47,6 +47,13 @@ LOOKUP_SPACING_SECONDS = 0.55
 # unnoticed for 30 s per attempt.) Messages a lost answer carried come back after their
 # visibility timeout.
 SQS_RECEIVE_GRACE_SECONDS = 10.0
+# Records by IAM principals (not root) that the classifier uses, read from the management
+# account: the AssumeRoot calls that vouch for privileged-task sessions, and the
+# recovery-path changes (root CreateLoginProfile is a Root record, found by Username=root).
+MANAGEMENT_EVENT_NAMES: tuple[str, ...] = (
+    "AssumeRoot",
+    *(name for (_, name), signal in RECOVERY_SIGNALS.items() if signal != "root_password_created"),
+)
 
 
 class RateLimiter:
@@ -254,9 +261,11 @@ class ActivityService:
                 attributes = [{"AttributeKey": "Username", "AttributeValue": "root"}]
                 await self._lookup(client, account.account_id, region, attributes, start, poll_started)
                 if management:
-                    # AssumeRoot calls are made by IAM principals of the management account.
-                    attributes = [{"AttributeKey": "EventName", "AttributeValue": "AssumeRoot"}]
-                    await self._lookup(client, account.account_id, region, attributes, start, poll_started)
+                    # AssumeRoot calls and the recovery-path changes are made by IAM principals
+                    # of the management account; LookupEvents takes one event name per call.
+                    for event_name in MANAGEMENT_EVENT_NAMES:
+                        attributes = [{"AttributeKey": "EventName", "AttributeValue": event_name}]
+                        await self._lookup(client, account.account_id, region, attributes, start, poll_started)
                 self.store.set_checkpoint(key, poll_started.isoformat())
 
     async def _lookup(self, client: Any, account_id: str, region: str, attributes: list[dict[str, str]], start: datetime, end: datetime) -> None:
