@@ -270,3 +270,21 @@ async def test_lookup_events_reads_recovery_signals_from_the_management_account(
         await exporter.exporter.activity.poll_lookup_events()
         families = await exporter.metrics()
     assert sample(families, "aws_root_recovery_signals_total", account_id=ACCOUNT, signal="primary_email_updated", outcome="success") == 1.0
+
+
+async def test_the_exporters_own_audit_sessions_are_privileged_tasks_without_their_assume_root_record(sandbox: Sandbox) -> None:
+    """The exporter knows the keys of the AssumeRoot sessions it opens: their records in the
+    member account never count as root use, even when no source delivers the AssumeRoot record."""
+    settings = activity_settings(sandbox, lookup_events_enabled=False, s3_trail_queue_url=None, assume_root_audit=True,
+                                 assume_root_evidence_wait_seconds=1)
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        activity = exporter.exporter.activity
+        credentials = await activity.aws.assume_root(ACCOUNT)  # cached: the sweep's own session
+        sandbox.inject(make_record("root-temporary-key-call", ACCOUNT, access_key_id=credentials.access_key_id,
+                                   event_name="ListMFADevices"), lookup=False, s3=False)
+        sandbox.inject(make_record("root-temporary-key-call", ACCOUNT, event_name="ListMFADevices"), lookup=False, s3=False)
+        families = await wait_for(exporter, "aws_root_assumed_root_calls_total", 1.0, account_id=ACCOUNT, outcome="success")
+        families = await wait_for(exporter, "aws_root_api_calls_total", 1.0, account_id=ACCOUNT, category="read_only",
+                                  outcome="success", approved="false")
+        assert sample(families, "aws_root_assumed_root_calls_total", account_id=ACCOUNT, outcome="success") == 1.0

@@ -27,7 +27,7 @@ from ..accounts import Account
 from ..aws import Aws, AwsError, classify_error
 from ..settings import Settings
 from ..state import CollectorStatus, ExporterState, Section
-from .assume_root_keys import issued_key
+from .assume_root_keys import IssuedKey, issued_key
 from .classify import RECOVERY_SIGNALS, MalformedRecord, Verdict, classify
 from .records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
 from .store import FAMILIES, EventStore
@@ -115,9 +115,17 @@ class ActivityService:
         for name in FAMILIES:
             state.sections.append(Section(f"activity:{name}", _family_key(store, name), partial(_one_family, store, name)))
         state.listeners.append(self._accounts_known)
+        aws.assume_root_listeners.append(self._own_assume_root_session)
 
     def _accounts_known(self, accounts: Iterable[Account]) -> None:
         self.store.register_accounts(a.account_id for a in accounts)
+
+    def _own_assume_root_session(self, account_id: str, task_policy_arn: str, credentials: Any) -> None:
+        # The exporter's own audit session: its records in the member account are
+        # privileged tasks even when no source delivers the AssumeRoot record.
+        issued = IssuedKey(account_id, task_policy_arn.rsplit("/", 1)[-1], credentials.expiration.timestamp())
+        for released in self.store.learn_key(credentials.access_key_id, issued, datetime.now(timezone.utc)):
+            self._log(released, "held")
 
     # -- the one way in ------------------------------------------------------------------
 
