@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.activity.assume_root_keys import AssumeRootKeys, issued_key
-from exporter.activity.classify import MalformedRecord, Verdict, classify
+from exporter.activity.classify import RECOVERY_SIGNALS, SIGNALS, MalformedRecord, Verdict, classify
 from exporter.settings import BreakGlassWindow
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cloudtrail"
@@ -491,6 +491,9 @@ def check(record: Any) -> None:
     assert isinstance(identity, dict)
     if result.kind == "assume_root_call":
         assert record.get("eventName") == "AssumeRoot"
+    elif result.kind == "recovery_signal":
+        assert (record.get("eventSource"), record.get("eventName")) in RECOVERY_SIGNALS
+        assert result.recovery_signal in SIGNALS and identity.get("type") != "Root"
     else:
         assert identity.get("type") == "Root"
     assert result.outcome in ("success", "failure")
@@ -547,4 +550,4 @@ def test_non_root_type_never_yields_root_verdict(name: str, identity_type: Any) 
         result = classify(record)
     except MalformedRecord:
         return
-    assert result is None or result.kind == "assume_root_call"
+    assert result is None or result.kind in ("assume_root_call", "recovery_signal")

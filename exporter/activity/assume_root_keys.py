@@ -24,7 +24,7 @@ from typing import Any
 # AssumeRoot's DurationSeconds is at most 900: a record that gives no usable expiration
 # gets the longest life its key can have.
 MAX_SESSION = timedelta(seconds=900)
-DEFAULT_MAX_KEYS = 10_000
+DEFAULT_MAX_KEYS = 100_000
 _KEY = re.compile(r"^ASIA[A-Z0-9]{12,124}$")
 # CloudTrail writes STS credential expirations as "Nov 22, 2026, 10:07:11 AM" (not ISO).
 _CLOUDTRAIL_TIME = "%b %d, %Y, %I:%M:%S %p"
@@ -93,9 +93,10 @@ class AssumeRootKeys:
     def learn(self, key: str, issued: IssuedKey) -> None:
         self._keys[key] = issued
         if len(self._keys) > self.max_keys:
-            # Forget the keys that expire first: they are the least likely to show up again.
-            for old, _ in sorted(self._keys.items(), key=lambda item: item[1].expires)[: len(self._keys) - self.max_keys]:
-                del self._keys[old]
+            # Forget the keys that expire first (the least likely to show up again), a tenth
+            # more than needed so the sort does not run on every new key.
+            keep = max(1, self.max_keys - self.max_keys // 10)
+            self._keys = dict(sorted(self._keys.items(), key=lambda item: item[1].expires)[-keep:])
 
     def lookup(self, key: Any, account_id: str) -> IssuedKey | None:
         """The issuing session of `key` when it was issued for `account_id`."""

@@ -1,13 +1,17 @@
 """`classify` command: run the root-activity classifier over CloudTrail files.
 
-Prints one JSON object per root (or `sts:AssumeRoot`) record to `out`, in file order, for
-example::
+Prints one JSON object per root, `sts:AssumeRoot` or recovery-signal record to `out`, in
+file order, for example::
 
     {"eventID": "deb1e1f9-...", "account_id": "111122223333", "event_time": "2026-11-20T10:24:34Z",
      "event_name": "ConsoleLogin", "event_source": "signin.amazonaws.com", "kind": "console_login",
      "outcome": "success", "mfa": "false", "category": null, "assumed_root": false,
      "approved": false, "signin_event": null, "task_policy": null, "region": "us-east-1",
-     "source_ip": "192.0.2.10", "error_code": "", "location": "trail.json.gz record 0"}
+     "source_ip": "192.0.2.10", "error_code": "", "shared_event_id": "", "awaiting_key": null,
+     "recovery_signal": null, "location": "trail.json.gz record 0"}
+
+`awaiting_key` names the `ASIA` key of a record counted as root use because no
+AssumeRoot record among the files issued it (it could have been a privileged task).
 
 Records that are not root activity print nothing. Problems go to `err`, one line each,
 naming the file and the line or record index.

@@ -116,9 +116,13 @@ LOGIN_WINDOW = timedelta(days=90)
 DEFAULT_DEDUP_RETENTION = timedelta(days=7)
 DEFAULT_MAX_EVENT_IDS = 200_000
 DEFAULT_BACKFILL_GRACE = timedelta(minutes=15)
-# Records made with an AssumeRoot key keep arriving after the key expired (LookupEvents
-# lags up to 15 minutes, a poller re-reads overlapping windows): keep keys a day longer.
-KEY_RETENTION = timedelta(days=1)
+# Records made with an AssumeRoot key keep arriving after the key expired (CloudTrail
+# delivers up to 15 minutes late; a record re-read later is deduplicated by its eventID and
+# needs no key): keep keys an hour past their expiry. The exporter's own audit opens about
+# one session per member account every 14 minutes, so an organization of N accounts holds
+# about 5.4 N keys, well under the ledger's bound (assume_root_keys.DEFAULT_MAX_KEYS) up to
+# some 18 000 accounts.
+KEY_RETENTION = timedelta(hours=1)
 # Held records beyond this many are released as root use at once, oldest first: a flood of
 # unexplained ASIA records must not grow memory, and releasing errs toward alerting.
 MAX_PENDING = 10_000
