@@ -288,3 +288,38 @@ async def test_the_exporters_own_audit_sessions_are_privileged_tasks_without_the
         families = await wait_for(exporter, "aws_root_api_calls_total", 1.0, account_id=ACCOUNT, category="read_only",
                                   outcome="success", approved="false")
         assert sample(families, "aws_root_assumed_root_calls_total", account_id=ACCOUNT, outcome="success") == 1.0
+
+
+async def test_exporter_restart_between_a_held_record_and_its_assume_root_record(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The held record and the key ledger are in the state file: the AssumeRoot record that
+    arrives after a restart still makes the earlier record a privileged task, not root use."""
+    member = "210000000001"
+    state_file = tmp_path / "state.json"
+    settings = activity_settings(sandbox, state_file=state_file, lookup_events_enabled=False, s3_trail_queue_url=None,
+                                 assume_root_evidence_wait_seconds=60)
+    key = "ASIA" + "R" * 16
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        sandbox.inject(make_record("root-temporary-key-call", member, access_key_id=key, event_name="DeleteBucketPolicy"),
+                       lookup=False, s3=False)
+        async with asyncio.timeout(10):
+            while exporter.exporter.activity.store.pending_count() < 1:
+                await asyncio.sleep(0.05)
+    assert json.loads(state_file.read_text())["pending"][0]["verdict"]["awaiting_key"] == key
+
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        assert exporter.exporter.activity.store.pending_count() == 1
+        # Injected once the new process polls: a message sent during the shutdown could be
+        # taken by the old process's last long poll and stay invisible for 30 s.
+        sandbox.inject(make_record("assume-root", "123456789012", target_account_id=member, access_key_id=key),
+                       lookup=False, s3=False)
+        families = await wait_for(exporter, "aws_root_assumed_root_calls_total", 1.0, account_id=member, outcome="success")
+        # A later record of the same session, after the restart: the key came through too.
+        sandbox.inject(make_record("root-temporary-key-call", member, access_key_id=key, event_name="PutBucketPolicy"),
+                       lookup=False, s3=False)
+        families = await wait_for(exporter, "aws_root_assumed_root_calls_total", 2.0, account_id=member, outcome="success")
+        assert exporter.exporter.activity.store.pending_count() == 0
+    calls = [s for s in families["aws_root_api_calls"].samples if s.name.endswith("_total") and s.labels["account_id"] == member]
+    assert calls and all(s.value == 0 for s in calls)
+    assert key in json.loads(state_file.read_text())["assume_root_keys"]
