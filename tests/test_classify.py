@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.activity.assume_root_keys import AssumeRootKeys, issued_key
-from exporter.activity.classify import RECOVERY_SIGNALS, SIGNALS, MalformedRecord, Verdict, classify
+from exporter.activity.classify import RECOVERY_SIGNALS, SIGNALS, MalformedRecord, Verdict, assume_root_evidence, classify
 from exporter.settings import BreakGlassWindow
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cloudtrail"
@@ -220,6 +220,35 @@ def test_assume_root_expiration_in_cloudtrail_format() -> None:
 
 def test_denied_assume_root_call_issues_no_key() -> None:
     assert issued_key(load("assume_root_call_denied.json"), TARGET, "other") is None
+
+
+def test_assume_root_evidence_even_from_a_record_without_event_id() -> None:
+    # AWS's own example (IAM User Guide, "Track privileged tasks") has no eventID: not
+    # countable, but its key is still evidence for the member's records.
+    record = load("assume_root_call.json")
+    del record["eventID"]
+    with pytest.raises(MalformedRecord):
+        classify(record)
+    evidence = assume_root_evidence(record)
+    assert evidence is not None
+    key, issued = evidence
+    assert (key, issued.account_id, issued.task_policy) == ("ASIAI44QH8DHBEXAMPLE", TARGET, "S3UnlockBucketPolicy")
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda r: r.update(errorCode="AccessDenied"),
+        lambda r: r["userIdentity"].update(type="Root"),
+        lambda r: r["requestParameters"].update(targetPrincipal="someone"),
+        lambda r: r.update(eventName="AssumeRole"),
+        lambda r: r.update(responseElements=None),
+    ],
+)
+def test_no_assume_root_evidence(mutate: Any) -> None:
+    record = load("assume_root_call.json")
+    mutate(record)
+    assert assume_root_evidence(record) is None
 
 
 def test_marker_on_the_callers_assume_root_record_does_not_make_it_root() -> None:

@@ -66,7 +66,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from exporter.activity.assume_root_keys import AssumeRootKeys
+from exporter.activity.assume_root_keys import AssumeRootKeys, IssuedKey, issued_key
 from exporter.settings import BreakGlassWindow
 
 Kind = Literal["console_login", "signin_other", "api_call", "assume_root_call", "recovery_signal"]
@@ -251,7 +251,9 @@ def classify(
     if event_source == STS and event_name == "AssumeRoot" and identity_type != "Root":
         return _assume_root_call(record, identity, windows)
     if identity_type != "Root":
-        signal = RECOVERY_SIGNALS.get((event_source, event_name)) if isinstance(event_source, str) and isinstance(event_name, str) else None
+        named = isinstance(event_source, str) and isinstance(event_name, str)
+        signal = RECOVERY_SIGNALS.get((event_source, event_name)) if named else None
+        # Root CreateLoginProfile is a Root record; an IAM user's new password is nothing here.
         if signal is not None and signal != "root_password_created":
             return _recovery_signal(record, identity, windows)
         return None
@@ -260,6 +262,26 @@ def classify(
     if record.get("eventType") == "AwsServiceEvent":
         return None
     return _root_activity(record, identity, windows, assume_root_keys)
+
+
+def assume_root_evidence(record: Any) -> tuple[str, IssuedKey] | None:
+    """The access key a successful, non-root `sts:AssumeRoot` record issued, with its target
+    account and task policy. Read also from a record `classify` rejects (AWS's own example
+    in "Track privileged tasks" has no eventID): the evidence is the credentials, not the
+    record's bookkeeping."""
+    if not isinstance(record, Mapping):
+        return None
+    identity = record.get("userIdentity")
+    if not isinstance(identity, Mapping) or identity.get("type") == "Root":
+        return None
+    if record.get("eventSource") != STS or record.get("eventName") != "AssumeRoot" or _has_error(record):
+        return None
+    params = record.get("requestParameters")
+    params = params if isinstance(params, Mapping) else {}
+    target = _target_account(params.get("targetPrincipal"))
+    if target == UNKNOWN_ACCOUNT:
+        return None
+    return issued_key(record, target, _task_policy(params.get("taskPolicyArn")))
 
 
 def _service_invoked(invoked_by: Any) -> bool:

@@ -35,8 +35,8 @@ import json
 from collections.abc import Sequence
 from typing import TextIO
 
-from exporter.activity.assume_root_keys import AssumeRootKeys, issued_key
-from exporter.activity.classify import MalformedRecord, classify
+from exporter.activity.assume_root_keys import AssumeRootKeys
+from exporter.activity.classify import MalformedRecord, assume_root_evidence, classify
 from exporter.activity.records import Record, read_records_file
 from exporter.settings import BreakGlassWindow
 
@@ -46,7 +46,7 @@ EXIT_UNREADABLE = 2
 
 def run_classify(paths: list[str], windows: Sequence[BreakGlassWindow], out: TextIO, err: TextIO) -> int:
     """Classify every record in `paths`; see the module docstring for output and exit status."""
-    keys = _issued_keys(paths, windows)
+    keys = _issued_keys(paths)
     status = EXIT_OK
     for path in paths:
         for item in read_records_file(path):
@@ -68,20 +68,13 @@ def run_classify(paths: list[str], windows: Sequence[BreakGlassWindow], out: Tex
     return status
 
 
-def _issued_keys(paths: list[str], windows: Sequence[BreakGlassWindow]) -> AssumeRootKeys:
+def _issued_keys(paths: list[str]) -> AssumeRootKeys:
     # Unbounded: the files given are the whole evidence, and an offline run has no clock to
     # expire keys by. Problems are reported by the second pass, once.
     keys = AssumeRootKeys(max_keys=2**62)
     for path in paths:
         for item in read_records_file(path):
-            if not isinstance(item, Record):
-                continue
-            try:
-                verdict = classify(item.data, windows)
-            except MalformedRecord:
-                continue
-            if verdict is not None and verdict.kind == "assume_root_call" and verdict.outcome == "success":
-                learned = issued_key(item.data, verdict.account_id, verdict.task_policy or "other")
-                if learned is not None:
-                    keys.learn(*learned)
+            evidence = assume_root_evidence(item.data) if isinstance(item, Record) else None
+            if evidence is not None:
+                keys.learn(*evidence)
     return keys

@@ -27,8 +27,8 @@ from ..accounts import Account
 from ..aws import Aws, AwsError, classify_error
 from ..settings import Settings
 from ..state import CollectorStatus, ExporterState, Section
-from .assume_root_keys import IssuedKey, issued_key
-from .classify import RECOVERY_SIGNALS, MalformedRecord, Verdict, classify
+from .assume_root_keys import IssuedKey
+from .classify import RECOVERY_SIGNALS, MalformedRecord, Verdict, assume_root_evidence, classify
 from .records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
 from .store import FAMILIES, EventStore
 
@@ -137,6 +137,10 @@ class ActivityService:
         AssumeRoot record is not known yet is held for `assume_root_evidence_wait_seconds`
         (see README, What counts as root activity)."""
         seen_at = datetime.now(timezone.utc)
+        evidence = assume_root_evidence(record)
+        if evidence is not None:
+            for released in self.store.learn_key(*evidence, seen_at):
+                self._log(released, source)
         try:
             verdict = classify(record, self.settings.break_glass_windows, self.store.assume_root_keys)
         except MalformedRecord as exc:
@@ -151,11 +155,6 @@ class ActivityService:
             return verdict
         if self.store.ingest(verdict, source, seen_at):
             self._log(verdict, source)
-        if verdict.kind == "assume_root_call" and verdict.outcome == "success":
-            learned = issued_key(record, verdict.account_id, verdict.task_policy or "other")
-            if learned is not None:
-                for released in self.store.learn_key(*learned, seen_at):
-                    self._log(released, source)
         return verdict
 
     def release_held(self) -> None:
