@@ -392,6 +392,18 @@ def activity_alerts() -> list[dict]:
             "sts:AssumeRoot was called for account "
             f"{ACCOUNT} with task policy {{{{ $labels.task_policy }}}} in the last {w}.",
         ),
+        # Made by IAM principals, not by root: a member root's recovery email moved, central
+        # root access switched off, or a root password re-created. Failed attempts too.
+        alert(
+            "AwsRootRecoveryPathChanged",
+            with_account_names(
+                increase_by("aws_root_recovery_signals_total", "account_id, signal, outcome", w) + " > 0"
+            ),
+            "warning",
+            "A change made a root user usable again (recovery email, centralized root access, root password).",
+            f"{{{{ $labels.signal }}}} (outcome {{{{ $labels.outcome }}}}) for account {ACCOUNT}"
+            f" in the last {w}.",
+        ),
         alert(
             "AwsRootAccessKeyUsed",
             with_account_names(

@@ -384,6 +384,8 @@ def activity_specs():
          "Sign-in record: {{event_name}}"),
         (increase_by("aws_root_assume_root_calls_total", "task_policy", ACCOUNT),
          "AssumeRoot: {{task_policy}}"),
+        (increase_by("aws_root_recovery_signals_total", "signal", ACCOUNT),
+         "Recovery path changed: {{signal}}"),
     ]
 
 
@@ -543,7 +545,9 @@ def overview():
             (timeseries("Root activity by category", activity_specs(),
                         "Root records per interval: console logins by outcome and API calls by "
                         "category (each outside and inside approved break-glass windows), other "
-                        "sign-in records, and sts:AssumeRoot sessions by task policy.",
+                        "sign-in records, sts:AssumeRoot sessions by task policy, and changes that "
+                        "make a root usable again (recovery email, centralized root access, root "
+                        "password).",
                         bars=True), 16, 9),
             (account_table("Break-glass windows open now", windows_open,
                            "Approved break-glass windows (setting break_glass_windows) open now, with "
@@ -640,7 +644,10 @@ def account_detail():
                  "Call in AssumeRoot session ({{outcome}})"),
                 (increase_by("aws_root_assume_root_calls_total", "task_policy, outcome", a),
                  "AssumeRoot {{task_policy}} ({{outcome}})"),
-            ], "Root records of the account per interval.", bars=True), 16, 9),
+                (increase_by("aws_root_recovery_signals_total", "signal, outcome", a),
+                 "Recovery path changed: {{signal}} ({{outcome}})"),
+            ], "Root records of the account per interval, and changes by IAM principals that "
+               "make its root usable again.", bars=True), 16, 9),
             (timeseries("Root API calls by service", [
                 (increase_by("aws_root_api_calls_by_event_source_total", "event_source", a),
                  "{{event_source}}"),

@@ -159,6 +159,11 @@ class Settings(BaseSettings):
     sqs_max_receives: int = Field(
         5, ge=1, description="A message that failed this many times is dropped and counted as rejected (`poison`)."
     )
+    assume_root_evidence_wait_seconds: float = Field(
+        120.0,
+        ge=0,
+        description="How long a root record that could be an `sts:AssumeRoot` session waits for its AssumeRoot record before it counts as root use (see README, What counts as root activity).",
+    )
     state_file: Path | None = Field(
         None, description="File that keeps activity checkpoints and seen event ids across restarts."
     )

@@ -19,10 +19,22 @@ Which verdict feeds which metric:
   credentials, and the exporter's own audit sessions must not look like root use (nor
   move the last-activity time every sweep).
 * `assume_root_call` -> `aws_root_assume_root_calls_total` (by target account).
+* any verdict with a `recovery_signal` (a root's recovery path reopened or moved: by IAM
+  principals as `recovery_signal` verdicts, or a root password created as root) ->
+  `aws_root_recovery_signals_total`, created by its first event, besides the above.
+
+AssumeRoot evidence (`assume_root_keys`, see `exporter.activity.assume_root_keys`): the
+service teaches the store every key a successful AssumeRoot record issued (`learn_key`).
+A Root record that could be such a session but whose key is not known yet
+(`Verdict.awaiting_key`) is held (`hold`) until its AssumeRoot record arrives, which
+counts it as a privileged-task action, or until its wait ends (`release_due`), which
+counts it as root use. Keys and held records are in the state file, so a restart between
+the two records changes nothing.
 
 Deduplication: by `eventID`, whatever the source (a record seen by LookupEvents and then
 by the trail counts once; the second sighting counts in
-`aws_root_events_duplicate_total{source=...}`). Memory is bounded: an id is remembered
+`aws_root_events_duplicate_total{source=...}`), and by `sharedEventID` (the two copies of
+a cross-account call, one per account, count once). Memory is bounded: an id is remembered
 while its `eventTime` is within `dedup_retention` (default 7 days) of the newest
 `eventTime` seen (not of the wall clock, so a restart after a long outage still
 deduplicates what the pollers re-read), and at most `max_event_ids` ids are kept (default
@@ -102,7 +114,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -110,14 +122,17 @@ from typing import Any
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from exporter.activity.assume_root_keys import AssumeRootKeys, IssuedKey
 from exporter.activity.classify import CATEGORIES, MFA_VALUES, OUTCOMES, Verdict
 from exporter.textformat import Family, counter, gauge
 
 # Version 2: `console_logins` rows carry `approved` (account, outcome, mfa, approved).
-# Version 1 files are migrated on load (their logins were counted without a window check:
-# approved="false"), so an upgrade keeps every counter.
-STATE_VERSION = 2
-_MIGRATABLE_VERSIONS = (1,)
+# Version 3: `assume_root_keys`, `pending` and the `recovery_signals` counter.
+# Older files are migrated on load (version 1 logins were counted without a window check:
+# approved="false"; before version 3 no key or held record existed), so an upgrade keeps
+# every counter.
+STATE_VERSION = 3
+_MIGRATABLE_VERSIONS = (1, 2)
 SOURCES: tuple[str, ...] = ("lookup_events", "eventbridge_sqs", "s3_trail")
 DELAY_BUCKETS: tuple[float, ...] = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 LOGIN_WINDOW = timedelta(days=90)
@@ -129,6 +144,16 @@ _QUARTER = re.compile(r"^\d{4}-Q[1-4]$")
 DEFAULT_DEDUP_RETENTION = timedelta(days=7)
 DEFAULT_MAX_EVENT_IDS = 200_000
 DEFAULT_BACKFILL_GRACE = timedelta(minutes=15)
+# Records made with an AssumeRoot key keep arriving after the key expired (CloudTrail
+# delivers up to 15 minutes late; a record re-read later is deduplicated by its eventID and
+# needs no key): keep keys an hour past their expiry. The exporter's own audit opens about
+# one session per member account every 14 minutes, so an organization of N accounts holds
+# about 5.4 N keys, well under the ledger's bound (assume_root_keys.DEFAULT_MAX_KEYS) up to
+# some 18 000 accounts.
+KEY_RETENTION = timedelta(hours=1)
+# Held records beyond this many are released as root use at once, oldest first: a flood of
+# unexplained ASIA records must not grow memory, and releasing errs toward alerting.
+MAX_PENDING = 10_000
 _PRUNE_EVERY = 10_000
 _REASON = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _BOOL = {True: "true", False: "false"}
@@ -149,6 +174,13 @@ class _LastEvent:
     source_ip: str
     mfa: str
     outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    verdict: Verdict
+    source: str
+    due: float
 
 
 @dataclass(slots=True)
@@ -181,6 +213,9 @@ _COUNTERS: dict[str, tuple[str, str, list[str], str]] = {
                            ["account_id", "outcome"], "_assumed_root"),
     "assume_root_calls": ("aws_root_assume_root_calls_total", "sts:AssumeRoot calls, by target account and task policy.",
                           ["account_id", "task_policy", "outcome"], "_assume_root"),
+    "recovery_signals": ("aws_root_recovery_signals_total",
+                         "Changes that make a root usable again (recovery email, centralized root access disabled, root password created).",
+                         ["account_id", "signal", "outcome"], "_signals"),
     "events_duplicate": ("aws_root_events_duplicate_total", "Records dropped because their eventID was already counted.",
                          ["source"], "_duplicates"),
     "events_rejected": ("aws_root_events_rejected_total", "Records or messages that could not be processed, by reason.",
@@ -221,6 +256,9 @@ class EventStore:
         self._api_by_source: _Counter = {}
         self._assumed_root: _Counter = {}
         self._assume_root: _Counter = {}
+        self._signals: _Counter = {}
+        self.assume_root_keys = AssumeRootKeys()
+        self._pending: dict[str, _Pending] = {}
         self._duplicates: dict[str, float] = {source: 0.0 for source in SOURCES}
         self._rejected: _Counter = {}
         self._delay: dict[str, _Histogram] = {source: _Histogram.empty() for source in SOURCES}
@@ -299,11 +337,13 @@ class EventStore:
         _require_aware(seen_at, "seen_at")
         event_ts = verdict.event_time.timestamp()
         with self._lock:
-            if verdict.event_id in self._seen or self._login_known(verdict, event_ts):
-                self._duplicates[source] = self._duplicates.get(source, 0.0) + 1
-                self._touch("events_duplicate")
+            if self._known(verdict, event_ts):
+                self._duplicate(source)
                 return False
+            self._pending.pop(verdict.event_id, None)
             self._remember(verdict.event_id, event_ts, seen_at.timestamp())
+            if verdict.shared_event_id:
+                self._remember(_shared(verdict), event_ts, seen_at.timestamp())
             live = verdict.event_time >= self.counting_from
             if live:
                 self._touch(*self._count(verdict), "event_delay")
@@ -315,8 +355,78 @@ class EventStore:
                 self._count_quarter(verdict.account_id, verdict.event_time, seen_at)
             return True
 
+    def _known(self, v: Verdict, event_ts: float) -> bool:
+        return (
+            v.event_id in self._seen
+            or (bool(v.shared_event_id) and _shared(v) in self._seen)
+            or self._login_known(v, event_ts)
+        )
+
+    def _duplicate(self, source: str) -> None:
+        self._duplicates[source] = self._duplicates.get(source, 0.0) + 1
+        self._touch("events_duplicate")
+
+    # --- AssumeRoot evidence ---------------------------------------------------------
+
+    def learn_key(self, key: str, issued: IssuedKey, seen_at: datetime) -> list[Verdict]:
+        """Remember a key an AssumeRoot record issued; ingest the records held for it as
+        privileged-task actions and return them."""
+        released: list[Verdict] = []
+        with self._lock:
+            self.assume_root_keys.learn(key, issued)
+            self.assume_root_keys.prune(seen_at.timestamp(), KEY_RETENTION.total_seconds())
+            for event_id, held in list(self._pending.items()):
+                v = held.verdict
+                if v.awaiting_key == key and v.account_id == issued.account_id:
+                    del self._pending[event_id]
+                    v = replace(v, assumed_root=True, awaiting_key=None)
+                    if self.ingest(v, held.source, seen_at):
+                        released.append(v)
+        return released
+
+    def hold(self, verdict: Verdict, source: str, seen_at: datetime, wait: timedelta) -> bool:
+        """Hold a record awaiting its AssumeRoot key for `wait`; False for a duplicate."""
+        _require_source(source)
+        _require_aware(seen_at, "seen_at")
+        with self._lock:
+            if self._known(verdict, verdict.event_time.timestamp()) or verdict.event_id in self._pending:
+                self._duplicate(source)
+                return False
+            self._pending[verdict.event_id] = _Pending(verdict, source, (seen_at + wait).timestamp())
+        return True
+
+    def release_due(self, now: datetime) -> list[Verdict]:
+        """Ingest, as root use, the held records whose wait has ended; return them."""
+        _require_aware(now, "now")
+        with self._lock:
+            due = sorted((p for p in self._pending.values() if p.due <= now.timestamp()), key=lambda p: p.due)
+            excess = len(self._pending) - len(due) - MAX_PENDING
+            if excess > 0:
+                rest = sorted((p for p in self._pending.values() if p.due > now.timestamp()), key=lambda p: p.due)
+                due += rest[:excess]
+            released = []
+            for held in due:
+                del self._pending[held.verdict.event_id]
+                # Counted now: the delay histogram shows the wait, which delayed the alert.
+                if self.ingest(held.verdict, held.source, now):
+                    released.append(held.verdict)
+            return released
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
     def _count(self, v: Verdict) -> tuple[str, ...]:
         """Count the verdict; the names of the families it moved."""
+        moved = self._count_kind(v)
+        if v.recovery_signal is not None:
+            _inc(self._signals, (v.account_id, v.recovery_signal, v.outcome))
+            moved = (*moved, "recovery_signals")
+        return moved
+
+    def _count_kind(self, v: Verdict) -> tuple[str, ...]:
+        if v.kind == "recovery_signal":
+            return ()
         if v.kind == "assume_root_call":
             _inc(self._assume_root, (v.account_id, v.task_policy or "other", v.outcome))
             return ("assume_root_calls",)
@@ -334,7 +444,7 @@ class EventStore:
         return ("api_calls", "api_calls_by_event_source")
 
     def _update_gauges(self, v: Verdict, event_ts: float) -> None:
-        if v.kind == "assume_root_call" or v.assumed_root:
+        if v.kind in ("assume_root_call", "recovery_signal") or v.assumed_root:
             return
         if event_ts > self._last_activity.get(v.account_id, -math.inf):
             self._last_activity[v.account_id] = event_ts
@@ -514,6 +624,7 @@ class EventStore:
                     "api_calls_by_event_source": _rows(self._api_by_source),
                     "assumed_root_calls": _rows(self._assumed_root),
                     "assume_root_calls": _rows(self._assume_root),
+                    "recovery_signals": _rows(self._signals),
                     "events_duplicate": [[k, v] for k, v in sorted(self._duplicates.items())],
                     "events_rejected": _rows(self._rejected),
                 },
@@ -533,6 +644,11 @@ class EventStore:
                 },
                 "seen_event_ids": dict(self._seen),
                 "checkpoints": dict(sorted(self._checkpoints.items())),
+                "assume_root_keys": self.assume_root_keys.to_state(),
+                "pending": [
+                    {"verdict": p.verdict.to_json(), "source": p.source, "due": p.due}
+                    for p in sorted(self._pending.values(), key=lambda p: p.due)
+                ],
             }
 
     @classmethod
@@ -576,6 +692,7 @@ class EventStore:
             ("api_calls_by_event_source", self._api_by_source, 2),
             ("assumed_root_calls", self._assumed_root, 2),
             ("assume_root_calls", self._assume_root, 3),
+            ("recovery_signals", self._signals, 3),
             ("events_rejected", self._rejected, 2),
         ):
             target.update(_parse_rows(counters[name], name, arity))
@@ -596,6 +713,11 @@ class EventStore:
         self._seen = {str(k): float(v) for k, v in state["seen_event_ids"].items()}
         self._checkpoints = {str(k): str(v) for k, v in state["checkpoints"].items()}
         self._load_quarters(state.get("console_logins_quarter"))
+        self.assume_root_keys = AssumeRootKeys.from_state(state["assume_root_keys"])
+        for item in state["pending"]:
+            verdict = Verdict.from_json(item["verdict"])
+            _require_source(item["source"])
+            self._pending[verdict.event_id] = _Pending(verdict, item["source"], _number(item["due"], "pending"))
 
     def _load_quarters(self, quarterly: Any) -> None:
         """The optional `console_logins_quarter` key (added without a version bump). A file
@@ -685,18 +807,34 @@ class EventStore:
 
 
 def _migrate(state: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """A version 1 state as version 2: every `console_logins` row (account, outcome, mfa,
-    value) gains approved="false" before its value. Version 1 did not record whether a login
-    was inside a break-glass window; "false" is the value that keeps its alerts paging."""
+    """An older state as the current version (see STATE_VERSION)."""
     counters = state.get("counters")
     if not isinstance(counters, Mapping) or not isinstance(counters.get("console_logins"), list):
         raise StateFileError(f"{where}: invalid content (missing counters.console_logins)")
-    migrated = []
-    for row in counters["console_logins"]:
-        if not isinstance(row, list) or len(row) != 4:
-            raise StateFileError(f"{where}: invalid content (counters.console_logins has a bad row {row!r:.80})")
-        migrated.append([*row[:3], "false", row[3]])
-    return {**state, "version": STATE_VERSION, "counters": {**counters, "console_logins": migrated}}
+    if state.get("version") == 1:
+        # Every console_logins row (account, outcome, mfa, value) gains approved="false"
+        # before its value: version 1 did not record whether a login was inside a
+        # break-glass window, and "false" is the value that keeps its alerts paging.
+        migrated = []
+        for row in counters["console_logins"]:
+            if not isinstance(row, list) or len(row) != 4:
+                raise StateFileError(f"{where}: invalid content (counters.console_logins has a bad row {row!r:.80})")
+            migrated.append([*row[:3], "false", row[3]])
+        counters = {**counters, "console_logins": migrated}
+    # Before version 3 no AssumeRoot key was learned, no record held, no signal counted.
+    counters = {**counters, "recovery_signals": counters.get("recovery_signals", [])}
+    return {
+        **state,
+        "version": STATE_VERSION,
+        "counters": counters,
+        "assume_root_keys": state.get("assume_root_keys", {}),
+        "pending": state.get("pending", []),
+    }
+
+
+def _shared(v: Verdict) -> str:
+    # One namespace with eventIDs: a sharedEventID is a GUID like them, hence the prefix.
+    return "shared:" + v.shared_event_id
 
 
 QUARTER_LABELS = ("current", "previous")
