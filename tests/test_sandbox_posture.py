@@ -75,7 +75,7 @@ async def test_every_scenario_account_matches_the_scenario(sandbox: Sandbox, def
     # Accounts that cannot be read (role denied, one IAM operation throttled) fail alone, with
     # their reason, and show no posture.
     failing = {a.id: expected_error(a) for a in default_scenario.all_accounts if collected(a) and expected_error(a)}
-    assert set(failing.values()) >= {"assume_role_failed", "throttled"}
+    assert set(failing.values()) >= {"assume_role_failed", "access_denied"}
     for aid, reason in failing.items():
         assert sample(families, "aws_root_collector_success", account_id=aid, collector="posture") == 0.0
         assert sample(families, "aws_root_collector_errors_total", account_id=aid, collector="posture", reason=reason) == 1.0
