@@ -230,9 +230,11 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def inject_account(scenario: Scenario) -> str:
-    """An account of the running scenario for the inject hint: the first collected member."""
+    """An account of the running scenario for the inject hint: a collected member whose root
+    has a password (a console login is then plausible), else any collected one."""
     collected = [a for a in scenario.accounts if a.state in ("ACTIVE", "PENDING_ACTIVATION")]
-    return (collected[0] if collected else scenario.management).id
+    with_password = [a for a in collected if a.root.password == "present"]
+    return (with_password or collected or [scenario.management])[0].id
 
 
 def _classify(args: argparse.Namespace) -> int:
