@@ -231,10 +231,12 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 def inject_account(scenario: Scenario) -> str:
     """An account of the running scenario for the inject hint: a collected member whose root
-    has a password (a console login is then plausible), else any collected one."""
+    has a password and no MFA (the login a demo should page on), else one with a password
+    (a console login is then plausible), else any collected one."""
     collected = [a for a in scenario.accounts if a.state in ("ACTIVE", "PENDING_ACTIVATION")]
     with_password = [a for a in collected if a.root.password == "present"]
-    return (with_password or collected or [scenario.management])[0].id
+    without_mfa = [a for a in with_password if a.root.mfa == "none"]
+    return (without_mfa or with_password or collected or [scenario.management])[0].id
 
 
 def _classify(args: argparse.Namespace) -> int:
