@@ -172,7 +172,6 @@ class RootState:
     def report_row(self) -> str:
         """The `<root_account>` row, with the columns of `report_header()`."""
         certs = self.certificates + [None] * (2 - len(self.certificates))
-        password_enabled = self.password_report
         if self.password_last_used_report is not None:
             used = self.password_last_used_report
         elif self.password_last_used:
@@ -183,7 +182,10 @@ class RootState:
             "user": "<root_account>",
             "arn": self.arn,
             "user_creation_time": _iso(self.created),
-            "password_enabled": password_enabled,
+            # Independent of `password`: AWS writes not_supported for most roots, with or without one.
+            "password_enabled": (
+                self._bool(self.password_report == "true") if self.password_report in ("true", "false") else self.password_report
+            ),
             "password_last_used": used,
             "password_last_changed": "not_supported",
             "password_next_rotation": "not_supported",
@@ -199,8 +201,6 @@ class RootState:
         for n, cert in enumerate(certs, start=1):
             row[f"cert_{n}_active"] = self._bool(bool(cert and cert.active))
             row[f"cert_{n}_last_rotated"] = _iso(cert.created) if cert else "N/A"
-        if password_enabled in ("true", "false"):
-            row["password_enabled"] = self._bool(password_enabled == "true")
         return ",".join(row[c] for c in self.report_header().split(","))
 
     def _bool(self, value: bool) -> str:
@@ -275,7 +275,7 @@ def _report_csv(backend: IAMBackend, root: RootState | None = None) -> str:
     users = ""
     for name in backend.users:
         cells = backend.users[name].to_csv().rstrip("\n").split(",")
-        users += ",".join(cells[i] for i in keep) + "\n"
+        users += ",".join(root._bool(cells[i] == "true") if cells[i] in ("true", "false") else cells[i] for i in keep) + "\n"
     return f"{root.report_header()}\n{root.report_row()}\n{users}"
 
 
