@@ -136,3 +136,23 @@ def test_a_fault_fails_one_operation_of_one_account(sandbox: Sandbox, default_sc
     assert iam.get_account_summary()["SummaryMap"]["AccountMFAEnabled"] == 1
     # The same operation elsewhere answers.
     assert _member_iam(sandbox, "210000000001").list_virtual_mfa_devices()["VirtualMFADevices"] is not None
+
+
+@pytest.mark.parametrize(
+    ("account", "problem"),
+    [
+        ('{id: "210000000001", name: a, faults: [{operation: ListVirtualMfaDevices}]}', "'ListVirtualMfaDevices' is not an IAM operation"),
+        ('{id: "210000000001", name: a, unassigned_virtual_mfa: [x], iam_users: [{name: x, virtual_mfa: true}]}', "virtual MFA device names used twice: x"),
+        ('{id: "210000000001", name: a, state: GONE}', "accounts.0.state"),
+        ('{id: "210000000001", name: a, root: {access_keys: [{slot: 2}, {slot: 2}]}}', "two access keys in the same slot"),
+        ('{id: "210000000001", name: a, credential_report: {columns: 20}}', "accounts.0.credential_report.columns"),
+    ],
+)
+def test_scenario_mistakes_are_named(tmp_path: Any, account: str, problem: str) -> None:
+    from exporter.sandbox import ScenarioError, load_scenario
+
+    path = tmp_path / "scenario.yaml"
+    path.write_text(f'management: {{id: "123456789012", name: m}}\naccounts: [{account}]\n')
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path)
+    assert problem in str(raised.value)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import json
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 # moto attributes requests with credentials it does not know to this account; the
 # exporter's own (fake) credentials are therefore the management account's.
@@ -119,6 +119,14 @@ class OperationFault(_Model):
         return value
 
 
+# A fault is a name ("throttle_iam") or an OperationFault mapping; choosing the branch by the
+# value's kind makes a mistake in either one reported as itself.
+Fault = Annotated[
+    Union[Annotated[Literal["throttle_iam"], Tag("named")], Annotated[OperationFault, Tag("operation")]],
+    Discriminator(lambda value: "named" if isinstance(value, str) else "operation"),
+]
+
+
 class Account(_Model):
     id: str
     name: str
@@ -136,7 +144,7 @@ class Account(_Model):
     unassigned_virtual_mfa: list[str] = Field(default_factory=list)
     # Faults to inject: `throttle_iam` answers every IAM call with Throttling; an
     # OperationFault fails one IAM operation only.
-    faults: list[Literal["throttle_iam"] | OperationFault] = Field(default_factory=list)
+    faults: list[Fault] = Field(default_factory=list)
 
     @field_validator("id")
     @classmethod
@@ -144,6 +152,20 @@ class Account(_Model):
         if len(value) != 12 or not value.isdigit():
             raise ValueError(f"must be a 12-digit account id, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _device_names(self) -> Account:
+        # Virtual MFA serials are unique per account: root's, each user's and the unassigned ones.
+        names = list(self.unassigned_virtual_mfa) + [u.name for u in self.iam_users if u.virtual_mfa]
+        if "virtual" in (self.root.mfa, *self.root.extra_mfa):
+            names.append(self.root.virtual_mfa_name)
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"virtual MFA device names used twice: {', '.join(dupes)}")
+        users = [u.name for u in self.iam_users]
+        if len(users) != len(set(users)):
+            raise ValueError("IAM user names used twice")
+        return self
 
 
 class Scp(_Model):
