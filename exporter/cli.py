@@ -201,7 +201,7 @@ def _sandbox(args: argparse.Namespace) -> int:
         def started(exp: Exporter) -> None:
             nonlocal demo
             print(
-                "\nSandbox organization running ({accounts} accounts, no AWS account needed).\n"
+                "\nSandbox organization running ({accounts} accounts, {collected} collected; no AWS account needed).\n"
                 "  Exporter metrics:  {url}/metrics\n"
                 "  Exporter status:   {url}/\n"
                 "  Sandbox AWS API:   {endpoint}\n"
@@ -211,6 +211,7 @@ def _sandbox(args: argparse.Namespace) -> int:
                     url=exp.url,
                     endpoint=sandbox.info["endpoint_url"],
                     accounts=sandbox.info["accounts"],
+                    collected=len(_collected(scenario.all_accounts)),
                     control=sandbox.info["control_url"],
                     account=inject_account(scenario),
                 ),
@@ -229,11 +230,18 @@ def _sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collected(accounts: list[Any]) -> list[Any]:
+    """The scenario accounts whose Organizations state the exporter collects."""
+    from .accounts import SKIPPED_STATES
+
+    return [a for a in accounts if a.state not in SKIPPED_STATES]
+
+
 def inject_account(scenario: Scenario) -> str:
     """An account of the running scenario for the inject hint: a collected member whose root
     has a password and no MFA (the login a demo should page on), else one with a password
     (a console login is then plausible), else any collected one."""
-    collected = [a for a in scenario.accounts if a.state in ("ACTIVE", "PENDING_ACTIVATION")]
+    collected = _collected(scenario.accounts)
     with_password = [a for a in collected if a.root.password == "present"]
     without_mfa = [a for a in with_password if a.root.mfa == "none"]
     return (without_mfa or with_password or collected or [scenario.management])[0].id

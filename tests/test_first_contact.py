@@ -77,7 +77,7 @@ def test_sandbox_hint_and_inject_use_the_running_scenario(tmp_path: Path) -> Non
             lines.append(line)
             hint = re.search(r"aws-root-exporter inject --control-url (\S+) --account (\d{12})", line)
         assert hint, "".join(lines)
-        assert "(2 accounts," in "".join(lines)
+        assert "(2 accounts, 2 collected;" in "".join(lines)
         control, account = hint.groups()
         assert account == "310000000001"
         refused = subprocess.run(
