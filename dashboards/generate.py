@@ -671,8 +671,9 @@ def account_detail():
                 mappings=yes_no(1)), 8, 7),
         ],
         [
-            (table("Account", [(f"max by (account_id, account_name, ou_id, ou_name, management) ({m('aws_root_account_info', a)})", "")],
-                   "The account's name and organizational unit.", hide=("Time", "Value")), 12, 4),
+            (table("Account", [(f"max by (account_id, account_name, ou_id, ou_name, management, joined_method) ({m('aws_root_account_info', a)})", "")],
+                   "The account's name, organizational unit and how it joined the organization (CREATED members start"
+                   " without root credentials; INVITED ones often have them).", hide=("Time", "Value")), 12, 4),
             (stat("Credential report generated",
                   f"max({m('aws_root_credential_report_generated_timestamp_seconds', a)}) * 1000",
                   "When the IAM credential report behind this posture was generated.",

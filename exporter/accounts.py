@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from .aws import Aws
@@ -14,6 +15,13 @@ from .settings import AccountMode, Settings
 
 # Organizations parents listed at the same time during discovery.
 _WALK_CONCURRENCY = 8
+
+# Organizations' AccountState values whose accounts are not collected, and the skip reason
+# each is counted under. A SUSPENDED, PENDING_CLOSURE or CLOSED account is on its way out
+# and AWS blocks its use. PENDING_ACTIVATION is collected: the account exists and its root
+# user exists, and an account that cannot be read yet shows as an error, never as compliant.
+SKIPPED_STATES = {"SUSPENDED": "suspended", "PENDING_CLOSURE": "pending_closure", "CLOSED": "closed"}
+SKIP_REASONS = ("suspended", "pending_closure", "closed", "filtered", "other_shard")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +35,19 @@ class Account:
     management: bool = False
     # None: the exporter's own credentials reach this account (its own account).
     role_arn: str | None = None
+    # Names of the OUs from below the organization root down to the account's parent.
+    ou_names: tuple[str, ...] = ()
+    # Organizations' JoinedMethod (CREATED or INVITED) and JoinedTimestamp; empty / None
+    # outside the organization account mode.
+    joined_method: str = ""
+    joined: datetime | None = None
 
 
 @dataclass(slots=True)
 class Discovery:
     accounts: list[Account]
     discovered: int
-    skipped: dict[str, int] = field(default_factory=lambda: {"suspended": 0, "filtered": 0, "other_shard": 0})
+    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
     management_account_id: str | None = None
 
 
@@ -49,25 +63,26 @@ def role_arn(account_id: str, role_name: str, partition: str = "aws") -> str:
 
 async def discover(aws: Aws, settings: Settings) -> Discovery:
     if settings.account_mode is AccountMode.organization:
-        found, suspended, management = await _organization_accounts(aws, settings)
+        found, not_collected, management = await _organization_accounts(aws, settings)
     elif settings.account_mode is AccountMode.roles:
         found = [
             Account(account_id=arn.split(":")[4], name=arn.split(":")[4], role_arn=arn) for arn in settings.role_arns
         ]
-        suspended, management = 0, None
+        not_collected, management = {}, None
     else:
         sts = await aws.client("sts")
         identity = await aws.call(sts, "GetCallerIdentity")
         found = [Account(account_id=identity["Account"], name=identity["Account"])]
-        suspended, management = 0, None
-    return select(found, settings, suspended=suspended, management_account_id=management)
+        not_collected, management = {}, None
+    return select(found, settings, not_collected=not_collected, management_account_id=management)
 
 
-def select(found: Iterable[Account], settings: Settings, *, suspended: int = 0, management_account_id: str | None = None) -> Discovery:
-    """Apply include/exclude filters and this replica's shard."""
+def select(found: Iterable[Account], settings: Settings, *, not_collected: dict[str, int] | None = None, management_account_id: str | None = None) -> Discovery:
+    """Apply include/exclude filters and this replica's shard; `not_collected` counts accounts skipped by state."""
     found = list(found)
-    result = Discovery(accounts=[], discovered=len(found) + suspended, management_account_id=management_account_id)
-    result.skipped["suspended"] = suspended
+    not_collected = not_collected or {}
+    result = Discovery(accounts=[], discovered=len(found) + sum(not_collected.values()), management_account_id=management_account_id)
+    result.skipped.update(not_collected)
     include_ids = set(settings.include_account_ids)
     exclude_ids = set(settings.exclude_account_ids)
     include_ous = set(settings.include_ou_ids)
@@ -90,7 +105,7 @@ def select(found: Iterable[Account], settings: Settings, *, suspended: int = 0, 
     return result
 
 
-async def _organization_accounts(aws: Aws, settings: Settings) -> tuple[list[Account], int, str]:
+async def _organization_accounts(aws: Aws, settings: Settings) -> tuple[list[Account], dict[str, int], str]:
     """Walk the organization tree: two calls per OU instead of one `ListParents` per account."""
     org = await aws.client("organizations")
     sts = await aws.client("sts")
@@ -99,9 +114,11 @@ async def _organization_accounts(aws: Aws, settings: Settings) -> tuple[list[Acc
     caller_account = (await aws.call(sts, "GetCallerIdentity"))["Account"]
     roots = await aws.paginate(org, "ListRoots", "Roots")
     accounts: list[Account] = []
-    suspended = 0
-    # (parent id, parent name, path of ids down to and including the parent)
-    pending: list[tuple[str, str, tuple[str, ...]]] = [(root["Id"], root.get("Name", "Root"), (root["Id"],)) for root in roots]
+    not_collected = dict.fromkeys(SKIPPED_STATES.values(), 0)
+    # (parent id, parent name, path of ids down to and including the parent, OU names below the root)
+    pending: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
+        (root["Id"], root.get("Name", "Root"), (root["Id"],), ()) for root in roots
+    ]
     # The parents of one level are listed concurrently (a few at a time, Organizations throttles
     # early): with 20 accounts per page, a sequential walk of 10,000 accounts took 500 round trips.
     semaphore = asyncio.Semaphore(_WALK_CONCURRENCY)
@@ -115,16 +132,15 @@ async def _organization_accounts(aws: Aws, settings: Settings) -> tuple[list[Acc
 
     while pending:
         level, pending = pending, []
-        listed = await asyncio.gather(*(children(parent_id) for parent_id, _, _ in level))
-        found: list[tuple[str, str, tuple[str, ...], Any]] = []
-        for (parent_id, parent_name, path), (ous, items) in zip(level, listed):
-            pending.extend((ou["Id"], ou.get("Name", ou["Id"]), path + (ou["Id"],)) for ou in ous)
-            found.extend((parent_id, parent_name, path, item) for item in items)
-        for parent_id, parent_name, path, item in found:
-            status = item.get("Status", "ACTIVE")
-            state = item.get("State", status)
-            if status != "ACTIVE" or state not in ("ACTIVE", None):
-                suspended += 1
+        listed = await asyncio.gather(*(children(parent_id) for parent_id, _, _, _ in level))
+        found: list[tuple[str, str, tuple[str, ...], tuple[str, ...], Any]] = []
+        for (parent_id, parent_name, path, names), (ous, items) in zip(level, listed):
+            pending.extend((ou["Id"], ou.get("Name", ou["Id"]), path + (ou["Id"],), names + (ou.get("Name", ou["Id"]),)) for ou in ous)
+            found.extend((parent_id, parent_name, path, names, item) for item in items)
+        for parent_id, parent_name, path, names, item in found:
+            reason = SKIPPED_STATES.get(_account_state(item))
+            if reason is not None:
+                not_collected[reason] += 1
                 continue
             account_id = item["Id"]
             accounts.append(
@@ -136,6 +152,23 @@ async def _organization_accounts(aws: Aws, settings: Settings) -> tuple[list[Acc
                     ou_path=path,
                     management=account_id == management_id,
                     role_arn=None if account_id == caller_account else role_arn(account_id, settings.role_name),
+                    ou_names=names,
+                    joined_method=str(item.get("JoinedMethod", "")),
+                    joined=_utc(item.get("JoinedTimestamp")),
                 )
             )
-    return accounts, suspended, management_id
+    return accounts, not_collected, management_id
+
+
+def _account_state(item: dict[str, Any]) -> str:
+    """The account's State; from the retired Status only when State is missing (Status has no CLOSED)."""
+    state = item.get("State")
+    if state:
+        return str(state)
+    return str(item.get("Status", "ACTIVE"))
+
+
+def _utc(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

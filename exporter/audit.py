@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from .scp_sweep import SCP, fence_report
 from .settings import Settings
 from .state import ExporterState, Snapshot
-from .sweep import POSTURE, PostureSweeper
+from .sweep import ORG_FEATURES, POSTURE, PostureSweeper
 
 
 async def run_audit(settings: Settings) -> Snapshot:
@@ -32,12 +32,20 @@ def audit_report(snapshot: Snapshot) -> dict[str, Any]:
             "account_id": account.account_id,
             "account_name": account.name,
             "ou_name": account.ou_name,
+            # OU names from below the organization root down to the account ("Root" at the top).
+            "ou_path": "/".join(account.ou_names) if account.ou_names else account.ou_name,
             "management": account.management,
             # The SCP root fence is shown, not graded: it does not change status or exit status.
             "scp_fence": fence_report(snapshot.scp, account.account_id),
         }
         if status is None or not status.success or posture is None:
-            entry.update(status="error", error=status.reason if status else "not_collected", findings=[])
+            entry.update(
+                status="error",
+                error=status.reason if status else "not_collected",
+                # AWS's error code and message, as logged (no credential ever appears in it).
+                error_message=status.message if status else None,
+                findings=[],
+            )
         else:
             findings = posture.findings()
             entry.update(
@@ -64,6 +72,7 @@ def audit_report(snapshot: Snapshot) -> dict[str, Any]:
         "discovery_error": snapshot.discovery_error,
         "accounts": accounts,
         "organization_features": dict(snapshot.organization_features) if snapshot.organization_features is not None else None,
+        "organization_features_error": _features_error(snapshot),
         "scp": _scp_summary(snapshot),
         "summary": {
             "accounts": len(accounts),
@@ -73,6 +82,14 @@ def audit_report(snapshot: Snapshot) -> dict[str, Any]:
             "skipped": dict(snapshot.skipped),
         },
     }
+
+
+def _features_error(snapshot: Snapshot) -> str | None:
+    """Why the centralized root access features could not be read; None when read or not applicable."""
+    status = next((s for key, s in snapshot.status.items() if key[1] == ORG_FEATURES), None)
+    if status is None or status.success:
+        return None
+    return f"{status.reason}: {status.message}" if status.message else status.reason
 
 
 def _scp_summary(snapshot: Snapshot) -> dict[str, Any] | None:
@@ -102,13 +119,13 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
         p = a.get("posture")
         fence = _fence_cell(a.get("scp_fence"))
         if p is None:
-            rows.append((a["account_id"], a["account_name"], a["ou_name"], "?", "?", "?", "?", fence, f"ERROR ({a['error']})"))
+            rows.append((a["account_id"], a["account_name"], a["ou_path"], "?", "?", "?", "?", fence, f"ERROR ({a['error']})"))
             continue
         mfa = "hardware" if p["mfa_hardware"] else ("virtual" if p["mfa_enabled"] else "off")
         keys = f"{p['access_keys_active']}/{p['access_keys_inactive']}"
         certs = f"{p['signing_certificates_active']}/{p['signing_certificates_inactive']}"
         status = "ok" if not a["findings"] else "FAIL: " + ", ".join(a["findings"])
-        rows.append((a["account_id"], a["account_name"], a["ou_name"], mfa, keys, certs, p["password"], fence, status))
+        rows.append((a["account_id"], a["account_name"], a["ou_path"], mfa, keys, certs, p["password"], fence, status))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         out.write("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + str(r[-1]) + "\n")
@@ -117,14 +134,26 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
         f"\n{s['accounts']} accounts: {s['ok']} ok, {s['with_findings']} with findings, {s['errors']} not collected"
         f" (keys and certificates shown as active/inactive)\n"
     )
+    for a in report["accounts"]:
+        if a["status"] == "error" and a.get("error_message"):
+            out.write(f"  {a['account_id']} {a['account_name']}: {a['error_message']}\n")
+    skipped = [f"{count} {reason.replace('_', ' ')}" for reason, count in s["skipped"].items() if count]
+    if skipped:
+        out.write(f"Skipped: {', '.join(skipped)}\n")
     if report["discovery_error"]:
         out.write(f"Account discovery FAILED ({report['discovery_error']}): the list above may be incomplete\n")
     elif not report["accounts"]:
         out.write("No account was collected: check the account mode and filters\n")
     features = report["organization_features"]
-    if features is not None:
-        enabled = [f for f, on in features.items() if on] or ["none"]
-        out.write(f"Centralized root access features enabled: {', '.join(enabled)}\n")
+    if report.get("organization_features_error"):
+        # Not "none": unreadable features say nothing about whether they are enabled.
+        out.write(f"Centralized root access features: could not be read ({report['organization_features_error']})\n")
+    elif features is not None:
+        enabled = [f for f, on in features.items() if on]
+        if enabled:
+            out.write(f"Centralized root access features enabled: {', '.join(enabled)}\n")
+        else:
+            out.write(f"Centralized root access features enabled: none ({' and '.join(features)} are disabled)\n")
     _print_scp_summary(report, out)
 
 

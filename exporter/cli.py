@@ -9,17 +9,33 @@ import logging
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .activity.store import StateFileError
 from .logs import setup_logging
+from .sandbox.scenario import Scenario, ScenarioError, load_scenario
 from .settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
 log = logging.getLogger("exporter")
 
 EXIT_CONFIG = 2
+SANDBOX_EXTRA = "pip install 'aws-root-exporter[sandbox]'"
+
+
+class SandboxMissing(Exception):
+    """The sandbox's packages (moto with its server) are not installed."""
+
+
+def _require_sandbox() -> None:
+    """Fail with the install command when moto is missing (the production image has none)."""
+    try:
+        import moto.server  # noqa: F401
+    except ImportError as exc:
+        raise SandboxMissing(
+            f"the sandbox needs moto, which is not installed here ({exc}). Install it with: {SANDBOX_EXTRA}"
+            " (the production container image does not include it)"
+        ) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     except StateFileError as exc:
         print(f"aws-root-exporter: state file error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except SandboxMissing as exc:
+        print(f"aws-root-exporter: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ScenarioError as exc:
+        print(f"aws-root-exporter: scenario error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     raise AssertionError(command)
 
 
@@ -151,8 +173,9 @@ def _sandbox_environment(endpoint_url: str) -> dict[str, Any]:
 def _sandbox(args: argparse.Namespace) -> int:
     from .app import Exporter, run_until_signalled
 
-    if args.scenario and not Path(args.scenario).is_file():
-        raise SettingsError(f"scenario: cannot read {args.scenario!r}")
+    _require_sandbox()
+    # The scenario is checked here, before anything starts; the child loads the same file.
+    scenario = load_scenario(args.scenario)
     # Check the settings before starting anything.
     extra: dict[str, Any] = {"endpoint_url": "http://127.0.0.1:1"}
     if not args.listen_address and ENV_PREFIX + "LISTEN_ADDRESS" not in os.environ:
@@ -178,14 +201,19 @@ def _sandbox(args: argparse.Namespace) -> int:
         def started(exp: Exporter) -> None:
             nonlocal demo
             print(
-                "\nSandbox organization running ({accounts} accounts, no AWS account needed).\n"
+                "\nSandbox organization running ({accounts} accounts, {collected} collected; no AWS account needed).\n"
                 "  Exporter metrics:  {url}/metrics\n"
                 "  Exporter status:   {url}/\n"
                 "  Sandbox AWS API:   {endpoint}\n"
                 "Inject a root console login (it shows in /metrics within seconds):\n"
-                "  aws-root-exporter inject --control-url {control} --account 210000000003\n"
+                "  aws-root-exporter inject --control-url {control} --account {account}\n"
                 "Press Ctrl-C to stop.\n".format(
-                    url=exp.url, endpoint=sandbox.info["endpoint_url"], accounts=sandbox.info["accounts"], control=sandbox.info["control_url"]
+                    url=exp.url,
+                    endpoint=sandbox.info["endpoint_url"],
+                    accounts=sandbox.info["accounts"],
+                    collected=len(_collected(scenario.all_accounts)),
+                    control=sandbox.info["control_url"],
+                    account=inject_account(scenario),
                 ),
                 flush=True,
             )
@@ -200,6 +228,23 @@ def _sandbox(args: argparse.Namespace) -> int:
             demo.stop()
         sandbox.stop()
     return 0
+
+
+def _collected(accounts: list[Any]) -> list[Any]:
+    """The scenario accounts whose Organizations state the exporter collects."""
+    from .accounts import SKIPPED_STATES
+
+    return [a for a in accounts if a.state not in SKIPPED_STATES]
+
+
+def inject_account(scenario: Scenario) -> str:
+    """An account of the running scenario for the inject hint: a collected member whose root
+    has a password and no MFA (the login a demo should page on), else one with a password
+    (a console login is then plausible), else any collected one."""
+    collected = _collected(scenario.accounts)
+    with_password = [a for a in collected if a.root.password == "present"]
+    without_mfa = [a for a in with_password if a.root.mfa == "none"]
+    return (without_mfa or with_password or collected or [scenario.management])[0].id
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -220,7 +265,8 @@ def _inject(args: argparse.Namespace) -> int:
             answer = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         print(f"aws-root-exporter: inject: {json.loads(exc.read()).get('error', exc.reason)}", file=sys.stderr)
-        return 1
+        # The sandbox refused the request (400): bad input, like any other.
+        return EXIT_CONFIG if exc.code == 400 else 1
     except OSError as exc:
         print(f"aws-root-exporter: inject: cannot reach the sandbox at {args.control_url}: {exc}", file=sys.stderr)
         return 1
@@ -234,10 +280,12 @@ def _audit(args: argparse.Namespace) -> int:
     sandbox = None
     extra: dict[str, Any] = {}
     if args.sandbox:
-        from .sandbox import Sandbox, load_scenario
+        _require_sandbox()
+        from .sandbox import Sandbox
 
-        _settings(args)  # bad settings stop us before the sandbox starts
-        sandbox = Sandbox(load_scenario(args.scenario)).start()
+        _settings(args)  # bad settings and a bad scenario stop us before the sandbox starts
+        scenario = load_scenario(args.scenario)
+        sandbox = Sandbox(scenario).start()
         extra = _sandbox_environment(sandbox.endpoint_url)
     elif args.scenario:
         raise SettingsError("scenario: only used with --sandbox")

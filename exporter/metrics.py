@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Collection, Hashable, Iterable, Iterator
 
 from . import __version__
+from .accounts import SKIP_REASONS
 from .aws import REASONS
 from .posture import CONTROLS, MFA_KINDS
 from .scp_sweep import snapshot_scp_families
@@ -59,14 +60,22 @@ class ExporterFamilies:
         info = gauge(
             PREFIX + "account_info",
             "Always 1 for every account the exporter collects; join on account_id for name and OU.",
-            labels=["account_id", "account_name", "ou_id", "ou_name", "management"],
+            labels=["account_id", "account_name", "ou_id", "ou_name", "management", "joined_method"],
+        )
+        joined = gauge(
+            PREFIX + "account_joined_timestamp_seconds",
+            "When the account joined the organization (Organizations JoinedTimestamp); organization account mode only.",
+            labels=["account_id"],
         )
         for a in snap.accounts:
-            info.add_metric([a.account_id, a.name, a.ou_id, a.ou_name, "true" if a.management else "false"], 1)
+            info.add_metric([a.account_id, a.name, a.ou_id, a.ou_name, "true" if a.management else "false", a.joined_method], 1)
+            if a.joined is not None:
+                joined.add_metric([a.account_id], a.joined.timestamp())
         yield info
+        yield joined
         yield gauge(PREFIX + "accounts_discovered", "Accounts found by discovery in the last sweep, before filters.", value=snap.discovered)
         skipped = gauge(PREFIX + "accounts_skipped", "Accounts not collected in the last sweep, by reason.", labels=["reason"])
-        for reason in ("suspended", "filtered", "other_shard"):
+        for reason in SKIP_REASONS:
             skipped.add_metric([reason], snap.skipped.get(reason, 0))
         yield skipped
         features = gauge(

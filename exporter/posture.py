@@ -75,12 +75,25 @@ def mfa_kind(serial: str) -> str:
     return "hardware"
 
 
+def summary_password(summary: dict[str, Any]) -> str | None:
+    """`present` / `absent` from GetAccountSummary's AccountPasswordPresent; None when the key is missing.
+
+    The key is in the IAM API reference and botocore's `summaryKeyType`; it is the only
+    read-only source that tells a credential-less root (the normal state of a member created
+    in the organization) from one whose report says `not_supported`.
+    """
+    if "AccountPasswordPresent" not in summary:
+        return None
+    return "present" if int(summary["AccountPasswordPresent"]) == 1 else "absent"
+
+
 def combine(account_id: str, summary: dict[str, Any], row: RootReportRow, generated: datetime | None, root_virtual_mfa: bool) -> RootPosture:
     """Merge the live account summary with the (possibly hours old) credential report.
 
-    The summary is current; the report may predate a change. When they disagree about keys
-    or certificates existing, the summary wins, and a key the report does not know yet is
-    counted as active: unknown never reads as safe.
+    The summary is current; the report may predate a change. When they disagree about keys,
+    certificates or the password existing, the summary wins, and a key the report does not
+    know yet is counted as active: unknown never reads as safe. Without AccountPasswordPresent
+    the report's password_enabled decides (`not_supported` is unknown).
     """
     keys_present = int(summary.get("AccountAccessKeysPresent", 0)) == 1
     certs_present = int(summary.get("AccountSigningCertificatesPresent", 0)) == 1
@@ -104,7 +117,7 @@ def combine(account_id: str, summary: dict[str, Any], row: RootReportRow, genera
         access_keys_inactive=keys_inactive,
         certificates_active=certs_active,
         certificates_inactive=certs_inactive,
-        password=row.password,
+        password=summary_password(summary) or row.password,
         access_key_last_used=row.access_key_last_used if keys_present else None,
         password_last_used=row.password_last_used,
         report_generated=generated,
@@ -176,17 +189,22 @@ async def collect_with_report(aws: Aws, account_id: str, credentials: Credential
     return combine(account_id, summary, row, generated, root_virtual)
 
 
+async def _login_profile(aws: Aws, iam: Any) -> str:
+    """Whether root has a password, from GetLoginProfile (only NoSuchEntity means none)."""
+    try:
+        await aws.call(iam, "GetLoginProfile")
+    except AwsError as exc:
+        if exc.code != "NoSuchEntity":
+            raise
+        return "absent"
+    return "present"
+
+
 async def collect_with_assume_root(aws: Aws, account_id: str) -> RootPosture:
     credentials = await aws.assume_root(account_id)
     async with aws.member_client("iam", credentials) as iam:
         summary = (await aws.call(iam, "GetAccountSummary"))["SummaryMap"]
-        try:
-            await aws.call(iam, "GetLoginProfile")
-            password = "present"
-        except AwsError as exc:
-            if exc.code != "NoSuchEntity":
-                raise
-            password = "absent"
+        password = summary_password(summary) or await _login_profile(aws, iam)
         user = (await aws.call(iam, "GetUser")).get("User", {})
         keys = await aws.paginate(iam, "ListAccessKeys", "AccessKeyMetadata")
         last_used: list[datetime] = []

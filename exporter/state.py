@@ -27,6 +27,8 @@ class CollectorStatus:
     duration: float
     last_success: float | None
     reason: str | None = None
+    # What went wrong, as logged (AWS's error code and message; never a credential).
+    message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

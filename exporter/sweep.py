@@ -161,7 +161,7 @@ class PostureSweeper:
                     "posture collection failed",
                     extra={"account_id": account.account_id, "reason": reason, "error": message},
                 )
-                return None, CollectorStatus(False, time.monotonic() - started, last_success, reason)
+                return None, CollectorStatus(False, time.monotonic() - started, last_success, reason, message)
             return posture, CollectorStatus(True, time.monotonic() - started, time.time())
 
     async def _collect_account(self, account: Account) -> RootPosture:
@@ -206,7 +206,7 @@ class PostureSweeper:
             reason = classify_error(exc)
             self._count_error(found.management_account_id, ORG_FEATURES, reason)
             log.warning("reading centralized root access features failed", extra={"reason": reason, "error": str(exc)})
-            return key, CollectorStatus(False, time.monotonic() - started, previous.last_success if previous else None, reason), None
+            return key, CollectorStatus(False, time.monotonic() - started, previous.last_success if previous else None, reason, str(exc)), None
         return key, CollectorStatus(True, time.monotonic() - started, time.time()), {f: f in enabled for f in FEATURES}
 
     async def _own_account_id(self) -> str:

@@ -8,6 +8,7 @@ from exporter.sandbox import MANAGEMENT_ACCOUNT_ID, Sandbox, Scenario
 from exporter.state import ExporterState
 
 from .conftest import running_exporter, sample, sandbox_settings
+from .scenario_expect import collected, skip_reason
 
 
 async def _discover(settings):
@@ -17,13 +18,17 @@ async def _discover(settings):
 
 
 def _active_ids(scenario: Scenario) -> set[str]:
-    return {a.id for a in scenario.all_accounts if a.status == "ACTIVE"}
+    return {a.id for a in scenario.all_accounts if collected(a)}
 
 
 async def test_organization_mode_lists_active_accounts_with_ou(sandbox: Sandbox, default_scenario: Scenario) -> None:
     found, _ = await _discover(sandbox_settings(sandbox))
     assert {a.account_id for a in found.accounts} == _active_ids(default_scenario)
-    assert found.skipped["suspended"] == 1
+    # Skipped by Organizations State, each under its own reason; PENDING_ACTIVATION is collected.
+    for reason in ("suspended", "pending_closure", "closed"):
+        assert found.skipped[reason] == sum(1 for a in default_scenario.all_accounts if skip_reason(a) == reason) == 1, reason
+    pending = [a.id for a in default_scenario.all_accounts if a.state == "PENDING_ACTIVATION"]
+    assert pending and set(pending) <= {a.account_id for a in found.accounts}
     assert found.management_account_id == MANAGEMENT_ACCOUNT_ID
     by_id = {a.account_id: a for a in found.accounts}
     management = by_id[MANAGEMENT_ACCOUNT_ID]
@@ -33,6 +38,13 @@ async def test_organization_mode_lists_active_accounts_with_ou(sandbox: Sandbox,
     assert payments.role_arn == "arn:aws:iam::210000000001:role/AwsRootExporterReadOnly"
     # root -> Workloads -> Prod
     assert len(payments.ou_path) == 3 and payments.ou_path[-1] == payments.ou_id == sandbox.ou_ids["Workloads/Prod"]
+    assert payments.ou_names == ("Workloads", "Prod") and management.ou_names == ()
+    # JoinedMethod and JoinedTimestamp as Organizations reports them.
+    for account in default_scenario.all_accounts:
+        if collected(account):
+            assert by_id[account.id].joined_method == account.joined_method, account.id
+            if account.joined is not None:
+                assert by_id[account.id].joined == account.joined, account.id
 
 
 async def test_filters_by_account_and_ou(sandbox: Sandbox, default_scenario: Scenario) -> None:

@@ -10,6 +10,8 @@ from exporter.posture import mfa_kind
 from exporter.sandbox import MANAGEMENT_ACCOUNT_ID, Sandbox, Scenario
 
 from .conftest import running_exporter, sample, sandbox_settings
+from .scenario_expect import collected, expected_error, expected_posture
+from .test_sandbox_posture import check_account
 
 
 def test_mfa_kind_from_serial() -> None:
@@ -25,24 +27,24 @@ async def test_assume_root_reads_every_root_directly(sandbox: Sandbox, default_s
         await exporter.wait_for_sweeps(1)
         families = await exporter.metrics()
     api = exporter.state.api.requests
-    members = [a for a in default_scenario.accounts if a.status == "ACTIVE"]
+    members = [a for a in default_scenario.accounts if collected(a)]
     assert api["sts:AssumeRoot"] == len(members)
     # Members are never reached through a role, and the audit policy has no credential report.
     assert api["sts:AssumeRole"] == 0
     # The audit task policy does not allow the credential report: the sweep never asks for it
     # in a root session (the sandbox answers AccessDenied there, as AWS does).
     assert not [key for key in exporter.state.api.errors if key[1] == "access_denied"]
+    # GetLoginProfile only where the summary lacks AccountPasswordPresent.
+    assert api["iam:GetLoginProfile"] == sum(1 for a in members if not a.root.summary_password_key) > 0
 
     for account in members:
         aid = account.id
-        kinds = [] if account.root.mfa == "none" else [account.root.mfa, *account.root.extra_mfa]
-        for kind in ("virtual", "u2f", "hardware"):
-            assert sample(families, "aws_root_mfa_devices", account_id=aid, device_kind=kind) == kinds.count(kind), (aid, kind)
-        password = "present" if account.root.password == "present" else "absent"
-        assert sample(families, "aws_root_password_state", account_id=aid, state=password) == 1.0
-        assert sample(families, "aws_root_access_keys", account_id=aid, status="active") == sum(k.active for k in account.root.access_keys)
         # Collection works even where the member role is missing: no role is needed.
-        assert sample(families, "aws_root_collector_success", account_id=aid, collector="posture") == 1.0
+        assert expected_error(account, assume_root=True) is None, aid
+        check_account(families, account, assume_root=True)
+        want = expected_posture(account, assume_root=True)
+        for kind, count in want["devices"].items():
+            assert sample(families, "aws_root_mfa_devices", account_id=aid, device_kind=kind) == count, (aid, kind)
 
     # Root credentials deleted centrally: nothing to sign in with, compliant.
     assert sample(families, "aws_root_credentials_present", account_id="210000000007") == 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from exporter.sandbox import Sandbox, Scenario
 
 from .conftest import running_exporter, sample, sandbox_settings
+from .scenario_expect import collected, expected_error
 
 HEALTHY = "210000000001"
 
@@ -36,7 +37,8 @@ async def test_failing_accounts_next_to_healthy_ones(sandbox: Sandbox, default_s
         others = [s for s in families["aws_root_collector_errors"].samples if s.labels["account_id"] == aid and s.labels["reason"] != reason]
         assert all(s.value == 0 for s in others), aid
         assert sample(families, "aws_root_mfa_enabled", account_id=aid) is None, "unknown must not be shown as a value"
-    healthy = [a.id for a in default_scenario.all_accounts if a.status == "ACTIVE" and a.id not in expected_reason]
+    expected_reason.update({a.id: expected_error(a) for a in default_scenario.all_accounts if expected_error(a) and a.id not in expected_reason})
+    healthy = [a.id for a in default_scenario.all_accounts if collected(a) and a.id not in expected_reason]
     for aid in healthy:
         assert sample(families, "aws_root_collector_success", account_id=aid, collector="posture") == 1.0, aid
     assert sample(families, "aws_root_mfa_hardware", account_id=HEALTHY) == 1.0

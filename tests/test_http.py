@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 
-from exporter.sandbox import Sandbox
+from exporter.sandbox import Sandbox, Scenario
 
 from .conftest import http_get, running_exporter, sandbox_settings
+from .scenario_expect import collected
 
 
-async def test_endpoints(sandbox: Sandbox) -> None:
+async def test_endpoints(sandbox: Sandbox, default_scenario: Scenario) -> None:
     scenario = sandbox.scenario.model_copy(deep=True)
     # A slow credential report keeps the first sweep running long enough to see "not ready".
     scenario.account("staging").credential_report.generation_seconds = 2
@@ -39,6 +40,7 @@ async def test_endpoints(sandbox: Sandbox) -> None:
         assert {line.split()[2] for line in some.decode().splitlines() if line.startswith("# HELP")} == {"aws_root_mfa_enabled", "aws_root_sweeps_total"}
         assert some.count(b"aws_root_mfa_enabled{") == plain.count(b"aws_root_mfa_enabled{") > 0
         status, headers, page = await asyncio.to_thread(http_get, exporter.url + "/")
-        assert status == 200 and b'href="metrics"' in page and b"Accounts collected: 13" in page
+        collected_accounts = len([a for a in default_scenario.all_accounts if collected(a)])
+        assert status == 200 and b'href="metrics"' in page and f"Accounts collected: {collected_accounts}".encode() in page
         status, _, _ = await asyncio.to_thread(http_get, exporter.url + "/nope")
         assert status == 404

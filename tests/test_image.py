@@ -24,6 +24,7 @@ from exporter.sandbox.records import make_record
 
 from .conftest import http_get, parse_metrics, report_measurement, sample
 from .container import IMAGE, Build, ContainerError, Podman, missing_prerequisites
+from .scenario_expect import collected, expected_error
 from .test_sandbox_posture import check_account
 
 pytestmark = pytest.mark.image
@@ -155,9 +156,10 @@ def test_container_serves_counts_keeps_state_and_stops_cleanly(
     try:
         first = Exporter(podman, sandbox, volume)
         families = first.metrics()
-        for account in default_scenario.all_accounts:
-            if account.status == "ACTIVE" and account.assume_role == "allowed":
-                check_account(families, account)
+        healthy = [a for a in default_scenario.all_accounts if collected(a) and expected_error(a) is None]
+        assert healthy
+        for account in healthy:
+            check_account(families, account)
         assert logins(families) == 0.0, "no root login in this account before the one injected below"
 
         # The image's HEALTHCHECK, as Docker or podman's timer would run it.

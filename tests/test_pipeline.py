@@ -519,6 +519,14 @@ async def test_every_dashboard_query_runs_on_prometheus_scraping_the_exporter(sa
         every_kind_of_root_activity(sandbox)
         p.sandbox.root("210000000002").throttle_iam = True
         await p.exporter.exporter.sweeper.sweep()
+        # An API error series is born at its first failure (no increase yet): once Prometheus
+        # has it, a second throttled sweep makes it increase.
+        scraped = 'aws_root_api_errors_total{operation="iam:GetAccountSummary",reason="throttled"}'
+        deadline = time.monotonic() + 30
+        while not (await p.query(scraped))["data"]["result"]:
+            assert time.monotonic() < deadline, f"{scraped} not scraped within 30 s"
+            await asyncio.sleep(0.2)
+        await p.exporter.exporter.sweeper.sweep()
         await p.wait_for("both queues drained by the exporter", queue_drained(sandbox), timeout=30, interval=0.2)
         families = await p.exporter.metrics()
         assert sum(s.value for s in families["aws_root_events_rejected"].samples if s.name.endswith("_total")) >= 1

@@ -29,6 +29,7 @@ from exporter.sandbox import Scenario
 
 from .conftest import ROOT, http_get, parse_metrics, report_measurement, sample
 from .test_sandbox_posture import check_account
+from .scenario_expect import collected as is_collected, expected_error
 
 NOBODY = 65534
 METRICS_LINE = re.compile(r"Exporter metrics:\s+(http://127\.0\.0\.1:\d+)/metrics")
@@ -196,7 +197,7 @@ def test_exporter_runs_on_a_read_only_filesystem_as_nobody(readonly_layout: dict
         children = _children(process.pid)
         assert children, "the sandbox runs in a child process"
 
-        collected = [a for a in default_scenario.all_accounts if a.status == "ACTIVE" and a.assume_role == "allowed"]
+        collected = [a for a in default_scenario.all_accounts if is_collected(a) and expected_error(a) is None]
         families: dict = {}
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -7,6 +7,7 @@ scenario account is checked without touching this file.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,45 +16,12 @@ from exporter.sandbox import Sandbox, Scenario
 from exporter.sandbox.scenario import Account
 
 from .conftest import running_exporter, sample, sandbox_settings
+from .faults.promtool_replay import replay
+from .scenario_expect import collected, expected_error, expected_posture, skip_reason
 
 
-def expected(account: Account) -> dict[str, Any]:
-    root = account.root
-    kinds = [] if root.mfa == "none" else [root.mfa, *root.extra_mfa]
-    mfa = bool(kinds)
-    keys_active = sum(k.active for k in root.access_keys)
-    keys_inactive = len(root.access_keys) - keys_active
-    certs_active = sum(c.active for c in root.signing_certificates)
-    certs_inactive = len(root.signing_certificates) - certs_active
-    if root.password == "absent" or root.password_report == "false":
-        password = "absent"
-    elif root.password_report == "true":
-        password = "present"
-    else:
-        password = "unknown"
-    present = password != "absent" or bool(root.access_keys) or bool(root.signing_certificates)
-    used = [k.last_used for k in root.access_keys if k.last_used]
-    return {
-        "mfa": mfa,
-        "kinds": kinds,
-        "hardware": mfa and "virtual" not in kinds,
-        "keys": (keys_active, keys_inactive),
-        "certs": (certs_active, certs_inactive),
-        "password": password,
-        "password_last_used": root.password_last_used.timestamp() if root.password_last_used and root.password == "present" else None,
-        "key_last_used": max(used).timestamp() if used else None,
-        "present": present,
-        "controls": {
-            "mfa_enabled": mfa or not present,
-            "mfa_hardware": (mfa and "virtual" not in kinds) or not present,
-            "no_access_keys": not root.access_keys,
-            "no_signing_certificates": not root.signing_certificates,
-        },
-    }
-
-
-def check_account(families: dict[str, Any], account: Account) -> None:
-    want = expected(account)
+def check_account(families: dict[str, Any], account: Account, assume_root: bool = False) -> None:
+    want = expected_posture(account, assume_root)
     aid = account.id
     assert sample(families, "aws_root_mfa_enabled", account_id=aid) == float(want["mfa"]), aid
     assert sample(families, "aws_root_mfa_hardware", account_id=aid) == float(want["hardware"]), aid
@@ -77,30 +45,40 @@ async def test_every_scenario_account_matches_the_scenario(sandbox: Sandbox, def
         await exporter.wait_for_sweeps(1)
         families = await exporter.metrics()
 
-    collected = [a for a in default_scenario.all_accounts if a.status == "ACTIVE" and a.assume_role == "allowed"]
-    assert len(collected) >= 12
-    for account in collected:
+    healthy = [a for a in default_scenario.all_accounts if collected(a) and expected_error(a) is None]
+    assert len(healthy) >= 16
+    for account in healthy:
         check_account(families, account)
 
-    # Names and OUs come once, from the info metric.
+    # Names, OUs and how each account joined come once, from the info metric.
     for account in default_scenario.all_accounts:
         name = sample(families, "aws_root_account_info", account_id=account.id, account_name=account.name)
-        if account.status == "SUSPENDED":
-            assert name is None, f"suspended account {account.id} must not be collected"
+        if not collected(account):
+            assert name is None, f"{account.state} account {account.id} must not be collected"
+            assert sample(families, "aws_root_account_joined_timestamp_seconds", account_id=account.id) is None
             continue
         assert name == 1.0, account.id
         ou_name = account.ou.split("/")[-1] if account.ou else "Root"
-        assert sample(families, "aws_root_account_info", account_id=account.id, ou_name=ou_name) == 1.0
+        assert sample(families, "aws_root_account_info", account_id=account.id, ou_name=ou_name, joined_method=account.joined_method) == 1.0
+        joined = sample(families, "aws_root_account_joined_timestamp_seconds", account_id=account.id)
+        if account.joined is not None:
+            assert joined == account.joined.timestamp(), account.id
+        else:
+            assert joined is not None, account.id
     assert sample(families, "aws_root_account_info", account_id="123456789012", management="true") == 1.0
-    assert sample(families, "aws_root_accounts_skipped", reason="suspended") == 1.0
+    for reason in ("suspended", "pending_closure", "closed"):
+        want = sum(1 for a in default_scenario.all_accounts if skip_reason(a) == reason)
+        assert want >= 1, reason
+        assert sample(families, "aws_root_accounts_skipped", reason=reason) == want, reason
     assert sample(families, "aws_root_accounts_discovered") == len(default_scenario.all_accounts)
 
-    # The account whose role cannot be assumed fails alone, with its reason, and shows no posture.
-    denied = [a.id for a in default_scenario.all_accounts if a.assume_role == "denied"]
-    assert denied
-    for aid in denied:
+    # Accounts that cannot be read (role denied, one IAM operation throttled) fail alone, with
+    # their reason, and show no posture.
+    failing = {a.id: expected_error(a) for a in default_scenario.all_accounts if collected(a) and expected_error(a)}
+    assert set(failing.values()) >= {"assume_role_failed", "access_denied"}
+    for aid, reason in failing.items():
         assert sample(families, "aws_root_collector_success", account_id=aid, collector="posture") == 0.0
-        assert sample(families, "aws_root_collector_errors_total", account_id=aid, collector="posture", reason="assume_role_failed") == 1.0
+        assert sample(families, "aws_root_collector_errors_total", account_id=aid, collector="posture", reason=reason) == 1.0
         assert sample(families, "aws_root_collector_errors_total", account_id=aid, collector="posture", reason="timeout") == 0.0
         assert sample(families, "aws_root_mfa_enabled", account_id=aid) is None
         assert sample(families, "aws_root_collector_last_success_timestamp_seconds", account_id=aid, collector="posture") is None
@@ -109,7 +87,8 @@ async def test_every_scenario_account_matches_the_scenario(sandbox: Sandbox, def
     for feature in ("RootCredentialsManagement", "RootSessions"):
         assert sample(families, "aws_root_organization_feature_enabled", feature=feature) == float(feature in features)
     assert sample(families, "aws_root_sweeps_total", sweep="posture") == 1.0
-    assert sample(families, "aws_root_api_requests_total", operation="iam:GetAccountSummary") == len(collected)
+    reached = [a for a in default_scenario.all_accounts if collected(a) and expected_error(a) != "assume_role_failed"]
+    assert sample(families, "aws_root_api_requests_total", operation="iam:GetAccountSummary") == len(reached)
 
 
 async def test_a_changed_root_shows_after_the_next_sweep(sandbox: Sandbox) -> None:
@@ -138,9 +117,11 @@ async def test_a_changed_root_shows_after_the_next_sweep(sandbox: Sandbox) -> No
     assert sample(after, "aws_root_control_compliant", account_id="210000000001", control="no_access_keys") == 0.0
 
 
-@pytest.mark.parametrize("account_id", ["210000000003", "210000000013"])
-async def test_unknown_password_is_never_read_as_absent(sandbox: Sandbox, account_id: str) -> None:
-    """`not_supported` in the report means unknown: the root counts as holding credentials."""
+async def test_unknown_password_is_never_read_as_absent(sandbox: Sandbox) -> None:
+    """Without AccountPasswordPresent the report decides, and `not_supported` means unknown:
+    the root counts as holding credentials, exactly as before the summary key was read."""
+    account_id = "210000000003"  # a password, no MFA, report not_supported
+    sandbox.root(account_id).summary_password_key = False
     settings = sandbox_settings(sandbox, include_account_ids=[account_id])
     async with running_exporter(settings) as exporter:
         await exporter.wait_for_sweeps(1)
@@ -148,3 +129,34 @@ async def test_unknown_password_is_never_read_as_absent(sandbox: Sandbox, accoun
     assert sample(families, "aws_root_password_state", account_id=account_id, state="unknown") == 1.0
     assert sample(families, "aws_root_credentials_present", account_id=account_id) == 1.0
     assert sample(families, "aws_root_control_compliant", account_id=account_id, control="mfa_enabled") == 0.0
+
+
+@pytest.mark.parametrize("assume_root", [False, True], ids=["role", "assume_root"])
+async def test_credential_less_root_passes_mfa_controls(sandbox: Sandbox, assume_root: bool, tmp_path: Path) -> None:
+    """A member root created without credentials (report not_supported, AccountPasswordPresent 0)
+    passes both MFA controls, as AWS Config's NOT_APPLICABLE; a password without MFA still fails."""
+    bare, with_password = "210000000014", "210000000003"
+    assert sandbox.root(bare).password is False and sandbox.root(bare).password_report == "not_supported"
+    settings = sandbox_settings(sandbox, include_account_ids=[bare, with_password], assume_root_audit=assume_root)
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        families = await exporter.metrics()
+    assert exporter.state.api.requests["iam:GetLoginProfile"] == 0
+    assert sample(families, "aws_root_password_state", account_id=bare, state="absent") == 1.0
+    assert sample(families, "aws_root_credentials_present", account_id=bare) == 0.0
+    for control in ("mfa_enabled", "mfa_hardware"):
+        assert sample(families, "aws_root_control_compliant", account_id=bare, control=control) == 1.0, control
+        assert sample(families, "aws_root_control_compliant", account_id=with_password, control=control) == 0.0, control
+    assert sample(families, "aws_root_password_state", account_id=with_password, state="present") == 1.0
+    # The shipped rules on this exposition: MFA alerts for the root with a password only.
+    replay(families, [
+        {"eval_time": "20m", "alertname": "AwsRootMfaDisabled", "exp_alerts": [{
+            "exp_labels": {"severity": "warning", "account_id": with_password, "account_name": "dev-sandbox", "ou_name": "Dev"},
+            "exp_annotations": {
+                "summary": "The root user has no MFA device.",
+                "description": f"The root user of account {with_password} (dev-sandbox) holds credentials but has no MFA device.",
+                "runbook_url": "https://github.com/aws-root-exporter/aws-root-exporter/blob/main/alerts/runbook.md#awsrootmfadisabled",
+            },
+        }]},
+        {"eval_time": "20m", "alertname": "AwsRootMfaNotHardware", "exp_alerts": []},
+    ], tmp_path)

@@ -25,6 +25,7 @@ from exporter.sandbox import MANAGEMENT_ACCOUNT_ID, Sandbox, Scenario
 
 from .conftest import ROOT, parse_metrics, running_exporter, sample, sandbox_settings
 from .test_scp_sandbox import fence_policy, fence_state, orgs_client
+from .scenario_expect import collected
 
 RULES_FILE = ROOT / "alerts" / "aws-root-exporter.rules.yml"
 RUNBOOK = "https://github.com/aws-root-exporter/aws-root-exporter/blob/main/alerts/runbook.md"
@@ -87,7 +88,7 @@ async def test_fence_lost_alert_fires_for_the_detached_account_only(sandbox: San
     assert fence_policy(before, target.id) == sandbox.scp_ids["DenyRootUser"]
     new_state = fence_state(after, target.id)
     assert new_state == "not_fenced"
-    members = [a for a in default_scenario.accounts if a.status == "ACTIVE"]
+    members = [a for a in default_scenario.accounts if collected(a)]
     changed = [a.name for a in members if fence_state(before, a.id) != fence_state(after, a.id)]
     assert changed == ["log-archive"]
     # The negative cases are present in the data: a management account, never-fenced

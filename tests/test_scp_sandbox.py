@@ -26,6 +26,7 @@ from exporter.settings import SettingsError
 from exporter.state import Snapshot
 
 from .conftest import ROOT, running_exporter, sample, sandbox_settings
+from .scenario_expect import collected
 
 FENCE_DOC = ROOT / "docs" / "root-fence-scp.json"
 STATES = ("fenced", "not_fenced", "not_applicable", "unknown")
@@ -105,6 +106,8 @@ def default_expectations(scenario: Scenario) -> dict[str, tuple[str, str | None]
         "security-tooling": ("not_fenced", None),  # its OU's deny tests aws:PrincipalType
         "shared-services": ("not_fenced", None),  # Infrastructure: no fence at all
         "network": ("not_fenced", None),  # its posture fails (no role); the fence is still known
+        "acquired-startup": ("not_fenced", None),  # Infrastructure
+        "legacy-reseller": ("not_fenced", None),  # Legacy: only legacy-billing has its own fence
     }
     for account in scenario.accounts:
         if account.ou.startswith("Workloads/"):  # inherited from Workloads, two levels up
@@ -118,14 +121,14 @@ async def test_default_scenario_reports_each_fence_case(sandbox: Sandbox, defaul
         families = await exporter.metrics()
 
     want = default_expectations(default_scenario)
-    active = [a for a in default_scenario.all_accounts if a.status == "ACTIVE"]
+    active = [a for a in default_scenario.all_accounts if collected(a)]
     assert {a.name for a in active} == set(want), "every collected account has an expectation"
     for account in active:
         state, policy = want[account.name]
         assert fence_state(families, account.id) == state, account.name
         assert fence_policy(families, account.id) == (sandbox.scp_ids[policy] if policy else ""), account.name
     for account in default_scenario.accounts:
-        if account.status == "SUSPENDED":
+        if not collected(account):
             assert fence_state(families, account.id) is None  # not collected: no fence series
 
     assert {a.ou for a in active if want[a.name][0] == "fenced" and a.ou.startswith("Workloads/")} == {
@@ -253,7 +256,7 @@ async def test_scp_type_disabled_in_the_scenario(sandbox: Sandbox, default_scena
         await exporter.wait_for_sweeps(1)
         families = await exporter.metrics()
     assert sample(families, "aws_root_scp_policy_type_enabled") == 0.0
-    active = [a for a in default_scenario.all_accounts if a.status == "ACTIVE"]
+    active = [a for a in default_scenario.all_accounts if collected(a)]
     for account in active:
         want = "not_applicable" if account.id == MANAGEMENT_ACCOUNT_ID else "not_fenced"
         assert fence_state(families, account.id) == want, account.name
@@ -446,7 +449,10 @@ async def test_audit_shows_the_fence_per_account(sandbox: Sandbox, default_scena
     assert rows["prod-payments"] == "fenced"
     assert rows["security-tooling"] == "NOT-FENCED"
     assert rows["legacy-billing"] == "fenced-except"
-    assert "SCP root fence: 9 fenced, 3 not fenced, 0 unknown member accounts; SCP policy type enabled" in out.getvalue()
+    want = default_expectations(default_scenario)
+    fenced = sum(1 for state, _ in want.values() if state == "fenced")
+    not_fenced = sum(1 for state, _ in want.values() if state == "not_fenced")
+    assert f"SCP root fence: {fenced} fenced, {not_fenced} not fenced, 0 unknown member accounts; SCP policy type enabled" in out.getvalue()
 
 
 async def test_audit_without_scp_check(sandbox: Sandbox) -> None:

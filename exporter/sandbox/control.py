@@ -75,6 +75,9 @@ def inject_request(sandbox: Sandbox, body: dict[str, Any]) -> dict[str, Any]:
         account = str(body.get("account_id", ""))
         if not (len(account) == 12 and account.isdigit()):
             raise ValueError(f"account_id must be a 12-digit account id, got {account!r}")
+        known = [a.id for a in sandbox.scenario.all_accounts]
+        if account not in known:
+            raise ValueError(f"account {account} is not in the running scenario; its accounts are {', '.join(known)}")
         options: dict[str, Any] = {"mfa": bool(body.get("mfa", True))}
         if body.get("when"):
             options["when"] = datetime.fromisoformat(str(body["when"]).replace("Z", "+00:00"))

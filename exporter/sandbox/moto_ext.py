@@ -107,6 +107,7 @@ class RootKey:
     last_used: datetime | None = None
     last_used_region: str = "us-east-1"
     last_used_service: str = "s3"
+    slot: int | None = None  # credential report column pair; None: the first free one
 
 
 @dataclass
@@ -124,6 +125,13 @@ class RootState:
     password: bool = True
     password_report: str = "not_supported"
     password_last_used: datetime | None = None
+    password_last_used_report: str | None = None  # "N/A" / "no_information" shown instead of the time
+    summary_password_key: bool = True
+    virtual_mfa_name: str = "root-account-mfa-device"
+    report_columns: int = 22
+    report_upper_booleans: bool = False
+    # IAM operation -> error ("throttle", "access_denied", "server_error") for this account only.
+    iam_faults: dict[str, str] = field(default_factory=dict)
     access_keys: list[RootKey] = field(default_factory=list)
     certificates: list[RootCertificate] = field(default_factory=list)
     deny_assume_role: bool = False
@@ -139,7 +147,7 @@ class RootState:
     def add_mfa(self, kind: str, when: datetime | None = None) -> str:
         n = len(self.mfa_devices)
         if kind == "virtual":
-            serial = f"arn:aws:iam::{self.account_id}:mfa/root-account-mfa-device" + (f"-{n}" if n else "")
+            serial = f"arn:aws:iam::{self.account_id}:mfa/{self.virtual_mfa_name}" + (f"-{n}" if n else "")
         elif kind == "u2f":
             serial = f"arn:aws:iam::{self.account_id}:u2f/root/security-key-{n}-{_random('', 12).lower()}"
         else:
@@ -147,36 +155,66 @@ class RootState:
         self.mfa_devices.append((kind, serial, when or self.created + timedelta(days=1)))
         return serial
 
-    def report_row(self) -> str:
-        keys = self.access_keys + [None] * (2 - len(self.access_keys))
-        certs = self.certificates + [None] * (2 - len(self.certificates))
-        password_enabled = self.password_report if self.password else "false"
-        used = _iso(self.password_last_used) if self.password_last_used else "no_information"
-        cells = [
-            "<root_account>",
-            self.arn,
-            _iso(self.created),
-            password_enabled,
-            used if self.password else "N/A",
-            "not_supported",
-            "not_supported",
-            "true" if self.mfa_devices else "false",
-        ]
-        for key in keys:
-            if key is None:
-                cells += ["false", "N/A", "N/A", "N/A", "N/A"]
-            else:
-                cells += [
-                    "true" if key.active else "false",
-                    _iso(key.created),
-                    _iso(key.last_used),
-                    key.last_used_region if key.last_used else "N/A",
-                    key.last_used_service if key.last_used else "N/A",
-                ]
-        for cert in certs:
-            cells += ["false", "N/A"] if cert is None else ["true" if cert.active else "false", _iso(cert.created)]
-        return ",".join(cells)
+    def key_slots(self) -> list[RootKey | None]:
+        """The keys in credential-report order: slot 1, slot 2 (None for an empty slot)."""
+        slots: list[RootKey | None] = [None, None]
+        for key in self.access_keys:
+            if key.slot is not None:
+                slots[key.slot - 1] = key
+        for key in self.access_keys:
+            if key.slot is None:
+                slots[slots.index(None)] = key
+        return slots
 
+    def report_header(self) -> str:
+        return ",".join(c for c in REPORT_HEADER.split(",") if c in _REPORT_COLUMNS[self.report_columns])
+
+    def report_row(self) -> str:
+        """The `<root_account>` row, with the columns of `report_header()`."""
+        certs = self.certificates + [None] * (2 - len(self.certificates))
+        if self.password_last_used_report is not None:
+            used = self.password_last_used_report
+        elif self.password_last_used:
+            used = _iso(self.password_last_used)
+        else:
+            used = "no_information" if self.password else "N/A"
+        row = {
+            "user": "<root_account>",
+            "arn": self.arn,
+            "user_creation_time": _iso(self.created),
+            # Independent of `password`: AWS writes not_supported for most roots, with or without one.
+            "password_enabled": (
+                self._bool(self.password_report == "true") if self.password_report in ("true", "false") else self.password_report
+            ),
+            "password_last_used": used,
+            "password_last_changed": "not_supported",
+            "password_next_rotation": "not_supported",
+            "mfa_active": self._bool(bool(self.mfa_devices)),
+        }
+        for n, key in enumerate(self.key_slots(), start=1):
+            used_at = key.last_used if key else None
+            row[f"access_key_{n}_active"] = self._bool(bool(key and key.active))
+            row[f"access_key_{n}_last_rotated"] = _iso(key.created) if key else "N/A"
+            row[f"access_key_{n}_last_used_date"] = _iso(used_at)
+            row[f"access_key_{n}_last_used_region"] = key.last_used_region if key and used_at else "N/A"
+            row[f"access_key_{n}_last_used_service"] = key.last_used_service if key and used_at else "N/A"
+        for n, cert in enumerate(certs, start=1):
+            row[f"cert_{n}_active"] = self._bool(bool(cert and cert.active))
+            row[f"cert_{n}_last_rotated"] = _iso(cert.created) if cert else "N/A"
+        return ",".join(row[c] for c in self.report_header().split(","))
+
+    def _bool(self, value: bool) -> str:
+        text = "true" if value else "false"
+        return text.upper() if self.report_upper_booleans else text
+
+
+# Which columns each report shape has (see scenario.CredentialReport.columns).
+_KEY_LAST_USED = {f"access_key_{n}_last_used_{c}" for n in (1, 2) for c in ("date", "region", "service")}
+_REPORT_COLUMNS = {
+    22: set(REPORT_HEADER.split(",")),
+    18: set(REPORT_HEADER.split(",")) - {c for c in _KEY_LAST_USED if not c.endswith("_date")},
+    16: set(REPORT_HEADER.split(",")) - _KEY_LAST_USED,
+}
 
 _lock = threading.RLock()
 
@@ -225,12 +263,27 @@ def _get_account_summary(self: IAMBackend) -> Any:
     return summary
 
 
-def _report_csv(backend: IAMBackend) -> str:
-    root = root_state(backend.account_id)
-    if root.report_malformed:
+def _report_csv(backend: IAMBackend, root: RootState | None = None) -> str:
+    """The report as generated now; `root` replaces the live root (a report from before a change)."""
+    live = root_state(backend.account_id)
+    root = root or live
+    if live.report_malformed:
         return "this is,not a credential report\n\x00\x01"
-    users = "".join(backend.users[name].to_csv() for name in backend.users)
-    return f"{REPORT_HEADER}\n{root.report_row()}\n{users}"
+    # moto writes every user row with the 22 current columns: keep those of this report's shape.
+    full = REPORT_HEADER.split(",")
+    keep = [full.index(c) for c in root.report_header().split(",")]
+    users = ""
+    for name in backend.users:
+        cells = backend.users[name].to_csv().rstrip("\n").split(",")
+        users += ",".join(root._bool(cells[i] == "true") if cells[i] in ("true", "false") else cells[i] for i in keep) + "\n"
+    return f"{root.report_header()}\n{root.report_row()}\n{users}"
+
+
+def set_cached_report(account_id: str, root: RootState, generated: datetime) -> None:
+    """A report generated at `generated` from `root` (an earlier state), cached as IAM caches it."""
+    backend = _backend(account_id)
+    with _lock:
+        backend.sandbox_report = (_report_csv(backend, root), generated)  # type: ignore[attr-defined]
 
 
 def _generate_credential_report(self: IamResponse) -> ActionResult:
@@ -295,13 +348,20 @@ _original_list_virtual = IAMBackend.list_virtual_mfa_devices
 def _list_virtual_mfa_devices(self: IAMBackend, assignment_status: str, marker: Any, max_items: Any) -> Any:
     root = root_state(self.account_id)
     with _lock:
-        for kind, serial, enabled in root.mfa_devices:
-            if kind == "virtual" and serial not in self.virtual_mfa_devices:
-                device = VirtualMfaDevice(self.account_id, "us-east-1", "/root-account-mfa-device")
+        assigned = {serial: enabled for kind, serial, enabled in root.mfa_devices if kind == "virtual"}
+        for serial, enabled in assigned.items():
+            device = self.virtual_mfa_devices.get(serial)
+            if device is None:
+                device = VirtualMfaDevice(self.account_id, "us-east-1", "/" + serial.split(":mfa/", 1)[-1])
                 device.serial_number = serial
-                device.enable_date = enabled
-                device.user = {"Path": "/", "UserId": self.account_id, "Arn": root.arn, "CreateDate": root.created}
                 self.virtual_mfa_devices[serial] = device
+            device.enable_date = enabled
+            device.user = {"Path": "/", "UserId": self.account_id, "Arn": root.arn, "CreateDate": root.created}
+        # A device removed from root (DeactivateMFADevice) still exists, assigned to nobody.
+        for serial, device in self.virtual_mfa_devices.items():
+            if serial not in assigned and isinstance(device.user, dict) and device.user.get("Arn") == root.arn:
+                device.user = None
+                device.enable_date = None
     return _original_list_virtual(self, assignment_status, marker, max_items)
 
 
@@ -434,17 +494,41 @@ def _list_mfa_devices(self: IamResponse, root: RootState) -> ActionResult:
     return ActionResult({"MFADevices": devices, "IsTruncated": False})
 
 
-def _get_account_summary_response(original: Any) -> Any:
-    def method(self: IamResponse) -> ActionResult:
-        if root_state(self.current_account).throttle_iam:
-            raise IamThrottling("Rate exceeded")
-        policy = _root_session(self)
-        if policy is not None and policy != "IAMAuditRootUserCredentials":
-            raise IamAccessDenied(f"The task policy {policy} does not allow iam:GetAccountSummary")
-        return original(self)
+def _get_account_summary_response(self: IamResponse) -> ActionResult:
+    root = root_state(self.current_account)
+    if root.throttle_iam:
+        raise IamThrottling("Rate exceeded")
+    policy = _root_session(self)
+    if policy is not None and policy != "IAMAuditRootUserCredentials":
+        raise IamAccessDenied(f"The task policy {policy} does not allow iam:GetAccountSummary")
+    summary = dict(self.backend.get_account_summary().summary_map)
+    # moto 5.2.5 omits AccountPasswordPresent, a key of the model's summaryKeyType.
+    if root.summary_password_key:
+        summary["AccountPasswordPresent"] = int(root.password)
+    return ActionResult({"SummaryMap": summary})
 
-    method.__name__ = "get_account_summary"
-    return method
+
+class IamServerError(IAMException):
+    code = "ServiceFailure"  # the model's ServiceFailureException, HTTP 500
+
+
+_FAULT_ERRORS = {
+    "throttle": lambda op: IamThrottling("Rate exceeded"),
+    "access_denied": lambda op: IamAccessDenied(f"User is not authorized to perform: iam:{op}"),
+    "server_error": lambda op: IamServerError(f"Service failure on iam:{op}"),
+}
+_original_call_action = IamResponse.call_action
+
+
+def _call_action(self: IamResponse) -> Any:
+    """Fail one IAM operation of one account (scenario `faults`), as AWS would answer it."""
+    action = self._get_action()
+    error = root_state(self.current_account).iam_faults.get(action)
+    if error is None:
+        return _original_call_action(self)
+    status, headers, body = self.serialized(ActionResult(_FAULT_ERRORS[error](action)))
+    headers["status"] = status
+    return status, headers, body
 
 
 # -- CloudTrail LookupEvents -----------------------------------------------------------------
@@ -599,7 +683,8 @@ def install() -> None:
     IamResponse.generate_credential_report = _generate_credential_report  # type: ignore[method-assign]
     IamResponse.get_credential_report = _get_credential_report  # type: ignore[method-assign]
     IamResponse.list_organizations_features = _list_organizations_features  # type: ignore[attr-defined]
-    IamResponse.get_account_summary = _get_account_summary_response(IamResponse.get_account_summary)  # type: ignore[method-assign]
+    IamResponse.get_account_summary = _get_account_summary_response  # type: ignore[method-assign]
+    IamResponse.call_action = _call_action  # type: ignore[method-assign]
     for action, handler in (
         ("GetUser", _get_user),
         ("GetLoginProfile", _get_login_profile),

@@ -94,12 +94,12 @@ class Sandbox:
                 parent = self._ou(org, spec.ou)
                 if parent != self.root_id:
                     org.move_account(AccountId=spec.id, SourceParentId=self.root_id, DestinationParentId=parent)
-                if spec.status == "SUSPENDED":
-                    org.close_account(AccountId=spec.id)
+                self._account_state(org, spec)
         finally:
             org_utils.make_random_account_id = original_id
         for spec in self.scenario.all_accounts:
             self._seed_root(spec)
+            self._seed_iam(spec)
             for record in spec.cloudtrail_events:
                 moto_ext.add_cloudtrail_record(spec.id, str(record.get("awsRegion") or "us-east-1"), record)
         self.scp_ids = seed_scps(org, self.scenario, self.root_id, self.ou_ids)
@@ -184,31 +184,73 @@ class Sandbox:
             parent = self.ou_ids[key]
         return parent
 
+    @staticmethod
+    def _account_state(org: Any, spec: Account) -> None:
+        """State, JoinedMethod and JoinedTimestamp as Organizations reports them (moto: always ACTIVE, CREATED, now)."""
+        account = org.get_account_by_id(spec.id)
+        account.state = spec.state
+        # The retired Status field has no PENDING_ACTIVATION or CLOSED: such accounts are
+        # ACTIVE and SUSPENDED there.
+        account.status = {"PENDING_ACTIVATION": "ACTIVE", "CLOSED": "SUSPENDED"}.get(spec.state, spec.state)
+        account.joined_method = spec.joined_method
+        if spec.joined is not None:
+            account.create_time = spec.joined.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def _seed_iam(self, spec: Account) -> None:
+        """IAM users with their own virtual MFA devices, and virtual devices assigned to nobody."""
+        from moto.iam import iam_backends
+
+        iam = iam_backends[spec.id]["aws"]
+        for user in spec.iam_users:
+            iam.create_user(region_name="us-east-1", user_name=user.name, path="/", tags=[])
+            if user.virtual_mfa:
+                device = iam.create_virtual_mfa_device(device_name=user.name, path="/")
+                iam.enable_mfa_device(user.name, device.serial_number, "123456", "654321")
+        for name in spec.unassigned_virtual_mfa:
+            iam.create_virtual_mfa_device(device_name=name, path="/")
+
     def _seed_root(self, spec: Account) -> None:
         from . import moto_ext
 
         state = moto_ext.root_state(spec.id)
-        root = spec.root
-        state.password = root.password == "present"
-        state.password_report = root.password_report
-        state.password_last_used = root.password_last_used
+        self._root_state(state, spec, spec.root)
         state.deny_assume_role = spec.assume_role == "denied"
         state.report_generation_seconds = spec.credential_report.generation_seconds
         state.report_malformed = spec.credential_report.malformed
         state.throttle_iam = "throttle_iam" in spec.faults
+        state.iam_faults = {f.operation: f.error for f in spec.faults if not isinstance(f, str)}
+        stale = spec.credential_report.stale_root
+        if stale is not None:
+            earlier = moto_ext.RootState(spec.id)
+            self._root_state(earlier, spec, stale)
+            moto_ext.set_cached_report(spec.id, earlier, datetime.now(timezone.utc) - timedelta(hours=1))
+
+    @staticmethod
+    def _root_state(state: Any, spec: Account, root: Any) -> None:
+        from . import moto_ext
+
+        state.password = root.password == "present"
+        state.password_report = root.password_report
+        state.password_last_used = root.password_last_used
+        state.password_last_used_report = root.password_last_used_report
+        state.summary_password_key = root.summary_password_key
+        state.virtual_mfa_name = root.virtual_mfa_name
+        state.report_columns = spec.credential_report.columns
+        state.report_upper_booleans = spec.credential_report.booleans == "upper"
         if root.mfa != "none":
             state.add_mfa(root.mfa)
         for kind in root.extra_mfa:
             state.add_mfa(kind)
-        for n, key in enumerate(root.access_keys):
+        for slot, key in root.key_slots():
             state.access_keys.append(
                 moto_ext.RootKey(
-                    access_key_id=f"AKIA{spec.id}RK{n:02d}",
+                    access_key_id=f"AKIA{spec.id}RK{slot:02d}",
                     active=key.active,
-                    created=key.created or state.created + timedelta(days=30 * (n + 1)),
+                    created=key.created or state.created + timedelta(days=30 * slot),
                     last_used=key.last_used,
                     last_used_region=key.last_used_region,
                     last_used_service=key.last_used_service,
+                    slot=slot,
                 )
             )
         for n, cert in enumerate(root.signing_certificates):

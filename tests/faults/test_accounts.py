@@ -3,10 +3,11 @@ of a sweep, member accounts removed from or added to the organization between sw
 
 from __future__ import annotations
 
-from exporter.sandbox import Sandbox
+from exporter.sandbox import Sandbox, Scenario
 from exporter.sandbox.faults import FaultInjector
 
 from ..conftest import running_exporter, sample, sandbox_settings
+from ..scenario_expect import collected
 from .test_transport import assert_failing_not_compliant, posture_success
 
 VICTIM = "210000000003"
@@ -47,7 +48,7 @@ async def test_credentials_expiring_in_the_middle_of_a_sweep(sandbox: Sandbox, f
     assert sample(families, "aws_root_sweeps_total", sweep="posture") == 2.0
 
 
-async def test_member_removed_then_added_between_sweeps(sandbox: Sandbox) -> None:
+async def test_member_removed_then_added_between_sweeps(sandbox: Sandbox, default_scenario: Scenario) -> None:
     from moto.organizations.models import organizations_backends
 
     org = organizations_backends["123456789012"]["aws"]
@@ -62,17 +63,19 @@ async def test_member_removed_then_added_between_sweeps(sandbox: Sandbox) -> Non
         await exporter.exporter.sweeper.sweep()
         added = await exporter.metrics()
     ids = lambda fam: {s.labels["account_id"] for s in fam["aws_root_account_info"].samples}  # noqa: E731
-    assert VICTIM in ids(first) and len(ids(first)) == 13
+    active = len([a for a in default_scenario.all_accounts if collected(a)])
+    assert VICTIM in ids(first) and len(ids(first)) == active
     # Gone from the organization: no series left that would look current (stale != compliant).
-    assert VICTIM not in ids(removed) and len(ids(removed)) == 12
+    assert VICTIM not in ids(removed) and len(ids(removed)) == active - 1
     assert sample(removed, "aws_root_collector_success", account_id=VICTIM, collector="posture") is None
     assert sample(removed, "aws_root_mfa_enabled", account_id=VICTIM) is None
-    assert new_id in ids(added) and len(ids(added)) == 13
+    assert new_id in ids(added) and len(ids(added)) == active
     assert posture_success(added, new_id) == 1.0
-    assert sample(added, "aws_root_accounts_discovered") == 14.0  # 13 active + the suspended one
+    # Every account of the scenario, skipped ones included.
+    assert sample(added, "aws_root_accounts_discovered") == len(default_scenario.all_accounts)
 
 
-async def test_discovery_throttled_keeps_accounts_fresh_and_alerts(sandbox: Sandbox, faults: FaultInjector) -> None:
+async def test_discovery_throttled_keeps_accounts_fresh_and_alerts(sandbox: Sandbox, faults: FaultInjector, default_scenario: Scenario) -> None:
     """Organizations answers only TooManyRequestsException: the last account list is kept
     and collected, and the failing discovery shows as a failing collector (so
     AwsRootCollectionFailing fires: new members would otherwise go unmonitored silently)."""
@@ -92,7 +95,7 @@ async def test_discovery_throttled_keeps_accounts_fresh_and_alerts(sandbox: Sand
     assert sample(first, "aws_root_collector_success", account_id=management, collector="discovery") == 1.0
     assert sample(failing, "aws_root_collector_errors_total", account_id=management, collector="discovery", reason="throttled") == 1.0
     assert sample(failing, "aws_root_collector_success", account_id=management, collector="discovery") == 0.0
-    assert len(failing["aws_root_account_info"].samples) == 13
+    assert len(failing["aws_root_account_info"].samples) == len([a for a in default_scenario.all_accounts if collected(a)])
     assert posture_success(failing, HEALTHY) == 1.0
     last = sample(failing, "aws_root_collector_last_success_timestamp_seconds", account_id=HEALTHY, collector="posture")
     assert last is not None and last >= started

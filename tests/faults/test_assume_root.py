@@ -74,6 +74,9 @@ async def test_assume_root_fails(sandbox: Sandbox, faults: FaultInjector, kind: 
     ],
 )
 async def test_audit_session_calls_fail_after_a_good_sweep(sandbox: Sandbox, faults: FaultInjector, kind: str, operation: str | None, reason: str) -> None:
+    if operation == "GetLoginProfile":
+        # GetLoginProfile is read only when the summary lacks AccountPasswordPresent.
+        sandbox.root(VICTIM).summary_password_key = False
     async with running_exporter(audit_settings(sandbox)) as exporter:
         await exporter.wait_for_sweeps(1)
         first = await exporter.metrics()

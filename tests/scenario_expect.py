@@ -1,0 +1,124 @@
+"""What the exporter must report for a scenario account, derived from the scenario file alone.
+
+Tests compare the exporter's output with these expectations account by account, so a new
+scenario account is checked without touching the tests, and no expected output is copied
+by hand. The rules restate AWS's behaviour (aws-root-facts.md), not the exporter's code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from exporter.sandbox.scenario import Account, Root
+
+# Organizations states whose accounts are skipped, with the skip reason shown.
+SKIPPED = {"SUSPENDED": "suspended", "PENDING_CLOSURE": "pending_closure", "CLOSED": "closed"}
+# IAM operations each collection mode calls (GetLoginProfile only without AccountPasswordPresent).
+REPORT_OPERATIONS = {"GetAccountSummary", "GetCredentialReport", "GenerateCredentialReport", "ListVirtualMFADevices"}
+ASSUME_ROOT_OPERATIONS = {"GetAccountSummary", "GetUser", "ListAccessKeys", "GetAccessKeyLastUsed", "ListSigningCertificates", "ListMFADevices"}
+FAULT_REASON = {"throttle": "throttled", "access_denied": "access_denied", "server_error": "error"}
+
+
+def skip_reason(account: Account) -> str | None:
+    return SKIPPED.get(account.state)
+
+
+def collected(account: Account) -> bool:
+    return skip_reason(account) is None
+
+
+def uses_assume_root(account: Account, assume_root: bool) -> bool:
+    # The management account cannot be an AssumeRoot target: it is always read with the report.
+    return assume_root and account.id != "123456789012"
+
+
+def expected_error(account: Account, assume_root: bool = False) -> str | None:
+    """The collector error reason the account must show, or None when it must be collected."""
+    if not collected(account):
+        return None
+    direct = uses_assume_root(account, assume_root)
+    if not direct and account.assume_role == "denied" and account.id != "123456789012":
+        return "assume_role_failed"
+    if "throttle_iam" in account.faults:
+        return "throttled"
+    operations = set(ASSUME_ROOT_OPERATIONS if direct else REPORT_OPERATIONS)
+    if direct and not account.root.summary_password_key:
+        operations.add("GetLoginProfile")
+    if direct and not account.root.access_keys:
+        operations.discard("GetAccessKeyLastUsed")
+    for fault in account.faults:
+        if not isinstance(fault, str) and fault.operation in operations:
+            return FAULT_REASON[fault.error]
+    if not direct and account.credential_report.malformed:
+        return "invalid_response"
+    return None
+
+
+def _report_password(root: Root) -> str:
+    return {"true": "present", "false": "absent"}.get(root.password_report, "unknown")
+
+
+def _ts(value: datetime | None) -> float | None:
+    return value.timestamp() if value else None
+
+
+def _counts(items: list[Any]) -> tuple[int, int]:
+    active = sum(1 for i in items if i.active)
+    return active, len(items) - active
+
+
+def expected_posture(account: Account, assume_root: bool = False) -> dict[str, Any]:
+    """Posture of a collected account as the exporter must show it."""
+    root = account.root
+    kinds = [] if root.mfa == "none" else [root.mfa, *root.extra_mfa]
+    mfa = bool(kinds)
+    if uses_assume_root(account, assume_root):
+        # The root user itself is read: every value is live.
+        password = root.password
+        keys, certs = _counts(root.access_keys), _counts(root.signing_certificates)
+        used = [k.last_used for k in root.access_keys if k.last_used]
+        password_last_used = _ts(root.password_last_used) if root.password == "present" else None
+        key_last_used = _ts(max(used)) if used else None
+        devices: dict[str, int] | None = {kind: kinds.count(kind) for kind in ("virtual", "u2f", "hardware")}
+        report_generated = False
+    else:
+        # The live summary says what exists; the (possibly older) report gives the details.
+        seen = account.credential_report.stale_root or root
+        password = root.password if root.summary_password_key else _report_password(seen)
+        keys = _counts(seen.access_keys) if root.access_keys else (0, 0)
+        if root.access_keys and keys == (0, 0):
+            keys = (1, 0)
+        certs = _counts(seen.signing_certificates) if root.signing_certificates else (0, 0)
+        if root.signing_certificates and certs == (0, 0):
+            certs = (1, 0)
+        password_last_used = None if seen.password_last_used_report else _ts(seen.password_last_used)
+        # A 16-column report predates the access-key last-use columns.
+        used = [k.last_used for k in seen.access_keys if k.last_used] if account.credential_report.columns > 16 else []
+        key_last_used = _ts(max(used)) if used and root.access_keys else None
+        devices = None
+        report_generated = True
+    present = password != "absent" or keys != (0, 0) or certs != (0, 0)
+    hardware = mfa and "virtual" not in kinds
+    return {
+        "mfa": mfa,
+        "hardware": hardware,
+        "devices": devices,
+        "keys": keys,
+        "certs": certs,
+        "password": password,
+        "password_last_used": password_last_used,
+        "key_last_used": key_last_used,
+        "present": present,
+        "report_generated": report_generated,
+        "controls": {
+            "mfa_enabled": mfa or not present,
+            "mfa_hardware": hardware or not present,
+            "no_access_keys": keys == (0, 0),
+            "no_signing_certificates": certs == (0, 0),
+        },
+    }
+
+
+def ou_path(account: Account) -> str:
+    return account.ou or "Root"
