@@ -20,7 +20,8 @@ COPY . .
 # The project wheel, then every dependency as a binary wheel. --only-binary makes the
 # build fail instead of compiling an sdist, so neither stage ever needs a compiler.
 RUN pip wheel --no-deps . -w /dist \
- && pip wheel --only-binary=:all: -w /wheels /dist/*.whl
+ && pip wheel --only-binary=:all: -w /wheels /dist/*.whl \
+ && sha256sum /wheels/*.whl > /wheels.sha256
 
 # ---- runtime: the wheels installed into a slim Python, nothing else
 FROM ${PYTHON_IMAGE}
@@ -45,14 +46,22 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # A fixed, unprivileged user (the distroless "nonroot" ids) that Kubernetes
 # runAsUser/runAsGroup 65532 and runAsNonRoot can verify. Its home does not exist: the
-# exporter writes nothing but an optional state file on a mounted volume.
+# exporter writes nothing but an optional state file on a mounted volume. The volume's mount
+# point exists and belongs to that user because Docker gives a new named volume the owner of
+# the directory it is mounted on (a missing one would be root's, and unwritable).
 RUN groupadd --system --gid 65532 nonroot \
  && useradd --system --uid 65532 --gid 65532 --no-create-home \
-      --home-dir /nonexistent --shell /usr/sbin/nologin nonroot
+      --home-dir /nonexistent --shell /usr/sbin/nologin nonroot \
+ && install -d -o 65532 -g 65532 -m 0700 /var/lib/aws-root-exporter
 
-# The wheels are bind-mounted from the builder, so no wheel file ends up in a layer.
+# The wheels are bind-mounted from the builder, so no wheel file ends up in a layer. Their
+# hashes are copied first because buildah (podman build) keys the cache of a RUN on its text,
+# not on what a mount holds: without them, a rebuild after a code change reused the layer
+# installed from the old wheels. The check proves the installed wheels are the listed ones.
+COPY --from=builder /wheels.sha256 /usr/local/share/aws-root-exporter/wheels.sha256
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels /wheels/aws_root_exporter-*.whl \
+    sha256sum --check --quiet /usr/local/share/aws-root-exporter/wheels.sha256 \
+ && pip install --no-index --find-links=/wheels /wheels/aws_root_exporter-*.whl \
  && aws-root-exporter --help > /dev/null
 
 WORKDIR /

@@ -15,7 +15,8 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/aws-root-exporter sandbox
 
-# Debian packages the tests use (Prometheus, Alertmanager, Chromium); installed when missing.
+# Debian packages the tests use (Prometheus, Alertmanager, Chromium; podman, buildah, runc and
+# mmdebstrap for the image); installed when missing.
 system-packages:
 	@bash scripts/install-system-packages.sh
 

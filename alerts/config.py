@@ -42,6 +42,18 @@ ACCESS_KEY_RECENT_USE_SECONDS = 24 * 3600
 # read-only audit sessions use IAMAuditRootUserCredentials and must never raise an alert.
 ASSUME_ROOT_IGNORED_TASK_POLICIES = ["IAMAuditRootUserCredentials"]
 
+# AwsRootPasswordUsed: the credential report (or iam:GetUser in the AssumeRoot mode) shows a
+# root password sign-in less than this many seconds before the report was generated, so a
+# sign-in pages for a day plus the report's age (AWS regenerates it at most every 4 h).
+PASSWORD_RECENT_USE_SECONDS = 24 * 3600
+# ...unless a CloudTrail source saw root activity at or after the sign-in, less this many
+# seconds (the report and the ConsoleLogin record time the same sign-in, each to the second):
+# there AwsRootConsoleLogin has paged for it already.
+PASSWORD_USE_CLOUDTRAIL_TOLERANCE_SECONDS = 60
+# It waits this long, CloudTrail's worst documented delivery delay, so that a ConsoleLogin
+# record still on its way (LookupEvents is read up to 15 minutes late) suppresses it.
+PASSWORD_USED_FOR = "15m"
+
 # Posture alerts (MFA, keys) wait this long so a half-finished sweep does not flap them.
 POSTURE_FOR = "15m"
 
@@ -56,6 +68,10 @@ STALE_MARGIN_SECONDS = 300
 # AwsRootExporterDown and AwsRootExporterTargetDown: every target, or one of several
 # (a shard), has been down or missing this long.
 EXPORTER_DOWN_FOR = "5m"
+
+# AwsRootExporterConfigReloadFailed: the last configuration reload has failed for this long
+# (the duration of Prometheus' own PrometheusBadConfig alert in the prometheus mixin).
+CONFIG_RELOAD_FAILED_FOR = "10m"
 
 # AwsRootScpFenceLost: a member account whose aws_root_scp_fence{state="fenced"} was 1 at
 # some point in this window and is 0 now. It bounds how long the alert stays firing after
@@ -77,6 +93,7 @@ TARGET_ROOT_LOGINS_PER_QUARTER = 0
 TARGET_TIME_TO_ALERT_SECONDS = 300
 TARGET_MFA_ADOPTION_RATIO = 1.0
 TARGET_SCP_FENCED_RATIO = 1.0
+TARGET_ROOT_CREDENTIALS_REMOVED_RATIO = 1.0
 
 
 def selector(*matchers: str) -> str:

@@ -136,8 +136,8 @@ def regex_alternation(values: list[str]) -> str:
 def recording_rules() -> list[dict]:
     compliant = "account_id_control:aws_root_control_compliant:max"
     rules = [
-        # Quarterly root console logins: the exporter's exact trailing-90-day count from
-        # CloudTrail (independent of Prometheus retention and exporter restarts).
+        # Root console logins in the trailing 90 days (a sliding window): the exporter's
+        # exact count from CloudTrail (independent of Prometheus retention and restarts).
         {
             "record": "account_id:aws_root_console_logins_90d:max",
             "expr": f"max by (account_id) ({m('aws_root_console_logins_90d')})",
@@ -145,6 +145,12 @@ def recording_rules() -> list[dict]:
         {
             "record": "org:aws_root_console_logins_90d:sum",
             "expr": "sum(account_id:aws_root_console_logins_90d:max)",
+        },
+        # The seed KPI: root console logins per calendar quarter (UTC), quarter="current" and
+        # "previous", from the exporter's own per-quarter count (state file).
+        {
+            "record": "quarter:aws_root_console_logins_quarter:sum",
+            "expr": f"sum by (quarter) (max by (account_id, quarter) ({m('aws_root_console_logins_quarter')}))",
         },
         {
             "record": compliant,
@@ -177,6 +183,7 @@ def recording_rules() -> list[dict]:
         },
     ]
     rules += scp_recording_rules()
+    rules += credential_removal_recording_rules()
     buckets = f"sum by (source, le) (rate({m('aws_root_event_delay_seconds_bucket')}[{c.DELAY_WINDOW}]))"
     for q in c.DELAY_QUANTILES:
         rules.append(
@@ -225,6 +232,39 @@ def scp_recording_rules() -> list[dict]:
             "record": "org:aws_root_scp_not_fenced:count",
             "expr": f'sum(1 - ({FENCE}{{state="fenced"}} and on (account_id) {MEMBER}))',
         },
+    ]
+
+
+REMOVED = "account_id:aws_root_credentials_removed:bool"
+MEMBER_INFO = "max by (account_id, ou_id, ou_name) (" + m("aws_root_account_info", 'management="false"') + ")"
+
+
+def credential_removal_recording_rules() -> list[dict]:
+    """Root credential removal burn-down: per member account 1 when its root has no password,
+    no access key and no signing certificate, 0 otherwise. Built from the three posture
+    metrics, not from aws_root_credentials_present, so each must say "none": a password
+    state `unknown`, a missing series, or a posture collection failing now (its series keep
+    their last values) is 0, never 1. The management account is not counted (centralized
+    root access removes member roots' credentials only)."""
+    password_absent = m("aws_root_password_state", 'state="absent"')
+    posture_ok = m("aws_root_collector_success", 'collector="posture"')
+    none_left = (
+        f"max by (account_id) ({password_absent}) == 1\n"
+        f"and on (account_id)\nsum by (account_id) (max by (account_id, status) ({m('aws_root_access_keys')})) == 0\n"
+        f"and on (account_id)\nsum by (account_id) (max by (account_id, status) ({m('aws_root_signing_certificates')})) == 0\n"
+        f"and on (account_id)\nmin by (account_id) ({posture_ok}) == 1"
+    )
+    return [
+        {
+            "record": REMOVED,
+            "expr": (
+                f"(\n{none_left}\n)\n* on (account_id) group_left (ou_id, ou_name)\n{MEMBER_INFO}\n"
+                f"or on (account_id)\n{MEMBER_INFO} * 0"
+            ),
+        },
+        {"record": "org:aws_root_credentials_removed:ratio", "expr": f"sum({REMOVED})\n/\ncount({REMOVED})"},
+        {"record": "org:aws_root_credentials_remaining:count", "expr": f"sum(1 - {REMOVED})"},
+        {"record": "ou:aws_root_credentials_removed:ratio", "expr": f"sum by (ou_id, ou_name) ({REMOVED})\n/\ncount by (ou_id, ou_name) ({REMOVED})"},
     ]
 
 
@@ -352,6 +392,18 @@ def activity_alerts() -> list[dict]:
             "sts:AssumeRoot was called for account "
             f"{ACCOUNT} with task policy {{{{ $labels.task_policy }}}} in the last {w}.",
         ),
+        # Made by IAM principals, not by root: a member root's recovery email moved, central
+        # root access switched off, or a root password re-created. Failed attempts too.
+        alert(
+            "AwsRootRecoveryPathChanged",
+            with_account_names(
+                increase_by("aws_root_recovery_signals_total", "account_id, signal, outcome", w) + " > 0"
+            ),
+            "warning",
+            "A change made a root user usable again (recovery email, centralized root access, root password).",
+            f"{{{{ $labels.signal }}}} (outcome {{{{ $labels.outcome }}}}) for account {ACCOUNT}"
+            f" in the last {w}.",
+        ),
         alert(
             "AwsRootAccessKeyUsed",
             with_account_names(
@@ -417,6 +469,46 @@ def posture_alerts() -> list[dict]:
     ]
 
 
+def password_used_alert() -> dict:
+    """A recent root password sign-in seen by the credential report (or iam:GetUser in the
+    AssumeRoot audit mode): a root sign-in is caught
+    where no CloudTrail source is configured, hours late. Not a second page where CloudTrail
+    works: CloudTrail root activity at or after the sign-in (AwsRootConsoleLogin paged, or
+    AwsRootBreakGlassLogin ticketed) removes it, and so does an approved break-glass window of
+    the account around the sign-in time. An expression rather than an Alertmanager
+    inhibition: the rule file alone is right whatever routing is deployed, and promtool
+    tests it."""
+    used = f"max by (account_id) ({m('aws_root_password_last_used_timestamp_seconds')})"
+    # The AssumeRoot audit mode reads PasswordLastUsed live (iam:GetUser) and has no report:
+    # there the posture read itself is the reference time.
+    posture_read = m("aws_root_collector_last_success_timestamp_seconds", 'collector="posture"')
+    report = (
+        f"(\n    max by (account_id) ({m('aws_root_credential_report_generated_timestamp_seconds')})\n"
+        f"    or on (account_id)\n    max by (account_id) ({posture_read})\n  )"
+    )
+    activity = f"max by (account_id) ({m('aws_root_last_activity_timestamp_seconds')})"
+    start = f"max by (account_id, ticket) ({m('aws_root_break_glass_window_start_timestamp_seconds')})"
+    end = f"max by (account_id, ticket) ({m('aws_root_break_glass_window_end_timestamp_seconds')})"
+    expr = (
+        f"{used}\n  > on (account_id)\n  {report} - {c.PASSWORD_RECENT_USE_SECONDS}\n"
+        f"unless on (account_id)\n  {activity}\n  >= on (account_id)\n"
+        f"  {used} - {c.PASSWORD_USE_CLOUDTRAIL_TOLERANCE_SECONDS}\n"
+        f"unless on (account_id)\n(\n  {start}\n    <= on (account_id) group_left ()\n  {used}\n"
+        f"  and on (account_id, ticket)\n  {end}\n    >= on (account_id) group_left ()\n  {used}\n)"
+    )
+    return alert(
+        "AwsRootPasswordUsed",
+        with_account_names(expr),
+        "critical",
+        "The root password was used to sign in, and no CloudTrail source reported it.",
+        f"The root user of account {ACCOUNT} signed in with its password at"
+        " {{ $value | humanizeTimestamp }} (IAM credential report or GetUser), and the exporter has no"
+        " CloudTrail record of root activity since: find out who signed in, and configure a"
+        " CloudTrail source for this account (README, Root activity).",
+        for_=c.PASSWORD_USED_FOR,
+    )
+
+
 def exporter_alerts() -> list[dict]:
     last_error = (
         "{{ with printf `topk(1, sum by (reason) (increase("
@@ -468,6 +560,18 @@ def exporter_alerts() -> list[dict]:
             f"{c.JOB_SELECTOR} has been down for {c.EXPORTER_DOWN_FOR} while another target is up:"
             " the accounts of its shard are not monitored.",
             for_=c.EXPORTER_DOWN_FOR,
+        ),
+        # max_over_time: a reload that failed and was fixed within the window does not fire.
+        alert(
+            "AwsRootExporterConfigReloadFailed",
+            f"max_over_time({m('aws_root_exporter_config_last_reload_successful')}[5m]) == 0",
+            "warning",
+            "The exporter's last configuration reload failed.",
+            "Configuration reloads of {{ $labels.instance }} have failed for"
+            f" {c.CONFIG_RELOAD_FAILED_FOR}: it still runs the previous configuration, so"
+            " break-glass windows or filters changed since then are not in effect. The reason is in"
+            " its log (\"configuration reload failed\").",
+            for_=c.CONFIG_RELOAD_FAILED_FOR,
         ),
     ]
 
@@ -530,7 +634,7 @@ def rules() -> dict:
         "groups": [
             {"name": "aws-root-exporter.rules", "interval": interval, "rules": recording_rules()},
             {"name": "aws-root-activity", "interval": interval, "rules": activity_alerts()},
-            {"name": "aws-root-posture", "interval": interval, "rules": posture_alerts()},
+            {"name": "aws-root-posture", "interval": interval, "rules": [*posture_alerts(), password_used_alert()]},
             {"name": "aws-root-scp", "interval": interval, "rules": scp_alerts()},
             {"name": "aws-root-exporter", "interval": interval, "rules": exporter_alerts()},
         ]

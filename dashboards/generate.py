@@ -384,6 +384,81 @@ def activity_specs():
          "Sign-in record: {{event_name}}"),
         (increase_by("aws_root_assume_root_calls_total", "task_policy", ACCOUNT),
          "AssumeRoot: {{task_policy}}"),
+        (increase_by("aws_root_recovery_signals_total", "signal", ACCOUNT),
+         "Recovery path changed: {{signal}}"),
+    ]
+
+
+# --- the seed KPIs: root logins per calendar quarter, root credential removal ----------
+
+REMOVED = "account_id:aws_root_credentials_removed:bool"
+REMOVAL_STEPS = thresholds((None, "red"), (c.TARGET_ROOT_CREDENTIALS_REMOVED_RATIO, "green"))
+
+
+def logins_in_quarter(quarter):
+    return f"sum(max by (account_id) ({m('aws_root_console_logins_quarter', eq('quarter', quarter), ACCOUNT)}))"
+
+
+def quarter_kpi_row():
+    """Root console logins this and last calendar quarter (UTC), from the exporter's own
+    per-quarter count; whether that count covers the whole quarter; the accounts."""
+    per_account = with_account_names(
+        f"max by (account_id, quarter) ({m('aws_root_console_logins_quarter', ACCOUNT)}) > 0"
+    )
+    complete = f"min by (quarter) ({m('aws_root_console_logins_quarter_complete')})"
+    coverage = ("Counted by the exporter from every root ConsoleLogin record it read, kept per "
+                "quarter in its state file; see \"Login count covers the quarter\".")
+    return [
+        (stat("Root console logins, this quarter", logins_in_quarter("current"),
+              f"KPI, target {c.TARGET_ROOT_LOGINS_PER_QUARTER}. Successful root console logins in "
+              "the current calendar quarter (UTC), summed over the selected accounts. " + coverage,
+              steps=ZERO_TARGET_STEPS), 4, 7),
+        (stat("Root console logins, last quarter", logins_in_quarter("previous"),
+              f"KPI, target {c.TARGET_ROOT_LOGINS_PER_QUARTER}. Successful root console logins in "
+              "the previous calendar quarter (UTC), summed over the selected accounts. " + coverage,
+              steps=ZERO_TARGET_STEPS), 4, 7),
+        (stat("Login count covers the quarter", complete,
+              "Yes when the records the exporter read reach back to the first second of the "
+              "quarter for every account (organization-wide, not per selection). A new install "
+              "reads 90 days of CloudTrail history: the last quarter shows No until this "
+              "quarter ends; an account that joins later does the same (README, Root logins "
+              "per calendar quarter).",
+              mappings=yes_no(good=1), legend="{{quarter}}"), 4, 7),
+        (account_table("Root console logins per account, this and last quarter", per_account,
+                       "Accounts with at least one successful root console login in the current "
+                       "or previous calendar quarter (UTC).",
+                       {"quarter": "Quarter", "Value": "Logins"}, hide=("Time",)), 12, 7),
+    ]
+
+
+def credential_removal_row():
+    """The burn-down a team follows while it deletes member roots' credentials."""
+    removed = f"{REMOVED}{{{ACCOUNT}}}"
+    ratio = f"sum({removed})\n/\ncount({removed})"
+    by_ou = f"sum by (ou_id, ou_name) ({removed})\n/\ncount by (ou_id, ou_name) ({removed})"
+    rule = ("Recording rule account_id:aws_root_credentials_removed:bool: a member account's root "
+            "has no password, no access key and no signing certificate, read by a posture "
+            "collection that succeeds now. A password state `unknown` or an account that could "
+            "not be read counts as not removed. The management account is not counted.")
+    return [
+        (stat("Member roots without credentials", ratio,
+              f"KPI, target {c.TARGET_ROOT_CREDENTIALS_REMOVED_RATIO:.0%}. Share of the selected "
+              "member accounts whose root user holds no credential. " + rule,
+              unit="percentunit", steps=REMOVAL_STEPS, min=0, max=1, decimals=1), 4, 8),
+        (stat("Member roots still holding credentials", f"sum(1 - {removed})",
+              "Selected member accounts whose root still holds, or may hold, a credential: "
+              "the accounts left to clean up. " + rule,
+              steps=ZERO_TARGET_STEPS), 4, 8),
+        (timeseries("Root credential removal burn-down",
+                    [(ratio, "Selected member accounts"), (by_ou, "{{ou_name}}")],
+                    "Share of member accounts whose root holds no credential, over time, for the "
+                    "selection and per OU. " + rule,
+                    unit="percentunit", steps=REMOVAL_STEPS, min=0, max=1), 8, 8),
+        (table("Root credential removal by OU", [(by_ou, "")],
+               "Share of each OU's selected member accounts whose root holds no credential. " + rule,
+               hide=("Time",), rename={"ou_name": "OU", "ou_id": "OU id",
+                                        "Value": "Without root credentials"},
+               unit="percentunit"), 8, 8),
     ]
 
 
@@ -412,8 +487,9 @@ def overview():
         [
             (stat("Root console logins, trailing 90 days",
                   f"sum(max by (account_id) ({m('aws_root_console_logins_90d', ACCOUNT)}))",
-                  "KPI, target 0 per quarter. Exact count of root ConsoleLogin records in the "
-                  "trailing 90 days from CloudTrail, summed over the selected accounts.",
+                  "Exact count of successful root console logins in the trailing 90 days (a "
+                  "sliding window, not the calendar quarter of the KPI) from CloudTrail, summed "
+                  "over the selected accounts.",
                   steps=ZERO_TARGET_STEPS), 4, 5),
             (stat("Mean time to alert", MEAN_DELAY_RANGE,
                   f"KPI, target < {c.TARGET_TIME_TO_ALERT_SECONDS} s. Mean delay between a root "
@@ -469,7 +545,9 @@ def overview():
             (timeseries("Root activity by category", activity_specs(),
                         "Root records per interval: console logins by outcome and API calls by "
                         "category (each outside and inside approved break-glass windows), other "
-                        "sign-in records, and sts:AssumeRoot sessions by task policy.",
+                        "sign-in records, sts:AssumeRoot sessions by task policy, and changes that "
+                        "make a root usable again (recovery email, centralized root access, root "
+                        "password).",
                         bars=True), 16, 9),
             (account_table("Break-glass windows open now", windows_open,
                            "Approved break-glass windows (setting break_glass_windows) open now, with "
@@ -495,6 +573,7 @@ def overview():
                         "root access is none."), 8, 9),
         ],
     ]
+    rows[1:1] = [quarter_kpi_row(), credential_removal_row()]
     return dashboard(
         "aws-root-overview",
         "AWS root: organization overview",
@@ -565,7 +644,10 @@ def account_detail():
                  "Call in AssumeRoot session ({{outcome}})"),
                 (increase_by("aws_root_assume_root_calls_total", "task_policy, outcome", a),
                  "AssumeRoot {{task_policy}} ({{outcome}})"),
-            ], "Root records of the account per interval.", bars=True), 16, 9),
+                (increase_by("aws_root_recovery_signals_total", "signal, outcome", a),
+                 "Recovery path changed: {{signal}} ({{outcome}})"),
+            ], "Root records of the account per interval, and changes by IAM principals that "
+               "make its root usable again.", bars=True), 16, 9),
             (timeseries("Root API calls by service", [
                 (increase_by("aws_root_api_calls_by_event_source_total", "event_source", a),
                  "{{event_source}}"),

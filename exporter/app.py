@@ -11,13 +11,13 @@ from datetime import datetime, timezone
 from .activity.sources import ActivityService
 from .activity.store import EventStore
 from .aws import Aws
-from .break_glass import window_section
 from .http import MetricsServer
 from .metrics import Exposition
+from .reload import Reloader
 from .settings import Settings
 from .state import ExporterState
 from .sweep import PostureSweeper
-from .webconfig import load_web_config
+from .webconfig import WebConfigSource
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +40,19 @@ def make_aws(settings: Settings, state: ExporterState) -> Aws:
 
 
 class Exporter:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, load_settings: Callable[[], Settings] | None = None) -> None:
+        """`load_settings` builds the settings again from their sources, for a reload."""
         self.settings = settings
         self.state = ExporterState(settings.posture_interval_seconds)
-        # The configured break-glass windows, for alerts that name the approving ticket.
-        self.state.sections.append(window_section(settings.break_glass_windows))
+        # Also exposes the configured break-glass windows, for alerts that name the approving ticket.
+        self.reloader = Reloader(settings, self.state, load_settings)
         self.exposition = Exposition(self.state)
         host, port = split_address(settings.listen_address)
-        # TLS and basic auth from the web config file, read once here (see exporter/webconfig.py).
-        self.web = load_web_config(settings.web_config_file) if settings.web_config_file else None
+        # TLS and basic auth from the web config file, re-read when it changes (see exporter/webconfig.py).
+        self.web = WebConfigSource(settings.web_config_file) if settings.web_config_file else None
         # A broken state file stops the start with a clear error, before anything listens.
         self.store = EventStore.open(settings.state_file, datetime.now(timezone.utc))
-        self.server = MetricsServer(self.state, self.exposition, host, port, wrap=self.web.wrap if self.web else None)
+        self.server = MetricsServer(self.state, self.exposition, host, port, wrap=self.web.wrap if self.web else None, reload=self.reloader.reload)
         self.sweeper: PostureSweeper | None = None
         self.activity: ActivityService | None = None
 
@@ -66,6 +67,9 @@ class Exporter:
         """Serve and sweep until cancelled; the HTTP server is up before the first sweep."""
         self.server.start()
         log.info("listening", extra={"url": self.url + "/metrics"})
+        loop = asyncio.get_running_loop()
+        # A reload reads files: off the loop, so the sweeps do not wait for it.
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, self.reloader.reload))
         try:
             async with make_aws(self.settings, self.state) as aws:
                 self.sweeper = PostureSweeper(aws, self.settings, self.state)
@@ -77,6 +81,7 @@ class Exporter:
                     supervise("root activity", self.activity.run),
                 )
         finally:
+            loop.remove_signal_handler(signal.SIGHUP)
             self.server.stop()
             log.info("stopped")
 

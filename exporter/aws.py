@@ -253,6 +253,10 @@ class Aws:
         self._client_lock = asyncio.Lock()
         self._credentials: dict[tuple[str, str], Credentials] = {}
         self._credential_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Told of every AssumeRoot session the exporter opens (account id, task policy ARN,
+        # credentials): its own sessions' records are privileged tasks, whatever the
+        # activity sources deliver.
+        self.assume_root_listeners: list[Callable[[str, str, Credentials], None]] = []
 
     async def __aenter__(self) -> Aws:
         await self._stack.__aenter__()
@@ -408,6 +412,8 @@ class Aws:
                 raise AwsError("assume_role_failed", exc.operation, exc.code, exc.message, exc.status) from None
             raise
         credentials = _credentials(response, "assume_root_session")
+        for listener in self.assume_root_listeners:
+            listener(account_id, task_policy_arn, credentials)
         # An AssumeRoot session lives at most 900 s; keep it only while it has a minute left.
         return credentials
 

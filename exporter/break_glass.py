@@ -69,4 +69,7 @@ def window_section(windows: Sequence[BreakGlassWindow], clock: Callable[[], floa
     def families() -> Iterable[Family]:
         return window_families(frozen, clock())
 
-    return Section("break_glass_windows", window_key(frozen, clock), families)
+    moved = window_key(frozen, clock)
+    # The windows themselves are part of the key: a reload that replaces this section with
+    # other windows must be rendered even when the same number of boundaries has passed.
+    return Section("break_glass_windows", lambda: (frozen, moved()), families)

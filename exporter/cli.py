@@ -109,7 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     setup_logging(settings.log_level, settings.log_format.value)
-    exporter = Exporter(settings)
+    exporter = Exporter(settings, lambda: _settings(args))
     asyncio.run(run_until_signalled(exporter.run))
     return 0
 
@@ -173,7 +173,7 @@ def _sandbox(args: argparse.Namespace) -> int:
                 extra[setting] = sandbox.info[key]
         settings = _settings(args, extra)
         setup_logging(settings.log_level, settings.log_format.value)
-        exporter = Exporter(settings)
+        exporter = Exporter(settings, lambda: _settings(args, extra))
 
         def started(exp: Exporter) -> None:
             nonlocal demo

@@ -1,4 +1,4 @@
-"""The HTTP endpoints: /metrics, /-/healthy, /-/ready and a landing page.
+"""The HTTP endpoints: /metrics, /-/healthy, /-/ready, /-/reload and a landing page.
 
 Served from threads, not the asyncio loop, so a busy sweep never delays a scrape; every
 handler reads memory only.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import logging
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -37,19 +38,39 @@ def _landing(state: ExporterState) -> bytes:
 <li><a href="-/healthy">Health</a></li>
 <li><a href="-/ready">Readiness</a></li>
 </ul>
+<p>POST to <code>/-/reload</code> (or send SIGHUP) to reload the configuration file.</p>
 </body></html>
 """
     return body.encode()
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        # A client that hangs up mid-request (a probe's timeout, a cancelled scrape) is no fault
+        # of ours; socketserver would print a traceback to stderr for it.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("http client hung up", extra={"client": client_address[0], "reason": str(sys.exc_info()[1])})
+            return
+        super().handle_error(request, client_address)
+
+
 class MetricsServer:
     """A threaded HTTP server on its own thread; `stop()` shuts it down and closes the socket."""
 
-    def __init__(self, state: ExporterState, exposition: Exposition, host: str, port: int, wrap: Callable | None = None) -> None:
+    def __init__(
+        self,
+        state: ExporterState,
+        exposition: Exposition,
+        host: str,
+        port: int,
+        wrap: Callable | None = None,
+        reload: Callable[[], tuple[bool, str]] | None = None,
+    ) -> None:
         self.state = state
         self.exposition = exposition
+        self.reload = reload
         handler = self._handler()
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd = _Server((host, port), handler)
         self.httpd.daemon_threads = True
         if wrap is not None:
             wrap(self.httpd)
@@ -111,7 +132,22 @@ class MetricsServer:
                         self._send(503, b"Not ready: the first posture sweep has not completed\n", "text/plain; charset=utf-8")
                 elif path == "/":
                     self._send(200, _landing(server.state), "text/html; charset=utf-8")
+                elif path == "/-/reload" and server.reload is not None:
+                    # A GET must never change anything (a crawler or a prefetch would reload).
+                    self._send(405, b"Only POST reloads the configuration\n", "text/plain; charset=utf-8", {"Allow": "POST"})
                 else:
                     self._send(404, b"Not found\n", "text/plain; charset=utf-8")
+
+            def do_POST(self) -> None:
+                # No endpoint reads a request body: close the connection rather than read it,
+                # so an unread body is never taken for the next request.
+                self.close_connection = True
+                close = {"Connection": "close"}
+                if self.path.partition("?")[0] != "/-/reload" or server.reload is None:
+                    self._send(405, b"Method not allowed\n", "text/plain; charset=utf-8", {**close, "Allow": "GET, HEAD"})
+                    return
+                ok, message = server.reload()
+                # 500 on failure, as Prometheus answers a failed /-/reload.
+                self._send(200 if ok else 500, (message + "\n").encode(), "text/plain; charset=utf-8", close)
 
         return Handler

@@ -159,6 +159,11 @@ class Settings(BaseSettings):
     sqs_max_receives: int = Field(
         5, ge=1, description="A message that failed this many times is dropped and counted as rejected (`poison`)."
     )
+    assume_root_evidence_wait_seconds: float = Field(
+        120.0,
+        ge=0,
+        description="How long a root record that could be an `sts:AssumeRoot` session waits for its AssumeRoot record before it counts as root use (see README, What counts as root activity).",
+    )
     state_file: Path | None = Field(
         None, description="File that keeps activity checkpoints and seen event ids across restarts."
     )
@@ -359,7 +364,7 @@ def load_settings(config_file: str | Path | None = None, overrides: dict[str, An
     try:
         return Settings(**(overrides or {}))
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from None
+        raise SettingsError(describe_validation_error(exc)) from None
     except PydanticSettingsError as exc:
         # An environment value pydantic-settings cannot decode (a list setting that is not JSON).
         match = re.search(r'field "(\w+)"', str(exc))
@@ -369,7 +374,7 @@ def load_settings(config_file: str | Path | None = None, overrides: dict[str, An
         _FILE_VALUES.reset(token)
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
     error = exc.errors(include_url=False)[0]
     ctx_error = (error.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _CombinationError):

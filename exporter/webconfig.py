@@ -17,8 +17,15 @@ serve this exporter and the Prometheus exporters beside it:
 Differences from exporter-toolkit, each refused with a message rather than ignored where it
 would weaken what the file asks for:
 
-- The file is read once, at start (exporter-toolkit rereads it on every request): restart the
-  exporter to pick up a new certificate, key, CA or user.
+- The file and the files it names are re-read, as in exporter-toolkit, for every new TLS
+  connection and every request (a renewed certificate, key or CA, or a changed user list,
+  takes effect without a restart), but only when one of them changed on disk (their
+  modification times, sizes and inodes are compared: a few `stat` calls). Where
+  exporter-toolkit then fails every handshake and request until a broken file is fixed, a
+  broken file here keeps the last good configuration and logs why once per problem (it is
+  read again at each look until it is fixed): a half-renewed certificate must not take
+  down monitoring. Turning TLS on or off needs a
+  restart (in exporter-toolkit too: it is decided when the server starts).
 - `client_auth_type` `RequestClientCert` and `RequireAnyClientCert` accept a client
   certificate without verifying it; Python's ssl module cannot do that, so they are refused.
 - `curve_preferences` and `rate_limit` are refused; `http_server_config.http2` is accepted and
@@ -204,63 +211,115 @@ class WebConfig:
     client_allowed_sans: list[str] | None = None
     auth: BasicAuth | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # The certificate, key and CA files it was built from (watched for changes).
+    files: list[Path] = field(default_factory=list)
 
     @property
     def tls(self) -> bool:
         return self.ssl_context is not None
 
+
+class WebConfigSource:
+    """The web config as it is on disk now, for each new connection and request.
+
+    Built from a file that was valid at start (settings validation checked it). `current()`
+    compares the `stat` of the file and of the files it names with the last look and reads
+    them again only when one changed.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._config = load_web_config(self.path)  # a SettingsError at start
+        self.tls = self._config.tls  # fixed at start: the listening socket is plain or TLS for good
+        self._stamp_seen: tuple[Any, ...] | None = None
+        self._failed: tuple[tuple[Any, ...], str] | None = None
+        try:
+            self._config, self._stamp_seen = self._read(self._config.files)
+        except WebConfigError:
+            pass  # changed since a moment ago: read again on the first connection
+
+    @property
+    def auth(self) -> BasicAuth | None:
+        return self._config.auth
+
+    def _stamp(self, files: list[Path]) -> tuple[Any, ...]:
+        stamp = []
+        for file in [self.path, *files]:
+            try:
+                st = os.stat(file)
+                stamp.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError as exc:
+                stamp.append(exc.errno)
+        return tuple(stamp)
+
+    def _read(self, files: list[Path]) -> tuple[WebConfig, tuple[Any, ...] | None]:
+        """The config and the stamp of its files taken before they were read (a change
+        while reading shows at the next look). None: the stamp is not known yet."""
+        for _ in range(2):  # a second time when the file now names other files
+            stamp = self._stamp(files)
+            config = parse_web_config(self.path)
+            if config.files == files:
+                return config, stamp
+            files = config.files
+        return config, None
+
+    def current(self) -> WebConfig:
+        if self._stamp(self._config.files) == self._stamp_seen:
+            return self._config
+        with self._lock:
+            stamp = self._stamp(self._config.files)
+            if stamp == self._stamp_seen:  # another thread read it meanwhile
+                return self._config
+            try:
+                config, seen = self._read(self._config.files)
+                if config.tls != self.tls:
+                    raise WebConfigError(f"{str(self.path)!r} turns TLS {'on' if config.tls else 'off'}, which needs a restart")
+            except WebConfigError as exc:
+                # Read again at the next look (the file may name a certificate not written
+                # yet, whose appearance no stamp would show), but said once per problem.
+                if self._failed != (stamp, str(exc)):
+                    self._failed = (stamp, str(exc))
+                    log.error("web config not reloaded; keeping the last good one", extra={"web_config_file": str(self.path), "reason": str(exc)})
+                return self._config
+            self._config, self._stamp_seen, self._failed = config, seen, None
+            log.info("web config reloaded", extra=_describe(config))
+            return config
+
     def wrap(self, httpd: ThreadingHTTPServer) -> None:
-        """The MetricsServer hook: TLS on the listening socket, auth and headers on requests."""
-        if self.ssl_context is not None:
-            # The handshake runs in the request's thread (finish_request), not in accept():
-            # a client that connects and says nothing must not stall every other scrape.
-            httpd.socket = self.ssl_context.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
+        """The MetricsServer hook: TLS on each accepted connection, auth and headers on requests."""
+        if self.tls:
             original_finish = httpd.finish_request
 
             def finish_request(request: Any, client_address: Any) -> None:
-                if self._handshake(request, client_address):
-                    original_finish(request, client_address)
+                # Wrapped here, in the request's thread, not on the listening socket: each
+                # connection gets the certificate and client-auth policy of the config as it
+                # is now (exporter-toolkit's GetConfigForClient), and a client that connects
+                # and says nothing stalls only its own thread.
+                config = self.current()
+                assert config.ssl_context is not None
+                conn = config.ssl_context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+                try:
+                    if _handshake(config, conn, client_address):
+                        original_finish(conn, client_address)
+                finally:
+                    conn.close()
 
             httpd.finish_request = finish_request  # type: ignore[method-assign]
         httpd.RequestHandlerClass = self._guard(httpd.RequestHandlerClass)  # type: ignore[arg-type]
-        log.info(
-            "web config loaded",
-            extra={
-                "web_config_file": str(self.path),
-                "tls": self.tls,
-                "client_auth_type": self.client_auth_type if self.tls else None,
-                "basic_auth_users": self.auth.users if self.auth else 0,
-            },
-        )
-
-    def _handshake(self, conn: ssl.SSLSocket, client_address: Any) -> bool:
-        try:
-            conn.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
-            conn.do_handshake()
-            conn.settimeout(None)
-        except (OSError, ssl.SSLError) as exc:  # includes timeouts and plain HTTP on the TLS port
-            log.debug("TLS handshake failed", extra={"client": client_address[0], "reason": _reason(exc)})
-            return False
-        if self.client_allowed_sans is not None and not self._allowed_san(conn.getpeercert()):
-            log.debug("client certificate has no allowed SAN", extra={"client": client_address[0]})
-            return False
-        return True
-
-    def _allowed_san(self, cert: dict[str, Any] | None) -> bool:
-        allowed = {_normal_san(value) for value in self.client_allowed_sans or []}
-        for _kind, value in (cert or {}).get("subjectAltName", ()):
-            if _normal_san(value) in allowed:
-                return True
-        return False
+        log.info("web config loaded", extra=_describe(self._config))
 
     def _guard(self, base: type[BaseHTTPRequestHandler]) -> type[BaseHTTPRequestHandler]:
-        config = self
+        source = self
 
         class GuardedHandler(base):  # type: ignore[valid-type,misc]
             def parse_request(self) -> bool:
                 if not super().parse_request():
                     return False
-                if config.auth is None or config.auth.check_header(self.headers.get("Authorization")):
+                # The user list as it is now (exporter-toolkit also reads it per request).
+                self.web_config = source.current()
+                auth = self.web_config.auth
+                if auth is None or auth.check_header(self.headers.get("Authorization")):
                     return True
                 body = b"Unauthorized\n"
                 self.send_response(401)
@@ -274,11 +333,43 @@ class WebConfig:
                 return False
 
             def end_headers(self) -> None:
+                config = getattr(self, "web_config", None) or source.current()
                 for name, value in config.headers.items():
                     self.send_header(name, value)
                 super().end_headers()
 
         return GuardedHandler
+
+
+def _describe(config: WebConfig) -> dict[str, Any]:
+    return {
+        "web_config_file": str(config.path),
+        "tls": config.tls,
+        "client_auth_type": config.client_auth_type if config.tls else None,
+        "basic_auth_users": config.auth.users if config.auth else 0,
+    }
+
+
+def _handshake(config: WebConfig, conn: ssl.SSLSocket, client_address: Any) -> bool:
+    try:
+        conn.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
+        conn.do_handshake()
+        conn.settimeout(None)
+    except (OSError, ssl.SSLError) as exc:  # includes timeouts and plain HTTP on the TLS port
+        log.debug("TLS handshake failed", extra={"client": client_address[0], "reason": _reason(exc)})
+        return False
+    if config.client_allowed_sans is not None and not _allowed_san(config.client_allowed_sans, conn.getpeercert()):
+        log.debug("client certificate has no allowed SAN", extra={"client": client_address[0]})
+        return False
+    return True
+
+
+def _allowed_san(sans: list[str], cert: dict[str, Any] | None) -> bool:
+    allowed = {_normal_san(value) for value in sans}
+    for _kind, value in (cert or {}).get("subjectAltName", ()):
+        if _normal_san(value) in allowed:
+            return True
+    return False
 
 
 def _reason(exc: BaseException) -> str:
@@ -332,7 +423,7 @@ def parse_web_config(path: Path) -> WebConfig:
     if users:
         config.auth = BasicAuth(users)
     if _tls_enabled(tls):
-        config.ssl_context, config.client_auth_type, config.client_allowed_sans = _ssl_context(path, tls)
+        config.ssl_context, config.client_auth_type, config.client_allowed_sans, config.files = _ssl_context(path, tls)
     else:
         for key in ("client_allowed_sans", "min_version", "max_version", "cipher_suites", "curve_preferences"):
             if tls.get(key) is not None:
@@ -408,8 +499,9 @@ def _read_pem(path: Path, key: str, value: Any) -> tuple[str, Path]:
         raise _problem(path, key, f"cannot read {str(file)!r}: {reason}") from None
 
 
-def _ssl_context(path: Path, tls: dict[str, Any]) -> tuple[ssl.SSLContext, str, list[str] | None]:
+def _ssl_context(path: Path, tls: dict[str, Any]) -> tuple[ssl.SSLContext, str, list[str] | None, list[Path]]:
     p = "tls_server_config."
+    files: list[Path] = []
     for inline, file in (("cert", "cert_file"), ("key", "key_file"), ("client_ca", "client_ca_file")):
         if tls.get(inline) and tls.get(file):
             raise _problem(path, p + file, f"set {inline} or {file}, not both")
@@ -419,12 +511,14 @@ def _ssl_context(path: Path, tls: dict[str, Any]) -> tuple[ssl.SSLContext, str, 
         raise _problem(path, p + "key_file", "missing (or key): TLS needs a private key")
 
     if tls.get("cert_file"):
-        cert_pem, _ = _read_pem(path, p + "cert_file", tls["cert_file"])
+        cert_pem, pem_file = _read_pem(path, p + "cert_file", tls["cert_file"])
+        files.append(pem_file)
         cert_key = p + "cert_file"
     else:
         cert_pem, cert_key = _string(path, p + "cert", tls["cert"]), p + "cert"
     if tls.get("key_file"):
-        key_pem, _ = _read_pem(path, p + "key_file", tls["key_file"])
+        key_pem, pem_file = _read_pem(path, p + "key_file", tls["key_file"])
+        files.append(pem_file)
         key_key = p + "key_file"
     else:
         key_pem, key_key = _string(path, p + "key", tls["key"]), p + "key"
@@ -451,7 +545,8 @@ def _ssl_context(path: Path, tls: dict[str, Any]) -> tuple[ssl.SSLContext, str, 
         raise _problem(path, p + "client_auth_type", f"must be {', '.join(_CLIENT_AUTH)}, got {auth_type!r}")
     ca_pem = None
     if tls.get("client_ca_file"):
-        ca_pem, _ = _read_pem(path, p + "client_ca_file", tls["client_ca_file"])
+        ca_pem, pem_file = _read_pem(path, p + "client_ca_file", tls["client_ca_file"])
+        files.append(pem_file)
         ca_key = p + "client_ca_file"
     elif tls.get("client_ca"):
         ca_pem, ca_key = _string(path, p + "client_ca", tls["client_ca"]), p + "client_ca"
@@ -504,7 +599,7 @@ def _ssl_context(path: Path, tls: dict[str, Any]) -> tuple[ssl.SSLContext, str, 
         context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     else:
         context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
-    return context, auth_type, sans
+    return context, auth_type, sans, files
 
 
 def _version(path: Path, key: str, value: Any, default: str) -> ssl.TLSVersion:

@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ def sandbox(_sandbox_server: Sandbox, default_scenario: Scenario) -> Sandbox:
     return _sandbox_server
 
 
-def sandbox_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
+def sandbox_settings(sandbox: Sandbox, config_file: Path | None = None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "endpoint_url": sandbox.endpoint_url,
         "listen_address": "127.0.0.1:0",
@@ -82,7 +82,7 @@ def sandbox_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
         "lookup_events_enabled": False,
     }
     values.update(overrides)
-    return load_settings(None, values)
+    return load_settings(config_file, values)
 
 
 def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -164,10 +164,10 @@ class RunningExporter:
 
 
 @contextlib.asynccontextmanager
-async def running_exporter(settings: Settings) -> AsyncIterator[RunningExporter]:
+async def running_exporter(settings: Settings, load_settings: Callable[[], Settings] | None = None) -> AsyncIterator[RunningExporter]:
     from exporter.app import Exporter
 
-    exporter = Exporter(settings)
+    exporter = Exporter(settings, load_settings)
     task = asyncio.create_task(exporter.run())
     try:
         yield RunningExporter(exporter)

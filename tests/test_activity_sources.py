@@ -179,6 +179,26 @@ async def test_lookup_events_history_overlap_and_rate_limit(sandbox: Sandbox) ->
         families = await exporter.metrics()
     assert logins(families) == 1.0
     assert sample(families, "aws_root_console_logins_90d", account_id=ACCOUNT) == 4.0
+    # The same records by calendar quarter (UTC); the one 120 days old is beyond the history read.
+    def quarter(at: datetime) -> int:
+        return at.year * 4 + (at.month - 1) // 3
+
+    # The exporter's clock is read between `now` and `after`: on a quarter's first second the
+    # two may straddle it, and either quarter is then the exporter's honest "current".
+    after = datetime.now(timezone.utc)
+    read = [now - timedelta(days=d) for d in (10, 40, 89)] + [now]
+    seen = {label: sample(families, "aws_root_console_logins_quarter", account_id=ACCOUNT, quarter=label)
+            for label in ("current", "previous")}
+    expected = [{label: sum(1 for at in read if quarter(at) == index) for label, index in (("current", q), ("previous", q - 1))}
+                for q in sorted({quarter(now), quarter(after)})]
+    assert seen in expected, (seen, expected)
+    # The first poll read 90 days back: the current quarter (at most 92 days long) is covered
+    # unless it began more than 90 days ago; the previous one never is after a fresh start.
+    clock = now if seen == expected[0] else after
+    quarter_start = datetime(clock.year, 3 * ((clock.month - 1) // 3) + 1, 1, tzinfo=timezone.utc)
+    covered = clock - timedelta(days=90) <= quarter_start
+    assert sample(families, "aws_root_console_logins_quarter_complete", quarter="current") == float(covered)
+    assert sample(families, "aws_root_console_logins_quarter_complete", quarter="previous") == 0.0
     assert sample(families, "aws_root_events_duplicate_total", source="lookup_events") >= 1.0
     times = sorted(lookup_requests(ACCOUNT, "us-east-1"))
     assert len(times) >= 5, "a first poll of three pages (90 days of history), then overlapping polls"
@@ -233,3 +253,93 @@ def test_gzip_helper_sanity() -> None:
     # The trail file writer produces what CloudTrail writes: gzipped {"Records": [...]}.
     data = gzip.compress(json.dumps({"Records": [make_record("console-login", ACCOUNT)]}).encode())
     assert json.loads(gzip.decompress(data))["Records"][0]["userIdentity"]["type"] == "Root"
+
+
+async def test_assume_root_evidence_arriving_second_and_evidence_that_never_comes(sandbox: Sandbox) -> None:
+    """Issue 12: a Root record with an ASIA key is held; its AssumeRoot record (second, on
+    the EventBridge queue) makes it a privileged task; the same record with a key no
+    AssumeRoot issued (a root GetSessionToken session) is root use once the wait ends."""
+    member, evader = "210000000001", ACCOUNT
+    settings = activity_settings(sandbox, lookup_events_enabled=False, s3_trail_queue_url=None,
+                                 assume_root_evidence_wait_seconds=3)
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        key = "ASIA" + "Q" * 16
+        sandbox.inject(make_record("root-temporary-key-call", member, access_key_id=key, event_name="DeleteBucketPolicy"),
+                       lookup=False, s3=False)
+        sandbox.inject(make_record("root-temporary-key-call", evader), lookup=False, s3=False)
+        async with asyncio.timeout(10):
+            while exporter.exporter.activity.store.pending_count() < 2:
+                await asyncio.sleep(0.05)
+        sandbox.inject(make_record("assume-root", "123456789012", target_account_id=member, access_key_id=key),
+                       lookup=False, s3=False)
+        families = await wait_for(exporter, "aws_root_assumed_root_calls_total", 1.0, account_id=member, outcome="success")
+        assert sample(families, "aws_root_api_calls_total", account_id=member, category="break_glass", outcome="success", approved="false") == 0.0
+        families = await wait_for(exporter, "aws_root_api_calls_total", 1.0, account_id=evader, category="break_glass",
+                                  outcome="success", approved="false")
+        assert sample(families, "aws_root_assumed_root_calls_total", account_id=evader, outcome="success") == 0.0
+        assert sample(families, "aws_root_assume_root_calls_total", account_id=member, task_policy="S3UnlockBucketPolicy", outcome="success") == 1.0
+        assert exporter.exporter.activity.store.pending_count() == 0
+
+
+async def test_lookup_events_reads_recovery_signals_from_the_management_account(sandbox: Sandbox) -> None:
+    settings = activity_settings(sandbox, eventbridge_queue_url=None, s3_trail_queue_url=None)
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        sandbox.inject(make_record("primary-email-update", "123456789012", target_account_id=ACCOUNT), eventbridge=False, s3=False)
+        await exporter.exporter.activity.poll_lookup_events()
+        families = await exporter.metrics()
+    assert sample(families, "aws_root_recovery_signals_total", account_id=ACCOUNT, signal="primary_email_updated", outcome="success") == 1.0
+
+
+async def test_the_exporters_own_audit_sessions_are_privileged_tasks_without_their_assume_root_record(sandbox: Sandbox) -> None:
+    """The exporter knows the keys of the AssumeRoot sessions it opens: their records in the
+    member account never count as root use, even when no source delivers the AssumeRoot record."""
+    settings = activity_settings(sandbox, lookup_events_enabled=False, s3_trail_queue_url=None, assume_root_audit=True,
+                                 assume_root_evidence_wait_seconds=1)
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        activity = exporter.exporter.activity
+        credentials = await activity.aws.assume_root(ACCOUNT)  # cached: the sweep's own session
+        sandbox.inject(make_record("root-temporary-key-call", ACCOUNT, access_key_id=credentials.access_key_id,
+                                   event_name="ListMFADevices"), lookup=False, s3=False)
+        sandbox.inject(make_record("root-temporary-key-call", ACCOUNT, event_name="ListMFADevices"), lookup=False, s3=False)
+        families = await wait_for(exporter, "aws_root_assumed_root_calls_total", 1.0, account_id=ACCOUNT, outcome="success")
+        families = await wait_for(exporter, "aws_root_api_calls_total", 1.0, account_id=ACCOUNT, category="read_only",
+                                  outcome="success", approved="false")
+        assert sample(families, "aws_root_assumed_root_calls_total", account_id=ACCOUNT, outcome="success") == 1.0
+
+
+async def test_exporter_restart_between_a_held_record_and_its_assume_root_record(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The held record and the key ledger are in the state file: the AssumeRoot record that
+    arrives after a restart still makes the earlier record a privileged task, not root use."""
+    member = "210000000001"
+    state_file = tmp_path / "state.json"
+    settings = activity_settings(sandbox, state_file=state_file, lookup_events_enabled=False, s3_trail_queue_url=None,
+                                 assume_root_evidence_wait_seconds=60)
+    key = "ASIA" + "R" * 16
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        sandbox.inject(make_record("root-temporary-key-call", member, access_key_id=key, event_name="DeleteBucketPolicy"),
+                       lookup=False, s3=False)
+        async with asyncio.timeout(10):
+            while exporter.exporter.activity.store.pending_count() < 1:
+                await asyncio.sleep(0.05)
+    assert json.loads(state_file.read_text())["pending"][0]["verdict"]["awaiting_key"] == key
+
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        assert exporter.exporter.activity.store.pending_count() == 1
+        # Injected once the new process polls: a message sent during the shutdown could be
+        # taken by the old process's last long poll and stay invisible for 30 s.
+        sandbox.inject(make_record("assume-root", "123456789012", target_account_id=member, access_key_id=key),
+                       lookup=False, s3=False)
+        families = await wait_for(exporter, "aws_root_assumed_root_calls_total", 1.0, account_id=member, outcome="success")
+        # A later record of the same session, after the restart: the key came through too.
+        sandbox.inject(make_record("root-temporary-key-call", member, access_key_id=key, event_name="PutBucketPolicy"),
+                       lookup=False, s3=False)
+        families = await wait_for(exporter, "aws_root_assumed_root_calls_total", 2.0, account_id=member, outcome="success")
+        assert exporter.exporter.activity.store.pending_count() == 0
+    calls = [s for s in families["aws_root_api_calls"].samples if s.name.endswith("_total") and s.labels["account_id"] == member]
+    assert calls and all(s.value == 0 for s in calls)
+    assert key in json.loads(state_file.read_text())["assume_root_keys"]

@@ -19,6 +19,8 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from exporter.activity.classify import classify, eventbridge_pattern
+
 from .conftest import tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +46,7 @@ MEMBER_ACTIONS = {
 }
 READ_VERBS = ("Get", "List", "Describe", "Lookup", "Receive", "Decrypt")
 AUDIT_TASK_POLICY = "arn:${AWS::Partition}:iam::aws:policy/root-task/IAMAuditRootUserCredentials"
-ROOT_PATTERN = {"detail": {"userIdentity": {"type": ["Root"]}}}
+ROOT_PATTERN = eventbridge_pattern()
 
 
 # ---------------------------------------------------------------- template loading
@@ -392,3 +394,39 @@ def test_forwarder_sends_root_activity_to_the_central_bus() -> None:
     statements = _resource_policies(_template("root-activity-forwarder.yaml"))["ForwardRole"]
     assert _actions(statements) == set(ACTIONS["infrastructure"]["eventbridge_forwarder"]["actions"])
     assert all(s["Resource"] == {"Ref": "CentralBusArn"} for s in statements)
+
+
+def _matches(pattern: Any, event: Any) -> bool:
+    """EventBridge matching for the subset the rule uses: `$or`, nested objects, value lists."""
+    if "$or" in pattern:
+        return any(_matches(p, event) for p in pattern["$or"])
+    for key, expected in pattern.items():
+        if not isinstance(event, dict) or key not in event:
+            return False
+        if isinstance(expected, list):
+            if event[key] not in expected:
+                return False
+        elif not _matches(expected, event[key]):
+            return False
+    return True
+
+
+def test_the_rule_delivers_every_record_the_classifier_uses_and_nothing_else() -> None:
+    fixtures = Path(__file__).parent / "fixtures" / "cloudtrail"
+    used = ignored = 0
+    for path in sorted(fixtures.glob("*.json")):
+        record = json.loads(path.read_text())
+        event = {"detail-type": "AWS API Call via CloudTrail", "detail": record}
+        if classify(record) is not None:
+            assert _matches(ROOT_PATTERN, event), path.name
+            used += 1
+        elif record["userIdentity"].get("type") != "Root":
+            assert not _matches(ROOT_PATTERN, event), path.name
+            ignored += 1
+    assert used >= 20 and ignored >= 1
+
+
+def test_readme_shows_the_rule_pattern_the_templates_use() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```json\n")[1:]]
+    assert [json.loads(b) for b in blocks if '"$or"' in b] == [ROOT_PATTERN]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.activity.classify import MalformedRecord, Verdict, classify
+from exporter.activity.assume_root_keys import AssumeRootKeys, issued_key
+from exporter.activity.classify import RECOVERY_SIGNALS, SIGNALS, MalformedRecord, Verdict, assume_root_evidence, classify
 from exporter.settings import BreakGlassWindow
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cloudtrail"
@@ -88,6 +89,8 @@ def test_same_record_as_root_is_root_activity() -> None:
     assert verdict_of(record).kind == "console_login"
     record = load("root_invoked_by_service.json")
     del record["userIdentity"]["invokedBy"]
+    assert verdict_of(record).kind == "api_call"
+    record["userIdentity"]["invokedBy"] = "signin.amazonaws.com"
     assert verdict_of(record).kind == "api_call"
     record = load("root_aws_service_event.json")
     record["eventType"] = "AwsApiCall"
@@ -165,18 +168,116 @@ def test_assumed_root_session_with_marker() -> None:
     assert (v.kind, v.account_id, v.assumed_root, v.category) == ("api_call", TARGET, True, "break_glass")
 
 
-def test_assumed_root_session_with_only_asia_key() -> None:
+def keys_from(*records: dict[str, Any]) -> AssumeRootKeys:
+    """The ledger after the exporter saw these AssumeRoot records."""
+    keys = AssumeRootKeys()
+    for record in records:
+        v = verdict_of(record)
+        learned = issued_key(record, v.account_id, v.task_policy or "other")
+        assert learned is not None
+        keys.learn(*learned)
+    return keys
+
+
+def test_asia_key_alone_is_root_use_awaiting_its_assume_root_record() -> None:
+    # Issue 12, trap 1: an ASIA key doing what a task policy allows proves nothing.
     v = verdict("assumed_root_session_asia_only.json")
-    assert (v.assumed_root, v.category, v.mfa) == (True, "read_only", "false")
+    assert (v.assumed_root, v.category, v.mfa) == (False, "read_only", "false")
+    assert v.awaiting_key == "ASIAI44QH8DHBEXAMPLE"
 
 
-def test_asia_key_without_marker_outside_task_policies_is_root_use() -> None:
+def test_get_session_token_session_doing_put_bucket_policy_is_root_use() -> None:
+    record = load("assumed_root_session_asia_only.json")
+    record["userIdentity"]["accessKeyId"] = "ASIAQNZGKIQY5EXAMPLE"  # minted by root's own GetSessionToken
+    record["eventSource"], record["eventName"], record["readOnly"] = "s3.amazonaws.com", "PutBucketPolicy", False
+    keys = keys_from(load("assume_root_call.json"))
+    v = classify(record, (), keys)
+    assert v is not None
+    assert (v.kind, v.assumed_root, v.category) == ("api_call", False, "break_glass")
+
+
+def test_key_issued_by_a_seen_assume_root_record_is_a_privileged_task() -> None:
+    record = load("assumed_root_session_asia_only.json")
+    record["eventSource"], record["eventName"], record["readOnly"] = "s3.amazonaws.com", "PutBucketPolicy", False
+    v = classify(record, (), keys_from(load("assume_root_call.json")))
+    assert v is not None and (v.assumed_root, v.awaiting_key) == (True, None)
+
+
+def test_issued_key_for_another_account_is_no_evidence() -> None:
+    record = load("assumed_root_session_asia_only.json")
+    record["userIdentity"]["accountId"] = record["recipientAccountId"] = "333333333333"
+    v = classify(record, (), keys_from(load("assume_root_call.json")))
+    assert v is not None and v.assumed_root is False
+
+
+def test_assume_root_expiration_in_cloudtrail_format() -> None:
+    learned = issued_key(load("assume_root_call.json"), TARGET, "S3UnlockBucketPolicy")
+    assert learned is not None
+    key, issued = learned
+    assert key == "ASIAI44QH8DHBEXAMPLE"
+    assert issued.expires == datetime(2026, 11, 22, 10, 7, 11, tzinfo=UTC).timestamp()
+
+
+def test_denied_assume_root_call_issues_no_key() -> None:
+    assert issued_key(load("assume_root_call_denied.json"), TARGET, "other") is None
+
+
+def test_assume_root_evidence_even_from_a_record_without_event_id() -> None:
+    # AWS's own example (IAM User Guide, "Track privileged tasks") has no eventID: not
+    # countable, but its key is still evidence for the member's records.
+    record = load("assume_root_call.json")
+    del record["eventID"]
+    with pytest.raises(MalformedRecord):
+        classify(record)
+    evidence = assume_root_evidence(record)
+    assert evidence is not None
+    key, issued = evidence
+    assert (key, issued.account_id, issued.task_policy) == ("ASIAI44QH8DHBEXAMPLE", TARGET, "S3UnlockBucketPolicy")
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda r: r.update(errorCode="AccessDenied"),
+        lambda r: r["userIdentity"].update(type="Root"),
+        lambda r: r["requestParameters"].update(targetPrincipal="someone"),
+        lambda r: r.update(eventName="AssumeRole"),
+        lambda r: r.update(responseElements=None),
+    ],
+)
+def test_no_assume_root_evidence(mutate: Any) -> None:
+    record = load("assume_root_call.json")
+    mutate(record)
+    assert assume_root_evidence(record) is None
+
+
+def test_marker_on_the_callers_assume_root_record_does_not_make_it_root() -> None:
+    # AWS's example puts assumedRoot on the caller's AssumedRole record: that is the call.
+    v = verdict("assume_root_call.json")
+    assert (v.kind, v.assumed_root) == ("assume_root_call", False)
+
+
+def test_console_session_is_never_awaiting_a_key() -> None:
+    record = load("assumed_root_session_asia_only.json")
+    record["sessionCredentialFromConsole"] = "true"  # top-level, as CloudTrail writes it
+    assert (verdict_of(record).assumed_root, verdict_of(record).awaiting_key) == (False, None)
+
+
+def test_session_credential_from_console_inside_user_identity_is_not_read() -> None:
+    # Trap 2: no real record has it there; reading it would be trusting our own old layout.
+    record = load("assumed_root_session_asia_only.json")
+    record["userIdentity"]["sessionCredentialFromConsole"] = "true"
+    assert verdict_of(record).awaiting_key == "ASIAI44QH8DHBEXAMPLE"
+
+
+def test_asia_key_without_marker_outside_task_policies_is_root_use_at_once() -> None:
     record = load("assumed_root_session_asia_only.json")
     record["eventSource"], record["eventName"] = "iam.amazonaws.com", "CreateUser"
-    assert verdict_of(record).assumed_root is False
+    v = verdict_of(record)
+    assert (v.assumed_root, v.awaiting_key) == (False, None)
 
 
-def test_explicit_assumed_root_false_wins_over_asia_fallback() -> None:
+def test_explicit_assumed_root_false_is_no_evidence() -> None:
     record = load("assumed_root_session_asia_only.json")
     record["userIdentity"]["sessionContext"]["assumedRoot"] = "false"
     assert verdict_of(record).assumed_root is False
@@ -185,7 +286,89 @@ def test_explicit_assumed_root_false_wins_over_asia_fallback() -> None:
 def test_long_term_key_is_never_assumed_root() -> None:
     record = load("assumed_root_session_asia_only.json")
     record["userIdentity"]["accessKeyId"] = "AKIAIOSFODNN7EXAMPLE"
-    assert verdict_of(record).assumed_root is False
+    v = verdict_of(record)
+    assert (v.assumed_root, v.awaiting_key) == (False, None)
+
+
+def test_console_originated_root_call_is_counted() -> None:
+    # Trap 3: invokedBy signin.amazonaws.com is a person in the console, not a service.
+    record = load("root_console_session_list_access_keys.json")
+    record["userIdentity"]["invokedBy"] = "signin.amazonaws.com"
+    record["eventName"], record["readOnly"] = "DeleteAccessKey", False
+    v = verdict_of(record)
+    assert (v.kind, v.category, v.assumed_root) == ("api_call", "break_glass", False)
+    window = BreakGlassWindow(account_id=ACCOUNT, start=v.event_time, end=v.event_time + timedelta(hours=1), ticket="CHG-1")
+    assert verdict_of(record, (window,)).approved is True
+
+
+def test_aws_internal_on_a_root_record_is_counted() -> None:
+    record = load("root_console_session_list_access_keys.json")
+    record["userIdentity"]["invokedBy"] = "AWS Internal"
+    assert verdict_of(record).kind == "api_call"
+
+
+@pytest.mark.parametrize("service", ["autoscaling.amazonaws.com", "elasticloadbalancing.amazonaws.com",
+                                     "cloudformation.amazonaws.com", "glue.amazonaws.com"])
+def test_service_acting_in_the_account_is_not_root_activity(service: str) -> None:
+    record = load("root_console_session_list_access_keys.json")
+    record["userIdentity"]["invokedBy"] = service
+    assert classify(record) is None
+
+
+def test_cross_account_copies_are_attributed_to_the_acting_account() -> None:
+    # Trap 4: root of ACCOUNT acts on a bucket of TARGET; each account gets a copy.
+    record = load("root_console_session_list_access_keys.json")
+    record["sharedEventID"] = "5a4ec3f6-5e4c-4a6a-9b1b-7c0d2b2e0f11"
+    copy_b = copy.deepcopy(record)
+    copy_b["eventID"], copy_b["recipientAccountId"] = "0f6b7e1c-4d2a-4c8e-9a3b-111111111111", TARGET
+    a, b = verdict_of(record), verdict_of(copy_b)
+    assert a.account_id == b.account_id == ACCOUNT
+    assert a.shared_event_id == b.shared_event_id == "5a4ec3f6-5e4c-4a6a-9b1b-7c0d2b2e0f11"
+
+
+@pytest.mark.parametrize("event_name", ["PasswordUpdated", "PasswordRecoveryRequested", "CheckMfa"])
+def test_signin_failure_from_response_elements_without_error_code(event_name: str) -> None:
+    # Trap 5.
+    record = load("root_password_recovery_requested.json")
+    record["eventName"] = event_name
+    record["responseElements"] = {event_name: "Failure"}
+    record.pop("errorCode", None)
+    record.pop("errorMessage", None)
+    assert verdict_of(record).outcome == "failure"
+    record["responseElements"] = {event_name: "Success"}
+    assert verdict_of(record).outcome == "success"
+
+
+def test_recovery_signals_by_iam_principals() -> None:
+    base = load("assume_root_call.json")
+    cases = [
+        ("account.amazonaws.com", "StartPrimaryEmailUpdate", {"accountId": TARGET, "primaryEmail": "HIDDEN_DUE_TO_SECURITY_REASONS"},
+         TARGET, "primary_email_update_started"),
+        ("account.amazonaws.com", "AcceptPrimaryEmailUpdate", {"accountId": TARGET, "otp": "HIDDEN_DUE_TO_SECURITY_REASONS"},
+         TARGET, "primary_email_updated"),
+        ("iam.amazonaws.com", "DisableOrganizationsRootSessions", None, "999988887777", "root_sessions_disabled"),
+        ("iam.amazonaws.com", "DisableOrganizationsRootCredentialsManagement", None, "999988887777",
+         "root_credentials_management_disabled"),
+    ]
+    for source, name, params, account, signal in cases:
+        record = {**copy.deepcopy(base), "eventSource": source, "eventName": name, "requestParameters": params,
+                  "responseElements": None}
+        v = verdict_of(record)
+        assert (v.kind, v.account_id, v.recovery_signal, v.outcome) == ("recovery_signal", account, signal, "success"), name
+
+
+def test_root_password_created_in_an_assume_root_session_is_a_signal_and_a_task() -> None:
+    record = load("assumed_root_session_asia_only.json")
+    record["eventName"], record["readOnly"], record["requestParameters"] = "CreateLoginProfile", False, None
+    v = classify(record, (), keys_from(load("assume_root_call.json")))
+    assert v is not None and (v.assumed_root, v.recovery_signal) == (True, "root_password_created")
+    record["requestParameters"] = {"userName": "alice"}
+    assert verdict_of(record).recovery_signal is None
+
+
+def test_other_principals_ordinary_calls_are_nothing() -> None:
+    record = {**load("assume_root_call.json"), "eventSource": "iam.amazonaws.com", "eventName": "CreateLoginProfile"}
+    assert classify(record) is None
 
 
 @pytest.mark.parametrize(
@@ -316,9 +499,10 @@ interesting_keys = st.sampled_from(
         "eventID", "eventTime", "userIdentity", "eventSource", "eventName", "eventType",
         "recipientAccountId", "requestParameters", "responseElements", "additionalEventData",
         "errorCode", "errorMessage", "readOnly", "awsRegion", "sourceIPAddress",
+        "sessionCredentialFromConsole", "sharedEventID",
     ]
 )
-identity_keys = st.sampled_from(["type", "invokedBy", "accountId", "accessKeyId", "sessionContext", "sessionCredentialFromConsole"])
+identity_keys = st.sampled_from(["type", "invokedBy", "accountId", "accessKeyId", "sessionContext"])
 interesting_values = json_values | st.sampled_from(
     ["Root", "IAMUser", "AssumedRole", "AwsServiceEvent", "signin.amazonaws.com", "sts.amazonaws.com", "AssumeRoot",
      "ConsoleLogin", "2026-01-01T00:00:00Z", "2026-13-01T00:00:00Z", ACCOUNT, "ASIAX", "true", "YES", ""]
@@ -336,6 +520,9 @@ def check(record: Any) -> None:
     assert isinstance(identity, dict)
     if result.kind == "assume_root_call":
         assert record.get("eventName") == "AssumeRoot"
+    elif result.kind == "recovery_signal":
+        assert (record.get("eventSource"), record.get("eventName")) in RECOVERY_SIGNALS
+        assert result.recovery_signal in SIGNALS and identity.get("type") != "Root"
     else:
         assert identity.get("type") == "Root"
     assert result.outcome in ("success", "failure")
@@ -392,4 +579,4 @@ def test_non_root_type_never_yields_root_verdict(name: str, identity_type: Any) 
         result = classify(record)
     except MalformedRecord:
         return
-    assert result is None or result.kind == "assume_root_call"
+    assert result is None or result.kind in ("assume_root_call", "recovery_signal")

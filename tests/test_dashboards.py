@@ -443,3 +443,47 @@ def test_open_break_glass_windows_table_lists_only_open_windows(prometheus):
             for s in result["data"]["result"]]
     # CHG-0 of the management account is closed (active 0); CHG-1 of prod is open until its end.
     assert rows == [("111111111111", "CHG-1", "prod", 1795600000.0)]
+
+
+def test_seed_kpi_panels_against_targets():
+    panels = {p["title"]: p for p in all_panels(load("aws-root-overview.json"))}
+    for title, quarter in (("Root console logins, this quarter", "current"),
+                           ("Root console logins, last quarter", "previous")):
+        expr = panels[title]["targets"][0]["expr"]
+        assert "aws_root_console_logins_quarter{" in expr and f'quarter="{quarter}"' in expr
+        assert panels[title]["fieldConfig"]["defaults"]["thresholds"]["steps"] == [
+            {"color": "green", "value": None},
+            {"color": "red", "value": config.TARGET_ROOT_LOGINS_PER_QUARTER + 1}]
+    removal = panels["Member roots without credentials"]
+    assert "account_id:aws_root_credentials_removed:bool" in removal["targets"][0]["expr"]
+    assert removal["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert removal["fieldConfig"]["defaults"]["thresholds"]["steps"][-1] == {
+        "color": "green", "value": config.TARGET_ROOT_CREDENTIALS_REMOVED_RATIO}
+    assert panels["Root credential removal burn-down"]["type"] == "timeseries"
+
+
+def test_seed_kpi_queries_on_prometheus(prometheus):
+    """The fixture: 111111111111 logged in once this quarter and twice last quarter,
+    333333333333 once last quarter; the last quarter's count is incomplete. Neither member
+    account has provably no root credential (111111111111's password state is unknown,
+    333333333333 was never read): the burn-down is at 0, fail closed."""
+    queries = {t: e for _, t, e in QUERIES}
+
+    def values(title):
+        return [(r["metric"], r["value"][1]) for r in _query(prometheus, queries[title])["data"]["result"]]
+
+    assert [v for _, v in values("Root console logins, this quarter")] == ["1"]
+    assert [v for _, v in values("Root console logins, last quarter")] == ["3"]
+    assert sorted((m["quarter"], v) for m, v in values("Login count covers the quarter")) == [
+        ("current", "1"), ("previous", "0")]
+    assert sorted((m["account_id"], m.get("account_name"), m["quarter"], v)
+                  for m, v in values("Root console logins per account, this and last quarter")) == [
+        ("111111111111", "prod", "current", "1"), ("111111111111", "prod", "previous", "2"),
+        ("333333333333", "sandbox", "previous", "1")]
+    assert [v for _, v in values("Member roots without credentials")] == ["0"]
+    assert [v for _, v in values("Member roots still holding credentials")] == ["2"]
+    assert sorted((m["ou_name"], v) for m, v in values("Root credential removal by OU")) == [
+        ("Sandbox", "0"), ("Workloads", "0")]
+    assert _query(prometheus, "org:aws_root_credentials_remaining:count")["data"]["result"][0]["value"][1] == "2"
+    quarterly = _query(prometheus, "quarter:aws_root_console_logins_quarter:sum")["data"]["result"]
+    assert sorted((r["metric"]["quarter"], r["value"][1]) for r in quarterly) == [("current", "1"), ("previous", "3")]

@@ -281,7 +281,8 @@ def test_every_activity_metric_in_the_contract_is_exposed_with_its_labels() -> N
     store.register_accounts([A])
     t, seen = START + timedelta(minutes=1), START + timedelta(minutes=2)
     for name in ("root_password_recovery_requested.json", "root_close_account.json", "assume_root_call.json",
-                 "assumed_root_session_marker.json", "root_console_login_mfa_yes.json"):
+                 "assumed_root_session_marker.json", "root_console_login_mfa_yes.json",
+                 "recovery_accept_primary_email_update.json"):
         store.ingest(fixture_verdict(name, event_time=t), "eventbridge_sqs", seen)
     store.reject("s3_trail", "malformed_record")
     exposed = {}
@@ -320,7 +321,7 @@ def test_state_roundtrip(tmp_path: Path) -> None:
     assert loaded.get_checkpoint("lookup_events/111122223333/us-east-1") == "2026-11-24T12:09:00Z"
     assert loaded.get_checkpoint("missing") is None
     assert loaded.ingest(login("l-1", START + timedelta(minutes=1)), "lookup_events", now) is False
-    assert json.loads(path.read_text())["version"] == 2
+    assert json.loads(path.read_text())["version"] == 3
 
 
 def test_login_inside_a_break_glass_window_counts_as_approved() -> None:
@@ -398,7 +399,7 @@ def test_version_1_state_file_is_migrated_and_keeps_the_counters(tmp_path: Path)
     # The next save writes the current version, which loads as is.
     store.save(path)
     saved = json.loads(path.read_text())
-    assert saved["version"] == 2
+    assert saved["version"] == 3
     assert [A, "success", "true", "false", 3.0] in saved["counters"]["console_logins"]
     assert EventStore.load(path).to_state() == store.to_state()
 
@@ -507,3 +508,145 @@ def test_concurrent_ingest_and_scrape() -> None:
         t.join()
     assert value(store, "aws_root_api_calls_total", account_id=A, category="administrative", outcome="failure", approved="false") == 250 + 6 * 250
     assert sum(v for k, v in samples(store).items() if k[0] == "aws_root_events_duplicate_total") == 5 * 250
+
+
+# --- AssumeRoot evidence, held records, cross-account copies, recovery signals (issue 12) ----
+
+def _records() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The member's Root record (PutBucketPolicy with an ASIA key) and the AssumeRoot record that issued the key."""
+    session = json.loads((FIXTURES / "assumed_root_session_asia_only.json").read_text())
+    session["eventSource"], session["eventName"], session["readOnly"] = "s3.amazonaws.com", "PutBucketPolicy", False
+    session["eventTime"] = (START + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    call = json.loads((FIXTURES / "assume_root_call.json").read_text())
+    call["eventTime"] = START.strftime("%Y-%m-%dT%H:%M:%SZ")
+    call["responseElements"]["credentials"]["expiration"] = (START + timedelta(minutes=15)).strftime("%b %d, %Y, %I:%M:%S %p")
+    return session, call
+
+
+def _learn(store: EventStore, call: dict[str, Any], seen_at: datetime) -> list[Verdict]:
+    from exporter.activity.assume_root_keys import issued_key
+
+    v = classify(call, (), store.assume_root_keys)
+    assert v is not None and v.kind == "assume_root_call"
+    store.ingest(v, "eventbridge_sqs", seen_at)
+    learned = issued_key(call, v.account_id, v.task_policy or "other")
+    assert learned is not None
+    return store.learn_key(*learned, seen_at)
+
+
+WAIT = timedelta(seconds=120)
+
+
+def test_record_before_its_assume_root_record_is_held_then_a_privileged_task() -> None:
+    session, call = _records()
+    store = EventStore(START)
+    store.register_accounts([B])
+    t = START + timedelta(minutes=2)
+    v = classify(session, (), store.assume_root_keys)
+    assert v is not None and v.awaiting_key == "ASIAI44QH8DHBEXAMPLE" and not v.assumed_root
+    assert store.hold(v, "eventbridge_sqs", t, WAIT) is True
+    assert store.hold(v, "s3_trail", t, WAIT) is False  # a second sighting while held
+    assert value(store, "aws_root_api_calls_total", account_id=B, category="break_glass", outcome="success", approved="false") == 0
+    released = _learn(store, call, t + timedelta(seconds=30))
+    assert [r.event_id for r in released] == [session["eventID"]] and released[0].assumed_root
+    assert value(store, "aws_root_assumed_root_calls_total", account_id=B, outcome="success") == 1
+    assert value(store, "aws_root_api_calls_total", account_id=B, category="break_glass", outcome="success", approved="false") == 0
+    assert store.release_due(t + WAIT * 2) == [] and store.pending_count() == 0
+    # Later records with the key are privileged tasks at once.
+    later = dict(session, eventID="later-1")
+    assert classify(later, (), store.assume_root_keys).assumed_root is True  # type: ignore[union-attr]
+
+
+def test_held_record_whose_evidence_never_comes_is_root_use() -> None:
+    session, _ = _records()
+    store = EventStore(START)
+    store.register_accounts([B])
+    t = START + timedelta(minutes=2)
+    v = classify(session, (), store.assume_root_keys)
+    assert v is not None
+    store.hold(v, "lookup_events", t, WAIT)
+    assert store.release_due(t + WAIT - timedelta(seconds=1)) == []
+    assert [r.event_id for r in store.release_due(t + WAIT)] == [session["eventID"]]
+    assert value(store, "aws_root_api_calls_total", account_id=B, category="break_glass", outcome="success", approved="false") == 1
+    assert value(store, "aws_root_assumed_root_calls_total", account_id=B, outcome="success") == 0
+
+
+def test_restart_between_the_record_and_its_assume_root_record(tmp_path: Path) -> None:
+    session, call = _records()
+    path = tmp_path / "state.json"
+    store = EventStore(START)
+    store.register_accounts([B])
+    t = START + timedelta(minutes=2)
+    v = classify(session, (), store.assume_root_keys)
+    assert v is not None
+    store.hold(v, "eventbridge_sqs", t, WAIT)
+    store.save(path)
+    restarted = EventStore.load(path)
+    assert restarted.pending_count() == 1 and restarted.to_state() == store.to_state()
+    released = _learn(restarted, call, t + timedelta(seconds=60))
+    assert [r.event_id for r in released] == [session["eventID"]]
+    assert value(restarted, "aws_root_assumed_root_calls_total", account_id=B, outcome="success") == 1
+    # And the key itself survives the next restart.
+    restarted.save(path)
+    again = EventStore.load(path)
+    assert "ASIAI44QH8DHBEXAMPLE" in again.assume_root_keys
+    assert classify(dict(session, eventID="after-restart"), (), again.assume_root_keys).assumed_root is True  # type: ignore[union-attr]
+
+
+def test_held_records_are_bounded_and_released_as_root_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    from exporter.activity import store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_PENDING", 2)
+    session, _ = _records()
+    store = EventStore(START)
+    t = START + timedelta(minutes=2)
+    for i in range(4):
+        v = classify(dict(session, eventID=f"held-{i}"), (), store.assume_root_keys)
+        assert v is not None
+        store.hold(v, "eventbridge_sqs", t + timedelta(seconds=i), WAIT)
+    assert [r.event_id for r in store.release_due(t)] == ["held-0", "held-1"]
+    assert store.pending_count() == 2
+
+
+def test_cross_account_pair_counts_once_for_the_acting_account() -> None:
+    record = json.loads((FIXTURES / "root_console_session_list_access_keys.json").read_text())
+    record["sharedEventID"] = "5a4ec3f6-5e4c-4a6a-9b1b-7c0d2b2e0f11"
+    record["eventTime"] = (START + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    copy_b = dict(record, eventID="0f6b7e1c-4d2a-4c8e-9a3b-111111111111", recipientAccountId=B)
+    store = EventStore(START)
+    store.register_accounts([A, B])
+    t = START + timedelta(minutes=2)
+    assert store.ingest(classify(record), "s3_trail", t) is True  # type: ignore[arg-type]
+    assert store.ingest(classify(copy_b), "s3_trail", t) is False  # type: ignore[arg-type]
+    assert value(store, "aws_root_api_calls_total", account_id=A, category="read_only", outcome="success", approved="false") == 1
+    assert value(store, "aws_root_api_calls_total", account_id=B, category="read_only", outcome="success", approved="false") == 0
+    assert value(store, "aws_root_events_duplicate_total", source="s3_trail") == 1
+
+
+def test_recovery_signal_series_appears_with_its_first_event() -> None:
+    call = json.loads((FIXTURES / "assume_root_call.json").read_text())
+    record = dict(call, eventSource="account.amazonaws.com", eventName="AcceptPrimaryEmailUpdate",
+                  requestParameters={"accountId": B, "primaryEmail": "HIDDEN_DUE_TO_SECURITY_REASONS"},
+                  responseElements={"status": "ACCEPTED"}, eventTime=(START + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    store = EventStore(START)
+    store.register_accounts([A, B])
+    assert not any(name == "aws_root_recovery_signals_total" for name, _ in samples(store))
+    store.ingest(classify(record), "eventbridge_sqs", START + timedelta(minutes=2))  # type: ignore[arg-type]
+    assert value(store, "aws_root_recovery_signals_total", account_id=B, signal="primary_email_updated", outcome="success") == 1
+    assert [n for n, _ in samples(store) if n == "aws_root_recovery_signals_total"] == ["aws_root_recovery_signals_total"]
+    # Not root activity: no last-activity time for the account.
+    assert value(store, "aws_root_last_activity_timestamp_seconds", account_id=B) is None
+
+
+def test_version_2_state_file_is_migrated(tmp_path: Path) -> None:
+    state = json.loads(json.dumps(STATE_V1))
+    state["version"] = 2
+    state["counters"]["console_logins"] = [[*row[:3], "false", row[3]] for row in state["counters"]["console_logins"]]
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(state))
+    store = EventStore.load(path)
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") == 3
+    assert store.pending_count() == 0 and len(store.assume_root_keys) == 0
+    store.save(path)
+    saved = json.loads(path.read_text())
+    assert (saved["version"], saved["assume_root_keys"], saved["pending"], saved["counters"]["recovery_signals"]) == (3, {}, [], [])

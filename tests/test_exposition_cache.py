@@ -6,6 +6,7 @@ import dataclasses
 import gzip
 import json
 import time
+import types
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -14,6 +15,9 @@ from hypothesis import strategies as st
 from exporter.accounts import Account
 from exporter.metrics import Exposition
 from exporter.state import ExporterState, Snapshot
+
+# The activity service without AWS: these tests feed it records and never poll.
+_NO_AWS = types.SimpleNamespace(assume_root_listeners=[])
 
 
 def test_request_counters_are_live_while_the_rest_is_cached() -> None:
@@ -50,7 +54,7 @@ def test_a_root_login_renders_only_the_families_it_moved() -> None:
     from exporter.settings import load_settings
 
     state = ExporterState(600)
-    service = ActivityService(None, load_settings(None, {}), state, EventStore(datetime.now(UTC)))  # type: ignore[arg-type]
+    service = ActivityService(_NO_AWS, load_settings(None, {}), state, EventStore(datetime.now(UTC)))  # type: ignore[arg-type]
     exposition = Exposition(state)
     state.publish(Snapshot(accounts=(Account(account_id="123456789012", name="one"),)))
     before = exposition.render()
@@ -90,7 +94,7 @@ def test_the_sectioned_exposition_always_equals_a_fresh_render(steps) -> None:
     start = datetime.now(UTC)
     state = ExporterState(600)
     store = EventStore(start)
-    ActivityService(None, load_settings(None, {}), state, store)  # type: ignore[arg-type]
+    ActivityService(_NO_AWS, load_settings(None, {}), state, store)  # type: ignore[arg-type]
     exposition = Exposition(state)
     fresh = Exposition(state)
     for action, fixture, account, minutes, event in steps:

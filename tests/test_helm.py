@@ -2,7 +2,8 @@
 
 Every scenario in helm/aws-root-exporter/ci/*-values.yaml is rendered, linted strictly and
 each manifest validated against the Kubernetes 1.30 schemas (kubernetes-validate); the
-prometheus-operator CRDs, which those schemas do not know, get a shape check here.
+prometheus-operator custom resources, which those schemas do not know, get a shape check
+here and are validated against the operator's own CRD schemas in tests/test_helm_crds.py.
 
 The tests work on a temporary copy of the chart. When the chart holds no alert rule file
 or no dashboard yet (they are written in parallel and synced in by helm/sync_files.py),

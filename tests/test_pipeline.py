@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,14 +84,18 @@ class Pipeline:
 
 
 @contextlib.asynccontextmanager
-async def pipeline(sandbox: Sandbox, for_overrides: dict[str, str] | None = None, **settings: Any) -> AsyncIterator[Pipeline]:
+async def pipeline(
+    sandbox: Sandbox, for_overrides: dict[str, str] | None = None, config_file: Path | None = None, **settings: Any
+) -> AsyncIterator[Pipeline]:
     # All three activity sources of the sandbox, polled as often as the settings allow.
     settings.setdefault("posture_interval_seconds", 600)
     settings.setdefault("eventbridge_queue_url", sandbox.events_queue_url)
     settings.setdefault("s3_trail_queue_url", sandbox.trail_queue_url)
     settings.setdefault("sqs_wait_seconds", 1)
     settings.setdefault("lookup_events_interval_seconds", 5)
-    async with running_exporter(sandbox_settings(sandbox, **settings)) as exporter:
+    # With a config file, a reload reads it again (the other settings stay as given here).
+    load = (lambda: sandbox_settings(sandbox, config_file, **settings)) if config_file else None
+    async with running_exporter(sandbox_settings(sandbox, config_file, **settings), load) as exporter:
         await exporter.wait_for_sweeps(1)
         with WebhookReceiver() as hooks:
             stack = DemoStack(
@@ -329,6 +334,83 @@ async def test_approved_break_glass_reaches_only_the_tickets_receiver(sandbox, r
         assert [a["labels"]["account_id"] for _, a in p.hooks.alerts(PAGER)] == ["210000000003"]
 
 
+async def test_root_session_token_evasion_pages_and_assume_root_sessions_do_not(sandbox, record_property) -> None:
+    """Issue 12. A root GetSessionToken session (an ASIA key minted from a root access key)
+    changing a bucket policy looks exactly like an sts:AssumeRoot S3UnlockBucketPolicy
+    session: only the AssumeRoot record that issued the key tells them apart. The evasion
+    pages AwsRootApiActivity once its evidence wait ends; an unlock session whose AssumeRoot
+    record arrives after the session's record, and an audit session, page nobody."""
+    evader, unlocked, audited = "210000000003", "210000000001", "210000000002"
+    async with pipeline(sandbox, assume_root_evidence_wait_seconds=3) as p:
+        await p.wait_for_rules_evaluated()
+        unlock_key, audit_key = "ASIA" + "U" * 16, "ASIA" + "A" * 16
+        # The unlock session's record first, its AssumeRoot record after it.
+        sandbox.inject(make_record("root-temporary-key-call", unlocked, access_key_id=unlock_key, event_name="DeleteBucketPolicy"))
+        sandbox.inject(make_record("assume-root", "123456789012", target_account_id=audited, access_key_id=audit_key,
+                                   task_policy="IAMAuditRootUserCredentials"))
+        sandbox.inject(make_record("root-temporary-key-call", audited, access_key_id=audit_key, event_name="ListMFADevices"))
+        injected = time.monotonic()
+        sandbox.inject(make_record("root-temporary-key-call", evader, source_ip="198.51.100.99"))
+        sandbox.inject(make_record("assume-root", "123456789012", target_account_id=unlocked, access_key_id=unlock_key))
+        note, alert = (await p.wait_for(
+            "AwsRootApiActivity for the session-token evasion at the pager",
+            lambda: p.hooks.alerts(PAGER, alertname="AwsRootApiActivity", account_id=evader),
+            interval=0.01,
+        ))[0]
+        report(record_property, "root session-token evasion, injection to pager webhook (3 s evidence wait)",
+               note.received_monotonic - injected)
+        assert alert["labels"]["category"] == "break_glass"
+        assert "PutBucketPolicy (s3.amazonaws.com, outcome success)" in alert["annotations"]["description"]
+        assert "source IP 198.51.100.99" in alert["annotations"]["description"]
+
+        await p.wait_for("both queues drained by the exporter", queue_drained(sandbox), timeout=30, interval=0.2)
+        await p.exporter.exporter.activity.poll_lookup_events()
+        assert p.exporter.exporter.activity.store.pending_count() == 0
+        await asyncio.sleep(3)  # three more scrapes and evaluations
+        families = await p.exporter.metrics()
+        for account in (unlocked, audited):
+            calls = [s for s in families["aws_root_api_calls"].samples if s.name.endswith("_total") and s.labels["account_id"] == account]
+            assert calls and all(s.value == 0 for s in calls), account
+            assert sample_value(families, "aws_root_assumed_root_calls_total", account_id=account, outcome="success") == 1.0
+        assert [a["labels"]["account_id"] for _, a in p.hooks.alerts(PAGER)] == [evader]
+        # The unlock session is announced as what it is, a privileged task, on the ticket route.
+        (_, opened), = await p.wait_for(
+            "AwsRootAssumeRootUsed for the unlock session",
+            lambda: p.hooks.alerts(TICKETS, alertname="AwsRootAssumeRootUsed", account_id=unlocked),
+        )
+        assert opened["labels"]["task_policy"] == "S3UnlockBucketPolicy"
+        assert p.hooks.alerts(alertname="AwsRootAssumeRootUsed", account_id=audited) == []
+
+
+async def test_member_primary_email_change_raises_recovery_path_alert(sandbox, record_property) -> None:
+    async with pipeline(sandbox) as p:
+        await p.wait_for_rules_evaluated()
+        injected = time.monotonic()
+        sandbox.inject(make_record("primary-email-update", "123456789012", target_account_id="210000000003"))
+        note, alert = (await p.wait_for(
+            "AwsRootRecoveryPathChanged for 210000000003",
+            lambda: p.hooks.alerts(alertname="AwsRootRecoveryPathChanged", account_id="210000000003"),
+            interval=0.01,
+        ))[0]
+        report(record_property, "member primary email change, injection to ticket webhook", note.received_monotonic - injected)
+        assert note.payload["receiver"] == TICKETS
+        assert alert["labels"]["signal"] == "primary_email_updated" and alert["labels"]["outcome"] == "success"
+        assert alert["labels"]["account_name"] == "dev-sandbox"
+        # Not root activity: nothing pages, no root record is shown for the account.
+        await asyncio.sleep(2)
+        assert p.hooks.received(PAGER) == []
+        families = await p.exporter.metrics()
+        assert [s for s in families["aws_root_last_event_info"].samples if s.labels.get("account_id") == "210000000003"] == []
+
+
+def sample_value(families: dict, name: str, **labels: str) -> float | None:
+    base = name[: -len("_total")] if name.endswith("_total") else name
+    for s in families[base].samples:
+        if s.name == name and s.labels == labels:
+            return s.value
+    return None
+
+
 async def test_approved_break_glass_console_login_reaches_only_the_tickets_receiver(sandbox, record_property) -> None:
     """The first step of a break-glass procedure, a root console login inside the approved
     window, opens a ticket and pages nobody; a login just after a window's end pages."""
@@ -420,6 +502,8 @@ def every_kind_of_root_activity(sandbox: Sandbox) -> None:
     session = _fixture_record("assumed_root_session_marker.json", eventTime=now, eventID=str(uuid.uuid4()), recipientAccountId="210000000002", awsRegion="us-east-1")
     session["userIdentity"].update(accountId="210000000002", principalId="210000000002", arn="arn:aws:iam::210000000002:root")
     sandbox.inject(session)
+    # An administrator moves a member root's recovery email.
+    sandbox.inject(make_record("primary-email-update", "123456789012", target_account_id="210000000003"))
     # A message no source can use: counted as rejected.
     sandbox.client("sqs").send_message(QueueUrl=sandbox.events_queue_url, MessageBody="not an EventBridge event")
 
@@ -450,3 +534,28 @@ async def test_every_dashboard_query_runs_on_prometheus_scraping_the_exporter(sa
         assert errors == []
         assert empty == [], "\n".join(map(str, empty))
         assert len(QUERIES) >= 40
+        # The seed KPIs on Prometheus agree with what the exporter exposes, recomputed here
+        # from the posture series (member roots with no password, key or certificate).
+        families = await p.exporter.metrics()
+
+        def rows(name: str) -> list[Any]:
+            return [s for s in families[name].samples if s.name == name]
+
+        queries = {title: expr for _, title, expr in QUERIES}
+
+        async def panel(title: str) -> float:
+            (result,) = (await p.query(queries[title]))["data"]["result"]
+            return float(result["value"][1])
+
+        this_quarter = sum(s.value for s in rows("aws_root_console_logins_quarter") if s.labels["quarter"] == "current")
+        assert this_quarter >= 1  # the console login injected above
+        assert await panel("Root console logins, this quarter") == this_quarter
+        members = {s.labels["account_id"] for s in rows("aws_root_account_info") if s.labels["management"] == "false"}
+        absent = {s.labels["account_id"] for s in rows("aws_root_password_state") if s.labels["state"] == "absent" and s.value == 1}
+        holding = {s.labels["account_id"] for s in rows("aws_root_access_keys") + rows("aws_root_signing_certificates") if s.value > 0}
+        read = {s.labels["account_id"] for s in rows("aws_root_collector_success") if s.labels["collector"] == "posture" and s.value == 1}
+        removed = (members & absent & read) - holding
+        assert await panel("Member roots without credentials") == pytest.approx(len(removed) / len(members))
+        assert await panel("Member roots still holding credentials") == len(members - removed)
+        report_measurement(f"sandbox burn-down: {len(removed)} of {len(members)} member roots without credentials; "
+                           f"{this_quarter:.0f} root console logins this quarter")

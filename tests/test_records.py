@@ -222,6 +222,34 @@ def test_run_classify(tmp_path: Path) -> None:
     assert err.getvalue().count("\n") == 1 and f"{good} record 2" in err.getvalue() and "eventTime" in err.getvalue()
 
 
+def test_run_classify_correlates_assume_root_across_files_in_any_order(tmp_path: Path) -> None:
+    session = load("assumed_root_session_asia_only.json")
+    evasion = dict(session, eventID="9d0e3c1a-0000-4000-8000-00000000e1a5",
+                   userIdentity={**session["userIdentity"], "accessKeyId": "ASIAQNZGKIQY5EXAMPLE"})
+    member, management = tmp_path / "member.json", tmp_path / "management.json"
+    member.write_text(json.dumps({"Records": [session, evasion]}))
+    management.write_text(json.dumps({"Records": [load("assume_root_call.json")]}))
+    out, err = io.StringIO(), io.StringIO()
+    # The member's file comes first: the AssumeRoot record is still found.
+    assert run_classify([str(member), str(management)], [], out, err) == 0
+    lines = {line["eventID"]: line for line in map(json.loads, out.getvalue().splitlines())}
+    assert lines[session["eventID"]]["assumed_root"] is True
+    assert lines[evasion["eventID"]]["assumed_root"] is False
+    assert err.getvalue() == ""
+    out = io.StringIO()
+    assert run_classify([str(member)], [], out, err) == 0
+    assert [json.loads(line)["assumed_root"] for line in out.getvalue().splitlines()] == [False, False]
+    # An AssumeRoot record without eventID (as in AWS's own example) is reported, and its
+    # key is still evidence.
+    call = load("assume_root_call.json")
+    del call["eventID"]
+    management.write_text(json.dumps({"Records": [call]}))
+    out, err = io.StringIO(), io.StringIO()
+    assert run_classify([str(member), str(management)], [], out, err) == 0
+    assert [json.loads(line)["assumed_root"] for line in out.getvalue().splitlines()] == [True, False]
+    assert "eventID" in err.getvalue()
+
+
 def test_run_classify_unreadable_file_exits_2_but_processes_others(tmp_path: Path) -> None:
     good = tmp_path / "trail.json"
     good.write_text(json.dumps({"Records": [LOGIN]}))

@@ -7,30 +7,38 @@ activity but cannot be used (no `eventID`, no parsable `eventTime`, no account i
 An irrelevant record is `None` even when incomplete, so a trail full of other principals'
 records never inflates `aws_root_events_rejected_total`.
 
-Rules (see /work/shared/reference/aws-root-facts.md sections 1, 2 and 4):
+Rules (see /work/shared/reference/aws-root-facts.md sections 1, 2 and 4, and README.md,
+"What counts as root activity"):
 
-* Root activity: `userIdentity.type == "Root"`, no `userIdentity.invokedBy` (a null or
-  empty value counts as absent: reporting too much is safer than hiding a person), and
-  `eventType != "AwsServiceEvent"`. Never by user name: an IAM user called `root` is
-  `IAMUser`.
+* Root activity: `userIdentity.type == "Root"` and `eventType != "AwsServiceEvent"`, never
+  by user name (an IAM user called `root` is `IAMUser`). `userIdentity.invokedBy` excludes
+  the record only when it names an AWS service acting in the account (`*.amazonaws.com`):
+  `signin.amazonaws.com` means the request came from the AWS console, a person signed in
+  as root, and `AWS Internal` is what AWS writes when the console's own back end relays a
+  person's request; both stay root activity (a null or empty value counts as absent).
+* Account: `userIdentity.accountId`, the account whose root acted (for a cross-account
+  call CloudTrail writes one copy per account, both with this account id), then
+  `recipientAccountId`. `shared_event_id` carries `sharedEventID` so the store counts the
+  pair of copies once.
 * Kind: `signin.amazonaws.com` `ConsoleLogin` is `console_login`; any other sign-in record
   is `signin_other` with a bounded `signin_event`; everything else is `api_call`. A
   non-root `sts.amazonaws.com` `AssumeRoot` record is `assume_root_call`, attributed to the
   TARGET account (`"unknown"` when the request names none). The classifier cannot know
   which account is the management account, and a delegated administrator may call
-  AssumeRoot too, so every non-root caller counts.
+  AssumeRoot too, so every non-root caller counts. A non-root record that reopens a root's
+  recovery path (`RECOVERY_SIGNALS`) is `recovery_signal`.
+* Outcome of a sign-in record: `responseElements[eventName]` (`"Success"`/`"Failure"`),
+  then the error fields.
 * `assumed_root` (an action inside a centralized-root-access privileged session, not a
-  person holding root credentials):
-    1. `userIdentity.sessionContext.assumedRoot` is `"true"` (AWS's documented marker), or
-    2. when that marker is absent: the access key is temporary (`ASIA...`), a
-       `sessionContext` is present, the session is not a console session
-       (`sessionCredentialFromConsole` is not `"true"`), it is not a sign-in record, AND
-       the action is one the five root-task policies allow (`_ROOT_TASK_ACTIONS`).
-       The last condition is what makes the fallback safe: a root console session or a
-       root `GetSessionToken` session also uses an `ASIA` key, and anything they do
-       outside the task policies' short list stays root credential use. A denied attempt
-       at another action inside an AssumeRoot session is therefore reported as root use:
-       it errs toward alerting.
+  person holding root credentials) needs positive evidence:
+    1. the record's `userIdentity.accessKeyId` was issued, for this account, by an
+       `AssumeRoot` record already seen (`assume_root_keys`), or
+    2. the Root record itself carries `sessionContext.assumedRoot: "true"`.
+  A root GetSessionToken or console session also has an `ASIA` key and a
+  `sessionContext`; without evidence the record is root use. When the record could still
+  be an AssumeRoot session whose `AssumeRoot` record is late (an `ASIA` key, not a console
+  session, an action a root-task policy allows), `awaiting_key` names the key: the
+  service may hold it for a bounded wait before counting it as root use.
 * `category` (api calls only): `break_glass` for the root-only tasks, else `read_only`
   (`readOnly` true, or a Get/List/Describe/Head name when `readOnly` is missing), else
   `administrative`.
@@ -58,14 +66,15 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from exporter.activity.assume_root_keys import AssumeRootKeys, IssuedKey, issued_key
 from exporter.settings import BreakGlassWindow
 
-Kind = Literal["console_login", "signin_other", "api_call", "assume_root_call"]
+Kind = Literal["console_login", "signin_other", "api_call", "assume_root_call", "recovery_signal"]
 Outcome = Literal["success", "failure"]
 Mfa = Literal["true", "false", "unknown"]
 Category = Literal["break_glass", "read_only", "administrative"]
 
-KINDS: tuple[str, ...] = ("console_login", "signin_other", "api_call", "assume_root_call")
+KINDS: tuple[str, ...] = ("console_login", "signin_other", "api_call", "assume_root_call", "recovery_signal")
 OUTCOMES: tuple[str, ...] = ("success", "failure")
 MFA_VALUES: tuple[str, ...] = ("true", "false", "unknown")
 CATEGORIES: tuple[str, ...] = ("break_glass", "read_only", "administrative")
@@ -86,6 +95,34 @@ TASK_POLICIES: tuple[str, ...] = (
     "other",
 )
 UNKNOWN_ACCOUNT = "unknown"
+ACCOUNT = "account.amazonaws.com"
+# Changes that make a root usable again (a new recovery email, centralized root access
+# switched off, a root password re-created), by (eventSource, eventName) -> signal label.
+RECOVERY_SIGNALS: dict[tuple[str, str], str] = {
+    (ACCOUNT, "StartPrimaryEmailUpdate"): "primary_email_update_started",
+    (ACCOUNT, "AcceptPrimaryEmailUpdate"): "primary_email_updated",
+    ("iam.amazonaws.com", "DisableOrganizationsRootCredentialsManagement"): "root_credentials_management_disabled",
+    ("iam.amazonaws.com", "DisableOrganizationsRootSessions"): "root_sessions_disabled",
+    ("iam.amazonaws.com", "CreateLoginProfile"): "root_password_created",
+}
+SIGNALS: tuple[str, ...] = tuple(RECOVERY_SIGNALS.values())
+
+
+def eventbridge_pattern() -> dict[str, Any]:
+    """The EventBridge rule pattern that delivers every record the classifier uses: Root
+    records, the AssumeRoot calls that vouch for privileged-task sessions, and the
+    recovery signals made by IAM principals (root `CreateLoginProfile` is a Root record)."""
+    by_source: dict[str, list[str]] = {}
+    for (source, name), signal in RECOVERY_SIGNALS.items():
+        if signal != "root_password_created":
+            by_source.setdefault(source, []).append(name)
+    return {
+        "$or": [
+            {"detail": {"userIdentity": {"type": ["Root"]}}},
+            {"detail": {"eventSource": [STS], "eventName": ["AssumeRoot"]}},
+            *({"detail": {"eventSource": [source], "eventName": names}} for source, names in sorted(by_source.items())),
+        ]
+    }
 
 SIGNIN = "signin.amazonaws.com"
 STS = "sts.amazonaws.com"
@@ -97,8 +134,9 @@ _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _ARN_ACCOUNT = re.compile(r"^arn:aws[\w-]*:[\w-]*::(\d{12}):")
 _READ_ONLY_PREFIXES = ("Get", "List", "Describe", "Head")
 
-# Actions the five AWS-managed root-task policies allow, as CloudTrail event names. Used
-# only for the fallback assumed-root rule (no `assumedRoot` marker in the record).
+# Actions the five AWS-managed root-task policies allow, as CloudTrail event names. Only
+# these can be an AssumeRoot session's work, so only these are worth holding while an
+# AssumeRoot record may still be on its way; anything else is root use at once.
 _ROOT_TASK_ACTIONS: frozenset[tuple[str, str]] = frozenset(
     [(IAM, name) for name in (
         "GetAccountSummary", "GetUser", "GetLoginProfile", "ListAccessKeys",
@@ -169,6 +207,9 @@ class Verdict:
     task_policy: str | None
     region: str
     error_code: str
+    shared_event_id: str = ""
+    awaiting_key: str | None = None
+    recovery_signal: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the classify CLI's output line)."""
@@ -176,9 +217,26 @@ class Verdict:
         data["event_time"] = self.event_time.isoformat().replace("+00:00", "Z")
         return data
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Verdict:
+        """The inverse of `to_json` (the state file's pending records); ValueError on bad data."""
+        if not isinstance(data, Mapping):
+            raise ValueError("a verdict is not an object")
+        fields = dict(data)
+        try:
+            fields["event_time"] = datetime.fromisoformat(str(fields["event_time"]))
+            return cls(**fields)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"bad verdict ({exc})") from None
 
-def classify(record: Mapping[str, Any], windows: Sequence[BreakGlassWindow] = ()) -> Verdict | None:
-    """Classify one CloudTrail record; see the module docstring for the rules."""
+
+def classify(
+    record: Mapping[str, Any],
+    windows: Sequence[BreakGlassWindow] = (),
+    assume_root_keys: AssumeRootKeys | None = None,
+) -> Verdict | None:
+    """Classify one CloudTrail record; see the module docstring for the rules.
+    `assume_root_keys`: the keys issued by AssumeRoot records seen so far (none when None)."""
     if not isinstance(record, Mapping):
         raise MalformedRecord(f"record is a {type(record).__name__}, not a JSON object")
     identity = record.get("userIdentity")
@@ -193,12 +251,79 @@ def classify(record: Mapping[str, Any], windows: Sequence[BreakGlassWindow] = ()
     if event_source == STS and event_name == "AssumeRoot" and identity_type != "Root":
         return _assume_root_call(record, identity, windows)
     if identity_type != "Root":
+        named = isinstance(event_source, str) and isinstance(event_name, str)
+        signal = RECOVERY_SIGNALS.get((event_source, event_name)) if named else None
+        # Root CreateLoginProfile is a Root record; an IAM user's new password is nothing here.
+        if signal is not None and signal != "root_password_created":
+            return _recovery_signal(record, identity, windows)
         return None
-    if identity.get("invokedBy") not in (None, ""):
+    if _service_invoked(identity.get("invokedBy")):
         return None
     if record.get("eventType") == "AwsServiceEvent":
         return None
-    return _root_activity(record, identity, windows)
+    return _root_activity(record, identity, windows, assume_root_keys)
+
+
+def assume_root_evidence(record: Any) -> tuple[str, IssuedKey] | None:
+    """The access key a successful, non-root `sts:AssumeRoot` record issued, with its target
+    account and task policy. Read also from a record `classify` rejects (AWS's own example
+    in "Track privileged tasks" has no eventID): the evidence is the credentials, not the
+    record's bookkeeping."""
+    if not isinstance(record, Mapping):
+        return None
+    identity = record.get("userIdentity")
+    if not isinstance(identity, Mapping) or identity.get("type") == "Root":
+        return None
+    if record.get("eventSource") != STS or record.get("eventName") != "AssumeRoot" or _has_error(record):
+        return None
+    params = record.get("requestParameters")
+    params = params if isinstance(params, Mapping) else {}
+    target = _target_account(params.get("targetPrincipal"))
+    if target == UNKNOWN_ACCOUNT:
+        return None
+    return issued_key(record, target, _task_policy(params.get("taskPolicyArn")))
+
+
+def _service_invoked(invoked_by: Any) -> bool:
+    """True when `invokedBy` names an AWS service acting in the account (Auto Scaling, ELB,
+    CloudFormation...): that is not a person. The console (`signin.amazonaws.com`),
+    `AWS Internal` and anything unrecognised stay root activity: hiding a person is worse
+    than reporting a service."""
+    if not isinstance(invoked_by, str) or not invoked_by:
+        return False
+    return invoked_by != SIGNIN and invoked_by.endswith(".amazonaws.com")
+
+
+def _recovery_signal(record: Mapping[str, Any], identity: Mapping[str, Any], windows: Sequence[BreakGlassWindow]) -> Verdict:
+    event_id, event_time = _id_and_time(record)
+    event_source, event_name = str(record["eventSource"]), str(record["eventName"])
+    params = record.get("requestParameters")
+    params = params if isinstance(params, Mapping) else {}
+    # The account API names the member whose email changes; without it, the caller's own.
+    target = params.get("accountId", params.get("AccountId"))
+    account_id = target if isinstance(target, str) and _ACCOUNT_ID.match(target) else _account_id(record, identity)
+    if account_id is None:
+        raise MalformedRecord("a recovery signal without a 12-digit account id", event_id)
+    return Verdict(
+        event_id=event_id,
+        account_id=account_id,
+        event_time=event_time,
+        event_name=event_name,
+        event_source=event_source,
+        kind="recovery_signal",
+        outcome=_api_outcome(record),
+        mfa=_mfa(record, identity),
+        category=None,
+        assumed_root=False,
+        approved=_approved(account_id, event_time, windows),
+        source_ip=_text(record.get("sourceIPAddress")),
+        signin_event=None,
+        task_policy=None,
+        region=_text(record.get("awsRegion")),
+        error_code=_text(record.get("errorCode")),
+        shared_event_id=_text(record.get("sharedEventID")),
+        recovery_signal=RECOVERY_SIGNALS[(event_source, event_name)],
+    )
 
 
 def _assume_root_call(record: Mapping[str, Any], identity: Mapping[str, Any], windows: Sequence[BreakGlassWindow]) -> Verdict:
@@ -223,10 +348,16 @@ def _assume_root_call(record: Mapping[str, Any], identity: Mapping[str, Any], wi
         task_policy=_task_policy(params.get("taskPolicyArn")),
         region=_text(record.get("awsRegion")),
         error_code=_text(record.get("errorCode")),
+        shared_event_id=_text(record.get("sharedEventID")),
     )
 
 
-def _root_activity(record: Mapping[str, Any], identity: Mapping[str, Any], windows: Sequence[BreakGlassWindow]) -> Verdict:
+def _root_activity(
+    record: Mapping[str, Any],
+    identity: Mapping[str, Any],
+    windows: Sequence[BreakGlassWindow],
+    keys: AssumeRootKeys | None,
+) -> Verdict:
     event_id, event_time = _id_and_time(record)
     event_source = record.get("eventSource")
     event_name = record.get("eventName")
@@ -236,22 +367,26 @@ def _root_activity(record: Mapping[str, Any], identity: Mapping[str, Any], windo
         raise MalformedRecord("eventName is missing or not a string", event_id)
     account_id = _account_id(record, identity)
     if account_id is None:
-        raise MalformedRecord("neither recipientAccountId nor userIdentity.accountId is a 12-digit account id", event_id)
+        raise MalformedRecord("neither userIdentity.accountId nor recipientAccountId is a 12-digit account id", event_id)
 
     signin_event: str | None = None
     category: Category | None = None
     if event_source == SIGNIN and event_name == "ConsoleLogin":
         kind: Kind = "console_login"
-        outcome = _login_outcome(record)
+        outcome = _signin_outcome(record, event_name)
     elif event_source == SIGNIN:
         kind = "signin_other"
-        outcome = _api_outcome(record)
+        outcome = _signin_outcome(record, event_name)
         signin_event = event_name if event_name in SIGNIN_EVENTS else "other"
     else:
         kind = "api_call"
         outcome = _api_outcome(record)
         category = _category(record, event_source, event_name)
 
+    assumed_root, awaiting_key = _assumed_root(record, identity, account_id, event_source, event_name, keys)
+    signal = RECOVERY_SIGNALS.get((event_source, event_name))
+    if signal == "root_password_created" and not _no_user_name(record):
+        signal = None  # root gave an IAM user a password: administrative, not root's own
     return Verdict(
         event_id=event_id,
         account_id=account_id,
@@ -262,13 +397,16 @@ def _root_activity(record: Mapping[str, Any], identity: Mapping[str, Any], windo
         outcome=outcome,
         mfa=_mfa(record, identity),
         category=category,
-        assumed_root=_assumed_root(identity, event_source, event_name),
+        assumed_root=assumed_root,
         approved=_approved(account_id, event_time, windows),
         source_ip=_text(record.get("sourceIPAddress")),
         signin_event=signin_event,
         task_policy=None,
         region=_text(record.get("awsRegion")),
         error_code=_text(record.get("errorCode")),
+        shared_event_id=_text(record.get("sharedEventID")),
+        awaiting_key=awaiting_key,
+        recovery_signal=signal,
     )
 
 
@@ -299,7 +437,9 @@ def _event_time(value: Any, event_id: str) -> datetime:
 
 
 def _account_id(record: Mapping[str, Any], identity: Mapping[str, Any]) -> str | None:
-    for value in (record.get("recipientAccountId"), identity.get("accountId")):
+    # The acting account first: a cross-account call's copy in the resource owner's trail
+    # names that owner as recipientAccountId, yet it was the other account's root.
+    for value in (identity.get("accountId"), record.get("recipientAccountId")):
         if isinstance(value, str) and _ACCOUNT_ID.match(value):
             return value
     return None
@@ -343,10 +483,12 @@ def _api_outcome(record: Mapping[str, Any]) -> Outcome:
     return "failure" if _has_error(record) else "success"
 
 
-def _login_outcome(record: Mapping[str, Any]) -> Outcome:
+def _signin_outcome(record: Mapping[str, Any], event_name: str) -> Outcome:
+    # Every sign-in record states its outcome under its own name ({"ConsoleLogin":
+    # "Failure"}, {"PasswordUpdated": "Failure"}), sometimes with no errorCode at all.
     response = record.get("responseElements")
     if isinstance(response, Mapping):
-        value = response.get("ConsoleLogin")
+        value = response.get(event_name)
         if isinstance(value, str):
             if value.lower() == "success":
                 return "success"
@@ -373,20 +515,35 @@ def _mfa(record: Mapping[str, Any], identity: Mapping[str, Any]) -> Mfa:
     return "unknown"
 
 
-def _assumed_root(identity: Mapping[str, Any], event_source: str, event_name: str) -> bool:
+def _assumed_root(
+    record: Mapping[str, Any],
+    identity: Mapping[str, Any],
+    account_id: str,
+    event_source: str,
+    event_name: str,
+    keys: AssumeRootKeys | None,
+) -> tuple[bool, str | None]:
+    """(privileged-task action, key whose AssumeRoot record is still awaited)."""
     context = identity.get("sessionContext")
-    if not isinstance(context, Mapping):
-        return False
-    if "assumedRoot" in context:
-        return _is_true(context.get("assumedRoot"))
+    if isinstance(context, Mapping) and _is_true(context.get("assumedRoot")):
+        return True, None
     key = identity.get("accessKeyId")
-    return (
+    if keys is not None and keys.lookup(key, account_id) is not None:
+        return True, None
+    could_be_task = (
         isinstance(key, str)
         and key.startswith("ASIA")
-        and not _is_true(identity.get("sessionCredentialFromConsole"))
+        and not _is_true(record.get("sessionCredentialFromConsole"))
+        and identity.get("invokedBy") in (None, "")
         and event_source != SIGNIN
         and (event_source, event_name) in _ROOT_TASK_ACTIONS
     )
+    return False, key if could_be_task else None
+
+
+def _no_user_name(record: Mapping[str, Any]) -> bool:
+    params = record.get("requestParameters")
+    return not isinstance(params, Mapping) or params.get("userName") in (None, "")
 
 
 def _category(record: Mapping[str, Any], event_source: str, event_name: str) -> Category:
@@ -407,7 +564,7 @@ def _is_break_glass(record: Mapping[str, Any], event_source: str, event_name: st
     params = params if isinstance(params, Mapping) else {}
     if event_source == IAM and event_name in _ROOT_OWN_CREDENTIAL_TASKS:
         # With a userName, root is managing an IAM user's credentials: administrative.
-        return params.get("userName") in (None, "")
+        return _no_user_name(record)
     if event_source == IAM and event_name in _ROOT_MFA_TASKS:
         return params.get("userName") in (None, "", _ROOT_MFA_USER)
     if event_source == S3 and event_name == "PutBucketVersioning":

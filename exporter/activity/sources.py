@@ -27,9 +27,10 @@ from ..accounts import Account
 from ..aws import Aws, AwsError, classify_error
 from ..settings import Settings
 from ..state import CollectorStatus, ExporterState, Section
-from .classify import MalformedRecord, Verdict, classify
+from .assume_root_keys import IssuedKey
+from .classify import RECOVERY_SIGNALS, MalformedRecord, Verdict, assume_root_evidence, classify
 from .records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
-from .store import FAMILIES, EventStore
+from .store import FAMILIES, TIME_DEPENDENT_FAMILIES, EventStore
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,13 @@ LOOKUP_SPACING_SECONDS = 0.55
 # unnoticed for 30 s per attempt.) Messages a lost answer carried come back after their
 # visibility timeout.
 SQS_RECEIVE_GRACE_SECONDS = 10.0
+# Records by IAM principals (not root) that the classifier uses, read from the management
+# account: the AssumeRoot calls that vouch for privileged-task sessions, and the
+# recovery-path changes (root CreateLoginProfile is a Root record, found by Username=root).
+MANAGEMENT_EVENT_NAMES: tuple[str, ...] = (
+    "AssumeRoot",
+    *(name for (_, name), signal in RECOVERY_SIGNALS.items() if signal != "root_password_created"),
+)
 
 
 class RateLimiter:
@@ -85,8 +93,8 @@ def _queue_account(url: str) -> str:
 
 
 def _family_key(store: EventStore, name: str) -> Callable[[], Hashable]:
-    if name == "console_logins_90d":
-        # The trailing 90-day count moves with time alone.
+    if name in TIME_DEPENDENT_FAMILIES:
+        # The trailing 90-day count and the quarterly counts move with time alone.
         return lambda: (store.family_version(name), int(time.time() // 60))
     return partial(store.family_version, name)
 
@@ -107,30 +115,59 @@ class ActivityService:
         for name in FAMILIES:
             state.sections.append(Section(f"activity:{name}", _family_key(store, name), partial(_one_family, store, name)))
         state.listeners.append(self._accounts_known)
+        aws.assume_root_listeners.append(self._own_assume_root_session)
 
     def _accounts_known(self, accounts: Iterable[Account]) -> None:
         self.store.register_accounts(a.account_id for a in accounts)
 
+    def _own_assume_root_session(self, account_id: str, task_policy_arn: str, credentials: Any) -> None:
+        # The exporter's own audit session: its records in the member account are
+        # privileged tasks even when no source delivers the AssumeRoot record.
+        issued = IssuedKey(account_id, task_policy_arn.rsplit("/", 1)[-1], credentials.expiration.timestamp())
+        for released in self.store.learn_key(credentials.access_key_id, issued, datetime.now(timezone.utc)):
+            self._log(released, "held")
+
     # -- the one way in ------------------------------------------------------------------
 
     def take(self, record: Mapping[str, Any], source: str, location: str = "") -> Verdict | None:
-        """Classify and store one record; a malformed record is counted, never raised."""
+        """Classify and store one record; a malformed record is counted, never raised.
+
+        A successful AssumeRoot record teaches the store the key it issued (and releases
+        the records held for it); a Root record that could be such a session but whose
+        AssumeRoot record is not known yet is held for `assume_root_evidence_wait_seconds`
+        (see README, What counts as root activity)."""
         seen_at = datetime.now(timezone.utc)
+        evidence = assume_root_evidence(record)
+        if evidence is not None:
+            for released in self.store.learn_key(*evidence, seen_at):
+                self._log(released, source)
         try:
-            verdict = classify(record, self.settings.break_glass_windows)
+            verdict = classify(record, self.settings.break_glass_windows, self.store.assume_root_keys)
         except MalformedRecord as exc:
             self.store.reject(source, "malformed_record")
             log.warning("malformed CloudTrail record", extra={"source": source, "location": location, "reason": str(exc)})
             return None
         if verdict is None:
             return None
+        wait = timedelta(seconds=self.settings.assume_root_evidence_wait_seconds)
+        if verdict.awaiting_key is not None and wait > timedelta(0):
+            self.store.hold(verdict, source, seen_at, wait)
+            return verdict
         if self.store.ingest(verdict, source, seen_at):
-            # One line per root record for the SIEM, with every verdict field.
-            log.warning(
-                "root activity",
-                extra={**verdict.to_json(), "source": source, "counted": verdict.event_time >= self.store.counting_from},
-            )
+            self._log(verdict, source)
         return verdict
+
+    def release_held(self) -> None:
+        """Count as root use the held records whose AssumeRoot evidence did not come in time."""
+        for verdict in self.store.release_due(datetime.now(timezone.utc)):
+            self._log(verdict, "held")
+
+    def _log(self, verdict: Verdict, source: str) -> None:
+        # One line per root record for the SIEM, with every verdict field.
+        log.warning(
+            "root activity",
+            extra={**verdict.to_json(), "source": source, "counted": verdict.event_time >= self.store.counting_from},
+        )
 
     # -- running -------------------------------------------------------------------------
 
@@ -144,11 +181,20 @@ class ActivityService:
             tasks.append(self._sqs_loop(self.settings.s3_trail_queue_url, S3_TRAIL))
         if self.settings.state_file is not None:
             tasks.append(self._save_loop())
+        tasks.append(self._release_loop())
         try:
             await asyncio.gather(*tasks)
         finally:
             if self.settings.state_file is not None:
                 await asyncio.to_thread(self.store.save, self.settings.state_file)
+
+    async def _release_loop(self) -> None:
+        # A tenth of the wait (at least every second, at most every 10 s) bounds how late a
+        # held record is counted past its wait.
+        period = min(max(self.settings.assume_root_evidence_wait_seconds / 10, 1.0), 10.0)
+        while True:
+            self.release_held()
+            await asyncio.sleep(period)
 
     async def _save_loop(self) -> None:
         assert self.settings.state_file is not None
@@ -222,9 +268,13 @@ class ActivityService:
                 attributes = [{"AttributeKey": "Username", "AttributeValue": "root"}]
                 await self._lookup(client, account.account_id, region, attributes, start, poll_started)
                 if management:
-                    # AssumeRoot calls are made by IAM principals of the management account.
-                    attributes = [{"AttributeKey": "EventName", "AttributeValue": "AssumeRoot"}]
-                    await self._lookup(client, account.account_id, region, attributes, start, poll_started)
+                    # AssumeRoot calls and the recovery-path changes are made by IAM principals
+                    # of the management account; LookupEvents takes one event name per call.
+                    for event_name in MANAGEMENT_EVENT_NAMES:
+                        attributes = [{"AttributeKey": "EventName", "AttributeValue": event_name}]
+                        await self._lookup(client, account.account_id, region, attributes, start, poll_started)
+                if not checkpoint:
+                    self.store.note_history(account.account_id, start)
                 self.store.set_checkpoint(key, poll_started.isoformat())
 
     async def _lookup(self, client: Any, account_id: str, region: str, attributes: list[dict[str, str]], start: datetime, end: datetime) -> None:

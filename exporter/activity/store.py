@@ -19,10 +19,22 @@ Which verdict feeds which metric:
   credentials, and the exporter's own audit sessions must not look like root use (nor
   move the last-activity time every sweep).
 * `assume_root_call` -> `aws_root_assume_root_calls_total` (by target account).
+* any verdict with a `recovery_signal` (a root's recovery path reopened or moved: by IAM
+  principals as `recovery_signal` verdicts, or a root password created as root) ->
+  `aws_root_recovery_signals_total`, created by its first event, besides the above.
+
+AssumeRoot evidence (`assume_root_keys`, see `exporter.activity.assume_root_keys`): the
+service teaches the store every key a successful AssumeRoot record issued (`learn_key`).
+A Root record that could be such a session but whose key is not known yet
+(`Verdict.awaiting_key`) is held (`hold`) until its AssumeRoot record arrives, which
+counts it as a privileged-task action, or until its wait ends (`release_due`), which
+counts it as root use. Keys and held records are in the state file, so a restart between
+the two records changes nothing.
 
 Deduplication: by `eventID`, whatever the source (a record seen by LookupEvents and then
 by the trail counts once; the second sighting counts in
-`aws_root_events_duplicate_total{source=...}`). Memory is bounded: an id is remembered
+`aws_root_events_duplicate_total{source=...}`), and by `sharedEventID` (the two copies of
+a cross-account call, one per account, count once). Memory is bounded: an id is remembered
 while its `eventTime` is within `dedup_retention` (default 7 days) of the newest
 `eventTime` seen (not of the wall clock, so a restart after a long outage still
 deduplicates what the pollers re-read), and at most `max_event_ids` ids are kept (default
@@ -30,6 +42,21 @@ deduplicates what the pollers re-read), and at most `max_event_ids` ids are kept
 is counted again: a late duplicate inflates a counter rather than hiding an event.
 Successful console logins are kept with their ids for 90 days, so the 90-day count is
 exact whatever the id retention.
+
+Logins per calendar quarter (UTC): every successful console login, live or history, also
+counts in its account's quarter (`2026-Q1`: January to March). A quarter lasts 90-92 days,
+longer than CloudTrail's 90-day history and than the login list above, so these counts are
+kept on their own (from the previous quarter on, at most `QUARTERS_KEPT` per account, in the state file) and
+exposed as `aws_root_console_logins_quarter{quarter="current"|"previous"}`. Whether a
+quarter's counts are complete depends on how far back the records go: each account has a
+`history_from` time, the start of the first LookupEvents read of its history
+(`note_history`), else the time it was registered (the live sources see only what happens
+from then on). `aws_root_console_logins_quarter_complete{quarter}` is 1 when every known
+account's history starts at or before the quarter's first second; a new install, whose
+history goes back at most 90 days, shows the previous quarter incomplete until the current one
+ends, and the current one incomplete only when installed on its last 1-2 days. A
+login is deduplicated by eventID as everywhere else; login ids are kept 90 days, so only a
+copy read more than 90 days after the first (an S3 trail replay) would count twice.
 
 Backfill and restarts: a store has a `counting_from` time. A record whose `eventTime` is
 before it is history: it updates the 90-day login list, the last activity time and the
@@ -56,9 +83,17 @@ Sample exposition (`metric_families()` rendered by prometheus_client)::
     # HELP aws_root_last_event_info The latest root record per account; the value is its eventTime.
     # TYPE aws_root_last_event_info gauge
     aws_root_last_event_info{account_id="111122223333",event_name="CreateBucket",event_source="s3.amazonaws.com",mfa="unknown",outcome="failure",source_ip="203.0.113.25"} 1.79552172e+09
-    # HELP aws_root_console_logins_90d Exact count of successful root console logins in the trailing 90 days, from CloudTrail history.
+    # HELP aws_root_console_logins_90d Exact count of successful root console logins in the trailing 90 days (a sliding window, not a calendar quarter), from CloudTrail history.
     # TYPE aws_root_console_logins_90d gauge
     aws_root_console_logins_90d{account_id="111122223333"} 1.0
+    # HELP aws_root_console_logins_quarter Successful root console logins in the current and previous calendar quarter (UTC), from CloudTrail records kept in the state file.
+    # TYPE aws_root_console_logins_quarter gauge
+    aws_root_console_logins_quarter{account_id="111122223333",quarter="current"} 1.0
+    aws_root_console_logins_quarter{account_id="111122223333",quarter="previous"} 0.0
+    # HELP aws_root_console_logins_quarter_complete 1 when the quarterly login counts cover the whole quarter for every account (the records read reach back to its start).
+    # TYPE aws_root_console_logins_quarter_complete gauge
+    aws_root_console_logins_quarter_complete{quarter="current"} 1.0
+    aws_root_console_logins_quarter_complete{quarter="previous"} 0.0
     # HELP aws_root_event_delay_seconds Delay between a root record's eventTime and its processing by the exporter.
     # TYPE aws_root_event_delay_seconds histogram
     aws_root_event_delay_seconds_bucket{le="30.0",source="eventbridge_sqs"} 0.0
@@ -79,7 +114,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -87,20 +122,38 @@ from typing import Any
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from exporter.activity.assume_root_keys import AssumeRootKeys, IssuedKey
 from exporter.activity.classify import CATEGORIES, MFA_VALUES, OUTCOMES, Verdict
 from exporter.textformat import Family, counter, gauge
 
 # Version 2: `console_logins` rows carry `approved` (account, outcome, mfa, approved).
-# Version 1 files are migrated on load (their logins were counted without a window check:
-# approved="false"), so an upgrade keeps every counter.
-STATE_VERSION = 2
-_MIGRATABLE_VERSIONS = (1,)
+# Version 3: `assume_root_keys`, `pending` and the `recovery_signals` counter.
+# Older files are migrated on load (version 1 logins were counted without a window check:
+# approved="false"; before version 3 no key or held record existed), so an upgrade keeps
+# every counter.
+STATE_VERSION = 3
+_MIGRATABLE_VERSIONS = (1, 2)
 SOURCES: tuple[str, ...] = ("lookup_events", "eventbridge_sqs", "s3_trail")
 DELAY_BUCKETS: tuple[float, ...] = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 LOGIN_WINDOW = timedelta(days=90)
+# Quarters of login counts kept per account at most: the previous, current and next ones
+# of the clock (a login seconds after a quarter's end may be read seconds before it), and
+# one more for a state file read after a quarter's end.
+QUARTERS_KEPT = 4
+_QUARTER = re.compile(r"^\d{4}-Q[1-4]$")
 DEFAULT_DEDUP_RETENTION = timedelta(days=7)
 DEFAULT_MAX_EVENT_IDS = 200_000
 DEFAULT_BACKFILL_GRACE = timedelta(minutes=15)
+# Records made with an AssumeRoot key keep arriving after the key expired (CloudTrail
+# delivers up to 15 minutes late; a record re-read later is deduplicated by its eventID and
+# needs no key): keep keys an hour past their expiry. The exporter's own audit opens about
+# one session per member account every 14 minutes, so an organization of N accounts holds
+# about 5.4 N keys, well under the ledger's bound (assume_root_keys.DEFAULT_MAX_KEYS) up to
+# some 18 000 accounts.
+KEY_RETENTION = timedelta(hours=1)
+# Held records beyond this many are released as root use at once, oldest first: a flood of
+# unexplained ASIA records must not grow memory, and releasing errs toward alerting.
+MAX_PENDING = 10_000
 _PRUNE_EVERY = 10_000
 _REASON = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _BOOL = {True: "true", False: "false"}
@@ -121,6 +174,13 @@ class _LastEvent:
     source_ip: str
     mfa: str
     outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    verdict: Verdict
+    source: str
+    due: float
 
 
 @dataclass(slots=True)
@@ -153,14 +213,21 @@ _COUNTERS: dict[str, tuple[str, str, list[str], str]] = {
                            ["account_id", "outcome"], "_assumed_root"),
     "assume_root_calls": ("aws_root_assume_root_calls_total", "sts:AssumeRoot calls, by target account and task policy.",
                           ["account_id", "task_policy", "outcome"], "_assume_root"),
+    "recovery_signals": ("aws_root_recovery_signals_total",
+                         "Changes that make a root usable again (recovery email, centralized root access disabled, root password created).",
+                         ["account_id", "signal", "outcome"], "_signals"),
     "events_duplicate": ("aws_root_events_duplicate_total", "Records dropped because their eventID was already counted.",
                          ["source"], "_duplicates"),
     "events_rejected": ("aws_root_events_rejected_total", "Records or messages that could not be processed, by reason.",
                         ["source", "reason"], "_rejected"),
 }
-FAMILIES: tuple[str, ...] = (*_COUNTERS, "last_activity", "last_event", "console_logins_90d", "event_delay")
+FAMILIES: tuple[str, ...] = (*_COUNTERS, "last_activity", "last_event", "console_logins_90d",
+                              "console_logins_quarter", "console_logins_quarter_complete", "event_delay")
 # The families that hold a series at 0 for every known account.
-_PER_ACCOUNT_AT_ZERO = ("console_logins", "api_calls", "assumed_root_calls", "console_logins_90d")
+_PER_ACCOUNT_AT_ZERO = ("console_logins", "api_calls", "assumed_root_calls", "console_logins_90d",
+                        "console_logins_quarter", "console_logins_quarter_complete")
+# The families whose value moves with the clock alone (a window slides, a quarter ends).
+TIME_DEPENDENT_FAMILIES = ("console_logins_90d", "console_logins_quarter", "console_logins_quarter_complete")
 
 
 class EventStore:
@@ -189,12 +256,17 @@ class EventStore:
         self._api_by_source: _Counter = {}
         self._assumed_root: _Counter = {}
         self._assume_root: _Counter = {}
+        self._signals: _Counter = {}
+        self.assume_root_keys = AssumeRootKeys()
+        self._pending: dict[str, _Pending] = {}
         self._duplicates: dict[str, float] = {source: 0.0 for source in SOURCES}
         self._rejected: _Counter = {}
         self._delay: dict[str, _Histogram] = {source: _Histogram.empty() for source in SOURCES}
         self._last_activity: dict[str, float] = {}
         self._last_event: dict[str, _LastEvent] = {}
         self._logins: dict[str, list[tuple[float, str]]] = {}
+        self._quarters: dict[str, dict[str, float]] = {}  # account -> "2026-Q1" -> successful logins
+        self._history_from: dict[str, float] = {}  # account -> earliest eventTime its logins are known from
         self._seen: dict[str, float] = {}
         self._high_water = -math.inf
         self._since_prune = 0
@@ -207,13 +279,16 @@ class EventStore:
 
     # --- accounts, checkpoints, rejections ---------------------------------------------
 
-    def register_accounts(self, account_ids: Iterable[str]) -> None:
-        """Create the per-account counters at 0, so `increase()` sees the first event."""
+    def register_accounts(self, account_ids: Iterable[str], now: datetime | None = None) -> None:
+        """Create the per-account counters at 0, so `increase()` sees the first event; a new
+        account's login history starts `now` until `note_history` says it goes further back."""
+        registered_at = (now or datetime.now(UTC)).timestamp()
         with self._lock:
             for account in account_ids:
                 if account in self._accounts:
                     continue
                 self._accounts.add(account)
+                self._history_from.setdefault(account, registered_at)
                 self._touch(*_PER_ACCOUNT_AT_ZERO)
                 for outcome in OUTCOMES:
                     for mfa in MFA_VALUES:
@@ -223,6 +298,16 @@ class EventStore:
                         for approved in _BOOL.values():
                             self._api_calls.setdefault((account, category, outcome, approved), 0.0)
                     self._assumed_root.setdefault((account, outcome), 0.0)
+
+    def note_history(self, account_id: str, start: datetime) -> None:
+        """Every root record of the account since `start` has been read (a LookupEvents
+        history read): its quarterly login counts are complete from then on."""
+        _require_aware(start, "start")
+        with self._lock:
+            ts = start.timestamp()
+            if ts < self._history_from.get(account_id, math.inf):
+                self._history_from[account_id] = ts
+                self._touch("console_logins_quarter_complete")
 
     def set_checkpoint(self, source_key: str, value: str) -> None:
         with self._lock:
@@ -252,11 +337,13 @@ class EventStore:
         _require_aware(seen_at, "seen_at")
         event_ts = verdict.event_time.timestamp()
         with self._lock:
-            if verdict.event_id in self._seen or self._login_known(verdict, event_ts):
-                self._duplicates[source] = self._duplicates.get(source, 0.0) + 1
-                self._touch("events_duplicate")
+            if self._known(verdict, event_ts):
+                self._duplicate(source)
                 return False
+            self._pending.pop(verdict.event_id, None)
             self._remember(verdict.event_id, event_ts, seen_at.timestamp())
+            if verdict.shared_event_id:
+                self._remember(_shared(verdict), event_ts, seen_at.timestamp())
             live = verdict.event_time >= self.counting_from
             if live:
                 self._touch(*self._count(verdict), "event_delay")
@@ -264,10 +351,82 @@ class EventStore:
                     max(0.0, (seen_at - verdict.event_time).total_seconds())
                 )
             self._update_gauges(verdict, event_ts)
+            if verdict.kind == "console_login" and verdict.outcome == "success" and not verdict.assumed_root:
+                self._count_quarter(verdict.account_id, verdict.event_time, seen_at)
             return True
+
+    def _known(self, v: Verdict, event_ts: float) -> bool:
+        return (
+            v.event_id in self._seen
+            or (bool(v.shared_event_id) and _shared(v) in self._seen)
+            or self._login_known(v, event_ts)
+        )
+
+    def _duplicate(self, source: str) -> None:
+        self._duplicates[source] = self._duplicates.get(source, 0.0) + 1
+        self._touch("events_duplicate")
+
+    # --- AssumeRoot evidence ---------------------------------------------------------
+
+    def learn_key(self, key: str, issued: IssuedKey, seen_at: datetime) -> list[Verdict]:
+        """Remember a key an AssumeRoot record issued; ingest the records held for it as
+        privileged-task actions and return them."""
+        released: list[Verdict] = []
+        with self._lock:
+            self.assume_root_keys.learn(key, issued)
+            self.assume_root_keys.prune(seen_at.timestamp(), KEY_RETENTION.total_seconds())
+            for event_id, held in list(self._pending.items()):
+                v = held.verdict
+                if v.awaiting_key == key and v.account_id == issued.account_id:
+                    del self._pending[event_id]
+                    v = replace(v, assumed_root=True, awaiting_key=None)
+                    if self.ingest(v, held.source, seen_at):
+                        released.append(v)
+        return released
+
+    def hold(self, verdict: Verdict, source: str, seen_at: datetime, wait: timedelta) -> bool:
+        """Hold a record awaiting its AssumeRoot key for `wait`; False for a duplicate."""
+        _require_source(source)
+        _require_aware(seen_at, "seen_at")
+        with self._lock:
+            if self._known(verdict, verdict.event_time.timestamp()) or verdict.event_id in self._pending:
+                self._duplicate(source)
+                return False
+            self._pending[verdict.event_id] = _Pending(verdict, source, (seen_at + wait).timestamp())
+        return True
+
+    def release_due(self, now: datetime) -> list[Verdict]:
+        """Ingest, as root use, the held records whose wait has ended; return them."""
+        _require_aware(now, "now")
+        with self._lock:
+            due = sorted((p for p in self._pending.values() if p.due <= now.timestamp()), key=lambda p: p.due)
+            excess = len(self._pending) - len(due) - MAX_PENDING
+            if excess > 0:
+                rest = sorted((p for p in self._pending.values() if p.due > now.timestamp()), key=lambda p: p.due)
+                due += rest[:excess]
+            released = []
+            for held in due:
+                del self._pending[held.verdict.event_id]
+                # Counted now: the delay histogram shows the wait, which delayed the alert.
+                if self.ingest(held.verdict, held.source, now):
+                    released.append(held.verdict)
+            return released
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._pending)
 
     def _count(self, v: Verdict) -> tuple[str, ...]:
         """Count the verdict; the names of the families it moved."""
+        moved = self._count_kind(v)
+        if v.recovery_signal is not None:
+            _inc(self._signals, (v.account_id, v.recovery_signal, v.outcome))
+            moved = (*moved, "recovery_signals")
+        return moved
+
+    def _count_kind(self, v: Verdict) -> tuple[str, ...]:
+        if v.kind == "recovery_signal":
+            return ()
         if v.kind == "assume_root_call":
             _inc(self._assume_root, (v.account_id, v.task_policy or "other", v.outcome))
             return ("assume_root_calls",)
@@ -285,19 +444,33 @@ class EventStore:
         return ("api_calls", "api_calls_by_event_source")
 
     def _update_gauges(self, v: Verdict, event_ts: float) -> None:
-        if v.kind == "assume_root_call" or v.assumed_root:
+        if v.kind in ("assume_root_call", "recovery_signal") or v.assumed_root:
             return
         if event_ts > self._last_activity.get(v.account_id, -math.inf):
             self._last_activity[v.account_id] = event_ts
             self._last_event[v.account_id] = _LastEvent(event_ts, v.event_name, v.event_source, v.source_ip, v.mfa, v.outcome)
             self._touch("last_activity", "last_event")
         if v.kind == "console_login" and v.outcome == "success":
-            self._touch("console_logins_90d")
+            self._touch("console_logins_90d", "console_logins_quarter")
             logins = self._logins.setdefault(v.account_id, [])
             bisect.insort(logins, (event_ts, v.event_id))
             horizon = self._high_water - LOGIN_WINDOW.total_seconds() - 86400
             if logins[0][0] < horizon:
                 del logins[: bisect.bisect_left(logins, (horizon, ""))]
+
+    def _count_quarter(self, account_id: str, event_time: datetime, seen_at: datetime) -> None:
+        """Count a login in its quarter. Quarters before the previous one of `seen_at` are
+        never shown again and are dropped; a login in a quarter after the next one of
+        `seen_at` has an impossible eventTime (clock skew) and is not counted, so it cannot
+        push a real quarter out of the `QUARTERS_KEPT` kept per account."""
+        quarter = _quarter_name(event_time)
+        if quarter > _quarter_name(_quarter_start(seen_at, "current") + timedelta(days=93)):
+            return
+        quarters = self._quarters.setdefault(account_id, {})
+        quarters[quarter] = quarters.get(quarter, 0.0) + 1
+        oldest_shown = _quarter_name(_quarter_start(seen_at, "previous"))
+        for old in [q for q in quarters if q < oldest_shown] + sorted(quarters)[:-QUARTERS_KEPT]:
+            quarters.pop(old, None)
 
     def _login_known(self, v: Verdict, event_ts: float) -> bool:
         logins = self._logins.get(v.account_id)
@@ -335,6 +508,19 @@ class EventStore:
             lo = bisect.bisect_right(logins, (end - LOGIN_WINDOW.total_seconds(), "\U0010ffff"))
             hi = bisect.bisect_right(logins, (end, "\U0010ffff"))
             return hi - lo
+
+    def logins_in_quarter(self, account_id: str, quarter: str, now: datetime) -> int:
+        """Successful root console logins in the `current` or `previous` calendar quarter of `now` (UTC)."""
+        start = _quarter_start(now, quarter)
+        with self._lock:
+            return int(self._quarters.get(account_id, {}).get(_quarter_name(start), 0))
+
+    def quarter_complete(self, quarter: str, now: datetime) -> bool:
+        """True when every known account's login history reaches back to the quarter's start
+        (never before any account is known: no evidence is not a complete count)."""
+        start = _quarter_start(now, quarter).timestamp()
+        with self._lock:
+            return bool(self._accounts) and all(self._history_from.get(a, math.inf) <= start for a in self._accounts)
 
     def seen_event_ids(self) -> int:
         with self._lock:
@@ -377,12 +563,33 @@ class EventStore:
             if name == "console_logins_90d":
                 logins = gauge(
                     "aws_root_console_logins_90d",
-                    "Exact count of successful root console logins in the trailing 90 days, from CloudTrail history.",
+                    "Exact count of successful root console logins in the trailing 90 days (a sliding window, not a calendar quarter), from CloudTrail history.",
                     labels=["account_id"],
                 )
                 for account in sorted(self._accounts | set(self._logins)):
                     logins.add_metric([account], float(self.logins_90d(account, now)))
                 return logins
+            if name == "console_logins_quarter":
+                quarterly = gauge(
+                    "aws_root_console_logins_quarter",
+                    "Successful root console logins in the current and previous calendar quarter (UTC), "
+                    "from CloudTrail records kept in the state file.",
+                    labels=["account_id", "quarter"],
+                )
+                for account in sorted(self._accounts | set(self._quarters)):
+                    for quarter in QUARTER_LABELS:
+                        quarterly.add_metric([account, quarter], float(self.logins_in_quarter(account, quarter, now)))
+                return quarterly
+            if name == "console_logins_quarter_complete":
+                complete = gauge(
+                    "aws_root_console_logins_quarter_complete",
+                    "1 when the quarterly login counts cover the whole quarter for every account "
+                    "(the records read reach back to its start).",
+                    labels=["quarter"],
+                )
+                for quarter in QUARTER_LABELS:
+                    complete.add_metric([quarter], float(self.quarter_complete(quarter, now)))
+                return complete
             if name == "event_delay":
                 delay = HistogramMetricFamily("aws_root_event_delay_seconds",
                                               "Delay between a root record's eventTime and its processing by the exporter.",
@@ -417,6 +624,7 @@ class EventStore:
                     "api_calls_by_event_source": _rows(self._api_by_source),
                     "assumed_root_calls": _rows(self._assumed_root),
                     "assume_root_calls": _rows(self._assume_root),
+                    "recovery_signals": _rows(self._signals),
                     "events_duplicate": [[k, v] for k, v in sorted(self._duplicates.items())],
                     "events_rejected": _rows(self._rejected),
                 },
@@ -430,8 +638,17 @@ class EventStore:
                     for account, e in sorted(self._last_event.items())
                 },
                 "console_logins_90d": {account: [[ts, eid] for ts, eid in items] for account, items in sorted(self._logins.items())},
+                "console_logins_quarter": {
+                    "history_from": dict(sorted(self._history_from.items())),
+                    "counts": {account: dict(sorted(q.items())) for account, q in sorted(self._quarters.items())},
+                },
                 "seen_event_ids": dict(self._seen),
                 "checkpoints": dict(sorted(self._checkpoints.items())),
+                "assume_root_keys": self.assume_root_keys.to_state(),
+                "pending": [
+                    {"verdict": p.verdict.to_json(), "source": p.source, "due": p.due}
+                    for p in sorted(self._pending.values(), key=lambda p: p.due)
+                ],
             }
 
     @classmethod
@@ -475,6 +692,7 @@ class EventStore:
             ("api_calls_by_event_source", self._api_by_source, 2),
             ("assumed_root_calls", self._assumed_root, 2),
             ("assume_root_calls", self._assume_root, 3),
+            ("recovery_signals", self._signals, 3),
             ("events_rejected", self._rejected, 2),
         ):
             target.update(_parse_rows(counters[name], name, arity))
@@ -494,6 +712,40 @@ class EventStore:
             self._logins[str(account)] = sorted((float(ts), str(eid)) for ts, eid in items)
         self._seen = {str(k): float(v) for k, v in state["seen_event_ids"].items()}
         self._checkpoints = {str(k): str(v) for k, v in state["checkpoints"].items()}
+        self._load_quarters(state.get("console_logins_quarter"))
+        self.assume_root_keys = AssumeRootKeys.from_state(state["assume_root_keys"])
+        for item in state["pending"]:
+            verdict = Verdict.from_json(item["verdict"])
+            _require_source(item["source"])
+            self._pending[verdict.event_id] = _Pending(verdict, item["source"], _number(item["due"], "pending"))
+
+    def _load_quarters(self, quarterly: Any) -> None:
+        """The optional `console_logins_quarter` key (added without a version bump). A file
+        without it is rebuilt from the 90-day login list, whose records are taken as complete
+        from 90 days before the later of `counting_from` and the newest eventTime seen (the
+        list keeps 90 days; a fresh store read up to 90 days of history before it counted)."""
+        if quarterly is None:
+            for account, logins in self._logins.items():
+                quarters = self._quarters.setdefault(account, {})
+                for ts, _ in logins:
+                    quarter = _quarter_name(datetime.fromtimestamp(ts, UTC))
+                    quarters[quarter] = quarters.get(quarter, 0.0) + 1
+            newest = max(self.counting_from.timestamp(), self._high_water)
+            since = newest - LOGIN_WINDOW.total_seconds()
+            self._history_from = dict.fromkeys(self._accounts | set(self._logins), since)
+            return
+        if not isinstance(quarterly, Mapping):
+            raise ValueError("console_logins_quarter is not an object of history_from and counts")
+        history_from = quarterly["history_from"]
+        counts = quarterly["counts"]
+        if not isinstance(history_from, Mapping) or not isinstance(counts, Mapping):
+            raise ValueError("console_logins_quarter is not an object of history_from and counts")
+        self._history_from.update({str(a): _timestamp(ts, "console_logins_quarter.history_from") for a, ts in history_from.items()})
+        for account, quarters in counts.items():
+            if not isinstance(quarters, Mapping) or not all(isinstance(q, str) and _QUARTER.match(q) for q in quarters):
+                raise ValueError(f"console_logins_quarter.counts.{account} is not an object of quarters like 2026-Q1")
+            kept = sorted(quarters)[-QUARTERS_KEPT:]
+            self._quarters[str(account)] = {q: _number(quarters[q], "console_logins_quarter.counts") for q in kept}
 
     def save(self, path: str | Path) -> None:
         """Write the state atomically: a temp file in the same directory, fsync, rename."""
@@ -555,18 +807,61 @@ class EventStore:
 
 
 def _migrate(state: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """A version 1 state as version 2: every `console_logins` row (account, outcome, mfa,
-    value) gains approved="false" before its value. Version 1 did not record whether a login
-    was inside a break-glass window; "false" is the value that keeps its alerts paging."""
+    """An older state as the current version (see STATE_VERSION)."""
     counters = state.get("counters")
     if not isinstance(counters, Mapping) or not isinstance(counters.get("console_logins"), list):
         raise StateFileError(f"{where}: invalid content (missing counters.console_logins)")
-    migrated = []
-    for row in counters["console_logins"]:
-        if not isinstance(row, list) or len(row) != 4:
-            raise StateFileError(f"{where}: invalid content (counters.console_logins has a bad row {row!r:.80})")
-        migrated.append([*row[:3], "false", row[3]])
-    return {**state, "version": STATE_VERSION, "counters": {**counters, "console_logins": migrated}}
+    if state.get("version") == 1:
+        # Every console_logins row (account, outcome, mfa, value) gains approved="false"
+        # before its value: version 1 did not record whether a login was inside a
+        # break-glass window, and "false" is the value that keeps its alerts paging.
+        migrated = []
+        for row in counters["console_logins"]:
+            if not isinstance(row, list) or len(row) != 4:
+                raise StateFileError(f"{where}: invalid content (counters.console_logins has a bad row {row!r:.80})")
+            migrated.append([*row[:3], "false", row[3]])
+        counters = {**counters, "console_logins": migrated}
+    # Before version 3 no AssumeRoot key was learned, no record held, no signal counted.
+    counters = {**counters, "recovery_signals": counters.get("recovery_signals", [])}
+    return {
+        **state,
+        "version": STATE_VERSION,
+        "counters": counters,
+        "assume_root_keys": state.get("assume_root_keys", {}),
+        "pending": state.get("pending", []),
+    }
+
+
+def _shared(v: Verdict) -> str:
+    # One namespace with eventIDs: a sharedEventID is a GUID like them, hence the prefix.
+    return "shared:" + v.shared_event_id
+
+
+QUARTER_LABELS = ("current", "previous")
+
+
+def _quarter_name(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    return f"{moment.year}-Q{(moment.month - 1) // 3 + 1}"
+
+
+def _quarter_start(now: datetime, quarter: str) -> datetime:
+    """The first second (UTC) of the `current` or `previous` calendar quarter of `now`."""
+    _require_aware(now, "now")
+    now = now.astimezone(UTC)
+    start = datetime(now.year, 3 * ((now.month - 1) // 3) + 1, 1, tzinfo=UTC)
+    if quarter == "current":
+        return start
+    if quarter == "previous":
+        before = start - timedelta(days=1)
+        return datetime(before.year, 3 * ((before.month - 1) // 3) + 1, 1, tzinfo=UTC)
+    raise ValueError(f"quarter must be one of {', '.join(QUARTER_LABELS)}, got {quarter!r}")
+
+
+def _timestamp(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} holds {value!r:.40}, not a timestamp")
+    return float(value)
 
 
 def _inc(counter: _Counter, key: tuple[str, ...]) -> None:

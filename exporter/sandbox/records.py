@@ -8,7 +8,7 @@ sign-in for contrast). Times are ISO 8601 UTC with a `Z`, as CloudTrail writes t
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 KINDS = (
@@ -19,6 +19,9 @@ KINDS = (
     "break-glass",
     "iam-user-login",
     "iam-user-named-root-login",
+    "root-temporary-key-call",
+    "assume-root",
+    "primary-email-update",
 )
 
 
@@ -36,7 +39,6 @@ def _root_identity(account_id: str, mfa: bool | None = None) -> dict[str, Any]:
     if mfa is not None:
         # A person signed in to the console as root: temporary keys from the console session.
         identity["accessKeyId"] = "ASIA" + uuid.uuid4().hex[:16].upper()
-        identity["sessionCredentialFromConsole"] = "true"
         identity["sessionContext"] = {
             "sessionIssuer": {},
             "webIdFederationData": {},
@@ -54,8 +56,17 @@ def make_record(
     source_ip: str = "203.0.113.10",
     event_name: str | None = None,
     event_id: str | None = None,
+    access_key_id: str | None = None,
+    target_account_id: str | None = None,
+    task_policy: str = "S3UnlockBucketPolicy",
 ) -> dict[str, Any]:
-    """A CloudTrail record of `kind` (one of KINDS) in `account_id`."""
+    """A CloudTrail record of `kind` (one of KINDS) in `account_id`.
+
+    `root-temporary-key-call`: a Root record made with a temporary `ASIA` key outside the
+    console (default event s3 `PutBucketPolicy`). A root GetSessionToken session and an
+    sts:AssumeRoot session write exactly this; only an `assume-root` record issuing
+    `access_key_id` tells them apart. `assume-root` and `primary-email-update` are calls by
+    an IAM role of `account_id` (the management account) aimed at `target_account_id`."""
     base: dict[str, Any] = {
         "eventVersion": "1.09",
         "eventTime": _time(when),
@@ -118,6 +129,8 @@ def make_record(
             eventSource="s3.amazonaws.com",
             eventName=event_name or "CreateBucket",
             userIdentity=_root_identity(account_id, mfa),
+            # A top-level field of the record (eventVersion 1.08+), never inside userIdentity.
+            sessionCredentialFromConsole="true",
             requestParameters={"bucketName": "payments-archive", "Host": "payments-archive.s3.amazonaws.com"},
             responseElements=None,
             readOnly=False,
@@ -131,12 +144,80 @@ def make_record(
             eventSource="iam.amazonaws.com",
             eventName=event_name or "DeleteAccessKey",
             userIdentity=_root_identity(account_id, mfa),
+            sessionCredentialFromConsole="true",
             requestParameters={"accessKeyId": f"AKIA{account_id}RK00"},
             responseElements=None,
             requestID=str(uuid.uuid4()),
         )
         return base
+    if kind == "root-temporary-key-call":
+        identity = _root_identity(account_id)
+        identity["accessKeyId"] = access_key_id or _temporary_key()
+        identity["sessionContext"] = {"attributes": {"creationDate": _time(when), "mfaAuthenticated": "false"}}
+        base.update(
+            eventType="AwsApiCall",
+            eventSource="s3.amazonaws.com",
+            eventName=event_name or "PutBucketPolicy",
+            userIdentity=identity,
+            userAgent="aws-cli/2.22.0 md/Botocore#1.35.0",
+            requestParameters={"bucketName": "payments-archive", "Host": "payments-archive.s3.amazonaws.com", "policy": ""},
+            responseElements=None,
+            readOnly=(event_name or "PutBucketPolicy").startswith(("Get", "List")),
+            requestID=uuid.uuid4().hex[:16].upper(),
+        )
+        return base
+    if kind in ("assume-root", "primary-email-update"):
+        target = target_account_id or account_id
+        base.update(eventType="AwsApiCall", userIdentity=_role_identity(account_id, when), userAgent="aws-cli/2.22.0 md/Botocore#1.35.0",
+                    requestID=str(uuid.uuid4()))
+        if kind == "assume-root":
+            issued = (when or datetime.now(timezone.utc)) + timedelta(seconds=900)
+            base["userIdentity"]["sessionContext"]["assumedRoot"] = "true"  # where AWS's example puts it
+            base.update(
+                eventSource="sts.amazonaws.com",
+                eventName="AssumeRoot",
+                requestParameters={"targetPrincipal": target, "taskPolicyArn": {"arn": f"arn:aws:iam::aws:policy/root-task/{task_policy}"}},
+                responseElements={"credentials": {
+                    "accessKeyId": access_key_id or _temporary_key(),
+                    "sessionToken": "<session token>",
+                    # CloudTrail's own spelling of STS expirations, not ISO 8601.
+                    "expiration": issued.astimezone(timezone.utc).strftime("%b %d, %Y, %I:%M:%S %p"),
+                }},
+                readOnly=True,
+            )
+        else:
+            base.update(
+                eventSource="account.amazonaws.com",
+                eventName=event_name or "AcceptPrimaryEmailUpdate",
+                requestParameters={"accountId": target, "primaryEmail": "HIDDEN_DUE_TO_SECURITY_REASONS",
+                                   "otp": "HIDDEN_DUE_TO_SECURITY_REASONS"},
+                responseElements={"status": "ACCEPTED"},
+                readOnly=False,
+            )
+        return base
     raise ValueError(f"unknown record kind {kind!r}; one of: {', '.join(KINDS)}")
+
+
+def _temporary_key() -> str:
+    return "ASIA" + uuid.uuid4().hex[:16].upper()
+
+
+def _role_identity(account_id: str, when: datetime | None) -> dict[str, Any]:
+    """An administrator's role session in `account_id`."""
+    return {
+        "type": "AssumedRole",
+        "principalId": "AROACKCEVSQ6C2EXAMPLE:admin",
+        "arn": f"arn:aws:sts::{account_id}:assumed-role/RootAccessAdmin/admin",
+        "accountId": account_id,
+        "accessKeyId": _temporary_key(),
+        "sessionContext": {
+            "sessionIssuer": {"type": "Role", "principalId": "AROACKCEVSQ6C2EXAMPLE",
+                              "arn": f"arn:aws:iam::{account_id}:role/RootAccessAdmin", "accountId": account_id,
+                              "userName": "RootAccessAdmin"},
+            "webIdFederationData": {},
+            "attributes": {"creationDate": _time(when), "mfaAuthenticated": "false"},
+        },
+    }
 
 
 def eventbridge_envelope(record: dict[str, Any]) -> dict[str, Any]:

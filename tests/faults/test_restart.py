@@ -113,8 +113,12 @@ async def test_sigkill_in_the_middle_of_a_sweep_then_restart(sandbox: Sandbox, f
     report_measurement(f"SIGKILL mid-sweep, restart with state file: all 4 logins counted {caught_up:.1f} s after the restart")
     assert logins(families) == 4.0, "A, B, C: each counted exactly once across the kill"
     assert sample(families, "aws_root_console_logins_90d", account_id=ACCOUNT) == 4.0
+    # The quarterly counts too (current + previous: the run may straddle a quarter's end).
+    quarterly = [sample(families, "aws_root_console_logins_quarter", account_id=ACCOUNT, quarter=q) for q in ("current", "previous")]
+    assert sum(quarterly) == 4.0, quarterly
     saved = json.loads(state_file.read_text())
     assert saved["version"] == STATE_VERSION
+    assert sum(saved["console_logins_quarter"]["counts"][ACCOUNT].values()) == 4.0
     assert [row[-1] for row in saved["counters"]["console_logins"] if row[:4] == [ACCOUNT, "success", "true", "false"]] == [4.0]
 
 
