@@ -14,7 +14,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +189,7 @@ def test_cross_account_pair_is_counted_once_for_the_acting_account() -> None:
         first = verdicts[0]
         assert first is not None
         store = EventStore(first.event_time)
-        now = datetime.now(UTC)
+        now = first.event_time
         assert [store.ingest(v, "s3_trail", first.event_time) for v in verdicts if v is not None] == [True, False]
         acting = EXPECTED[names[0]]["account_id"]
         want = EXPECTED[names[0]]
