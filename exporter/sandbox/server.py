@@ -57,7 +57,9 @@ class Sandbox:
         moto_ext.install()
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
-        self.seed()
+        # moto's backends are global to the process: another moto server in it (a test's own)
+        # may have left an organization behind, which seeding on top of would collide with.
+        self.reset()
         return self
 
     def stop(self) -> None:
