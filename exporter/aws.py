@@ -417,10 +417,6 @@ class Aws:
         # An AssumeRoot session lives at most 900 s; keep it only while it has a minute left.
         return credentials
 
-    def forget_credentials(self, account_id_or_role: str) -> None:
-        for key in [k for k in self._credentials if k[1] == account_id_or_role]:
-            del self._credentials[key]
-
 
 def _refused(exc: AwsError) -> bool:
     """STS refused to hand out credentials (denied, or a 4xx such as a bad role or policy):
