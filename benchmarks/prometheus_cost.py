@@ -175,6 +175,7 @@ def measure_prometheus(exporter_port: int, accounts: int, management_id: str, op
         "samples_per_scrape_all": samples,
         "scrape_duration_median_seconds": statistics.median(durations),
         "scrape_duration_max_seconds": max(durations),
+        "scrape_duration_all_seconds": durations,
         "head_series": head_series,
         "rss_bytes": rss,
         "rss_peak_bytes": max(rss_samples + [rss]),
