@@ -56,6 +56,7 @@ def test_every_account_collected_with_the_expected_requests() -> None:
     cost = result["prometheus"]
     assert cost["scrapes"] >= 3 and cost["scrapes_failed"] == 0
     assert cost["samples_per_scrape_all"] == [cost["exposition_samples"]] * cost["scrapes"]
+    assert len(cost["scrape_duration_all_seconds"]) == cost["scrapes"]
     assert cost["head_series"] == cost["exposition_samples"] + SYNTHETIC_SERIES
     assert cost["accounts_in_exposition"] == 100
     assert cost["series_per_account"] == cost["exposition_samples"] / 100
