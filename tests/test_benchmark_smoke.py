@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+import http.server
 import json
 import subprocess
 import sys
+import tempfile
+import threading
+from pathlib import Path
 
 import boto3
 import pytest
@@ -164,3 +169,44 @@ def test_bad_prometheus_option_is_a_clear_error(option) -> None:
     result = subprocess.run([sys.executable, "-m", "benchmarks", *option], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 2
     assert option[0] in result.stderr and "Traceback" not in result.stderr
+
+
+def test_prometheus_is_stopped_and_removed_when_the_measurement_fails(monkeypatch) -> None:
+    from benchmarks import prometheus_cost
+
+    body = b'a_info{account_id="000000000001"} 1\n'
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            if "gzip" in self.headers.get("Accept-Encoding", ""):
+                self.send_header("Content-Encoding", "gzip")
+                payload = gzip.compress(body)
+            else:
+                payload = body
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    started: list[subprocess.Popen] = []
+    directories: list[str] = []
+    popen, mkdtemp = subprocess.Popen, tempfile.mkdtemp
+    monkeypatch.setattr(prometheus_cost.subprocess, "Popen", lambda *a, **k: started.append(popen(*a, **k)) or started[-1])
+    monkeypatch.setattr(prometheus_cost.tempfile, "mkdtemp", lambda **k: directories.append(mkdtemp(**k)) or directories[-1])
+
+    def failing_query(base, expr):
+        raise RuntimeError("query failed")
+
+    monkeypatch.setattr(prometheus_cost, "_query", failing_query)
+    exporter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RuntimeError, match="query failed"):
+            prometheus_cost.measure_prometheus(exporter.server_address[1], 1, "000000000001", PrometheusOptions(1.0, 1))
+    finally:
+        exporter.shutdown()
+    assert len(started) == 1 and started[0].poll() is not None
+    assert len(directories) == 1 and not Path(directories[0]).exists()
