@@ -5,7 +5,9 @@ For each account count: a full posture sweep (wall, CPU, requests per account, t
 LookupEvents poll cycle over every account without and with new root events (wall, CPU,
 requests, throttling, the most requests in any one-second window per account and region),
 the delay from an EventBridge event put on SQS to /metrics, the exporter's peak memory and
-its AWS requests per account per hour at the default settings;
+its AWS requests per account per hour at the default settings; the real Prometheus
+scraping the exporter's steady state (head series, samples and duration per scrape,
+Prometheus's own memory, series per account);
 then a sequential boto3 baseline at --baseline-accounts, extrapolated linearly to every
 count, and --shards exporter processes splitting the largest organization. See
 docs/performance.md.
@@ -23,6 +25,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .prometheus_cost import PrometheusOptions
 from .run import measure, measure_baseline, measure_shards
 
 
@@ -34,6 +37,22 @@ def _counts(text: str) -> list[int]:
     if not values or min(values) < 2:
         raise argparse.ArgumentTypeError("account counts must be at least 2 (the management account and one member)")
     return values
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _scrapes(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of scrapes, at least 1, got {text!r}")
+    return int(text)
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -73,6 +92,15 @@ def table(results: dict) -> str:
         ("machine load average (1 min)", lambda r: _fmt(r["load_average"], 2)),
     ]
     per_n = results["results"]
+    if all("prometheus" in r for r in per_n):
+        rows += [
+            ("Prometheus: head series", lambda r: f"{r['prometheus']['head_series']:,.0f}"),
+            ("Prometheus: samples per scrape", lambda r: f"{r['prometheus']['samples_per_scrape']:,.0f}"),
+            ("Prometheus: scrape seconds median / max", lambda r: f"{_fmt(r['prometheus']['scrape_duration_median_seconds'], 3)} / {_fmt(r['prometheus']['scrape_duration_max_seconds'], 3)}"),
+            ("Prometheus: /metrics MB plain / gzip", lambda r: f"{_fmt(r['prometheus']['metrics_bytes_plain'] / 1e6, 1)} / {_fmt(r['prometheus']['metrics_bytes_gzip'] / 1e6, 2)}"),
+            ("Prometheus: RSS MB after scrapes (peak)", lambda r: f"{_fmt(r['prometheus']['rss_bytes'] / 1e6, 0)} ({_fmt(r['prometheus']['rss_peak_bytes'] / 1e6, 0)}) after {r['prometheus']['scrapes']}"),
+            ("series per account / median member", lambda r: f"{_fmt(r['prometheus']['series_per_account'], 1)} / {_fmt(r['prometheus']['series_per_member_median'], 0)}"),
+        ]
     width = max(len(name) for name, _ in rows)
     cols = [max(14, max(len(fn(r)) for name, fn in rows) + 2) for r in per_n]
     lines = [f"{'':<{width}}" + "".join(f"{'N=' + format(r['accounts'], ','):>{c}}" for r, c in zip(per_n, cols))]
@@ -101,9 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.05, help="fake AWS latency per request in seconds (default 0.05)")
     parser.add_argument("--baseline-accounts", type=int, default=100, help="accounts for the sequential baseline (default 100)")
     parser.add_argument("--shards", type=int, default=2, help="shard processes for the scale-out run at the largest count (0: skip)")
+    parser.add_argument("--no-prometheus", action="store_true", help="skip the real Prometheus scraping the exporter")
+    parser.add_argument("--prometheus-scrape-interval", type=_positive, default=10.0, help="Prometheus's scrape interval in seconds (default 10)")
+    parser.add_argument("--prometheus-scrapes", type=_scrapes, default=9, help="scrapes before Prometheus's memory and head are read (default 9: 90 s at 10 s)")
     parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"), help="where to write the results (default benchmark-results.json)")
     args = parser.parse_args(argv)
 
+    prometheus = None if args.no_prometheus else PrometheusOptions(args.prometheus_scrape_interval, args.prometheus_scrapes)
     started = time.monotonic()
     results: dict = {
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -117,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     results["baseline"] = baseline
     for n in args.accounts:
         print(f"exporter at N={n} ...", file=sys.stderr, flush=True)
-        r = measure(n, args.latency)
+        r = measure(n, args.latency, prometheus=prometheus)
         r["baseline_extrapolated"] = n != baseline["accounts"]
         r["baseline_sweep_seconds"] = baseline["seconds_per_account"] * n
         r["baseline_requests_per_account"] = baseline["requests_per_account"]

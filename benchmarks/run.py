@@ -18,6 +18,8 @@ from typing import Any
 
 from exporter.settings import ENV_PREFIX, Settings
 
+from .prometheus_cost import PrometheusOptions, measure_prometheus
+
 # The posture calls one account costs in one sweep, and AssumeRole when its credentials expire.
 POSTURE_OPERATIONS = ("iam:GetAccountSummary", "iam:GetCredentialReport", "iam:ListVirtualMFADevices")
 ASSUME_ROLE = "sts:AssumeRole"
@@ -264,7 +266,7 @@ def posture_total(stats: dict[str, Any]) -> int:
 def console_logins(conn: http.client.HTTPConnection) -> float:
     """The sum of every `aws_root_console_logins_total` series in /metrics.
 
-    Only that family is asked for (`name[]`): fetching and parsing all of /metrics (46 MB
+    Only that family is asked for (`name[]`): fetching and parsing all of /metrics (57 MB
     at 10,000 accounts) would take the driver longer than the exporter takes to count.
     """
     conn.request("GET", "/metrics?name[]=aws_root_console_logins_total")
@@ -332,8 +334,10 @@ def measure_sqs(fake: FakeAwsProcess, exporter: ExporterProcess, account_id: str
     return delays
 
 
-def measure(accounts: int, latency: float, scrape_interval: float = 0.05) -> dict[str, Any]:
-    """Cold sweep (timed, counted), then a warm sweep with /metrics scraped throughout."""
+def measure(accounts: int, latency: float, scrape_interval: float = 0.05, prometheus: PrometheusOptions | None = None) -> dict[str, Any]:
+    """Cold sweep (timed, counted), then a warm sweep with /metrics scraped throughout;
+    then, with `prometheus`, the real Prometheus scraping the steady state (no root activity
+    yet, nothing changing), before the activity and SQS measurements add login series."""
     fake = FakeAwsProcess(accounts, latency)
     exporter = None
     try:
@@ -355,6 +359,10 @@ def measure(accounts: int, latency: float, scrape_interval: float = 0.05) -> dic
             warm = exporter.sweep()
         warm_stats = fake.stats()
         ids = cold["account_ids"]
+        prometheus_cost = None
+        if prometheus is not None:
+            print(f"  Prometheus scraping N={accounts} every {prometheus.scrape_interval:g} s ...", file=sys.stderr, flush=True)
+            prometheus_cost = measure_prometheus(exporter.port, accounts, ids[0], prometheus)
         activity = measure_activity(fake, exporter, set(ids), ids[0])
         sqs = measure_sqs(fake, exporter, ids[-1])
     finally:
@@ -384,6 +392,8 @@ def measure(accounts: int, latency: float, scrape_interval: float = 0.05) -> dic
             "sqs_to_metrics_samples_ms": sqs,
         }
     )
+    if prometheus_cost is not None:
+        result["prometheus"] = prometheus_cost
     return result
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+import http.server
 import json
 import subprocess
 import sys
+import tempfile
+import threading
+from pathlib import Path
 
 import boto3
 import pytest
@@ -12,13 +17,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from benchmarks.fake_aws import access_key_for, account_ids
+from benchmarks.prometheus_cost import SYNTHETIC_SERIES, PrometheusOptions, exposition_figures
 from benchmarks.run import ASSUME_ROLE, POSTURE_OPERATIONS, REPO, FakeAwsProcess, measure, measure_baseline, measure_shards
 
 LATENCY = 0.005
 
 
 def test_every_account_collected_with_the_expected_requests() -> None:
-    result = measure(100, LATENCY)
+    result = measure(100, LATENCY, prometheus=PrometheusOptions(scrape_interval=1.0, scrapes=3))
     assert result["accounts_collected"] == 100
     assert result["accounts_failed"] == 0
     # Cold and warm sweep: each posture operation exactly once per account.
@@ -49,6 +55,44 @@ def test_every_account_collected_with_the_expected_requests() -> None:
     # The hourly figure includes 60 LookupEvents polls at the default 60 s interval.
     assert result["lookup_polls_per_hour"] == 60
     assert result["lookup_requests_per_account_hour"] == pytest.approx(60 * 101 / 100)
+    # The real Prometheus scraped the steady state: every scrape took every sample of the
+    # exposition, and its head holds exactly those series plus the per-target synthetic ones
+    # (nothing went stale: the state did not change while it scraped).
+    cost = result["prometheus"]
+    assert cost["scrapes"] >= 3 and cost["scrapes_failed"] == 0
+    assert cost["samples_per_scrape_all"] == [cost["exposition_samples"]] * cost["scrapes"]
+    assert len(cost["scrape_duration_all_seconds"]) == cost["scrapes"]
+    assert cost["head_series"] == cost["exposition_samples"] + SYNTHETIC_SERIES
+    assert cost["accounts_in_exposition"] == 100
+    assert cost["series_per_account"] == cost["exposition_samples"] / 100
+    assert cost["series_management_account"] > cost["series_per_member_median"] > 0
+    assert cost["metrics_bytes_plain"] > cost["metrics_bytes_gzip"] > 0
+    assert cost["rss_peak_bytes"] >= cost["rss_bytes"] > 0
+
+
+def test_exposition_figures_count_samples_per_account() -> None:
+    body = "\n".join(
+        [
+            "# HELP a_info x",
+            "# TYPE a_info gauge",
+            'a_info{account_id="000000000001",name="m"} 1',
+            'a_info{account_id="000000000002",name="x"} 1',
+            'a_info{account_id="000000000003",name="y"} 1',
+            'b_total{account_id="000000000002",reason="z"} 0',
+            'b_total{account_id="000000000002",reason="w"} 0',
+            'b_total{account_id="000000000001",reason="w"} 0',
+            'b_total{account_id="000000000001",reason="z"} 0',
+            "c 3",
+            "",
+        ]
+    )
+    figures = exposition_figures(body, "000000000001")
+    assert figures["exposition_samples"] == 8
+    assert figures["exposition_series_without_account_id"] == 1
+    assert figures["accounts_in_exposition"] == 3
+    assert figures["series_management_account"] == 3
+    assert figures["series_per_member_median"] == 2  # members: 3 and 1
+    assert figures["series_per_member_max"] == 3
 
 
 def test_two_shards_split_the_accounts() -> None:
@@ -101,7 +145,7 @@ def test_fake_lookup_events_allows_two_per_second_per_account_and_region() -> No
 def test_command_writes_every_figure(tmp_path) -> None:
     out = tmp_path / "results.json"
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--accounts", "20", "--latency", "0.001", "--baseline-accounts", "5", "--json", str(out)],
+        [sys.executable, "-m", "benchmarks", "--accounts", "20", "--latency", "0.001", "--baseline-accounts", "5", "--no-prometheus", "--json", str(out)],
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )
     assert result.returncode == 0, result.stderr
@@ -117,3 +161,52 @@ def test_command_writes_every_figure(tmp_path) -> None:
     assert data["shards"][0]["all_accounts_covered"]
     assert "speed-up vs baseline" in result.stdout
     assert "sqs_to_metrics_ms" in result.stdout and "activity_poll_seconds" in result.stdout
+    assert "prometheus" not in row and "Prometheus" not in result.stdout
+
+
+@pytest.mark.parametrize("option", [["--prometheus-scrape-interval", "0"], ["--prometheus-scrapes", "none"]])
+def test_bad_prometheus_option_is_a_clear_error(option) -> None:
+    result = subprocess.run([sys.executable, "-m", "benchmarks", *option], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2
+    assert option[0] in result.stderr and "Traceback" not in result.stderr
+
+
+def test_prometheus_is_stopped_and_removed_when_the_measurement_fails(monkeypatch) -> None:
+    from benchmarks import prometheus_cost
+
+    body = b'a_info{account_id="000000000001"} 1\n'
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            if "gzip" in self.headers.get("Accept-Encoding", ""):
+                self.send_header("Content-Encoding", "gzip")
+                payload = gzip.compress(body)
+            else:
+                payload = body
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    started: list[subprocess.Popen] = []
+    directories: list[str] = []
+    popen, mkdtemp = subprocess.Popen, tempfile.mkdtemp
+    monkeypatch.setattr(prometheus_cost.subprocess, "Popen", lambda *a, **k: started.append(popen(*a, **k)) or started[-1])
+    monkeypatch.setattr(prometheus_cost.tempfile, "mkdtemp", lambda **k: directories.append(mkdtemp(**k)) or directories[-1])
+
+    def failing_query(base, expr):
+        raise RuntimeError("query failed")
+
+    monkeypatch.setattr(prometheus_cost, "_query", failing_query)
+    exporter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RuntimeError, match="query failed"):
+            prometheus_cost.measure_prometheus(exporter.server_address[1], 1, "000000000001", PrometheusOptions(1.0, 1))
+    finally:
+        exporter.shutdown()
+    assert len(started) == 1 and started[0].poll() is not None
+    assert len(directories) == 1 and not Path(directories[0]).exists()
