@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporter.activity.sources import MANAGEMENT_EVENT_NAMES
 from exporter.settings import ENV_PREFIX, Settings
 
 from .prometheus_cost import PrometheusOptions, measure_prometheus
@@ -288,8 +289,10 @@ def measure_activity(fake: FakeAwsProcess, exporter: ExporterProcess, member_ids
             poll = exporter.poll()
             stats = fake.stats()
             counts = {aid: stats["by_account"].get(aid, {}).get(LOOKUP_EVENTS, 0) for aid in member_ids}
-            # One request per account and region; the management account also looks up AssumeRoot.
-            expected = {aid: 2 if aid == management_id else 1 for aid in member_ids}
+            # One request per account and region; the management account also looks up, one
+            # event name per request, the AssumeRoot calls and recovery-path changes its IAM
+            # principals make.
+            expected = {aid: 1 + len(MANAGEMENT_EVENT_NAMES) if aid == management_id else 1 for aid in member_ids}
             out[label] = {
                 "wall": poll["wall"],
                 "cpu": poll["cpu"],

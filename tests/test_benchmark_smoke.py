@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from benchmarks.fake_aws import access_key_for, account_ids
 from benchmarks.prometheus_cost import SYNTHETIC_SERIES, PrometheusOptions, exposition_figures
 from benchmarks.run import ASSUME_ROLE, POSTURE_OPERATIONS, REPO, FakeAwsProcess, measure, measure_baseline, measure_shards
+from exporter.activity.sources import MANAGEMENT_EVENT_NAMES
 
 LATENCY = 0.005
 
@@ -39,12 +40,14 @@ def test_every_account_collected_with_the_expected_requests() -> None:
     assert result["scrapes_during_sweep"] > 0 and result["scrape_errors"] == 0
     assert result["metrics_bytes_plain"] > result["metrics_bytes_gzip"] > 0
     # One LookupEvents poll cycle, without and with a root sign-in per account: one request
-    # per account (default region us-east-1), two for the management account (AssumeRoot too).
+    # per account (default region us-east-1), and for the management account one more per
+    # event name its IAM principals are watched for (AssumeRoot, recovery-path changes).
     assert result["activity_accounts_polled"] == 100
     assert result["activity_accounts_failed"] == 0
     assert result["accounts_with_unexpected_lookup_counts"] == 0
-    assert result["lookup_requests_per_account"] == pytest.approx(101 / 100)
-    assert result["lookup_events_requests_per_account"] == pytest.approx(101 / 100)
+    per_poll = 100 + len(MANAGEMENT_EVENT_NAMES)
+    assert result["lookup_requests_per_account"] == pytest.approx(per_poll / 100)
+    assert result["lookup_events_requests_per_account"] == pytest.approx(per_poll / 100)
     assert result["lookup_other_requests"] == {}  # credentials cached by the sweep
     assert result["lookup_throttled_requests"] == 0
     assert 1 <= result["lookup_max_per_second"] <= 2
@@ -54,7 +57,7 @@ def test_every_account_collected_with_the_expected_requests() -> None:
     assert len(result["sqs_to_metrics_samples_ms"]) == 5
     # The hourly figure includes 60 LookupEvents polls at the default 60 s interval.
     assert result["lookup_polls_per_hour"] == 60
-    assert result["lookup_requests_per_account_hour"] == pytest.approx(60 * 101 / 100)
+    assert result["lookup_requests_per_account_hour"] == pytest.approx(60 * per_poll / 100)
     # The real Prometheus scraped the steady state: every scrape took every sample of the
     # exposition, and its head holds exactly those series plus the per-target synthetic ones
     # (nothing went stale: the state did not change while it scraped).
