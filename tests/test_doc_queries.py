@@ -1,4 +1,5 @@
-"""Every PromQL expression the documentation shows a user in a ```promql block is valid.
+"""Every PromQL expression the documentation shows a user is valid: in a ```promql block,
+and inline (`...`) in any tracked Markdown file or dashboard panel description.
 
 A user copies these first; the README's join example was once rejected by Prometheus
 ("vector matching only allowed between instant vectors"). Each block is split into
@@ -86,5 +87,77 @@ def test_every_documented_query_runs_on_prometheus(prometheus, doc, expr):  # no
     try:
         result = _query(prometheus, expr)
     except urllib.error.HTTPError as error:  # Prometheus answers 400 with the reason in JSON
+        result = json.loads(error.read())
+    assert result.get("status") == "success", (doc, expr, result.get("error"))
+
+
+# Inline code that names one of our series is a query too when a reader can paste it: the
+# runbook's `aws_root_collector_success == 0`, a panel description's selector. Spans that
+# are notation, not queries, are recognised by a mark of notation and left out; everything
+# else must parse and run, so a new inline query is checked without anyone listing it.
+FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+INLINE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+SERIES = re.compile(r"\b(?:[a-z_]+:)?aws_root_[a-z0-9_]+(?::[a-z0-9_]+)?\b")
+NOTATION = (
+    re.compile(r"\.\.\."),  # a placeholder: {policy_id=...}
+    re.compile(r"<[a-z_ -]+>"),  # a placeholder: {account_id="<sandbox>"}
+    re.compile(r'"\|"'),  # alternatives: {state="fenced"|"not_fenced"}
+    re.compile(r"^[a-z_:]+(\{[^}]*\})?\s+[-+]?[0-9][0-9.e+-]*$"),  # an exposition sample with its value
+    re.compile(r"\{[a-z_, ]+\}"),  # label names without values: {account_id,signal}
+    re.compile(r"_\*"),  # a family of names: aws_root_break_glass_window_*
+    re.compile(r"^/"),  # a URL path such as /metrics?name[]=...
+)
+
+
+def inline_queries(text: str) -> list[str]:
+    spans = INLINE.findall(FENCE.sub("", text))
+    return [s for s in spans if SERIES.search(s) and not SERIES.fullmatch(s) and not any(n.search(s) for n in NOTATION)]
+
+
+def dashboard_descriptions() -> list[tuple[str, str]]:
+    found = []
+    for path in sorted((ROOT / "dashboards").glob("*.json")):
+        def walk(node):
+            if isinstance(node, dict):
+                if isinstance(node.get("description"), str):
+                    found.append((path.relative_to(ROOT).as_posix(), node["description"]))
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+        walk(json.loads(path.read_text()))
+    return found
+
+
+INLINE_QUERIES = sorted(
+    {(path.relative_to(ROOT).as_posix(), q) for path in markdown_files() for q in inline_queries(path.read_text())}
+    | {(where, q) for where, text in dashboard_descriptions() for q in inline_queries(text)}
+)
+
+
+def test_inline_query_extraction():
+    text = ("Alert on `aws_root_collector_success == 0`; the series `aws_root_mfa_enabled`; a sample "
+            "`aws_root_events_duplicate_total{source=\"x\"} 1`; `aws_root_scp_fence_info{policy_id=...}`; "
+            "`aws_root_recovery_signals_total{account_id,signal}`; `aws_root_break_glass_window_*`.\n"
+            "```promql\nsum(aws_root_mfa_enabled)\n```\n")
+    assert inline_queries(text) == ["aws_root_collector_success == 0"]
+
+
+def test_the_documentation_shows_inline_queries():
+    where = {doc for doc, _ in INLINE_QUERIES}
+    assert {"alerts/runbook.md", "docs/performance.md"} <= where, where
+
+
+def test_every_inline_query_parses(tmp_path):
+    result = _promtool_check(tmp_path, [q for _, q in INLINE_QUERIES])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("doc", "expr"), INLINE_QUERIES, ids=[f"{doc}:inline{i}" for i, (doc, _) in enumerate(INLINE_QUERIES)])
+def test_every_inline_query_runs_on_prometheus(prometheus, doc, expr):  # noqa: F811
+    try:
+        result = _query(prometheus, expr)
+    except urllib.error.HTTPError as error:
         result = json.loads(error.read())
     assert result.get("status") == "success", (doc, expr, result.get("error"))
