@@ -760,6 +760,17 @@ def exporter_health():
             ], "Root records per interval by source.", bars=True), 12, 8),
         ],
         [
+            (stat("Last configuration reload succeeded",
+                  f"min by (instance) ({m('aws_root_exporter_config_last_reload_successful')})",
+                  "No when the last configuration reload (POST /-/reload or SIGHUP) failed and the "
+                  "previous configuration still runs (AwsRootExporterConfigReloadFailed).",
+                  legend="{{instance}}", mappings=yes_no(1)), 12, 4),
+            (stat("Configuration loaded",
+                  f"time() - max by (instance) ({m('aws_root_exporter_config_last_reload_success_timestamp_seconds')})",
+                  "Time since the configuration was last loaded successfully (at start or by a reload).",
+                  unit="s", legend="{{instance}}"), 12, 4),
+        ],
+        [
             (timeseries("Collector duration", [
                 (f"topk(10, max by (account_id, collector) ({m('aws_root_collector_duration_seconds', a)}))",
                  "{{account_id}} {{collector}}"),
