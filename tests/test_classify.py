@@ -222,13 +222,17 @@ def test_denied_assume_root_call_issues_no_key() -> None:
     assert issued_key(load("assume_root_call_denied.json"), TARGET, "other") is None
 
 
-def test_assume_root_evidence_even_from_a_record_without_event_id() -> None:
-    # AWS's own example (IAM User Guide, "Track privileged tasks") has no eventID: not
-    # countable, but its key is still evidence for the member's records.
+def test_a_record_without_event_id_counts_and_its_key_is_evidence() -> None:
+    # AWS's own example (IAM User Guide, "Track privileged tasks") has no eventID: it is
+    # counted under an id made from its content (the same copy twice has the same id), and
+    # its key is evidence for the member's records.
     record = load("assume_root_call.json")
     del record["eventID"]
-    with pytest.raises(MalformedRecord):
-        classify(record)
+    verdict = classify(record)
+    assert verdict is not None and verdict.kind == "assume_root_call"
+    assert verdict.event_id.startswith("content-sha256:")
+    assert classify(json.loads(json.dumps(record))).event_id == verdict.event_id
+    assert classify({**record, "eventTime": "2024-11-22T09:53:12Z"}).event_id != verdict.event_id
     evidence = assume_root_evidence(record)
     assert evidence is not None
     key, issued = evidence
@@ -445,7 +449,6 @@ def test_account_falls_back_to_user_identity() -> None:
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (lambda r: r.pop("eventID"), "eventID"),
         (lambda r: r.update(eventID=42), "eventID"),
         (lambda r: r.pop("eventTime"), "eventTime"),
         (lambda r: r.update(eventTime="yesterday"), "eventTime"),
