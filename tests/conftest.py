@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -117,6 +119,19 @@ def child_pids(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry))
     return found
+
+
+def stop_cleanly(process: subprocess.Popen) -> None:
+    """SIGTERM, as a service manager stops the exporter: it must exit 0 within 20 s."""
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+
+
+def reap(process: subprocess.Popen) -> None:
+    """Kill a process a failed test left running (by its own handle, never by name)."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
 
 
 def parse_metrics(text: str) -> dict[str, Any]:

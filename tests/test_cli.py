@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import urllib.request
 
 from exporter.sandbox import load_scenario
 
-from .conftest import ROOT, child_pids, parse_metrics, sample
+from .conftest import ROOT, child_pids, parse_metrics, reap, sample, stop_cleanly
 from .scenario_expect import collected, expected_error
 
 
@@ -86,12 +85,9 @@ def test_sandbox_command_serves_metrics_and_stops_on_sigterm() -> None:
         assert sample(families, "aws_root_mfa_hardware", account_id="210000000001") == 1.0
         children = child_pids(process.pid)
         assert children, "the sandbox organization runs in a child process"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
+        stop_cleanly(process)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        reap(process)
     # The sandbox child process is gone with its parent.
     for child in children:
         assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z"

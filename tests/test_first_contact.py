@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 from exporter.sandbox import SANDBOX_ENV, load_scenario
 
-from .conftest import ROOT
+from .conftest import ROOT, reap, stop_cleanly
 from .scenario_expect import collected, expected_error, skip_reason
 
 SMALL_SCENARIO = """
@@ -92,12 +91,9 @@ def test_sandbox_hint_and_inject_use_the_running_scenario(tmp_path: Path) -> Non
         )
         assert accepted.returncode == 0, accepted.stderr
         assert f"injected console-login in {account}" in accepted.stdout
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
+        stop_cleanly(process)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        reap(process)
 
 
 def test_audit_table_shows_ou_paths_skips_and_errors() -> None:

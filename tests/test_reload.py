@@ -26,7 +26,7 @@ import yaml
 
 from exporter.sandbox.records import make_record
 
-from .conftest import ROOT, http_get, parse_metrics, running_exporter, sample, sandbox_settings
+from .conftest import ROOT, http_get, parse_metrics, reap, running_exporter, sample, sandbox_settings, stop_cleanly
 from .test_pipeline import PAGER, TICKETS, pipeline
 
 ACCOUNT = "210000000001"
@@ -194,9 +194,6 @@ def test_serve_command_reloads_on_sighup(sandbox, tmp_path) -> None:
                 break
         assert active() == 1
         assert post(url + "/-/reload") == (200, "reloaded; changed: nothing\n")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
+        stop_cleanly(process)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        reap(process)

@@ -306,24 +306,10 @@ def _recovery_signal(record: Mapping[str, Any], identity: Mapping[str, Any], win
     account_id = target if isinstance(target, str) and _ACCOUNT_ID.match(target) else _account_id(record, identity)
     if account_id is None:
         raise MalformedRecord("a recovery signal without a 12-digit account id", event_id)
-    return Verdict(
-        event_id=event_id,
-        account_id=account_id,
-        event_time=event_time,
-        event_name=event_name,
-        event_source=event_source,
+    return _verdict(
+        record, identity, windows, event_id, event_time, account_id, event_source, event_name,
         kind="recovery_signal",
         outcome=_api_outcome(record),
-        mfa=_mfa(record, identity),
-        category=None,
-        assumed_root=False,
-        approved=_approved(account_id, event_time, windows),
-        source_ip=_text(record.get("sourceIPAddress")),
-        signin_event=None,
-        task_policy=None,
-        region=_text(record.get("awsRegion")),
-        error_code=_text(record.get("errorCode")),
-        shared_event_id=_text(record.get("sharedEventID")),
         recovery_signal=RECOVERY_SIGNALS[(event_source, event_name)],
     )
 
@@ -333,24 +319,11 @@ def _assume_root_call(record: Mapping[str, Any], identity: Mapping[str, Any], wi
     params = record.get("requestParameters")
     params = params if isinstance(params, Mapping) else {}
     target = _target_account(params.get("targetPrincipal"))
-    return Verdict(
-        event_id=event_id,
-        account_id=target,
-        event_time=event_time,
-        event_name="AssumeRoot",
-        event_source=STS,
+    return _verdict(
+        record, identity, windows, event_id, event_time, target, STS, "AssumeRoot",
         kind="assume_root_call",
         outcome=_api_outcome(record),
-        mfa=_mfa(record, identity),
-        category=None,
-        assumed_root=False,
-        approved=_approved(target, event_time, windows),
-        source_ip=_text(record.get("sourceIPAddress")),
-        signin_event=None,
         task_policy=_task_policy(params.get("taskPolicyArn")),
-        region=_text(record.get("awsRegion")),
-        error_code=_text(record.get("errorCode")),
-        shared_event_id=_text(record.get("sharedEventID")),
     )
 
 
@@ -389,26 +362,46 @@ def _root_activity(
     signal = RECOVERY_SIGNALS.get((event_source, event_name))
     if signal == "root_password_created" and not _no_user_name(record):
         signal = None  # root gave an IAM user a password: administrative, not root's own
+    return _verdict(
+        record, identity, windows, event_id, event_time, account_id, event_source, event_name,
+        kind=kind,
+        outcome=outcome,
+        category=category,
+        assumed_root=assumed_root,
+        signin_event=signin_event,
+        awaiting_key=awaiting_key,
+        recovery_signal=signal,
+    )
+
+
+def _verdict(
+    record: Mapping[str, Any],
+    identity: Mapping[str, Any],
+    windows: Sequence[BreakGlassWindow],
+    event_id: str,
+    event_time: datetime,
+    account_id: str,
+    event_source: str,
+    event_name: str,
+    **specific: Any,
+) -> Verdict:
+    """A verdict with the fields every kind reads the same way from the record; `specific`
+    gives the kind and what only that kind knows."""
+    fields: dict[str, Any] = dict(category=None, assumed_root=False, signin_event=None, task_policy=None)
+    fields.update(specific)
     return Verdict(
         event_id=event_id,
         account_id=account_id,
         event_time=event_time,
         event_name=event_name,
         event_source=event_source,
-        kind=kind,
-        outcome=outcome,
         mfa=_mfa(record, identity),
-        category=category,
-        assumed_root=assumed_root,
         approved=_approved(account_id, event_time, windows),
         source_ip=_text(record.get("sourceIPAddress")),
-        signin_event=signin_event,
-        task_policy=None,
         region=_text(record.get("awsRegion")),
         error_code=_text(record.get("errorCode")),
         shared_event_id=_text(record.get("sharedEventID")),
-        awaiting_key=awaiting_key,
-        recovery_signal=signal,
+        **fields,
     )
 
 
