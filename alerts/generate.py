@@ -98,9 +98,8 @@ def increase_by(metric_name: str, by: str, window: str, *matchers: str) -> str:
     """Events counted in the trailing window, by `by`.
 
     `increase()` alone misses a counter series that appears with its first event already
-    counted: it needs a sample before the event, and some activity counters
-    (`aws_root_signin_events_total`, `aws_root_assume_root_calls_total`) are created only by
-    their first event. A series that appeared during the window (it has fewer samples in it
+    counted: it needs a sample before the event, and the activity counters are created by
+    their first event (no zero series for every label combination: issue 16's budget). A series that appeared during the window (it has fewer samples in it
     than the exporter's always-present build_info of the same target) counts its whole value;
     the others count their increase. A Prometheus restart or an exporter restart with a
     state file is no appearance: build_info appears at the same scrape."""

@@ -583,6 +583,11 @@ def overview():
     )
 
 
+COMPLIANT_FAILING = [{"type": "value", "options": {
+    "1": {"text": "Compliant", "color": "green", "index": 0},
+    "0": {"text": "Failing", "color": "red", "index": 1}}}]
+
+
 def account_detail():
     a = ACCOUNT
     event_info = (
@@ -591,16 +596,12 @@ def account_detail():
     )
     rows = [
         [
-            (stat("Root MFA", f"max({m('aws_root_mfa_enabled', a)})",
-                  "Whether the root user has an MFA device.", mappings=yes_no(1)), 4, 4),
-            (stat("Root MFA control", f"max({m('aws_root_control_compliant', eq('control', 'mfa_enabled'), a)})",
-                  "Compliant when root has MFA or holds no credentials.",
-                  mappings=[{"type": "value", "options": {
-                      "1": {"text": "Compliant", "color": "green", "index": 0},
-                      "0": {"text": "Failing", "color": "red", "index": 1}}}]), 4, 4),
-            (stat("Hardware MFA", f"max({m('aws_root_mfa_hardware', a)})",
-                  "Root MFA is enabled and no virtual MFA device is assigned to root.",
-                  mappings=yes_no(1)), 4, 4),
+            (stat("Root MFA", f"max({m('aws_root_control_compliant', eq('control', 'mfa_enabled'), a)})",
+                  "Compliant when root has an MFA device or holds no credentials (a root without "
+                  "credentials cannot sign in).", mappings=COMPLIANT_FAILING), 6, 4),
+            (stat("Hardware MFA", f"max({m('aws_root_control_compliant', eq('control', 'mfa_hardware'), a)})",
+                  "Compliant when root MFA is enabled and no virtual MFA device is assigned to root "
+                  "(CIS 1.6), or root holds no credentials.", mappings=COMPLIANT_FAILING), 6, 4),
             (stat("Active root access keys", f"sum({m('aws_root_access_keys', eq('status', 'active'), a)})",
                   "Active root access keys (should be 0).", steps=ZERO_TARGET_STEPS), 4, 4),
             (stat("Root password", f"max by (state) ({m('aws_root_password_state', a)}) == 1",
@@ -771,15 +772,11 @@ def exporter_health():
                   unit="s", legend="{{instance}}"), 12, 4),
         ],
         [
-            (timeseries("Collector duration", [
-                (f"topk(10, max by (account_id, collector) ({m('aws_root_collector_duration_seconds', a)}))",
-                 "{{account_id}} {{collector}}"),
-            ], "Duration of the last run of each collector (10 slowest).", unit="s"), 12, 8),
             (table("Centralized root access", [
                 (f"max by (feature) ({m('aws_root_organization_feature_enabled')})", ""),
             ], "Organization features for centralized root access (1 = enabled).",
                 hide=("Time",), rename={"feature": "Feature", "Value": "Enabled"},
-                mappings=yes_no(1)), 12, 8),
+                mappings=yes_no(1)), 24, 8),
         ],
     ]
     return dashboard(

@@ -19,9 +19,8 @@ from collections.abc import Collection, Hashable, Iterable, Iterator
 
 from . import __version__
 from .accounts import SKIP_REASONS
-from .aws import REASONS
 from .posture import CONTROLS, MFA_KINDS
-from .scp_sweep import snapshot_scp_families
+from .scp_sweep import SCP, snapshot_scp_families
 from .state import ExporterState, Section
 from .sweep import DISCOVERY, POSTURE
 from .textformat import Family, counter, gauge, render_each
@@ -29,6 +28,7 @@ from .textformat import Family, counter, gauge, render_each
 PREFIX = "aws_root_"
 _PRERENDER_POLL_SECONDS = 0.2
 _SWEEP = "posture"
+_SWEEP_COLLECTORS = (POSTURE, DISCOVERY, SCP)
 
 
 def _ts(value) -> float:
@@ -62,17 +62,9 @@ class ExporterFamilies:
             "Always 1 for every account the exporter collects; join on account_id for name and OU.",
             labels=["account_id", "account_name", "ou_id", "ou_name", "management", "joined_method"],
         )
-        joined = gauge(
-            PREFIX + "account_joined_timestamp_seconds",
-            "When the account joined the organization (Organizations JoinedTimestamp); organization account mode only.",
-            labels=["account_id"],
-        )
         for a in snap.accounts:
             info.add_metric([a.account_id, a.name, a.ou_id, a.ou_name, "true" if a.management else "false", a.joined_method], 1)
-            if a.joined is not None:
-                joined.add_metric([a.account_id], a.joined.timestamp())
         yield info
-        yield joined
         yield gauge(PREFIX + "accounts_discovered", "Accounts found by discovery in the last sweep, before filters.", value=snap.discovered)
         skipped = gauge(PREFIX + "accounts_skipped", "Accounts not collected in the last sweep, by reason.", labels=["reason"])
         for reason in SKIP_REASONS:
@@ -89,8 +81,6 @@ class ExporterFamilies:
 
     def _posture(self, snap) -> Iterable[Family]:
         refreshed = " Refreshed every posture sweep."
-        mfa = gauge(PREFIX + "mfa_enabled", "1 when the root user has an MFA device (AccountMFAEnabled)." + refreshed, labels=["account_id"])
-        hw = gauge(PREFIX + "mfa_hardware", "1 when root MFA is enabled and no virtual MFA device is assigned to root (CIS 1.6)." + refreshed, labels=["account_id"])
         devices = gauge(PREFIX + "mfa_devices", "Root MFA devices by kind; only for accounts audited through sts:AssumeRoot." + refreshed, labels=["account_id", "device_kind"])
         keys = gauge(PREFIX + "access_keys", "Root access keys by status." + refreshed, labels=["account_id", "status"])
         key_used = gauge(PREFIX + "access_key_last_used_timestamp_seconds", "Last time any root access key was used; absent when never used." + refreshed, labels=["account_id"])
@@ -105,8 +95,6 @@ class ExporterFamilies:
             if p is None:
                 continue
             aid = account.account_id
-            mfa.add_metric([aid], int(p.mfa_enabled))
-            hw.add_metric([aid], int(p.mfa_hardware))
             if p.mfa_devices is not None:
                 for kind in MFA_KINDS:
                     devices.add_metric([aid, kind], p.mfa_devices.get(kind, 0))
@@ -126,30 +114,25 @@ class ExporterFamilies:
             results = p.controls()
             for control in CONTROLS:
                 controls.add_metric([aid, control], int(results[control]))
-        yield from (mfa, hw, devices, keys, key_used, certs, password, pw_used, present, report, controls)
+        yield from (devices, keys, key_used, certs, password, pw_used, present, report, controls)
 
     def _health(self, state: ExporterState, snap) -> Iterable[Family]:
+        # Per account only what an alert reads (issue 16's series budget): success for
+        # AwsRootCollectionFailing, the sweep collectors' last success (AwsRootPasswordUsed reads
+        # the posture one).
+        # Durations are in the debug log; an error counter appears with its first error.
         success = gauge(PREFIX + "collector_success", "1 when the collector's last run for the account succeeded.", labels=["account_id", "collector"])
-        duration = gauge(PREFIX + "collector_duration_seconds", "Duration of the collector's last run for the account.", labels=["account_id", "collector"])
-        last = gauge(PREFIX + "collector_last_success_timestamp_seconds", "Last time the collector succeeded for the account.", labels=["account_id", "collector"])
+        last = gauge(PREFIX + "collector_last_success_timestamp_seconds", "Last time a sweep collector (posture, discovery, scp) succeeded for the account.", labels=["account_id", "collector"])
         statuses = {**snap.status, **dict(state.live_status)}
         for (aid, collector), s in sorted(statuses.items()):
             success.add_metric([aid, collector], int(s.success))
-            duration.add_metric([aid, collector], s.duration)
-            if s.last_success is not None:
+            if s.last_success is not None and collector in _SWEEP_COLLECTORS:
                 last.add_metric([aid, collector], s.last_success)
-        yield from (success, duration, last)
+        yield from (success, last)
 
         errors = counter(PREFIX + "collector_errors", "Collector failures by reason.", labels=["account_id", "collector", "reason"])
-        counts = dict(state.collector_errors)
-        keys = {(a.account_id, POSTURE) for a in snap.accounts}
-        keys |= {key for key in statuses if key[1] != POSTURE}
-        if snap.management_account_id:
-            keys.add((snap.management_account_id, DISCOVERY))
-        keys |= {(aid, collector) for aid, collector, _ in counts}
-        for aid, collector in sorted(keys):
-            for reason in REASONS:
-                errors.add_metric([aid, collector, reason], counts.get((aid, collector, reason), 0))
+        for (aid, collector, reason), count in sorted(dict(state.collector_errors).items()):
+            errors.add_metric([aid, collector, reason], count)
         yield errors
 
         sweep_duration = gauge(PREFIX + "sweep_duration_seconds", "Duration of the last complete sweep.", labels=["sweep"])

@@ -533,14 +533,16 @@ def scp_metric_families(
     )
     info = gauge(
         "aws_root_scp_fence_info",
-        "Always 1; policy_id is the first SCP fencing the account's root, empty when none.",
+        "Always 1; policy_id is the first SCP fencing the account's root (only for fenced accounts).",
         labels=["account_id", "policy_id"],
     )
     for account_id in sorted(results):
         result = results[account_id]
         for state in FenceState:
             fence.add_metric([account_id, state.value], 1.0 if result.state is state else 0.0)
-        first = result.policy_ids[0] if result.state is FenceState.fenced and result.policy_ids else ""
-        info.add_metric([account_id, first], 1.0)
+        # No series for an unfenced account: an empty policy_id said nothing a series of
+        # aws_root_scp_fence does not, and cost one series per account (issue 16).
+        if result.state is FenceState.fenced and result.policy_ids:
+            info.add_metric([account_id, result.policy_ids[0]], 1.0)
     enabled.add_metric([], 1.0 if scp_enabled else 0.0)
     return [fence, enabled, info]

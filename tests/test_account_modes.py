@@ -80,10 +80,13 @@ async def test_roles_mode_collects_the_listed_accounts(sandbox: Sandbox) -> None
     async with running_exporter(settings) as exporter:
         await exporter.wait_for_sweeps(1)
         families = await exporter.metrics()
-    assert sample(families, "aws_root_mfa_enabled", account_id="210000000002") == 1.0
-    assert sample(families, "aws_root_mfa_hardware", account_id="210000000002") == 0.0
+    # prod-web: a password with a virtual device (MFA, not hardware).
+    assert sample(families, "aws_root_credentials_present", account_id="210000000002") == 1.0
+    assert sample(families, "aws_root_control_compliant", account_id="210000000002", control="mfa_enabled") == 1.0
+    assert sample(families, "aws_root_control_compliant", account_id="210000000002", control="mfa_hardware") == 0.0
     assert sample(families, "aws_root_collector_success", account_id="210000000009", collector="posture") == 0.0
-    assert sample(families, "aws_root_mfa_enabled", account_id="210000000001") is None
+    assert sample(families, "aws_root_control_compliant", account_id="210000000001", control="mfa_enabled") is None
+    assert sample(families, "aws_root_account_info", account_id="210000000001") is None
     # No Organizations calls and no organization features in this mode.
     assert not any(s.labels.get("operation", "").startswith("organizations:") for s in families["aws_root_api_requests"].samples)
     assert families["aws_root_organization_feature_enabled"].samples == []
@@ -96,5 +99,6 @@ async def test_single_mode_collects_the_callers_account(sandbox: Sandbox) -> Non
         await exporter.wait_for_sweeps(1)
         families = await exporter.metrics()
     assert [s.labels["account_id"] for s in families["aws_root_account_info"].samples] == [MANAGEMENT_ACCOUNT_ID]
-    assert sample(families, "aws_root_mfa_hardware", account_id=MANAGEMENT_ACCOUNT_ID) == 1.0
+    assert sample(families, "aws_root_credentials_present", account_id=MANAGEMENT_ACCOUNT_ID) == 1.0
+    assert sample(families, "aws_root_control_compliant", account_id=MANAGEMENT_ACCOUNT_ID, control="mfa_hardware") == 1.0
     assert exporter.state.api.requests["sts:AssumeRole"] == 0

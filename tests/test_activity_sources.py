@@ -59,16 +59,38 @@ def logins(families: dict, account: str = ACCOUNT, outcome: str = "success", mfa
     return sample(families, "aws_root_console_logins_total", account_id=account, outcome=outcome, mfa=mfa, approved="false")
 
 
-async def test_counters_exist_at_zero_for_every_account(sandbox: Sandbox) -> None:
+ACTIVITY_COUNTERS = (
+    "aws_root_console_logins_total", "aws_root_signin_events_total", "aws_root_api_calls_total",
+    "aws_root_api_calls_by_event_source_total", "aws_root_assumed_root_calls_total",
+    "aws_root_assume_root_calls_total", "aws_root_recovery_signals_total",
+)
+
+
+def activity_counter_samples(families: dict) -> list:
+    return [s for family in families.values() for s in family.samples if s.name in ACTIVITY_COUNTERS]
+
+
+async def test_login_counts_exist_at_zero_and_counters_appear_with_their_first_event(sandbox: Sandbox) -> None:
+    """Issue 16's series budget: every account has its login counts at 0 ("no root login"),
+    but an activity counter has no series until its first event."""
+    accounts = (ACCOUNT, "210000000001", "123456789012")
     async with running_exporter(activity_settings(sandbox, lookup_events_enabled=False)) as exporter:
         await exporter.wait_for_sweeps(1)
-        families = await exporter.metrics()
-    for account in (ACCOUNT, "210000000001", "123456789012"):
-        for outcome in ("success", "failure"):
-            for mfa in ("true", "false", "unknown"):
-                assert logins(families, account, outcome, mfa) == 0.0
-        for category in ("break_glass", "read_only", "administrative"):
-            assert sample(families, "aws_root_api_calls_total", account_id=account, category=category, outcome="success", approved="false") == 0.0
+        before = await exporter.metrics()
+        sandbox.inject(make_record("console-login", ACCOUNT, mfa=True), lookup=False, s3=False)
+        after = await wait_for(exporter, "aws_root_console_logins_total", 1.0, account_id=ACCOUNT, outcome="success", mfa="true", approved="false")
+    for account in accounts:
+        assert sample(before, "aws_root_console_logins_90d", account_id=account) == 0.0
+        for quarter in ("current", "previous"):
+            assert sample(before, "aws_root_console_logins_quarter", account_id=account, quarter=quarter) == 0.0
+    assert sample(before, "aws_root_console_logins_quarter_complete", quarter="current") is not None
+    assert activity_counter_samples(before) == []
+    # The login brings its own series and no other: the other accounts and label sets stay absent.
+    assert [(s.name, s.labels, s.value) for s in activity_counter_samples(after)] == [
+        ("aws_root_console_logins_total", {"account_id": ACCOUNT, "outcome": "success", "mfa": "true", "approved": "false"}, 1.0)
+    ]
+    assert sample(after, "aws_root_console_logins_90d", account_id=ACCOUNT) == 1.0
+    assert sample(after, "aws_root_console_logins_90d", account_id="210000000001") == 0.0
 
 
 async def test_one_login_seen_by_three_sources_counts_once(sandbox: Sandbox) -> None:
@@ -150,9 +172,9 @@ async def test_trail_path_break_glass_and_malformed_input(sandbox: Sandbox) -> N
         # redeliver forever.
         await queue_drained(sandbox, sandbox.trail_queue_url)
     assert sample(families, "aws_root_api_calls_total", account_id=ACCOUNT, category="break_glass", outcome="success", approved="true") == 1.0
-    assert sample(families, "aws_root_api_calls_total", account_id=ACCOUNT, category="break_glass", outcome="success", approved="false") == 0.0
+    assert sample(families, "aws_root_api_calls_total", account_id=ACCOUNT, category="break_glass", outcome="success", approved="false") is None
     # Outside the window (another account): never approved.
-    assert sample(families, "aws_root_api_calls_total", account_id="210000000001", category="administrative", outcome="success", approved="true") == 0.0
+    assert sample(families, "aws_root_api_calls_total", account_id="210000000001", category="administrative", outcome="success", approved="true") is None
     assert sample(families, "aws_root_events_rejected_total", source="s3_trail", reason="malformed_record") >= 2.0
     assert sample(families, "aws_root_api_calls_by_event_source_total", account_id=ACCOUNT, event_source="iam.amazonaws.com") == 1.0
     assert sample(families, "aws_root_collector_success", account_id="123456789012", collector="s3_trail") == 1.0
@@ -175,7 +197,9 @@ async def test_lookup_events_history_overlap_and_rate_limit(sandbox: Sandbox) ->
     async with running_exporter(settings) as exporter:
         await exporter.wait_for_sweeps(1)
         families = await wait_for(exporter, "aws_root_console_logins_90d", 3.0, account_id=ACCOUNT)
-        assert logins(families) == 0.0, "history before the start is not new activity"
+        assert logins(families) is None, "history before the start is not new activity"
+        assert [s for s in activity_counter_samples(families) if s.labels.get("account_id") == ACCOUNT] == [], \
+            "the 120 historical API calls are no new activity either"
         fresh = make_record("console-login", ACCOUNT)
         sandbox.inject(fresh, eventbridge=False, s3=False)
         await exporter.exporter.activity.poll_lookup_events()
@@ -278,10 +302,10 @@ async def test_assume_root_evidence_arriving_second_and_evidence_that_never_come
         sandbox.inject(make_record("assume-root", "123456789012", target_account_id=member, access_key_id=key),
                        lookup=False, s3=False)
         families = await wait_for(exporter, "aws_root_assumed_root_calls_total", 1.0, account_id=member, outcome="success")
-        assert sample(families, "aws_root_api_calls_total", account_id=member, category="break_glass", outcome="success", approved="false") == 0.0
+        assert sample(families, "aws_root_api_calls_total", account_id=member, category="break_glass", outcome="success", approved="false") is None
         families = await wait_for(exporter, "aws_root_api_calls_total", 1.0, account_id=evader, category="break_glass",
                                   outcome="success", approved="false")
-        assert sample(families, "aws_root_assumed_root_calls_total", account_id=evader, outcome="success") == 0.0
+        assert sample(families, "aws_root_assumed_root_calls_total", account_id=evader, outcome="success") is None
         assert sample(families, "aws_root_assume_root_calls_total", account_id=member, task_policy="S3UnlockBucketPolicy", outcome="success") == 1.0
         assert exporter.exporter.activity.store.pending_count() == 0
 
@@ -352,5 +376,5 @@ async def test_exporter_restart_between_a_held_record_and_its_assume_root_record
         families = await wait_for(exporter, "aws_root_assumed_root_calls_total", 2.0, redelivery, account_id=member, outcome="success")
         assert exporter.exporter.activity.store.pending_count() == 0
     calls = [s for s in families["aws_root_api_calls"].samples if s.name.endswith("_total") and s.labels["account_id"] == member]
-    assert calls and all(s.value == 0 for s in calls)
+    assert calls == [], "no root use: the member has no API call series at all"
     assert key in json.loads(state_file.read_text())["assume_root_keys"]

@@ -81,8 +81,9 @@ def test_sandbox_command_serves_metrics_and_stops_on_sigterm() -> None:
                 time.sleep(0.2)
         with urllib.request.urlopen(url, timeout=10) as response:
             families = parse_metrics(response.read().decode())
-        assert sample(families, "aws_root_mfa_enabled", account_id="210000000003") == 0.0
-        assert sample(families, "aws_root_mfa_hardware", account_id="210000000001") == 1.0
+        # dev-sandbox: a password without MFA; prod-payments: a hardware device.
+        assert sample(families, "aws_root_control_compliant", account_id="210000000003", control="mfa_enabled") == 0.0
+        assert sample(families, "aws_root_control_compliant", account_id="210000000001", control="mfa_hardware") == 1.0
         children = child_pids(process.pid)
         assert children, "the sandbox organization runs in a child process"
         stop_cleanly(process)

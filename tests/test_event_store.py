@@ -1,4 +1,4 @@
-"""EventStore: dedup, zero-init, 90-day window, backfill, state file, metric families."""
+"""EventStore: dedup, series from the first event, 90-day window, backfill, state file, metric families."""
 
 from __future__ import annotations
 
@@ -62,24 +62,37 @@ def value(store: EventStore, name: str, now: datetime = START + timedelta(hours=
     return samples(store, now).get((name, tuple(sorted(labels.items()))))
 
 
-def test_register_accounts_creates_zero_counters() -> None:
+# The activity counters of issue 16's series budget: none holds a series before its first event.
+ACTIVITY_COUNTERS = (
+    "aws_root_console_logins_total", "aws_root_signin_events_total", "aws_root_api_calls_total",
+    "aws_root_api_calls_by_event_source_total", "aws_root_assumed_root_calls_total",
+    "aws_root_assume_root_calls_total", "aws_root_recovery_signals_total",
+)
+
+
+def test_register_accounts_creates_login_gauges_and_no_counters() -> None:
     store = EventStore(START)
     store.register_accounts([A, B])
     s = samples(store)
+    # No activity counter has a series before its first event (issue 16) ...
+    assert not [k for k in s if k[0] in ACTIVITY_COUNTERS]
+    # ... while the login counts are a statement at 0 for every account.
     for account in (A, B):
-        for outcome in ("success", "failure"):
-            for mfa in ("true", "false", "unknown"):
-                for approved in ("true", "false"):
-                    key = (("account_id", account), ("approved", approved), ("mfa", mfa), ("outcome", outcome))
-                    assert s[("aws_root_console_logins_total", key)] == 0
-            for category in ("break_glass", "read_only", "administrative"):
-                for approved in ("true", "false"):
-                    key = (("account_id", account), ("approved", approved), ("category", category), ("outcome", outcome))
-                    assert s[("aws_root_api_calls_total", key)] == 0
-            assert s[("aws_root_assumed_root_calls_total", (("account_id", account), ("outcome", outcome)))] == 0
         assert s[("aws_root_console_logins_90d", (("account_id", account),))] == 0
-    assert len([k for k in s if k[0] == "aws_root_console_logins_total"]) == 24
-    assert len([k for k in s if k[0] == "aws_root_api_calls_total"]) == 24
+        for quarter in ("current", "previous"):
+            assert s[("aws_root_console_logins_quarter", (("account_id", account), ("quarter", quarter)))] == 0
+    assert {k[1] for k in s if k[0] == "aws_root_console_logins_quarter_complete"} == {(("quarter", "current"),), (("quarter", "previous"),)}
+    assert len([k for k in s if k[0] == "aws_root_console_logins_90d"]) == 2
+    assert len([k for k in s if k[0] == "aws_root_console_logins_quarter"]) == 4
+    # The first event brings exactly its own series, at its count.
+    at = START + timedelta(minutes=1)
+    store.ingest(login("l-1", at), "eventbridge_sqs", at)
+    s = samples(store)
+    assert [(k, v) for k, v in s.items() if k[0] in ACTIVITY_COUNTERS] == [
+        (("aws_root_console_logins_total", (("account_id", A), ("approved", "false"), ("mfa", "true"), ("outcome", "success"))), 1)
+    ]
+    assert s[("aws_root_console_logins_90d", (("account_id", A),))] == 1
+    assert s[("aws_root_console_logins_90d", (("account_id", B),))] == 0
 
 
 def test_dedup_across_sources() -> None:
@@ -146,8 +159,10 @@ def test_backfill_does_not_inflate_counters() -> None:
     before = START - timedelta(days=3)
     assert store.ingest(login("hist-1", before), "lookup_events", START + timedelta(seconds=30)) is True
     store.ingest(api_call("hist-2", before + timedelta(hours=1)), "lookup_events", START + timedelta(seconds=30))
-    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") == 0
-    assert value(store, "aws_root_api_calls_total", account_id=A, category="administrative", outcome="failure", approved="false") == 0
+    # History is not new activity: no counter series appears for it.
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") is None
+    assert value(store, "aws_root_api_calls_total", account_id=A, category="administrative", outcome="failure", approved="false") is None
+    assert value(store, "aws_root_api_calls_by_event_source_total", account_id=A, event_source="s3.amazonaws.com") is None
     assert value(store, "aws_root_event_delay_seconds_count", source="lookup_events") == 0
     # ... but the 90-day count and the last event see history.
     assert store.logins_90d(A, START) == 1
@@ -241,8 +256,6 @@ def test_exact_exposition() -> None:
     expected = [
         "# TYPE aws_root_console_logins_total counter",
         'aws_root_console_logins_total{account_id="111122223333",approved="false",mfa="false",outcome="success"} 1.0',
-        'aws_root_console_logins_total{account_id="111122223333",approved="true",mfa="false",outcome="success"} 0.0',
-        'aws_root_console_logins_total{account_id="111122223333",approved="false",mfa="true",outcome="success"} 0.0',
         'aws_root_api_calls_total{account_id="111122223333",approved="false",category="administrative",outcome="failure"} 1.0',
         'aws_root_api_calls_by_event_source_total{account_id="111122223333",event_source="s3.amazonaws.com"} 1.0',
         'aws_root_last_activity_timestamp_seconds{account_id="111122223333"} 1.79552172e+09',  # 2026-11-24T12:02:00Z
@@ -265,6 +278,13 @@ def test_exact_exposition() -> None:
     lines = text.splitlines()
     for line in expected:
         assert line in lines, line
+    # The counters hold the series of the two records and nothing else: no zero series (issue 16).
+    counted = [line for line in lines if line.startswith(("aws_root_console_logins_total{", "aws_root_api_calls_total{",
+                                                          "aws_root_assumed_root_calls_total{", "aws_root_signin_events_total{"))]
+    assert counted == [
+        'aws_root_console_logins_total{account_id="111122223333",approved="false",mfa="false",outcome="success"} 1.0',
+        'aws_root_api_calls_total{account_id="111122223333",approved="false",category="administrative",outcome="failure"} 1.0',
+    ]
 
 
 def test_every_activity_metric_in_the_contract_is_exposed_with_its_labels() -> None:
@@ -299,8 +319,16 @@ def test_store_is_a_collector() -> None:
     store.register_accounts([A])
     registry = CollectorRegistry()
     registry.register(store)
-    text = generate_latest(registry).decode()
-    assert 'aws_root_assumed_root_calls_total{account_id="111122223333",outcome="success"} 0.0' in text.splitlines()
+    lines = generate_latest(registry).decode().splitlines()
+    assert 'aws_root_console_logins_90d{account_id="111122223333"} 0.0' in lines
+    assert "# TYPE aws_root_assumed_root_calls_total counter" in lines
+    assert not [line for line in lines if line.startswith("aws_root_assumed_root_calls_total{")]
+    at = START + timedelta(minutes=1)
+    store.ingest(fixture_verdict("assumed_root_session_marker.json", event_time=at, account_id=A), "eventbridge_sqs", at)
+    lines = generate_latest(registry).decode().splitlines()
+    assert [line for line in lines if line.startswith("aws_root_assumed_root_calls_total{")] == [
+        'aws_root_assumed_root_calls_total{account_id="111122223333",outcome="success"} 1.0'
+    ]
 
 
 def test_state_roundtrip(tmp_path: Path) -> None:
@@ -387,12 +415,16 @@ def test_version_1_state_file_is_migrated_and_keeps_the_counters(tmp_path: Path)
     path.write_text(json.dumps(STATE_V1))
     store = EventStore.load(path)
     logins = {k[1]: v for k, v in samples(store).items() if k[0] == "aws_root_console_logins_total"}
-    # The old counts land on approved="false"; approved="true" starts at 0.
-    assert logins[(("account_id", A), ("approved", "false"), ("mfa", "true"), ("outcome", "success"))] == 3
-    assert logins[(("account_id", A), ("approved", "false"), ("mfa", "true"), ("outcome", "failure"))] == 2
-    assert logins[(("account_id", A), ("approved", "true"), ("mfa", "true"), ("outcome", "success"))] == 0
-    assert len(logins) == 12 and sum(logins.values()) == 5
+    # The old counts land on approved="false"; the rows at 0 (the zero series files kept before
+    # issue 16) are dropped, and approved="true" has no series until its first login.
+    assert logins == {
+        (("account_id", A), ("approved", "false"), ("mfa", "true"), ("outcome", "success")): 3,
+        (("account_id", A), ("approved", "false"), ("mfa", "true"), ("outcome", "failure")): 2,
+    }
     assert value(store, "aws_root_api_calls_total", account_id=A, category="break_glass", outcome="success", approved="true") == 4
+    assert value(store, "aws_root_api_calls_total", account_id=A, category="administrative", outcome="failure", approved="false") == 1
+    assert not [k for k in samples(store) if k[0] == "aws_root_assumed_root_calls_total"]
+    assert value(store, "aws_root_console_logins_90d", account_id=A) == 1
     assert store.logins_90d(A, START + timedelta(hours=1)) == 1
     assert store.get_checkpoint("lookup_events/111122223333/us-east-1") == "2026-11-24T12:09:00Z"
     assert store.ingest(login("l-1", START + timedelta(minutes=1)), "s3_trail", START + timedelta(hours=1)) is False
@@ -400,7 +432,8 @@ def test_version_1_state_file_is_migrated_and_keeps_the_counters(tmp_path: Path)
     store.save(path)
     saved = json.loads(path.read_text())
     assert saved["version"] == 3
-    assert [A, "success", "true", "false", 3.0] in saved["counters"]["console_logins"]
+    assert sorted(saved["counters"]["console_logins"]) == [[A, "failure", "true", "false", 2.0], [A, "success", "true", "false", 3.0]]
+    assert saved["counters"]["assumed_root_calls"] == []
     assert EventStore.load(path).to_state() == store.to_state()
 
 
@@ -436,7 +469,12 @@ def test_corrupt_state_file(tmp_path: Path, content: str, problem: str) -> None:
 def test_state_with_bad_counter_row(tmp_path: Path) -> None:
     store = EventStore(START)
     store.register_accounts([A])
+    # Counter rows exist only for counted records (issue 16): count one of each kind edited below.
+    t = START + timedelta(minutes=1)
+    store.ingest(api_call("a-1", t), "eventbridge_sqs", t)
+    store.ingest(login("l-1", t), "eventbridge_sqs", t)
     state = store.to_state()
+    assert len(state["counters"]["api_calls"]) == 1 and len(state["counters"]["console_logins"]) == 1
     state["counters"]["api_calls"][0] = [A, "read_only", 3]
     path = tmp_path / "state.json"
     path.write_text(json.dumps(state))
@@ -546,11 +584,12 @@ def test_record_before_its_assume_root_record_is_held_then_a_privileged_task() -
     assert v is not None and v.awaiting_key == "ASIAI44QH8DHBEXAMPLE" and not v.assumed_root
     assert store.hold(v, "eventbridge_sqs", t, WAIT) is True
     assert store.hold(v, "s3_trail", t, WAIT) is False  # a second sighting while held
-    assert value(store, "aws_root_api_calls_total", account_id=B, category="break_glass", outcome="success", approved="false") == 0
+    assert value(store, "aws_root_api_calls_total", account_id=B, category="break_glass", outcome="success", approved="false") is None
+    assert value(store, "aws_root_assumed_root_calls_total", account_id=B, outcome="success") is None
     released = _learn(store, call, t + timedelta(seconds=30))
     assert [r.event_id for r in released] == [session["eventID"]] and released[0].assumed_root
     assert value(store, "aws_root_assumed_root_calls_total", account_id=B, outcome="success") == 1
-    assert value(store, "aws_root_api_calls_total", account_id=B, category="break_glass", outcome="success", approved="false") == 0
+    assert value(store, "aws_root_api_calls_total", account_id=B, category="break_glass", outcome="success", approved="false") is None
     assert store.release_due(t + WAIT * 2) == [] and store.pending_count() == 0
     # Later records with the key are privileged tasks at once.
     later = dict(session, eventID="later-1")
@@ -568,7 +607,7 @@ def test_held_record_whose_evidence_never_comes_is_root_use() -> None:
     assert store.release_due(t + WAIT - timedelta(seconds=1)) == []
     assert [r.event_id for r in store.release_due(t + WAIT)] == [session["eventID"]]
     assert value(store, "aws_root_api_calls_total", account_id=B, category="break_glass", outcome="success", approved="false") == 1
-    assert value(store, "aws_root_assumed_root_calls_total", account_id=B, outcome="success") == 0
+    assert value(store, "aws_root_assumed_root_calls_total", account_id=B, outcome="success") is None
 
 
 def test_restart_between_the_record_and_its_assume_root_record(tmp_path: Path) -> None:
@@ -619,7 +658,7 @@ def test_cross_account_pair_counts_once_for_the_acting_account() -> None:
     assert store.ingest(classify(record), "s3_trail", t) is True  # type: ignore[arg-type]
     assert store.ingest(classify(copy_b), "s3_trail", t) is False  # type: ignore[arg-type]
     assert value(store, "aws_root_api_calls_total", account_id=A, category="read_only", outcome="success", approved="false") == 1
-    assert value(store, "aws_root_api_calls_total", account_id=B, category="read_only", outcome="success", approved="false") == 0
+    assert value(store, "aws_root_api_calls_total", account_id=B, category="read_only", outcome="success", approved="false") is None
     assert value(store, "aws_root_events_duplicate_total", source="s3_trail") == 1
 
 

@@ -35,13 +35,17 @@ async def test_failing_accounts_next_to_healthy_ones(sandbox: Sandbox, default_s
         assert sample(families, "aws_root_collector_success", account_id=aid, collector="posture") == 0.0, aid
         assert sample(families, "aws_root_collector_errors_total", account_id=aid, collector="posture", reason=reason) == 1.0, aid
         others = [s for s in families["aws_root_collector_errors"].samples if s.labels["account_id"] == aid and s.labels["reason"] != reason]
-        assert all(s.value == 0 for s in others), aid
-        assert sample(families, "aws_root_mfa_enabled", account_id=aid) is None, "unknown must not be shown as a value"
+        # An error series appears with its first error: none for the reasons that never happened.
+        assert others == [], aid
+        for control in ("mfa_enabled", "mfa_hardware"):
+            assert sample(families, "aws_root_control_compliant", account_id=aid, control=control) is None, "unknown must not be shown as a value"
+        assert sample(families, "aws_root_credentials_present", account_id=aid) is None, aid
     expected_reason.update({a.id: expected_error(a) for a in default_scenario.all_accounts if expected_error(a) and a.id not in expected_reason})
     healthy = [a.id for a in default_scenario.all_accounts if collected(a) and a.id not in expected_reason]
     for aid in healthy:
         assert sample(families, "aws_root_collector_success", account_id=aid, collector="posture") == 1.0, aid
-    assert sample(families, "aws_root_mfa_hardware", account_id=HEALTHY) == 1.0
+    assert sample(families, "aws_root_control_compliant", account_id=HEALTHY, control="mfa_hardware") == 1.0
+    assert sample(families, "aws_root_credentials_present", account_id=HEALTHY) == 1.0
     assert sample(families, "aws_root_api_errors_total", operation="iam:GetAccountSummary", reason="throttled") == 1.0
 
 
@@ -70,7 +74,8 @@ async def test_last_known_posture_is_kept_when_an_account_starts_failing(sandbox
     assert sample(second, "aws_root_collector_success", account_id=HEALTHY, collector="posture") == 0.0
     assert sample(second, "aws_root_collector_errors_total", account_id=HEALTHY, collector="posture", reason="throttled") == 1.0
     # What was collected before stays, and its age is visible.
-    assert sample(second, "aws_root_mfa_hardware", account_id=HEALTHY) == 1.0
+    assert sample(second, "aws_root_control_compliant", account_id=HEALTHY, control="mfa_hardware") == 1.0
+    assert sample(second, "aws_root_credentials_present", account_id=HEALTHY) == 1.0
     assert sample(second, "aws_root_collector_last_success_timestamp_seconds", account_id=HEALTHY, collector="posture") == sample(
         first, "aws_root_collector_last_success_timestamp_seconds", account_id=HEALTHY, collector="posture"
     )

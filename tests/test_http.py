@@ -24,7 +24,7 @@ async def test_endpoints(sandbox: Sandbox, default_scenario: Scenario) -> None:
         assert status == 200
         # /metrics answers during the sweep, from the empty snapshot.
         status, _, body = await asyncio.to_thread(http_get, exporter.url + "/metrics")
-        assert status == 200 and b"aws_root_exporter_build_info" in body and b"aws_root_mfa_enabled{" not in body
+        assert status == 200 and b"aws_root_exporter_build_info" in body and b"aws_root_control_compliant{" not in body
 
         await exporter.wait_for_sweeps(1)
         status, _, _ = await asyncio.to_thread(http_get, exporter.url + "/-/ready")
@@ -35,10 +35,10 @@ async def test_endpoints(sandbox: Sandbox, default_scenario: Scenario) -> None:
         assert headers.get("Content-Encoding") == "gzip"
         assert gzip.decompress(packed) == plain
         # name[] as prometheus_client's handler: only the named families.
-        status, _, some = await asyncio.to_thread(http_get, exporter.url + "/metrics?name[]=aws_root_mfa_enabled&name[]=aws_root_sweeps_total")
+        status, _, some = await asyncio.to_thread(http_get, exporter.url + "/metrics?name[]=aws_root_control_compliant&name[]=aws_root_sweeps_total")
         assert status == 200
-        assert {line.split()[2] for line in some.decode().splitlines() if line.startswith("# HELP")} == {"aws_root_mfa_enabled", "aws_root_sweeps_total"}
-        assert some.count(b"aws_root_mfa_enabled{") == plain.count(b"aws_root_mfa_enabled{") > 0
+        assert {line.split()[2] for line in some.decode().splitlines() if line.startswith("# HELP")} == {"aws_root_control_compliant", "aws_root_sweeps_total"}
+        assert some.count(b"aws_root_control_compliant{") == plain.count(b"aws_root_control_compliant{") > 0
         status, headers, page = await asyncio.to_thread(http_get, exporter.url + "/")
         collected_accounts = len([a for a in default_scenario.all_accounts if collected(a)])
         assert status == 200 and b'href="metrics"' in page and f"Accounts collected: {collected_accounts}".encode() in page

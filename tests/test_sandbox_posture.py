@@ -23,8 +23,11 @@ from .scenario_expect import collected, expected_error, expected_posture, skip_r
 def check_account(families: dict[str, Any], account: Account, assume_root: bool = False) -> None:
     want = expected_posture(account, assume_root)
     aid = account.id
-    assert sample(families, "aws_root_mfa_enabled", account_id=aid) == float(want["mfa"]), aid
-    assert sample(families, "aws_root_mfa_hardware", account_id=aid) == float(want["hardware"]), aid
+    # MFA itself shows through the controls below (compliant = MFA or no credential at all)
+    # and, for a root read through sts:AssumeRoot, through its devices by kind.
+    for kind in ("virtual", "u2f", "hardware"):
+        devices = None if want["devices"] is None else float(want["devices"][kind])
+        assert sample(families, "aws_root_mfa_devices", account_id=aid, device_kind=kind) == devices, (aid, kind)
     assert sample(families, "aws_root_access_keys", account_id=aid, status="active") == want["keys"][0], aid
     assert sample(families, "aws_root_access_keys", account_id=aid, status="inactive") == want["keys"][1], aid
     assert sample(families, "aws_root_signing_certificates", account_id=aid, status="active") == want["certs"][0], aid
@@ -55,16 +58,11 @@ async def test_every_scenario_account_matches_the_scenario(sandbox: Sandbox, def
         name = sample(families, "aws_root_account_info", account_id=account.id, account_name=account.name)
         if not collected(account):
             assert name is None, f"{account.state} account {account.id} must not be collected"
-            assert sample(families, "aws_root_account_joined_timestamp_seconds", account_id=account.id) is None
+            assert sample(families, "aws_root_control_compliant", account_id=account.id, control="mfa_enabled") is None
             continue
         assert name == 1.0, account.id
         ou_name = account.ou.split("/")[-1] if account.ou else "Root"
         assert sample(families, "aws_root_account_info", account_id=account.id, ou_name=ou_name, joined_method=account.joined_method) == 1.0
-        joined = sample(families, "aws_root_account_joined_timestamp_seconds", account_id=account.id)
-        if account.joined is not None:
-            assert joined == account.joined.timestamp(), account.id
-        else:
-            assert joined is not None, account.id
     assert sample(families, "aws_root_account_info", account_id="123456789012", management="true") == 1.0
     for reason in ("suspended", "pending_closure", "closed"):
         want = sum(1 for a in default_scenario.all_accounts if skip_reason(a) == reason)
@@ -79,8 +77,11 @@ async def test_every_scenario_account_matches_the_scenario(sandbox: Sandbox, def
     for aid, reason in failing.items():
         assert sample(families, "aws_root_collector_success", account_id=aid, collector="posture") == 0.0
         assert sample(families, "aws_root_collector_errors_total", account_id=aid, collector="posture", reason=reason) == 1.0
-        assert sample(families, "aws_root_collector_errors_total", account_id=aid, collector="posture", reason="timeout") == 0.0
-        assert sample(families, "aws_root_mfa_enabled", account_id=aid) is None
+        # An error series appears with its first error: none for a reason that never happened.
+        assert sample(families, "aws_root_collector_errors_total", account_id=aid, collector="posture", reason="timeout") is None
+        for control in ("mfa_enabled", "mfa_hardware", "no_access_keys", "no_signing_certificates"):
+            assert sample(families, "aws_root_control_compliant", account_id=aid, control=control) is None, (aid, control)
+        assert sample(families, "aws_root_credentials_present", account_id=aid) is None
         assert sample(families, "aws_root_collector_last_success_timestamp_seconds", account_id=aid, collector="posture") is None
 
     features = default_scenario.organization.root_access_features or []
@@ -103,7 +104,9 @@ async def test_a_changed_root_shows_after_the_next_sweep(sandbox: Sandbox) -> No
     async with running_exporter(settings) as exporter:
         await exporter.wait_for_sweeps(1)
         before = await exporter.metrics()
-        assert sample(before, "aws_root_mfa_enabled", account_id="210000000001") == 1.0
+        # The root holds a password: the control passes through its MFA device alone.
+        assert sample(before, "aws_root_credentials_present", account_id="210000000001") == 1.0
+        assert sample(before, "aws_root_control_compliant", account_id="210000000001", control="mfa_enabled") == 1.0
         root = sandbox.root("210000000001")
         root.mfa_devices.clear()
         root.access_keys.append(RootKey("AKIA210000000001RK09"))
@@ -111,8 +114,9 @@ async def test_a_changed_root_shows_after_the_next_sweep(sandbox: Sandbox) -> No
         await exporter.exporter.sweeper.sweep()
         assert exporter.state.sweeps == sweeper_done + 1
         after = await exporter.metrics()
-    assert sample(after, "aws_root_mfa_enabled", account_id="210000000001") == 0.0
+    assert sample(after, "aws_root_credentials_present", account_id="210000000001") == 1.0
     assert sample(after, "aws_root_control_compliant", account_id="210000000001", control="mfa_enabled") == 0.0
+    assert sample(after, "aws_root_control_compliant", account_id="210000000001", control="mfa_hardware") == 0.0
     assert sample(after, "aws_root_access_keys", account_id="210000000001", status="active") == 1.0
     assert sample(after, "aws_root_control_compliant", account_id="210000000001", control="no_access_keys") == 0.0
 

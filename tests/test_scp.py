@@ -561,8 +561,12 @@ def test_metric_families_exposition():
         for other in ("fenced", "not_fenced", "not_applicable", "unknown"):
             assert value("aws_root_scp_fence", account_id=account, state=other) == (1.0 if other == state else 0.0)
     assert value("aws_root_scp_fence_info", account_id=A_DEV, policy_id="p-fence001") == 1.0
-    assert value("aws_root_scp_fence_info", account_id=A_ROOT, policy_id="") == 1.0
-    assert text.count("aws_root_scp_fence_info{") == len(results)
+    # Only fenced accounts have an info series: none with an empty policy_id.
+    assert value("aws_root_scp_fence_info", account_id=A_ROOT, policy_id="") is None
+    fenced = [account for account, result in results.items() if result.state is FenceState.fenced]
+    assert fenced == [A_DEV]
+    assert text.count("aws_root_scp_fence_info{") == len(fenced)
+    assert 'policy_id=""' not in text
     assert text.count('aws_root_scp_fence{') == 4 * len(results)
 
 
@@ -578,7 +582,7 @@ def test_metrics_documented_in_docs():
     rows = re.findall(r"^\| `(aws_root_[a-z_]+)` \| (\w+) \|([^|]*)\|", metrics, re.MULTILINE)
     documented = {name: (kind, re.findall(r"`(\w+)`", labels)) for name, kind, labels in rows}
     families = scp_metric_families({A_DEV: run([], {})[A_DEV]}, scp_enabled=True)
-    exposed = {f.name: (f.type, list(f.samples[0].labels)) for f in families}
+    exposed = {f.name: (f.type, list(f.labels)) for f in families}
     assert documented == exposed
 
 

@@ -53,13 +53,14 @@ def fence_state(families: dict[str, Any], account_id: str) -> str | None:
     return next(state for state, v in values.items() if v == 1.0)
 
 
-def fence_policy(families: dict[str, Any], account_id: str) -> str:
-    series = [
-        s
-        for s in families["aws_root_scp_fence_info"].samples
-        if s.labels["account_id"] == account_id
-    ]
-    assert len(series) == 1 and series[0].value == 1.0, series
+def fence_policy(families: dict[str, Any], account_id: str) -> str | None:
+    """The policy in the account's aws_root_scp_fence_info series; None when it has none
+    (only a fenced account has one, and never with an empty policy_id)."""
+    family = families.get("aws_root_scp_fence_info")
+    series = [s for s in (family.samples if family else []) if s.labels["account_id"] == account_id]
+    if not series:
+        return None
+    assert len(series) == 1 and series[0].value == 1.0 and series[0].labels["policy_id"], series
     return series[0].labels["policy_id"]
 
 
@@ -126,7 +127,7 @@ async def test_default_scenario_reports_each_fence_case(sandbox: Sandbox, defaul
     for account in active:
         state, policy = want[account.name]
         assert fence_state(families, account.id) == state, account.name
-        assert fence_policy(families, account.id) == (sandbox.scp_ids[policy] if policy else ""), account.name
+        assert fence_policy(families, account.id) == (sandbox.scp_ids[policy] if policy else None), account.name
     for account in default_scenario.accounts:
         if not collected(account):
             assert fence_state(families, account.id) is None  # not collected: no fence series
@@ -136,11 +137,12 @@ async def test_default_scenario_reports_each_fence_case(sandbox: Sandbox, defaul
         "Workloads/Dev",
     }
     assert sample(families, "aws_root_scp_policy_type_enabled") == 1.0
-    # The collector's health, under the management account, errors created at 0.
+    # The collector's health, under the management account; an error series appears with its
+    # first error, so a clean check shows none.
     assert sample(families, "aws_root_collector_success", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") == 1.0
     assert sample(families, "aws_root_collector_last_success_timestamp_seconds", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") > 0
     for reason in ("access_denied", "throttled", "timeout", "error"):
-        assert sample(families, "aws_root_collector_errors_total", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp", reason=reason) == 0.0
+        assert sample(families, "aws_root_collector_errors_total", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp", reason=reason) is None
     # Each policy is read once per sweep, not once per account: FullAWSAccess + the scenario's.
     policies = 1 + len(default_scenario.organization.scps)
     assert sample(families, "aws_root_api_requests_total", operation="organizations:DescribePolicy") == policies
@@ -225,7 +227,7 @@ async def test_policy_detached_between_two_sweeps(sandbox: Sandbox, default_scen
         # The same series goes to 0 (an alert on fenced == 0 fires; it does not just vanish).
         assert sample(after, "aws_root_scp_fence", account_id=account_id, state="fenced") == 0.0
         assert sample(after, "aws_root_scp_fence", account_id=account_id, state="not_fenced") == 1.0
-        assert fence_policy(after, account_id) == ""
+        assert fence_policy(after, account_id) is None
     assert fence_state(after, log_archive) == "fenced"  # attached to the account itself: untouched
     lost = [r for r in caplog.records if r.getMessage() == "SCP root fence lost"]
     assert sorted(r.account_id for r in lost) == sorted(workloads)
@@ -261,7 +263,7 @@ async def test_scp_type_disabled_in_the_scenario(sandbox: Sandbox, default_scena
         want = "not_applicable" if account.id == MANAGEMENT_ACCOUNT_ID else "not_fenced"
         assert fence_state(families, account.id) == want, account.name
         assert sample(families, "aws_root_scp_fence", account_id=account.id, state="fenced") == 0.0
-        assert fence_policy(families, account.id) == ""
+        assert fence_policy(families, account.id) is None
     # No policy is read when none is enforced.
     assert sample(families, "aws_root_api_requests_total", operation="organizations:DescribePolicy") is None
     assert sample(families, "aws_root_collector_success", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") == 1.0

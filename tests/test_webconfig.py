@@ -184,7 +184,7 @@ basic_auth_users:
         status, headers, body = await asyncio.to_thread(https_get, url + "/metrics", context, _basic("prometheus", PASSWORD))
         assert status == 200
         families = parse_metrics(body.decode())
-        assert sample(families, "aws_root_mfa_enabled", account_id="210000000003") == 0.0
+        assert sample(families, "aws_root_control_compliant", account_id="210000000003", control="mfa_enabled") == 0.0
         assert headers["X-Frame-Options"] == "deny" and headers["X-Content-Type-Options"] == "nosniff"
         # Again, from the cache of verified passwords.
         status, _, _ = await asyncio.to_thread(https_get, url + "/metrics", context, _basic("prometheus", PASSWORD))

@@ -123,7 +123,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
 from exporter.activity.assume_root_keys import AssumeRootKeys, IssuedKey
-from exporter.activity.classify import CATEGORIES, MFA_VALUES, OUTCOMES, Verdict
+from exporter.activity.classify import Verdict
 from exporter.textformat import Family, counter, gauge
 
 # Version 2: `console_logins` rows carry `approved` (account, outcome, mfa, approved).
@@ -223,9 +223,12 @@ _COUNTERS: dict[str, tuple[str, str, list[str], str]] = {
 }
 FAMILIES: tuple[str, ...] = (*_COUNTERS, "last_activity", "last_event", "console_logins_90d",
                               "console_logins_quarter", "console_logins_quarter_complete", "event_delay")
-# The families that hold a series at 0 for every known account.
-_PER_ACCOUNT_AT_ZERO = ("console_logins", "api_calls", "assumed_root_calls", "console_logins_90d",
-                        "console_logins_quarter", "console_logins_quarter_complete")
+# The families that hold a series for every known account: the login counts (0 is a
+# statement, "no root login in the window"). The event counters are not among them: each
+# series appears with its first event, and the alert rules count an appearance as an
+# increase (alerts/generate.py, increase_by); zero series for every label combination
+# were two thirds of an account's series (issue 16).
+_PER_ACCOUNT_AT_ZERO = ("console_logins_90d", "console_logins_quarter", "console_logins_quarter_complete")
 # The families whose value moves with the clock alone (a window slides, a quarter ends).
 TIME_DEPENDENT_FAMILIES = ("console_logins_90d", "console_logins_quarter", "console_logins_quarter_complete")
 
@@ -280,8 +283,8 @@ class EventStore:
     # --- accounts, checkpoints, rejections ---------------------------------------------
 
     def register_accounts(self, account_ids: Iterable[str], now: datetime | None = None) -> None:
-        """Create the per-account counters at 0, so `increase()` sees the first event; a new
-        account's login history starts `now` until `note_history` says it goes further back."""
+        """Give each new account its login-count series (at 0); its login history starts
+        `now` until `note_history` says it goes further back."""
         registered_at = (now or datetime.now(UTC)).timestamp()
         with self._lock:
             for account in account_ids:
@@ -290,14 +293,6 @@ class EventStore:
                 self._accounts.add(account)
                 self._history_from.setdefault(account, registered_at)
                 self._touch(*_PER_ACCOUNT_AT_ZERO)
-                for outcome in OUTCOMES:
-                    for mfa in MFA_VALUES:
-                        for approved in _BOOL.values():
-                            self._console_logins.setdefault((account, outcome, mfa, approved), 0.0)
-                    for category in CATEGORIES:
-                        for approved in _BOOL.values():
-                            self._api_calls.setdefault((account, category, outcome, approved), 0.0)
-                    self._assumed_root.setdefault((account, outcome), 0.0)
 
     def note_history(self, account_id: str, start: datetime) -> None:
         """Every root record of the account since `start` has been read (a LookupEvents
@@ -695,7 +690,8 @@ class EventStore:
             ("recovery_signals", self._signals, 3),
             ("events_rejected", self._rejected, 2),
         ):
-            target.update(_parse_rows(counters[name], name, arity))
+            # Rows at 0 are the zero series that files before issue 16 kept for every account.
+            target.update((key, value) for key, value in _parse_rows(counters[name], name, arity).items() if value)
         self._duplicates.update({k[0]: v for k, v in _parse_rows(counters["events_duplicate"], "events_duplicate", 1).items()})
         for source, h in state["event_delay"].items():
             if list(h["bounds"]) != list(DELAY_BUCKETS):

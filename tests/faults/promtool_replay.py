@@ -17,14 +17,16 @@ JOB = {"job": "aws-root-exporter", "instance": "exporter:9784"}
 
 def series(families: dict) -> list[dict]:
     """Every sample as a promtool input series held for 40 minutes (1 m steps); a collector
-    error counter above 0 keeps rising, as it does when every sweep fails again."""
+    error counter keeps rising from the value scraped, as it does when every sweep fails
+    again. It starts at that value, not at 0: an error series appears with its first error
+    (issue 16), so the rules never see it at 0."""
     out = []
     for family in families.values():
         for s in family.samples:
             labels = {**s.labels, **JOB}
             selector = s.name + "{" + ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items())) + "}"
             if s.name == "aws_root_collector_errors_total" and s.value > 0:
-                values = "0+1x40"  # fails again every sweep (1 m apart)
+                values = f"{s.value:.17g}+1x40"  # fails again every sweep (1 m apart)
             else:
                 # Every digit: `:g` kept six, and turned timestamps into other times.
                 values = f"{s.value:.17g}x40"

@@ -14,6 +14,7 @@ from exporter.sandbox.faults import FaultInjector
 
 from ..conftest import running_exporter, sample, sandbox_settings
 from .promtool_replay import replay
+from .test_transport import POSTURE_SERIES, posture_series
 
 THROTTLED = "210000000003"  # dev-sandbox: its root has no MFA, so "compliant" would be a lie
 DENIED = "210000000009"  # network: role cannot be assumed
@@ -40,9 +41,9 @@ async def test_failing_accounts_raise_the_collection_alert(sandbox: Sandbox, fau
         await exporter.wait_for_sweeps(1)
         families = await exporter.metrics()
     for account in (THROTTLED, DENIED):
-        assert sample(families, "aws_root_mfa_enabled", account_id=account) is None
-        assert not [s for s in families["aws_root_control_compliant"].samples if s.labels["account_id"] == account]
-    assert sample(families, "aws_root_mfa_enabled", account_id=HEALTHY) == 1.0
+        assert posture_series(families, account) == []
+    assert len(posture_series(families, HEALTHY)) == POSTURE_SERIES
+    assert sample(families, "aws_root_control_compliant", account_id=HEALTHY, control="mfa_enabled") == 1.0
 
     alerts = [_expected(families, THROTTLED, "throttled"), _expected(families, DENIED, "assume_role_failed")]
     replay(families, [

@@ -88,8 +88,14 @@ async def test_audit_session_calls_fail_after_a_good_sweep(sandbox: Sandbox, fau
     assert posture_success(first, VICTIM) == 1.0
     assert_failing_not_compliant(failing, VICTIM, reason, known_before=True)
     # The last known posture stays as it was, with its old last-success time.
-    for name, labels in (("aws_root_mfa_enabled", {}), ("aws_root_password_state", {"state": "present"}), ("aws_root_access_keys", {"status": "active"})):
-        assert sample(failing, name, account_id=VICTIM, **labels) == sample(first, name, account_id=VICTIM, **labels), name
+    for name, labels in (
+        ("aws_root_mfa_devices", {"device_kind": "hardware"}),
+        ("aws_root_control_compliant", {"control": "mfa_enabled"}),
+        ("aws_root_password_state", {"state": "present"}),
+        ("aws_root_access_keys", {"status": "active"}),
+    ):
+        kept = sample(failing, name, account_id=VICTIM, **labels)
+        assert kept is not None and kept == sample(first, name, account_id=VICTIM, **labels), name
     last = sample(failing, "aws_root_collector_last_success_timestamp_seconds", account_id=VICTIM, collector="posture")
     assert last == sample(first, "aws_root_collector_last_success_timestamp_seconds", account_id=VICTIM, collector="posture")
     assert last < started

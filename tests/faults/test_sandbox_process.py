@@ -17,6 +17,7 @@ from exporter.sandbox import SANDBOX_ENV, load_scenario
 from ..conftest import ROOT, http_get, parse_metrics, report_measurement, sample
 from ..scenario_expect import collected, expected_error
 from .serve_process import ServeProcess
+from .test_transport import posture_series
 
 SCENARIO = load_scenario()
 # Accounts the default scenario makes fail on purpose (a denied role, a missing permission).
@@ -127,5 +128,5 @@ async def test_throttle_storm_over_the_control_api(tmp_path) -> None:
     assert failing, "the storm made at least one account fail"
     assert reasons == {"throttled"}
     for account in failing:
-        assert sample(storm, "aws_root_mfa_enabled", account_id=account) is None
+        assert posture_series(storm, account) == [], account
     assert set(_posture(recovered)) == set(HEALTHY) and set(_posture(recovered).values()) == {1.0}

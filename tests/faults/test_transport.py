@@ -27,6 +27,18 @@ def posture_success(families: dict, account: str) -> float | None:
     return sample(families, "aws_root_collector_success", account_id=account, collector="posture")
 
 
+# Families that always carry a series for an account whose posture is known.
+POSTURE_FAMILIES = ("aws_root_access_keys", "aws_root_signing_certificates", "aws_root_password_state", "aws_root_credentials_present", "aws_root_control_compliant")
+# Their series for one collected account: keys and certificates by status (2 + 2), the
+# password by state (3), credentials_present (1), one per control (4).
+POSTURE_SERIES = 2 + 2 + 3 + 1 + 4
+
+
+def posture_series(families: dict, account: str) -> list:
+    """Every posture series of the account (none when its posture is unknown)."""
+    return [s for name in POSTURE_FAMILIES if name in families for s in families[name].samples if s.labels["account_id"] == account]
+
+
 def errors(families: dict, account: str, reason: str) -> float | None:
     return sample(families, "aws_root_collector_errors_total", account_id=account, collector="posture", reason=reason)
 
@@ -35,12 +47,14 @@ def assert_failing_not_compliant(families: dict, account: str, reason: str, coun
     assert posture_success(families, account) == 0.0
     assert errors(families, account, reason) == count
     others = [s for s in families["aws_root_collector_errors"].samples if s.labels["account_id"] == account and s.labels["reason"] != reason and s.labels["collector"] == "posture"]
-    assert [s.value for s in others] == [0.0] * len(others)
+    # An error series appears with its first error: none for a reason that never happened.
+    assert others == [], others
     if known_before:
-        return  # the last known posture stays, with success 0 and its old last-success time
+        # The last known posture stays, with success 0 and its old last-success time.
+        assert sample(families, "aws_root_control_compliant", account_id=account, control="mfa_enabled") is not None
+        return
     # Unknown is never shown as a value: no posture, no control verdict for the account.
-    assert sample(families, "aws_root_mfa_enabled", account_id=account) is None
-    assert not [s for s in families["aws_root_control_compliant"].samples if s.labels["account_id"] == account]
+    assert posture_series(families, account) == []
 
 
 def assert_healthy_fresh(families: dict, since: float) -> None:
@@ -48,7 +62,7 @@ def assert_healthy_fresh(families: dict, since: float) -> None:
         assert posture_success(families, account) == 1.0, account
         last = sample(families, "aws_root_collector_last_success_timestamp_seconds", account_id=account, collector="posture")
         assert last is not None and last >= since, account
-        assert sample(families, "aws_root_mfa_enabled", account_id=account) is not None, account
+        assert len(posture_series(families, account)) == POSTURE_SERIES, account
 
 
 @pytest.mark.parametrize(
@@ -87,7 +101,7 @@ async def test_throttling_storm_on_half_of_all_iam_requests(sandbox: Sandbox, fa
             continue
         if posture_success(families, account) == 1.0:
             fresh += 1
-            assert sample(families, "aws_root_mfa_enabled", account_id=account) is not None
+            assert len(posture_series(families, account)) == POSTURE_SERIES, account
         else:
             failed += 1
             assert_failing_not_compliant(families, account, "throttled")

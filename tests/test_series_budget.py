@@ -1,0 +1,110 @@
+"""The series budget (README.md, Metrics: Series budget), counted on the real `/metrics` of
+the sandbox organization with the default settings: at most 25 series per member account
+in steady state (healthy or failing, no root activity), at most 40 for a member with root activity of every
+kind. The management account and the organization-level series are reported, not capped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+from exporter.sandbox import Sandbox
+from exporter.sandbox.records import make_record
+from exporter.sandbox.scenario import Scenario
+
+from .conftest import report_measurement, running_exporter, sample, sandbox_settings
+from .scenario_expect import collected, expected_error
+
+STEADY_BUDGET = 25
+ACTIVE_BUDGET = 40
+MANAGEMENT = "123456789012"
+ACTIVE = "210000000003"
+_ACCOUNT_ID = re.compile(r'[{,]account_id="(\d{12})"')
+
+
+def series_per_account(text: str) -> tuple[Counter[str], int, Counter[tuple[str, str]]]:
+    """Series by account_id, series without one, and series by (account, metric name)."""
+    per_account: Counter[str] = Counter()
+    by_name: Counter[tuple[str, str]] = Counter()
+    other = 0
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        found = _ACCOUNT_ID.search(line)
+        if found is None:
+            other += 1
+            continue
+        per_account[found.group(1)] += 1
+        by_name[(found.group(1), line.split("{", 1)[0])] += 1
+    return per_account, other, by_name
+
+
+def _breakdown(by_name: Counter[tuple[str, str]], account: str) -> str:
+    return ", ".join(f"{name} {n}" for (aid, name), n in sorted(by_name.items()) if aid == account)
+
+
+async def test_series_per_member_account_within_budget(sandbox: Sandbox, default_scenario: Scenario) -> None:
+    now = datetime.now(timezone.utc)
+    settings = sandbox_settings(
+        sandbox,
+        # The defaults but for how often LookupEvents polls (a test cannot wait 60 s).
+        lookup_events_enabled=True,
+        lookup_events_interval_seconds=5,
+        break_glass_windows=[{"account_id": ACTIVE, "start": now - timedelta(hours=1), "end": now - timedelta(minutes=3), "ticket": "CHG-1"}],
+    )
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        # Steady state: every healthy member read by LookupEvents too.
+        async with asyncio.timeout(60):
+            while True:
+                families = await exporter.metrics()
+                if all(sample(families, "aws_root_collector_success", account_id=a.id, collector="lookup_events") == 1.0
+                       for a in default_scenario.all_accounts if collected(a) and expected_error(a) is None):
+                    break
+                await asyncio.sleep(0.5)
+        steady, steady_other, steady_names = series_per_account(await exporter.metrics_text())
+        # The window is configuration, not collection: 3 series per configured window.
+        steady[ACTIVE] -= 3
+
+        # Every kind of root activity in one member: inside the window (approved) and after it.
+        inside = now - timedelta(minutes=10)
+        for kind in ("console-login", "console-login-failure", "api-call", "break-glass"):
+            sandbox.inject(make_record(kind, ACTIVE, when=inside), eventbridge=False, s3=False)
+        after = now - timedelta(minutes=1)
+        for kind in ("console-login", "console-login-failure", "password-recovery", "api-call", "break-glass", "root-temporary-key-call"):
+            sandbox.inject(make_record(kind, ACTIVE, when=after, mfa=False), eventbridge=False, s3=False)
+        async with asyncio.timeout(60):
+            while True:
+                families = await exporter.metrics()
+                if sample(families, "aws_root_signin_events_total", account_id=ACTIVE, event_name="PasswordRecoveryRequested", outcome="success"):
+                    break
+                await asyncio.sleep(0.5)
+        active, active_other, active_names = series_per_account(await exporter.metrics_text())
+        active[ACTIVE] -= 3
+
+    members = [a for a in default_scenario.all_accounts if collected(a) and a.id != MANAGEMENT]
+    failing = [a.id for a in members if expected_error(a) is not None]
+    assert failing, "the scenario must hold failing members for the budget to cover them"
+    assert len(members) >= 15
+    # A member whose root password or access key was used (the credential report says so)
+    # has had root activity: its last-use series count against the activity budget.
+    used = {aid for (aid, name) in steady_names if name.endswith("_last_used_timestamp_seconds")}
+    assert used and len(used) < len(members), "the scenario must hold members with and without root use"
+    over = {a.id: steady[a.id] for a in members if steady[a.id] > (ACTIVE_BUDGET if a.id in used else STEADY_BUDGET)}
+    assert not over, "over the steady budget: " + "; ".join(f"{a} {n} ({_breakdown(steady_names, a)})" for a, n in over.items())
+    assert all(steady[a.id] > 0 for a in members), "every collected member shows series"
+    assert active[ACTIVE] > steady[ACTIVE], "the activity must show"
+    assert active[ACTIVE] <= ACTIVE_BUDGET, f"{active[ACTIVE]} series after activity: {_breakdown(active_names, ACTIVE)}"
+    # Activity in one account adds no series to another.
+    assert {a.id: active[a.id] for a in members if a.id != ACTIVE} == {a.id: steady[a.id] for a in members if a.id != ACTIVE}
+
+    healthy = [steady[a.id] for a in members if a.id not in failing and a.id not in used]
+    report_measurement(
+        f"series budget: members in steady state {min(healthy)}-{max(healthy)} series (budget {STEADY_BUDGET}), "
+        f"failing members {sorted(steady[a] for a in failing)}, members with a used root password or key "
+        f"{sorted(steady[a] for a in used)}, management {steady[MANAGEMENT]}, "
+        f"{steady_other} without account_id; the member with every kind of root activity {active[ACTIVE]} (budget {ACTIVE_BUDGET})"
+    )
