@@ -73,7 +73,7 @@ EXPORTER_DOWN_FOR = "5m"
 # (the duration of Prometheus' own PrometheusBadConfig alert in the prometheus mixin).
 CONFIG_RELOAD_FAILED_FOR = "10m"
 
-# AwsRootScpFenceLost: a member account whose aws_root_scp_fence{state="fenced"} was 1 at
+# AwsRootScpFenceLost: a member account whose aws_root_scp_fence_state{state="fenced"} was 1 at
 # some point in this window and is 0 now. It bounds how long the alert stays firing after
 # the loss when nobody restores the fence (the not-fenced count and table of the overview
 # dashboard keep showing the account); it must cover at least two posture sweeps.

@@ -51,17 +51,20 @@ ACCOUNT = (
     "({{ with $labels.account_name }}{{ . }}{{ else }}name unknown{{ end }})"
 )
 
-# Details of the latest root record of the account; the value of aws_root_last_event_info
-# is the record's eventTime.
+# Details of the latest root record of the account (aws_root_last_event_info, an info
+# metric) and its eventTime (aws_root_last_activity_timestamp_seconds, the same record).
 LAST_EVENT_QUERY = (
     "max by (event_name, event_source, source_ip, mfa, outcome) "
     "(" + m("aws_root_last_event_info", 'account_id="%s"') + ")"
 )
+LAST_EVENT_TIME_QUERY = "max(" + m("aws_root_last_activity_timestamp_seconds", 'account_id="%s"') + ")"
 LAST_EVENT = (
     "{{ with printf `" + LAST_EVENT_QUERY + "` $labels.account_id | query }}"
     "{{ with . | first }}"
     " Latest root record: {{ .Labels.event_name }} ({{ .Labels.event_source }},"
-    " outcome {{ .Labels.outcome }}) at {{ .Value | humanizeTimestamp }}"
+    " outcome {{ .Labels.outcome }})"
+    "{{ with printf `" + LAST_EVENT_TIME_QUERY + "` $labels.account_id | query }}"
+    "{{ with . | first }} at {{ .Value | humanizeTimestamp }}{{ end }}{{ end }}"
     " from source IP {{ .Labels.source_ip }}, MFA used: {{ .Labels.mfa }}."
     "{{ end }}"
     "{{ else }} No details of the latest root record are available.{{ end }}"
@@ -183,28 +186,28 @@ def recording_rules() -> list[dict]:
     ]
     rules += scp_recording_rules()
     rules += credential_removal_recording_rules()
-    buckets = f"sum by (source, le) (rate({m('aws_root_event_delay_seconds_bucket')}[{c.DELAY_WINDOW}]))"
+    buckets = f"sum by (source, le) (rate({m('aws_root_exporter_event_delay_seconds_bucket')}[{c.DELAY_WINDOW}]))"
     for q in c.DELAY_QUANTILES:
         rules.append(
             {
-                "record": f"source:aws_root_event_delay_seconds:quantile_{c.DELAY_WINDOW}",
+                "record": f"source:aws_root_exporter_event_delay_seconds:quantile_{c.DELAY_WINDOW}",
                 "expr": f"histogram_quantile({q}, {buckets})",
                 "labels": {"quantile": str(q)},
             }
         )
     rules.append(
         {
-            "record": f"source:aws_root_event_delay_seconds:mean_{c.DELAY_WINDOW}",
+            "record": f"source:aws_root_exporter_event_delay_seconds:mean_{c.DELAY_WINDOW}",
             "expr": (
-                f"sum by (source) (rate({m('aws_root_event_delay_seconds_sum')}[{c.DELAY_WINDOW}]))\n"
-                f"/\nsum by (source) (rate({m('aws_root_event_delay_seconds_count')}[{c.DELAY_WINDOW}]))"
+                f"sum by (source) (rate({m('aws_root_exporter_event_delay_seconds_sum')}[{c.DELAY_WINDOW}]))\n"
+                f"/\nsum by (source) (rate({m('aws_root_exporter_event_delay_seconds_count')}[{c.DELAY_WINDOW}]))"
             ),
         }
     )
     return rules
 
 
-FENCE = "account_id_state:aws_root_scp_fence:max"
+FENCE = "account_id_state:aws_root_scp_fence_state:max"
 # Member accounts with a fence state: every account whose not_applicable series is 0
 # (the management account has not_applicable 1; SCPs never apply to it).
 MEMBER = f'{FENCE}{{state="not_applicable"}} == 0'
@@ -216,7 +219,7 @@ def scp_recording_rules() -> list[dict]:
     return [
         {
             "record": FENCE,
-            "expr": f"max by (account_id, state) ({m('aws_root_scp_fence')})",
+            "expr": f"max by (account_id, state) ({m('aws_root_scp_fence_state')})",
         },
         {
             "record": "org:aws_root_scp_member_accounts:count",
@@ -246,7 +249,7 @@ def credential_removal_recording_rules() -> list[dict]:
     their last values) is 0, never 1. The management account is not counted (centralized
     root access removes member roots' credentials only)."""
     password_absent = m("aws_root_password_state", 'state="absent"')
-    posture_ok = m("aws_root_collector_success", 'collector="posture"')
+    posture_ok = m("aws_root_exporter_collector_success", 'collector="posture"')
     none_left = (
         f"max by (account_id) ({password_absent}) == 1\n"
         f"and on (account_id)\nsum by (account_id) (max by (account_id, status) ({m('aws_root_access_keys')})) == 0\n"
@@ -480,7 +483,7 @@ def password_used_alert() -> dict:
     used = f"max by (account_id) ({m('aws_root_password_last_used_timestamp_seconds')})"
     # The AssumeRoot audit mode reads PasswordLastUsed live (iam:GetUser) and has no report:
     # there the posture read itself is the reference time.
-    posture_read = m("aws_root_collector_last_success_timestamp_seconds", 'collector="posture"')
+    posture_read = m("aws_root_exporter_collector_last_success_timestamp_seconds", 'collector="posture"')
     report = (
         f"(\n    max by (account_id) ({m('aws_root_credential_report_generated_timestamp_seconds')})\n"
         f"    or on (account_id)\n    max by (account_id) ({posture_read})\n  )"
@@ -511,7 +514,7 @@ def password_used_alert() -> dict:
 def exporter_alerts() -> list[dict]:
     last_error = (
         "{{ with printf `topk(1, sum by (reason) (increase("
-        + m("aws_root_collector_errors_total", 'account_id="%s"', 'collector="%s"')
+        + m("aws_root_exporter_collector_errors_total", 'account_id="%s"', 'collector="%s"')
         + "[1h])))` $labels.account_id $labels.collector | query }}"
         "{{ with . | first }} Most frequent error reason in the last hour: {{ .Labels.reason }}.{{ end }}{{ end }}"
     )
@@ -519,7 +522,7 @@ def exporter_alerts() -> list[dict]:
         alert(
             "AwsRootCollectionFailing",
             with_account_names(
-                f"max by (account_id, collector) ({m('aws_root_collector_success')}) == 0"
+                f"max by (account_id, collector) ({m('aws_root_exporter_collector_success')}) == 0"
             ),
             "warning",
             "The exporter cannot collect an account.",
@@ -530,11 +533,11 @@ def exporter_alerts() -> list[dict]:
         ),
         alert(
             "AwsRootDataStale",
-            f"time() - {m('aws_root_sweep_last_completed_timestamp_seconds')}\n"
-            f"> 2 * {m('aws_root_sweep_interval_seconds')} + {c.STALE_MARGIN_SECONDS}",
+            f"time() - {m('aws_root_exporter_sweep_last_completed_timestamp_seconds')}\n"
+            f"> 2 * {m('aws_root_exporter_sweep_interval_seconds')} + {c.STALE_MARGIN_SECONDS}",
             "warning",
             "The exporter's data is stale: more than two sweeps were missed.",
-            "The {{ $labels.sweep }} sweep of {{ $labels.instance }} last completed"
+            "The posture sweep of {{ $labels.instance }} last completed"
             " {{ $value | humanizeDuration }} ago, more than two sweep intervals"
             f" plus {c.STALE_MARGIN_SECONDS}s.",
         ),
@@ -576,10 +579,10 @@ def exporter_alerts() -> list[dict]:
 
 
 # The account's current fence state (the one state series at 1) and the policy that
-# fenced it last (aws_root_scp_fence_info keeps the policy id out of aws_root_scp_fence).
+# fenced it last (aws_root_scp_fence_info keeps the policy id out of aws_root_scp_fence_state).
 FENCE_STATE = (
     "{{ with printf `max by (state) ("
-    + m("aws_root_scp_fence", 'account_id="%s"')
+    + m("aws_root_scp_fence_state", 'account_id="%s"')
     + " == 1)` $labels.account_id | query }}{{ with . | first }}"
     " It is now {{ .Labels.state }}.{{ end }}{{ else }} Its current state is not reported.{{ end }}"
 )
@@ -592,8 +595,8 @@ LAST_FENCE_POLICY = (
 
 
 def scp_alerts() -> list[dict]:
-    fenced = m("aws_root_scp_fence", 'state="fenced"')
-    management = m("aws_root_scp_fence", 'state="not_applicable"')
+    fenced = m("aws_root_scp_fence_state", 'state="fenced"')
+    management = m("aws_root_scp_fence_state", 'state="not_applicable"')
     w = c.SCP_FENCE_LOST_WINDOW
     lost = (
         f"max by (account_id) (max_over_time({fenced}[{w}])) == 1\n"

@@ -299,7 +299,7 @@ def summarize(args, faults, samples, scrapes, injector, counted, metrics, fake_s
         "events_injected": injector.injected,
         "events_counted": counted,
         "events_send_errors": injector.errors,
-        "events_duplicate": sum_by(metrics.get("aws_root_events_duplicate_total", []), "source"),
+        "events_duplicate": sum_by(metrics.get("aws_root_exporter_events_duplicate_total", []), "source"),
         "drain_seconds": drain_seconds,
         "queue_left": fake_stats["queue"],
         "sweeps_completed": after["sweeps"],
@@ -318,8 +318,8 @@ def summarize(args, faults, samples, scrapes, injector, counted, metrics, fake_s
         "faults_injected": fake_stats["faults_total"],
         "faults_injected_by_operation": fake_stats["faults"],
         "aws_requests": sum(fake_stats["requests"].values()),
-        "collector_errors": sum_by(metrics.get("aws_root_collector_errors_total", []), "collector", "reason"),
-        "api_errors": sum_by(metrics.get("aws_root_api_errors_total", []), "operation", "reason"),
+        "collector_errors": sum_by(metrics.get("aws_root_exporter_collector_errors_total", []), "collector", "reason"),
+        "api_errors": sum_by(metrics.get("aws_root_exporter_aws_request_errors_total", []), "operation", "reason"),
         "samples": samples,
     }
 

@@ -324,9 +324,9 @@ def scp_member(state):
     """Per selected member account, the SCP fence state series (1 = the account's current
     state). Member accounts: not_applicable is 0 (the management account has 1)."""
     return (
-        f"max by (account_id) ({m('aws_root_scp_fence', eq('state', state), ACCOUNT)})\n"
+        f"max by (account_id) ({m('aws_root_scp_fence_state', eq('state', state), ACCOUNT)})\n"
         f"and on (account_id)\n"
-        f"max by (account_id) ({m('aws_root_scp_fence', eq('state', 'not_applicable'), ACCOUNT)}) == 0"
+        f"max by (account_id) ({m('aws_root_scp_fence_state', eq('state', 'not_applicable'), ACCOUNT)}) == 0"
     )
 
 
@@ -335,14 +335,14 @@ def scp_fenced_ratio():
     counts as not fenced."""
     return (
         f"sum(\n{scp_member('fenced')}\n)\n/\n"
-        f"count(max by (account_id) ({m('aws_root_scp_fence', eq('state', 'not_applicable'), ACCOUNT)}) == 0)"
+        f"count(max by (account_id) ({m('aws_root_scp_fence_state', eq('state', 'not_applicable'), ACCOUNT)}) == 0)"
     )
 
 
 def increase_by(metric_name, by, *matchers, window="$__rate_interval"):
     """Events counted in the window, as the alerts count them (alerts/generate.py): a counter
     series that appeared during the window (fewer samples than the target's build_info)
-    counts its whole value, since some counters are created by their first event."""
+    counts its whole value: the event counters are created by their first event."""
     series = m(metric_name, *matchers)
     return (
         f"sum by ({by}) (\n  (\n  {series} > 0\n    and\n  count_over_time({series}[{window}])\n"
@@ -355,13 +355,13 @@ def increase_by(metric_name, by, *matchers, window="$__rate_interval"):
 def delay_quantile(q, window):
     return (
         f"histogram_quantile({q}, sum by (source, le) "
-        f"(rate({m('aws_root_event_delay_seconds_bucket')}[{window}])))"
+        f"(rate({m('aws_root_exporter_event_delay_seconds_bucket')}[{window}])))"
     )
 
 
 MEAN_DELAY_RANGE = (
-    f"sum(increase({m('aws_root_event_delay_seconds_sum')}[$__range]))\n"
-    f"/\nsum(increase({m('aws_root_event_delay_seconds_count')}[$__range]))"
+    f"sum(increase({m('aws_root_exporter_event_delay_seconds_sum')}[$__range]))\n"
+    f"/\nsum(increase({m('aws_root_exporter_event_delay_seconds_count')}[$__range]))"
 )
 
 TIME_TO_ALERT_STEPS = thresholds((None, "green"), (c.TARGET_TIME_TO_ALERT_SECONDS, "red"))
@@ -470,7 +470,7 @@ def overview():
         f"max by (account_id, control) ({m('aws_root_control_compliant', ACCOUNT)}) == 0"
     )
     failing_collection = with_account_names(
-        f"max by (account_id, collector) ({m('aws_root_collector_success', ACCOUNT)}) == 0"
+        f"max by (account_id, collector) ({m('aws_root_exporter_collector_success', ACCOUNT)}) == 0"
     )
     logins_90d = with_account_names(
         f"max by (account_id) ({m('aws_root_console_logins_90d', ACCOUNT)}) > 0"
@@ -481,7 +481,7 @@ def overview():
     )
     not_fenced_states = 'state=~"not_fenced|unknown"'
     not_fenced = with_account_names(
-        f"max by (account_id, state) ({m('aws_root_scp_fence', not_fenced_states, ACCOUNT)}) == 1"
+        f"max by (account_id, state) ({m('aws_root_scp_fence_state', not_fenced_states, ACCOUNT)}) == 1"
     )
     rows = [
         [
@@ -498,7 +498,7 @@ def overview():
                   "delivery add up to a minute or two.",
                   unit="s", steps=TIME_TO_ALERT_STEPS), 4, 5),
             (stat("Detection delay p90",
-                  f"histogram_quantile(0.9, sum by (le) (increase({m('aws_root_event_delay_seconds_bucket')}[$__range])))",
+                  f"histogram_quantile(0.9, sum by (le) (increase({m('aws_root_exporter_event_delay_seconds_bucket')}[$__range])))",
                   f"90th percentile of the detection delay over the time range (target < "
                   f"{c.TARGET_TIME_TO_ALERT_SECONDS} s).",
                   unit="s", steps=TIME_TO_ALERT_STEPS), 4, 5),
@@ -530,7 +530,7 @@ def overview():
             (stat("Root fenced by SCP", scp_fenced_ratio(),
                   f"KPI, target {c.TARGET_SCP_FENCED_RATIO:.0%}. Share of the selected member "
                   "accounts whose root user is denied by a service control policy "
-                  "(aws_root_scp_fence, docs/scp.md). The management account is not counted "
+                  "(aws_root_scp_fence_state, docs/scp.md). The management account is not counted "
                   "(SCPs never apply to it); an account whose fence is unknown counts as not "
                   "fenced. AwsRootScpFenceLost fires when a member account loses its fence.",
                   unit="percentunit", steps=SCP_RATIO_STEPS, min=0, max=1, decimals=1), 4, 7),
@@ -549,6 +549,13 @@ def overview():
                         "make a root usable again (recovery email, centralized root access, root "
                         "password).",
                         bars=True), 16, 9),
+            (timeseries("Root API calls by service", [
+                (increase_by("aws_root_api_calls_by_event_source_total", "event_source"),
+                 "{{event_source}}"),
+            ], "Root API calls in the organization by the AWS service that recorded them "
+               "(per account: the account dashboard's root events).", bars=True), 8, 9),
+        ],
+        [
             (account_table("Break-glass windows open now", windows_open,
                            "Approved break-glass windows (setting break_glass_windows) open now, with "
                            "the ticket that approved them: root activity in these accounts is "
@@ -590,9 +597,11 @@ COMPLIANT_FAILING = [{"type": "value", "options": {
 
 def account_detail():
     a = ACCOUNT
+    # The info metric's labels, with the record's time (the same record) as the value.
     event_info = (
         "max by (event_name, event_source, source_ip, mfa, outcome) "
-        f"({m('aws_root_last_event_info', a)}) * 1000"
+        f"({m('aws_root_last_event_info', a)})\n  * on () group_left ()\n"
+        f"max({m('aws_root_last_activity_timestamp_seconds', a)}) * 1000"
     )
     rows = [
         [
@@ -648,11 +657,7 @@ def account_detail():
                 (increase_by("aws_root_recovery_signals_total", "signal, outcome", a),
                  "Recovery path changed: {{signal}} ({{outcome}})"),
             ], "Root records of the account per interval, and changes by IAM principals that "
-               "make its root usable again.", bars=True), 16, 9),
-            (timeseries("Root API calls by service", [
-                (increase_by("aws_root_api_calls_by_event_source_total", "event_source", a),
-                 "{{event_source}}"),
-            ], "Root API calls by the AWS service that recorded them.", bars=True), 8, 9),
+               "make its root usable again.", bars=True), 24, 9),
         ],
         [
             (table("Root controls", [(f"max by (control) ({m('aws_root_control_compliant', a)})", "")],
@@ -666,7 +671,7 @@ def account_detail():
             ], "Access keys and signing certificates by status; MFA devices by kind (only for "
                "accounts audited through sts:AssumeRoot).", hide=("Time",)), 8, 7),
             (table("Collectors", [
-                (f"max by (collector) ({m('aws_root_collector_success', a)})", ""),
+                (f"max by (collector) ({m('aws_root_exporter_collector_success', a)})", ""),
             ], "Whether each collector's last run for the account succeeded.",
                 hide=("Time",), rename={"collector": "Collector", "Value": "Succeeded"},
                 mappings=yes_no(1)), 8, 7),
@@ -694,10 +699,10 @@ def account_detail():
 def exporter_health():
     a = ACCOUNT
     sweep_age = (
-        f"time() - max by (instance, sweep) ({m('aws_root_sweep_last_completed_timestamp_seconds')})"
+        f"time() - max by (instance) ({m('aws_root_exporter_sweep_last_completed_timestamp_seconds')})"
     )
     stale_limit = (
-        f"2 * max by (instance, sweep) ({m('aws_root_sweep_interval_seconds')}) + {c.STALE_MARGIN_SECONDS}"
+        f"2 * max by (instance) ({m('aws_root_exporter_sweep_interval_seconds')}) + {c.STALE_MARGIN_SECONDS}"
     )
     rows = [
         [
@@ -710,7 +715,7 @@ def exporter_health():
             (stat("Accounts skipped", f"sum by (reason) ({m('aws_root_accounts_skipped')})",
                   "Accounts not collected, by reason.", legend="{{reason}}"), 4, 4),
             (stat("Accounts with a failing collector",
-                  f"sum(1 - min by (account_id) ({m('aws_root_collector_success', a)}))",
+                  f"sum(1 - min by (account_id) ({m('aws_root_exporter_collector_success', a)}))",
                   "Accounts where at least one collector's last run failed.",
                   steps=ZERO_TARGET_STEPS), 4, 4),
             (stat("Exporter version", f"max by (version) ({m('aws_root_exporter_build_info')})",
@@ -718,30 +723,30 @@ def exporter_health():
         ],
         [
             (timeseries("Sweep duration", [
-                (f"max by (instance, sweep) ({m('aws_root_sweep_duration_seconds')})", "{{sweep}} duration ({{instance}})"),
-                (f"max by (instance, sweep) ({m('aws_root_sweep_interval_seconds')})", "{{sweep}} interval ({{instance}})"),
+                (f"max by (instance) ({m('aws_root_exporter_sweep_duration_seconds')})", "duration ({{instance}})"),
+                (f"max by (instance) ({m('aws_root_exporter_sweep_interval_seconds')})", "interval ({{instance}})"),
             ], "Duration of the last complete sweep against the configured interval.", unit="s"), 12, 8),
             (timeseries("Time since last sweep", [
-                (sweep_age, "{{sweep}} ({{instance}})"),
-                (stale_limit, "{{sweep}} stale limit ({{instance}})"),
+                (sweep_age, "{{instance}}"),
+                (stale_limit, "stale limit ({{instance}})"),
             ], "AwsRootDataStale fires when the age crosses the stale limit.", unit="s"), 12, 8),
         ],
         [
             (timeseries("Collector failures by account and reason", [
-                (with_account_names(increase_by("aws_root_collector_errors_total", "account_id, collector, reason", a) + " > 0"),
+                (with_account_names(increase_by("aws_root_exporter_collector_errors_total", "account_id, collector, reason", a) + " > 0"),
                  "{{account_name}} {{account_id}} {{collector}}: {{reason}}"),
             ], "Failed collector runs per interval.", bars=True), 12, 8),
             (account_table("Failing collectors", with_account_names(
-                f"max by (account_id, collector) ({m('aws_root_collector_success', a)}) == 0"),
+                f"max by (account_id, collector) ({m('aws_root_exporter_collector_success', a)}) == 0"),
                 "Collectors whose last run for the account failed.",
                 {"collector": "Collector"}), 12, 8),
         ],
         [
             (timeseries("AWS API requests by operation", [
-                (f"sum by (operation) (rate({m('aws_root_api_requests_total')}[$__rate_interval]))", "{{operation}}"),
+                (f"sum by (operation) (rate({m('aws_root_exporter_aws_requests_total')}[$__rate_interval]))", "{{operation}}"),
             ], "AWS API requests per second.", unit="reqps"), 12, 8),
             (timeseries("AWS API errors by operation and reason", [
-                (f"sum by (operation, reason) (rate({m('aws_root_api_errors_total')}[$__rate_interval])) > 0",
+                (f"sum by (operation, reason) (rate({m('aws_root_exporter_aws_request_errors_total')}[$__rate_interval])) > 0",
                  "{{operation}}: {{reason}}"),
             ], "Failed AWS API requests per second (throttling shows here first).", unit="reqps"), 12, 8),
         ],
@@ -749,15 +754,15 @@ def exporter_health():
             (timeseries("Event delay by source", [
                 (delay_quantile(0.5, "1h"), "p50 {{source}}"),
                 (delay_quantile(0.9, "1h"), "p90 {{source}}"),
-                (f"sum by (source) (rate({m('aws_root_event_delay_seconds_sum')}[1h]))\n/\n"
-                 f"sum by (source) (rate({m('aws_root_event_delay_seconds_count')}[1h]))", "mean {{source}}"),
+                (f"sum by (source) (rate({m('aws_root_exporter_event_delay_seconds_sum')}[1h]))\n/\n"
+                 f"sum by (source) (rate({m('aws_root_exporter_event_delay_seconds_count')}[1h]))", "mean {{source}}"),
             ], "Delay between a root record's eventTime and its processing, over the last hour, "
                f"by source. Target < {c.TARGET_TIME_TO_ALERT_SECONDS} s.",
                unit="s", steps=TIME_TO_ALERT_STEPS), 12, 8),
             (timeseries("Root records processed, duplicate and rejected", [
-                (f"sum by (source) (increase({m('aws_root_event_delay_seconds_count')}[$__rate_interval]))", "processed {{source}}"),
-                (increase_by("aws_root_events_duplicate_total", "source"), "duplicate {{source}}"),
-                (increase_by("aws_root_events_rejected_total", "source, reason"), "rejected {{source}}: {{reason}}"),
+                (f"sum by (source) (increase({m('aws_root_exporter_event_delay_seconds_count')}[$__rate_interval]))", "processed {{source}}"),
+                (increase_by("aws_root_exporter_events_duplicate_total", "source"), "duplicate {{source}}"),
+                (increase_by("aws_root_exporter_events_rejected_total", "source, reason"), "rejected {{source}}: {{reason}}"),
             ], "Root records per interval by source.", bars=True), 12, 8),
         ],
         [

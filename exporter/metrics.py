@@ -27,7 +27,6 @@ from .textformat import Family, counter, gauge, render_each
 
 PREFIX = "aws_root_"
 _PRERENDER_POLL_SECONDS = 0.2
-_SWEEP = "posture"
 _SWEEP_COLLECTORS = (POSTURE, DISCOVERY, SCP)
 
 
@@ -121,8 +120,8 @@ class ExporterFamilies:
         # AwsRootCollectionFailing, the sweep collectors' last success (AwsRootPasswordUsed reads
         # the posture one).
         # Durations are in the debug log; an error counter appears with its first error.
-        success = gauge(PREFIX + "collector_success", "1 when the collector's last run for the account succeeded.", labels=["account_id", "collector"])
-        last = gauge(PREFIX + "collector_last_success_timestamp_seconds", "Last time a sweep collector (posture, discovery, scp) succeeded for the account.", labels=["account_id", "collector"])
+        success = gauge(PREFIX + "exporter_collector_success", "1 when the collector's last run for the account succeeded.", labels=["account_id", "collector"])
+        last = gauge(PREFIX + "exporter_collector_last_success_timestamp_seconds", "Last time a sweep collector (posture, discovery, scp) succeeded for the account.", labels=["account_id", "collector"])
         statuses = {**snap.status, **dict(state.live_status)}
         for (aid, collector), s in sorted(statuses.items()):
             success.add_metric([aid, collector], int(s.success))
@@ -130,29 +129,28 @@ class ExporterFamilies:
                 last.add_metric([aid, collector], s.last_success)
         yield from (success, last)
 
-        errors = counter(PREFIX + "collector_errors", "Collector failures by reason.", labels=["account_id", "collector", "reason"])
+        errors = counter(PREFIX + "exporter_collector_errors", "Collector failures by reason.", labels=["account_id", "collector", "reason"])
         for (aid, collector, reason), count in sorted(dict(state.collector_errors).items()):
             errors.add_metric([aid, collector, reason], count)
         yield errors
 
-        sweep_duration = gauge(PREFIX + "sweep_duration_seconds", "Duration of the last complete sweep.", labels=["sweep"])
-        completed = gauge(PREFIX + "sweep_last_completed_timestamp_seconds", "When the last sweep completed.", labels=["sweep"])
+        # One kind of sweep (posture, with discovery and the SCP check in it): no `sweep` label.
+        sweep_duration = gauge(PREFIX + "exporter_sweep_duration_seconds", "Duration of the last complete posture sweep.")
+        completed = gauge(PREFIX + "exporter_sweep_last_completed_timestamp_seconds", "When the last posture sweep completed.")
         if snap.completed_at is not None:
-            sweep_duration.add_metric([_SWEEP], snap.sweep_duration or 0.0)
-            completed.add_metric([_SWEEP], snap.completed_at)
-        interval = gauge(PREFIX + "sweep_interval_seconds", "The configured interval between sweeps.", labels=["sweep"])
-        interval.add_metric([_SWEEP], state.posture_interval)
-        sweeps = counter(PREFIX + "sweeps", "Sweeps completed.", labels=["sweep"])
-        sweeps.add_metric([_SWEEP], state.sweeps)
+            sweep_duration.add_metric([], snap.sweep_duration or 0.0)
+            completed.add_metric([], snap.completed_at)
+        interval = gauge(PREFIX + "exporter_sweep_interval_seconds", "The configured interval between posture sweeps.", value=state.posture_interval)
+        sweeps = counter(PREFIX + "exporter_sweeps", "Posture sweeps completed.", value=state.sweeps)
         yield from (sweep_duration, completed, interval, sweeps)
 
 
 def api_request_families(state: ExporterState) -> list[Family]:
     """AWS request counters: they move with every call, so they are rendered on every scrape."""
-    requests = counter(PREFIX + "api_requests", "AWS API requests made, by operation.", labels=["operation"])
+    requests = counter(PREFIX + "exporter_aws_requests", "AWS API requests the exporter made, by operation.", labels=["operation"])
     for operation, count in sorted(dict(state.api.requests).items()):
         requests.add_metric([operation], count)
-    api_errors = counter(PREFIX + "api_errors", "AWS API requests that failed, by operation and reason.", labels=["operation", "reason"])
+    api_errors = counter(PREFIX + "exporter_aws_request_errors", "AWS API requests of the exporter that failed, by operation and reason.", labels=["operation", "reason"])
     for (operation, reason), count in sorted(dict(state.api.errors).items()):
         api_errors.add_metric([operation, reason], count)
     return [requests, api_errors]

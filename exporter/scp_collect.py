@@ -2,7 +2,7 @@
 
 The caller owns the aiobotocore `organizations` client (management account or delegated
 administrator, us-east-1); every call goes through `Aws.call` / `Aws.paginate`, so it is
-counted in `aws_root_api_requests_total` and a failure is an `AwsError` with a fixed
+counted in `aws_root_exporter_aws_requests_total` and a failure is an `AwsError` with a fixed
 reason. Calls per sweep, with O OUs and P SCPs, no extra pages:
 `4 + 2*O + max(1, ceil(P/20)) + 2*P` (docs/scp.md explains each row). Every policy is
 described once per sweep, never per account.

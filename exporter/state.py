@@ -35,7 +35,7 @@ class CollectorStatus:
 class Snapshot:
     accounts: tuple[Account, ...] = ()
     # Last successful posture per account: a failed sweep of one account keeps what was known
-    # (its age shows in aws_root_collector_last_success_timestamp_seconds).
+    # (its age shows in aws_root_exporter_collector_last_success_timestamp_seconds).
     posture: Mapping[str, RootPosture] = field(default_factory=lambda: MappingProxyType({}))
     status: Mapping[tuple[str, str], CollectorStatus] = field(default_factory=lambda: MappingProxyType({}))
     discovered: int = 0

@@ -84,11 +84,11 @@ async def test_roles_mode_collects_the_listed_accounts(sandbox: Sandbox) -> None
     assert sample(families, "aws_root_credentials_present", account_id="210000000002") == 1.0
     assert sample(families, "aws_root_control_compliant", account_id="210000000002", control="mfa_enabled") == 1.0
     assert sample(families, "aws_root_control_compliant", account_id="210000000002", control="mfa_hardware") == 0.0
-    assert sample(families, "aws_root_collector_success", account_id="210000000009", collector="posture") == 0.0
+    assert sample(families, "aws_root_exporter_collector_success", account_id="210000000009", collector="posture") == 0.0
     assert sample(families, "aws_root_control_compliant", account_id="210000000001", control="mfa_enabled") is None
     assert sample(families, "aws_root_account_info", account_id="210000000001") is None
     # No Organizations calls and no organization features in this mode.
-    assert not any(s.labels.get("operation", "").startswith("organizations:") for s in families["aws_root_api_requests"].samples)
+    assert not any(s.labels.get("operation", "").startswith("organizations:") for s in families["aws_root_exporter_aws_requests"].samples)
     assert families["aws_root_organization_feature_enabled"].samples == []
     assert exporter.state.api.requests["sts:AssumeRole"] == 2
 

@@ -107,7 +107,7 @@ async def test_one_login_seen_by_three_sources_counts_once(sandbox: Sandbox) -> 
         async with asyncio.timeout(30):
             while True:
                 families = await exporter.metrics()
-                dupes = sum(s.value for s in families["aws_root_events_duplicate"].samples if s.name.endswith("_total"))
+                dupes = sum(s.value for s in families["aws_root_exporter_events_duplicate"].samples if s.name.endswith("_total"))
                 if dupes >= 3 and exporter.state.api.requests["cloudtrail:LookupEvents"] >= 6:
                     break
                 await asyncio.sleep(0.2)
@@ -145,7 +145,7 @@ async def test_sqs_path_time_to_metric_and_non_root_records(sandbox: Sandbox) ->
     assert logins(families, mfa="false") == 1.0
     total = sum(s.value for s in families["aws_root_console_logins"].samples if s.name.endswith("_total"))
     assert total == 1.0, "IAM user sign-ins (even one named root) are not root activity"
-    assert sample(families, "aws_root_event_delay_seconds_count", source="eventbridge_sqs") == 1.0
+    assert sample(families, "aws_root_exporter_event_delay_seconds_count", source="eventbridge_sqs") == 1.0
 
 
 async def test_trail_path_break_glass_and_malformed_input(sandbox: Sandbox) -> None:
@@ -167,7 +167,7 @@ async def test_trail_path_break_glass_and_malformed_input(sandbox: Sandbox) -> N
         sandbox.write_trail_file([], ACCOUNT, body=b"this is not gzip")
         sandbox.client("sqs").send_message(QueueUrl=sandbox.trail_queue_url, MessageBody="{not json")
         families = await wait_for(exporter, "aws_root_api_calls_total", 1.0, account_id="210000000001", category="administrative", outcome="success", approved="false")
-        families = await wait_for(exporter, "aws_root_events_rejected_total", 1.0, source="s3_trail", reason="malformed_message")
+        families = await wait_for(exporter, "aws_root_exporter_events_rejected_total", 1.0, source="s3_trail", reason="malformed_message")
         # Everything is consumed (the last delete may still be on its way): nothing left to
         # redeliver forever.
         await queue_drained(sandbox, sandbox.trail_queue_url)
@@ -175,9 +175,9 @@ async def test_trail_path_break_glass_and_malformed_input(sandbox: Sandbox) -> N
     assert sample(families, "aws_root_api_calls_total", account_id=ACCOUNT, category="break_glass", outcome="success", approved="false") is None
     # Outside the window (another account): never approved.
     assert sample(families, "aws_root_api_calls_total", account_id="210000000001", category="administrative", outcome="success", approved="true") is None
-    assert sample(families, "aws_root_events_rejected_total", source="s3_trail", reason="malformed_record") >= 2.0
+    assert sample(families, "aws_root_exporter_events_rejected_total", source="s3_trail", reason="malformed_record") >= 2.0
     assert sample(families, "aws_root_api_calls_by_event_source_total", account_id=ACCOUNT, event_source="iam.amazonaws.com") == 1.0
-    assert sample(families, "aws_root_collector_success", account_id="123456789012", collector="s3_trail") == 1.0
+    assert sample(families, "aws_root_exporter_collector_success", account_id="123456789012", collector="s3_trail") == 1.0
 
 
 async def test_lookup_events_history_overlap_and_rate_limit(sandbox: Sandbox) -> None:
@@ -227,7 +227,7 @@ async def test_lookup_events_history_overlap_and_rate_limit(sandbox: Sandbox) ->
     covered = clock - timedelta(days=90) <= quarter_start
     assert sample(families, "aws_root_console_logins_quarter_complete", quarter="current") == float(covered)
     assert sample(families, "aws_root_console_logins_quarter_complete", quarter="previous") == 0.0
-    assert sample(families, "aws_root_events_duplicate_total", source="lookup_events") >= 1.0
+    assert sample(families, "aws_root_exporter_events_duplicate_total", source="lookup_events") >= 1.0
     times = sorted(lookup_requests(ACCOUNT, "us-east-1"))
     assert len(times) >= 5, "a first poll of three pages (90 days of history), then overlapping polls"
     worst = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)

@@ -161,7 +161,7 @@ def test_overview_kpis_against_targets():
         (None, "green"), (config.TARGET_ROOT_LOGINS_PER_QUARTER + 1, "red")]
 
     mtta = panels["Mean time to alert"]
-    assert "aws_root_event_delay_seconds_sum" in mtta["targets"][0]["expr"]
+    assert "aws_root_exporter_event_delay_seconds_sum" in mtta["targets"][0]["expr"]
     assert mtta["fieldConfig"]["defaults"]["unit"] == "s"
     assert steps(mtta["title"]) == [(None, "green"), (config.TARGET_TIME_TO_ALERT_SECONDS, "red")]
 
@@ -198,8 +198,8 @@ def test_account_detail_shows_last_event_info():
 def test_health_dashboard_covers_exporter_internals():
     d = load("aws-root-exporter-health.json")
     exprs = " ".join(t["expr"] for p in all_panels(d) for t in p.get("targets", []))
-    for metric in ("aws_root_sweep_duration_seconds", "aws_root_collector_errors_total",
-                   "aws_root_api_errors_total", "aws_root_event_delay_seconds_bucket"):
+    for metric in ("aws_root_exporter_sweep_duration_seconds", "aws_root_exporter_collector_errors_total",
+                   "aws_root_exporter_aws_request_errors_total", "aws_root_exporter_event_delay_seconds_bucket"):
         assert metric in exprs
 
 

@@ -92,7 +92,7 @@ def test_every_documented_query_runs_on_prometheus(prometheus, doc, expr):  # no
 
 
 # Inline code that names one of our series is a query too when a reader can paste it: the
-# runbook's `aws_root_collector_success == 0`, a panel description's selector. Spans that
+# runbook's `aws_root_exporter_collector_success == 0`, a panel description's selector. Spans that
 # are notation, not queries, are recognised by a mark of notation and left out; everything
 # else must parse and run, so a new inline query is checked without anyone listing it.
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
@@ -137,11 +137,11 @@ INLINE_QUERIES = sorted(
 
 
 def test_inline_query_extraction():
-    text = ("Alert on `aws_root_collector_success == 0`; the series `aws_root_mfa_enabled`; a sample "
-            "`aws_root_events_duplicate_total{source=\"x\"} 1`; `aws_root_scp_fence_info{policy_id=...}`; "
+    text = ("Alert on `aws_root_exporter_collector_success == 0`; the series `aws_root_mfa_enabled`; a sample "
+            "`aws_root_exporter_events_duplicate_total{source=\"x\"} 1`; `aws_root_scp_fence_info{policy_id=...}`; "
             "`aws_root_recovery_signals_total{account_id,signal}`; `aws_root_break_glass_window_*`.\n"
             "```promql\nsum(aws_root_mfa_enabled)\n```\n")
-    assert inline_queries(text) == ["aws_root_collector_success == 0"]
+    assert inline_queries(text) == ["aws_root_exporter_collector_success == 0"]
 
 
 def test_the_documentation_shows_inline_queries():

@@ -103,11 +103,11 @@ def test_dedup_across_sources() -> None:
     assert store.ingest(v, "lookup_events", START + timedelta(minutes=9)) is False
     assert store.ingest(v, "s3_trail", START + timedelta(minutes=12)) is False
     assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") == 1
-    assert value(store, "aws_root_events_duplicate_total", source="lookup_events") == 1
-    assert value(store, "aws_root_events_duplicate_total", source="s3_trail") == 1
-    assert value(store, "aws_root_events_duplicate_total", source="eventbridge_sqs") == 0
-    assert value(store, "aws_root_event_delay_seconds_count", source="eventbridge_sqs") == 1
-    assert value(store, "aws_root_event_delay_seconds_count", source="lookup_events") == 0
+    assert value(store, "aws_root_exporter_events_duplicate_total", source="lookup_events") == 1
+    assert value(store, "aws_root_exporter_events_duplicate_total", source="s3_trail") == 1
+    assert value(store, "aws_root_exporter_events_duplicate_total", source="eventbridge_sqs") == 0
+    assert value(store, "aws_root_exporter_event_delay_seconds_count", source="eventbridge_sqs") == 1
+    assert value(store, "aws_root_exporter_event_delay_seconds_count", source="lookup_events") == 0
 
 
 def test_dedup_ids_are_bounded_and_logins_stay_exact() -> None:
@@ -163,7 +163,7 @@ def test_backfill_does_not_inflate_counters() -> None:
     assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") is None
     assert value(store, "aws_root_api_calls_total", account_id=A, category="administrative", outcome="failure", approved="false") is None
     assert value(store, "aws_root_api_calls_by_event_source_total", account_id=A, event_source="s3.amazonaws.com") is None
-    assert value(store, "aws_root_event_delay_seconds_count", source="lookup_events") == 0
+    assert value(store, "aws_root_exporter_event_delay_seconds_count", source="lookup_events") == 0
     # ... but the 90-day count and the last event see history.
     assert store.logins_90d(A, START) == 1
     assert value(store, "aws_root_last_activity_timestamp_seconds", account_id=A) == (before + timedelta(hours=1)).timestamp()
@@ -236,7 +236,7 @@ def test_rejected_counts_and_validation() -> None:
     store = EventStore(START)
     store.reject("s3_trail", "malformed_record")
     store.reject("s3_trail", "malformed_record")
-    assert value(store, "aws_root_events_rejected_total", source="s3_trail", reason="malformed_record") == 2
+    assert value(store, "aws_root_exporter_events_rejected_total", source="s3_trail", reason="malformed_record") == 2
     with pytest.raises(ValueError):
         store.reject("s3_trail", "Free text with spaces")
     with pytest.raises(ValueError):
@@ -260,20 +260,20 @@ def test_exact_exposition() -> None:
         'aws_root_api_calls_by_event_source_total{account_id="111122223333",event_source="s3.amazonaws.com"} 1.0',
         'aws_root_last_activity_timestamp_seconds{account_id="111122223333"} 1.79552172e+09',  # 2026-11-24T12:02:00Z
         'aws_root_console_logins_90d{account_id="111122223333"} 1.0',
-        "# TYPE aws_root_event_delay_seconds histogram",
-        'aws_root_event_delay_seconds_bucket{le="30.0",source="eventbridge_sqs"} 0.0',
-        'aws_root_event_delay_seconds_bucket{le="60.0",source="eventbridge_sqs"} 1.0',
-        'aws_root_event_delay_seconds_bucket{le="+Inf",source="eventbridge_sqs"} 1.0',
-        'aws_root_event_delay_seconds_count{source="eventbridge_sqs"} 1.0',
-        'aws_root_event_delay_seconds_sum{source="eventbridge_sqs"} 40.0',
-        'aws_root_event_delay_seconds_bucket{le="300.0",source="lookup_events"} 0.0',
-        'aws_root_event_delay_seconds_bucket{le="600.0",source="lookup_events"} 1.0',
-        'aws_root_event_delay_seconds_sum{source="lookup_events"} 420.0',
+        "# TYPE aws_root_exporter_event_delay_seconds histogram",
+        'aws_root_exporter_event_delay_seconds_bucket{le="30.0",source="eventbridge_sqs"} 0.0',
+        'aws_root_exporter_event_delay_seconds_bucket{le="60.0",source="eventbridge_sqs"} 1.0',
+        'aws_root_exporter_event_delay_seconds_bucket{le="+Inf",source="eventbridge_sqs"} 1.0',
+        'aws_root_exporter_event_delay_seconds_count{source="eventbridge_sqs"} 1.0',
+        'aws_root_exporter_event_delay_seconds_sum{source="eventbridge_sqs"} 40.0',
+        'aws_root_exporter_event_delay_seconds_bucket{le="300.0",source="lookup_events"} 0.0',
+        'aws_root_exporter_event_delay_seconds_bucket{le="600.0",source="lookup_events"} 1.0',
+        'aws_root_exporter_event_delay_seconds_sum{source="lookup_events"} 420.0',
         "# TYPE aws_root_last_event_info gauge",
         "# TYPE aws_root_signin_events_total counter",
         "# TYPE aws_root_assume_root_calls_total counter",
-        "# TYPE aws_root_events_rejected_total counter",
-        'aws_root_events_duplicate_total{source="s3_trail"} 0.0',
+        "# TYPE aws_root_exporter_events_rejected_total counter",
+        'aws_root_exporter_events_duplicate_total{source="s3_trail"} 0.0',
     ]
     lines = text.splitlines()
     for line in expected:
@@ -519,8 +519,8 @@ def test_each_event_id_counts_once_whatever_the_source(ingests: list[tuple[int, 
     live = {n for n in ids if START + timedelta(minutes=n) + timedelta(seconds=(n * 37) % 600 - 300) >= START - GRACE}
     s = samples(store)
     counted = sum(v for k, v in s.items() if k[0] == "aws_root_api_calls_total")
-    duplicates = sum(v for k, v in s.items() if k[0] == "aws_root_events_duplicate_total")
-    delays = sum(v for k, v in s.items() if k[0] == "aws_root_event_delay_seconds_count")
+    duplicates = sum(v for k, v in s.items() if k[0] == "aws_root_exporter_events_duplicate_total")
+    delays = sum(v for k, v in s.items() if k[0] == "aws_root_exporter_event_delay_seconds_count")
     assert counted == len(live)
     assert delays == len(live)
     assert duplicates == len(ingests) - len(ids)
@@ -545,7 +545,7 @@ def test_concurrent_ingest_and_scrape() -> None:
     for t in threads:
         t.join()
     assert value(store, "aws_root_api_calls_total", account_id=A, category="administrative", outcome="failure", approved="false") == 250 + 6 * 250
-    assert sum(v for k, v in samples(store).items() if k[0] == "aws_root_events_duplicate_total") == 5 * 250
+    assert sum(v for k, v in samples(store).items() if k[0] == "aws_root_exporter_events_duplicate_total") == 5 * 250
 
 
 # --- AssumeRoot evidence, held records, cross-account copies, recovery signals (issue 12) ----
@@ -659,7 +659,7 @@ def test_cross_account_pair_counts_once_for_the_acting_account() -> None:
     assert store.ingest(classify(copy_b), "s3_trail", t) is False  # type: ignore[arg-type]
     assert value(store, "aws_root_api_calls_total", account_id=A, category="read_only", outcome="success", approved="false") == 1
     assert value(store, "aws_root_api_calls_total", account_id=B, category="read_only", outcome="success", approved="false") is None
-    assert value(store, "aws_root_events_duplicate_total", source="s3_trail") == 1
+    assert value(store, "aws_root_exporter_events_duplicate_total", source="s3_trail") == 1
 
 
 def test_recovery_signal_series_appears_with_its_first_event() -> None:

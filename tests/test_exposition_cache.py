@@ -27,8 +27,8 @@ def test_request_counters_are_live_while_the_rest_is_cached() -> None:
     state.api.record("iam:GetAccountSummary", None)
     state.api.record("iam:GetAccountSummary", "throttled")
     text = exposition.render().decode()
-    assert 'aws_root_api_requests_total{operation="iam:GetAccountSummary"} 2.0' in text
-    assert 'aws_root_api_errors_total{operation="iam:GetAccountSummary",reason="throttled"} 1.0' in text
+    assert 'aws_root_exporter_aws_requests_total{operation="iam:GetAccountSummary"} 2.0' in text
+    assert 'aws_root_exporter_aws_request_errors_total{operation="iam:GetAccountSummary",reason="throttled"} 1.0' in text
     # Two gzip members (cached body, live counters) read back as one stream.
     assert gzip.decompress(exposition.render(want_gzip=True)) == exposition.render()
 
@@ -124,11 +124,11 @@ def test_name_filter_serves_only_the_named_families() -> None:
     exposition = Exposition(state)
     state.publish(Snapshot(accounts=(Account(account_id="123456789012", name="one"),)))
     state.api.record("iam:GetAccountSummary", None)
-    names = {"aws_root_account_info", "aws_root_api_requests_total"}
+    names = {"aws_root_account_info", "aws_root_exporter_aws_requests_total"}
     text = exposition.render(names=names).decode()
     helps = {line.split()[2] for line in text.splitlines() if line.startswith("# HELP")}
     assert helps == names
-    assert 'aws_root_api_requests_total{operation="iam:GetAccountSummary"} 1.0' in text
+    assert 'aws_root_exporter_aws_requests_total{operation="iam:GetAccountSummary"} 1.0' in text
     assert gzip.decompress(exposition.render(want_gzip=True, names=names)).decode() == text
     # Unknown names give an empty (valid) exposition; no filter gives everything.
     assert exposition.render(names={"aws_root_no_such_metric"}) == b""

@@ -32,9 +32,9 @@ async def test_failing_accounts_next_to_healthy_ones(sandbox: Sandbox, default_s
         "210000000009": "assume_role_failed",  # network
     }
     for aid, reason in expected_reason.items():
-        assert sample(families, "aws_root_collector_success", account_id=aid, collector="posture") == 0.0, aid
-        assert sample(families, "aws_root_collector_errors_total", account_id=aid, collector="posture", reason=reason) == 1.0, aid
-        others = [s for s in families["aws_root_collector_errors"].samples if s.labels["account_id"] == aid and s.labels["reason"] != reason]
+        assert sample(families, "aws_root_exporter_collector_success", account_id=aid, collector="posture") == 0.0, aid
+        assert sample(families, "aws_root_exporter_collector_errors_total", account_id=aid, collector="posture", reason=reason) == 1.0, aid
+        others = [s for s in families["aws_root_exporter_collector_errors"].samples if s.labels["account_id"] == aid and s.labels["reason"] != reason]
         # An error series appears with its first error: none for the reasons that never happened.
         assert others == [], aid
         for control in ("mfa_enabled", "mfa_hardware"):
@@ -43,10 +43,10 @@ async def test_failing_accounts_next_to_healthy_ones(sandbox: Sandbox, default_s
     expected_reason.update({a.id: expected_error(a) for a in default_scenario.all_accounts if expected_error(a) and a.id not in expected_reason})
     healthy = [a.id for a in default_scenario.all_accounts if collected(a) and a.id not in expected_reason]
     for aid in healthy:
-        assert sample(families, "aws_root_collector_success", account_id=aid, collector="posture") == 1.0, aid
+        assert sample(families, "aws_root_exporter_collector_success", account_id=aid, collector="posture") == 1.0, aid
     assert sample(families, "aws_root_control_compliant", account_id=HEALTHY, control="mfa_hardware") == 1.0
     assert sample(families, "aws_root_credentials_present", account_id=HEALTHY) == 1.0
-    assert sample(families, "aws_root_api_errors_total", operation="iam:GetAccountSummary", reason="throttled") == 1.0
+    assert sample(families, "aws_root_exporter_aws_request_errors_total", operation="iam:GetAccountSummary", reason="throttled") == 1.0
 
 
 async def test_account_time_limit(sandbox: Sandbox, default_scenario: Scenario) -> None:
@@ -58,8 +58,8 @@ async def test_account_time_limit(sandbox: Sandbox, default_scenario: Scenario) 
         await exporter.wait_for_sweeps(1)
         families = await exporter.metrics()
         duration = exporter.state.snapshot.sweep_duration
-    assert sample(families, "aws_root_collector_errors_total", account_id="210000000012", collector="posture", reason="timeout") == 1.0
-    assert sample(families, "aws_root_collector_success", account_id=HEALTHY, collector="posture") == 1.0
+    assert sample(families, "aws_root_exporter_collector_errors_total", account_id="210000000012", collector="posture", reason="timeout") == 1.0
+    assert sample(families, "aws_root_exporter_collector_success", account_id=HEALTHY, collector="posture") == 1.0
     assert duration < 10, "the sweep must not wait for the slow account beyond its time limit"
 
 
@@ -71,11 +71,11 @@ async def test_last_known_posture_is_kept_when_an_account_starts_failing(sandbox
         sandbox.root(HEALTHY).throttle_iam = True
         await exporter.exporter.sweeper.sweep()
         second = await exporter.metrics()
-    assert sample(second, "aws_root_collector_success", account_id=HEALTHY, collector="posture") == 0.0
-    assert sample(second, "aws_root_collector_errors_total", account_id=HEALTHY, collector="posture", reason="throttled") == 1.0
+    assert sample(second, "aws_root_exporter_collector_success", account_id=HEALTHY, collector="posture") == 0.0
+    assert sample(second, "aws_root_exporter_collector_errors_total", account_id=HEALTHY, collector="posture", reason="throttled") == 1.0
     # What was collected before stays, and its age is visible.
     assert sample(second, "aws_root_control_compliant", account_id=HEALTHY, control="mfa_hardware") == 1.0
     assert sample(second, "aws_root_credentials_present", account_id=HEALTHY) == 1.0
-    assert sample(second, "aws_root_collector_last_success_timestamp_seconds", account_id=HEALTHY, collector="posture") == sample(
-        first, "aws_root_collector_last_success_timestamp_seconds", account_id=HEALTHY, collector="posture"
+    assert sample(second, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=HEALTHY, collector="posture") == sample(
+        first, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=HEALTHY, collector="posture"
     )

@@ -35,9 +35,9 @@ async def test_endpoints(sandbox: Sandbox, default_scenario: Scenario) -> None:
         assert headers.get("Content-Encoding") == "gzip"
         assert gzip.decompress(packed) == plain
         # name[] as prometheus_client's handler: only the named families.
-        status, _, some = await asyncio.to_thread(http_get, exporter.url + "/metrics?name[]=aws_root_control_compliant&name[]=aws_root_sweeps_total")
+        status, _, some = await asyncio.to_thread(http_get, exporter.url + "/metrics?name[]=aws_root_control_compliant&name[]=aws_root_exporter_sweeps_total")
         assert status == 200
-        assert {line.split()[2] for line in some.decode().splitlines() if line.startswith("# HELP")} == {"aws_root_control_compliant", "aws_root_sweeps_total"}
+        assert {line.split()[2] for line in some.decode().splitlines() if line.startswith("# HELP")} == {"aws_root_control_compliant", "aws_root_exporter_sweeps_total"}
         assert some.count(b"aws_root_control_compliant{") == plain.count(b"aws_root_control_compliant{") > 0
         status, headers, page = await asyncio.to_thread(http_get, exporter.url + "/")
         collected_accounts = len([a for a in default_scenario.all_accounts if collected(a)])

@@ -25,7 +25,8 @@ ACCOUNT = "210000000003"
 def documented() -> dict[str, tuple[str, frozenset[str]]]:
     rows = {}
     for line in (ROOT / "README.md").read_text().split("\n## Metrics\n")[1].split("\n## ")[0].splitlines():
-        match = re.match(r"^\| `(aws_root_[a-z0-9_]+)` \| (counter|gauge|histogram) \|([^|]*)\|", line)
+        match = re.match(r"^\| `(aws_root_[a-z0-9_]+)` \| (counter|gauge|histogram) \|([^|]*)\| (stable|experimental) \|", line)
+        assert match or not line.startswith("| `aws_root_"), f"a metric row without type, labels and stability: {line[:80]}"
         if match:
             labels = frozenset(re.findall(r"`([a-z_]+)`", match.group(3)))
             assert match.group(1) not in rows, f"{match.group(1)} documented twice"
@@ -77,7 +78,7 @@ async def test_documented_metrics_are_exactly_the_exposed_ones(sandbox: Sandbox,
         async with asyncio.timeout(30):
             while True:
                 families = await exporter.metrics()
-                if all(families[n].samples for n in ("aws_root_assume_root_calls", "aws_root_signin_events", "aws_root_last_event_info", "aws_root_api_calls_by_event_source", "aws_root_events_rejected", "aws_root_recovery_signals")):
+                if all(families[n].samples for n in ("aws_root_assume_root_calls", "aws_root_signin_events", "aws_root_last_event_info", "aws_root_api_calls_by_event_source", "aws_root_exporter_events_rejected", "aws_root_recovery_signals")):
                     break
                 await asyncio.sleep(0.2)
         await exporter.exporter.activity.poll_lookup_events()
@@ -94,6 +95,17 @@ async def test_documented_metrics_are_exactly_the_exposed_ones(sandbox: Sandbox,
         assert exposed[name][0] == kind, f"{name}: documented {kind}, exposed {exposed[name][0]}"
         assert families_with_samples(families, name), f"{name} has no sample to compare"
         assert exposed[name][1] == labels, f"{name}: documented labels {sorted(labels)}, exposed {sorted(exposed[name][1])}"
+    # Conventions (README, Metrics): an info metric is 1; an enum gauge has exactly one
+    # state at 1 per label set without `state`.
+    for family in families.values():
+        if family.name.endswith("_info"):
+            assert {s.value for s in family.samples} == {1.0}, family.name
+        if family.name.endswith("_state"):
+            current: dict[tuple, float] = {}
+            for s in family.samples:
+                key = tuple(sorted((k, v) for k, v in s.labels.items() if k != "state"))
+                current[key] = current.get(key, 0.0) + s.value
+            assert set(current.values()) == {1.0}, family.name
 
 
 def families_with_samples(families: dict, name: str) -> bool:

@@ -191,7 +191,7 @@ async def test_representative_workload_is_allowed(sandbox: Sandbox) -> None:
             async with asyncio.timeout(30):
                 while True:
                     families = await exporter.metrics()
-                    dupes = sum(s.value for s in families["aws_root_events_duplicate"].samples if s.name.endswith("_total"))
+                    dupes = sum(s.value for s in families["aws_root_exporter_events_duplicate"].samples if s.name.endswith("_total"))
                     login = sample(families, "aws_root_console_logins_total", account_id=MEMBER, outcome="success", mfa="true", approved="false")
                     # Seen once and then again by the other two sources (all consumed and deleted).
                     if login == 1.0 and dupes >= 2 and exporter.state.api.requests["sqs:DeleteMessageBatch"] >= 2:

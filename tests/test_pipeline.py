@@ -521,7 +521,7 @@ async def test_every_dashboard_query_runs_on_prometheus_scraping_the_exporter(sa
         await p.exporter.exporter.sweeper.sweep()
         # An API error series is born at its first failure (no increase yet): once Prometheus
         # has it, a second throttled sweep makes it increase.
-        scraped = 'aws_root_api_errors_total{operation="iam:GetAccountSummary",reason="throttled"}'
+        scraped = 'aws_root_exporter_aws_request_errors_total{operation="iam:GetAccountSummary",reason="throttled"}'
         deadline = time.monotonic() + 30
         while not (await p.query(scraped))["data"]["result"]:
             assert time.monotonic() < deadline, f"{scraped} not scraped within 30 s"
@@ -529,7 +529,7 @@ async def test_every_dashboard_query_runs_on_prometheus_scraping_the_exporter(sa
         await p.exporter.exporter.sweeper.sweep()
         await p.wait_for("both queues drained by the exporter", queue_drained(sandbox), timeout=30, interval=0.2)
         families = await p.exporter.metrics()
-        assert sum(s.value for s in families["aws_root_events_rejected"].samples if s.name.endswith("_total")) >= 1
+        assert sum(s.value for s in families["aws_root_exporter_events_rejected"].samples if s.name.endswith("_total")) >= 1
         await asyncio.sleep(2.5)  # scraped and evaluated at 1 s
         await p.wait_for_rules_evaluated()
         errors, empty = [], []
@@ -561,7 +561,7 @@ async def test_every_dashboard_query_runs_on_prometheus_scraping_the_exporter(sa
         members = {s.labels["account_id"] for s in rows("aws_root_account_info") if s.labels["management"] == "false"}
         absent = {s.labels["account_id"] for s in rows("aws_root_password_state") if s.labels["state"] == "absent" and s.value == 1}
         holding = {s.labels["account_id"] for s in rows("aws_root_access_keys") + rows("aws_root_signing_certificates") if s.value > 0}
-        read = {s.labels["account_id"] for s in rows("aws_root_collector_success") if s.labels["collector"] == "posture" and s.value == 1}
+        read = {s.labels["account_id"] for s in rows("aws_root_exporter_collector_success") if s.labels["collector"] == "posture" and s.value == 1}
         removed = (members & absent & read) - holding
         assert await panel("Member roots without credentials") == pytest.approx(len(removed) / len(members))
         assert await panel("Member roots still holding credentials") == len(members - removed)

@@ -200,7 +200,7 @@ def test_cross_account_pair_is_counted_once_for_the_acting_account() -> None:
                 (("account_id", acting), ("approved", "false"), ("category", want["category"]), ("outcome", want["outcome"])),
             ): 1.0
         }
-        assert metric_samples(store, now)[("aws_root_events_duplicate_total", (("source", "s3_trail"),))] == 1.0
+        assert metric_samples(store, now)[("aws_root_exporter_events_duplicate_total", (("source", "s3_trail"),))] == 1.0
 
 
 def test_classify_command_totals_match_expected() -> None:

@@ -204,7 +204,7 @@ def test_exporter_runs_on_a_read_only_filesystem_as_nobody(readonly_layout: dict
             status, _, body = http_get(url + "/metrics")
             assert status == 200
             families = parse_metrics(body.decode())
-            if all(sample(families, "aws_root_collector_success", account_id=a.id, collector="posture") == 1.0 for a in collected) and state_file.exists():
+            if all(sample(families, "aws_root_exporter_collector_success", account_id=a.id, collector="posture") == 1.0 for a in collected) and state_file.exists():
                 break
             assert process.poll() is None, f"the exporter exited\nstderr:\n{''.join(stderr_lines)}"
             trouble = [n for n in PROBLEMS if n.lower() in "".join(stderr_lines).lower()]

@@ -39,7 +39,7 @@ def check_account(families: dict[str, Any], account: Account, assume_root: bool 
     assert sample(families, "aws_root_credentials_present", account_id=aid) == float(want["present"]), aid
     for control, ok in want["controls"].items():
         assert sample(families, "aws_root_control_compliant", account_id=aid, control=control) == float(ok), (aid, control)
-    assert sample(families, "aws_root_collector_success", account_id=aid, collector="posture") == 1.0
+    assert sample(families, "aws_root_exporter_collector_success", account_id=aid, collector="posture") == 1.0
 
 
 async def test_every_scenario_account_matches_the_scenario(sandbox: Sandbox, default_scenario: Scenario) -> None:
@@ -75,21 +75,21 @@ async def test_every_scenario_account_matches_the_scenario(sandbox: Sandbox, def
     failing = {a.id: expected_error(a) for a in default_scenario.all_accounts if collected(a) and expected_error(a)}
     assert set(failing.values()) >= {"assume_role_failed", "access_denied"}
     for aid, reason in failing.items():
-        assert sample(families, "aws_root_collector_success", account_id=aid, collector="posture") == 0.0
-        assert sample(families, "aws_root_collector_errors_total", account_id=aid, collector="posture", reason=reason) == 1.0
+        assert sample(families, "aws_root_exporter_collector_success", account_id=aid, collector="posture") == 0.0
+        assert sample(families, "aws_root_exporter_collector_errors_total", account_id=aid, collector="posture", reason=reason) == 1.0
         # An error series appears with its first error: none for a reason that never happened.
-        assert sample(families, "aws_root_collector_errors_total", account_id=aid, collector="posture", reason="timeout") is None
+        assert sample(families, "aws_root_exporter_collector_errors_total", account_id=aid, collector="posture", reason="timeout") is None
         for control in ("mfa_enabled", "mfa_hardware", "no_access_keys", "no_signing_certificates"):
             assert sample(families, "aws_root_control_compliant", account_id=aid, control=control) is None, (aid, control)
         assert sample(families, "aws_root_credentials_present", account_id=aid) is None
-        assert sample(families, "aws_root_collector_last_success_timestamp_seconds", account_id=aid, collector="posture") is None
+        assert sample(families, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=aid, collector="posture") is None
 
     features = default_scenario.organization.root_access_features or []
     for feature in ("RootCredentialsManagement", "RootSessions"):
         assert sample(families, "aws_root_organization_feature_enabled", feature=feature) == float(feature in features)
-    assert sample(families, "aws_root_sweeps_total", sweep="posture") == 1.0
+    assert sample(families, "aws_root_exporter_sweeps_total") == 1.0
     reached = [a for a in default_scenario.all_accounts if collected(a) and expected_error(a) != "assume_role_failed"]
-    assert sample(families, "aws_root_api_requests_total", operation="iam:GetAccountSummary") == len(reached)
+    assert sample(families, "aws_root_exporter_aws_requests_total", operation="iam:GetAccountSummary") == len(reached)
 
 
 async def test_a_changed_root_shows_after_the_next_sweep(sandbox: Sandbox) -> None:

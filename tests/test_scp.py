@@ -559,7 +559,7 @@ def test_metric_families_exposition():
     assert value("aws_root_scp_policy_type_enabled") == 1.0
     for account, state in [(A_DEV, "fenced"), (A_ROOT, "not_fenced"), (MGMT, "not_applicable"), (A_WEB, "unknown")]:
         for other in ("fenced", "not_fenced", "not_applicable", "unknown"):
-            assert value("aws_root_scp_fence", account_id=account, state=other) == (1.0 if other == state else 0.0)
+            assert value("aws_root_scp_fence_state", account_id=account, state=other) == (1.0 if other == state else 0.0)
     assert value("aws_root_scp_fence_info", account_id=A_DEV, policy_id="p-fence001") == 1.0
     # Only fenced accounts have an info series: none with an empty policy_id.
     assert value("aws_root_scp_fence_info", account_id=A_ROOT, policy_id="") is None
@@ -567,7 +567,7 @@ def test_metric_families_exposition():
     assert fenced == [A_DEV]
     assert text.count("aws_root_scp_fence_info{") == len(fenced)
     assert 'policy_id=""' not in text
-    assert text.count('aws_root_scp_fence{') == 4 * len(results)
+    assert text.count('aws_root_scp_fence_state{') == 4 * len(results)
 
 
 def test_metric_families_scp_disabled():

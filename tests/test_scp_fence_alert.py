@@ -133,7 +133,7 @@ async def test_fence_lost_alert_fires_for_the_detached_account_only(sandbox: San
         {"eval_time": "19m", "alertname": "AwsRootScpNotEnforced", "exp_alerts": []},
     ]
     series = input_series(before_text, after_text)
-    assert any(s["series"].startswith("aws_root_scp_fence{") for s in series)
+    assert any(s["series"].startswith("aws_root_scp_fence_state{") for s in series)
     result = promtool_test(tmp_path, series, cases)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

@@ -46,7 +46,7 @@ def orgs_client(sandbox: Sandbox) -> Any:
 
 def fence_state(families: dict[str, Any], account_id: str) -> str | None:
     """The one state whose series is 1 for the account (and check the others are 0)."""
-    values = {state: sample(families, "aws_root_scp_fence", account_id=account_id, state=state) for state in STATES}
+    values = {state: sample(families, "aws_root_scp_fence_state", account_id=account_id, state=state) for state in STATES}
     if all(v is None for v in values.values()):
         return None
     assert sorted(values.values()) == [0.0, 0.0, 0.0, 1.0], (account_id, values)
@@ -139,17 +139,17 @@ async def test_default_scenario_reports_each_fence_case(sandbox: Sandbox, defaul
     assert sample(families, "aws_root_scp_policy_type_enabled") == 1.0
     # The collector's health, under the management account; an error series appears with its
     # first error, so a clean check shows none.
-    assert sample(families, "aws_root_collector_success", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") == 1.0
-    assert sample(families, "aws_root_collector_last_success_timestamp_seconds", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") > 0
+    assert sample(families, "aws_root_exporter_collector_success", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") == 1.0
+    assert sample(families, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") > 0
     for reason in ("access_denied", "throttled", "timeout", "error"):
-        assert sample(families, "aws_root_collector_errors_total", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp", reason=reason) is None
+        assert sample(families, "aws_root_exporter_collector_errors_total", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp", reason=reason) is None
     # Each policy is read once per sweep, not once per account: FullAWSAccess + the scenario's.
     policies = 1 + len(default_scenario.organization.scps)
-    assert sample(families, "aws_root_api_requests_total", operation="organizations:DescribePolicy") == policies
-    assert sample(families, "aws_root_api_requests_total", operation="organizations:ListTargetsForPolicy") == policies
-    assert sample(families, "aws_root_api_requests_total", operation="organizations:ListPolicies") == 1
+    assert sample(families, "aws_root_exporter_aws_requests_total", operation="organizations:DescribePolicy") == policies
+    assert sample(families, "aws_root_exporter_aws_requests_total", operation="organizations:ListTargetsForPolicy") == policies
+    assert sample(families, "aws_root_exporter_aws_requests_total", operation="organizations:ListPolicies") == 1
     # The fence series carry no policy id: it lives in the info metric only.
-    assert {frozenset(s.labels) for s in families["aws_root_scp_fence"].samples} == {frozenset({"account_id", "state"})}
+    assert {frozenset(s.labels) for s in families["aws_root_scp_fence_state"].samples} == {frozenset({"account_id", "state"})}
 
 
 def test_default_scenario_fence_is_the_shipped_policy(default_scenario: Scenario) -> None:
@@ -203,7 +203,7 @@ async def test_inheritance_through_nested_ous(sandbox: Sandbox) -> None:
     assert fence_policy(families, "310000000005") == direct
     assert fence_state(families, "310000000006") == "not_fenced"
     # 5 OUs above Web alone; still one DescribePolicy per policy.
-    assert sample(families, "aws_root_api_requests_total", operation="organizations:DescribePolicy") == 3
+    assert sample(families, "aws_root_exporter_aws_requests_total", operation="organizations:DescribePolicy") == 3
 
 
 # -- changes between two sweeps -------------------------------------------------------------
@@ -217,7 +217,7 @@ async def test_policy_detached_between_two_sweeps(sandbox: Sandbox, default_scen
         await exporter.wait_for_sweeps(1)
         before = await exporter.metrics()
         for account_id in workloads:
-            assert sample(before, "aws_root_scp_fence", account_id=account_id, state="fenced") == 1.0
+            assert sample(before, "aws_root_scp_fence_state", account_id=account_id, state="fenced") == 1.0
 
         orgs_client(sandbox).detach_policy(PolicyId=sandbox.scp_ids["DenyRootUser"], TargetId=sandbox.ou_ids["Workloads"])
         await exporter.exporter.sweeper.sweep()
@@ -225,16 +225,16 @@ async def test_policy_detached_between_two_sweeps(sandbox: Sandbox, default_scen
 
     for account_id in workloads:
         # The same series goes to 0 (an alert on fenced == 0 fires; it does not just vanish).
-        assert sample(after, "aws_root_scp_fence", account_id=account_id, state="fenced") == 0.0
-        assert sample(after, "aws_root_scp_fence", account_id=account_id, state="not_fenced") == 1.0
+        assert sample(after, "aws_root_scp_fence_state", account_id=account_id, state="fenced") == 0.0
+        assert sample(after, "aws_root_scp_fence_state", account_id=account_id, state="not_fenced") == 1.0
         assert fence_policy(after, account_id) is None
     assert fence_state(after, log_archive) == "fenced"  # attached to the account itself: untouched
     lost = [r for r in caplog.records if r.getMessage() == "SCP root fence lost"]
     assert sorted(r.account_id for r in lost) == sorted(workloads)
     assert {r.was_fenced_by for r in lost} == {sandbox.scp_ids["DenyRootUser"]}
     policies = 1 + len(default_scenario.organization.scps)
-    assert sample(after, "aws_root_api_requests_total", operation="organizations:DescribePolicy") == 2 * policies
-    assert sample(after, "aws_root_sweeps_total", sweep="posture") == 2.0
+    assert sample(after, "aws_root_exporter_aws_requests_total", operation="organizations:DescribePolicy") == 2 * policies
+    assert sample(after, "aws_root_exporter_sweeps_total") == 2.0
 
 
 async def test_account_moved_out_of_the_fenced_ou(sandbox: Sandbox, default_scenario: Scenario) -> None:
@@ -262,11 +262,11 @@ async def test_scp_type_disabled_in_the_scenario(sandbox: Sandbox, default_scena
     for account in active:
         want = "not_applicable" if account.id == MANAGEMENT_ACCOUNT_ID else "not_fenced"
         assert fence_state(families, account.id) == want, account.name
-        assert sample(families, "aws_root_scp_fence", account_id=account.id, state="fenced") == 0.0
+        assert sample(families, "aws_root_scp_fence_state", account_id=account.id, state="fenced") == 0.0
         assert fence_policy(families, account.id) is None
     # No policy is read when none is enforced.
-    assert sample(families, "aws_root_api_requests_total", operation="organizations:DescribePolicy") is None
-    assert sample(families, "aws_root_collector_success", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") == 1.0
+    assert sample(families, "aws_root_exporter_aws_requests_total", operation="organizations:DescribePolicy") is None
+    assert sample(families, "aws_root_exporter_collector_success", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") == 1.0
 
 
 async def test_scp_type_disabled_between_two_sweeps(sandbox: Sandbox, default_scenario: Scenario) -> None:
@@ -279,9 +279,9 @@ async def test_scp_type_disabled_between_two_sweeps(sandbox: Sandbox, default_sc
         after = await exporter.metrics()
     assert sample(before, "aws_root_scp_policy_type_enabled") == 1.0
     assert sample(after, "aws_root_scp_policy_type_enabled") == 0.0
-    assert sample(before, "aws_root_scp_fence", account_id=payments, state="fenced") == 1.0
-    assert sample(after, "aws_root_scp_fence", account_id=payments, state="fenced") == 0.0
-    assert not any(s.value for s in after["aws_root_scp_fence"].samples if s.labels["state"] == "fenced")
+    assert sample(before, "aws_root_scp_fence_state", account_id=payments, state="fenced") == 1.0
+    assert sample(after, "aws_root_scp_fence_state", account_id=payments, state="fenced") == 0.0
+    assert not any(s.value for s in after["aws_root_scp_fence_state"].samples if s.labels["state"] == "fenced")
 
 
 # -- failures: counted, never "fenced", never fatal -------------------------------------------
@@ -317,8 +317,8 @@ async def test_unreadable_policy_is_unknown_not_fenced(sandbox: Sandbox, default
     assert fence_state(families, default_scenario.account("legacy-billing").id) == "fenced"
     assert fence_state(families, default_scenario.account("shared-services").id) == "not_fenced"
     # The check itself ran; the failed read is an API error, visible per operation.
-    assert sample(families, "aws_root_collector_success", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") == 1.0
-    assert sample(families, "aws_root_api_errors_total", operation="organizations:DescribePolicy", reason="access_denied") == 1.0
+    assert sample(families, "aws_root_exporter_collector_success", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") == 1.0
+    assert sample(families, "aws_root_exporter_aws_request_errors_total", operation="organizations:DescribePolicy", reason="access_denied") == 1.0
 
 
 async def test_failed_check_keeps_the_last_result_and_is_counted(sandbox: Sandbox, default_scenario: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -328,19 +328,19 @@ async def test_failed_check_keeps_the_last_result_and_is_counted(sandbox: Sandbo
     async with running_exporter(sandbox_settings(sandbox)) as exporter:
         await exporter.wait_for_sweeps(1)
         first = await exporter.metrics()
-        checked = sample(first, "aws_root_collector_last_success_timestamp_seconds", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp")
+        checked = sample(first, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp")
 
         monkeypatch.setattr(OrganizationsBackend, "list_policies", _denied)  # discovery never lists policies
         await exporter.exporter.sweeper.sweep()
         second = await exporter.metrics()
 
-    assert sample(second, "aws_root_collector_success", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") == 0.0
-    assert sample(second, "aws_root_collector_errors_total", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp", reason="access_denied") == 1.0
-    assert sample(second, "aws_root_collector_last_success_timestamp_seconds", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") == checked
+    assert sample(second, "aws_root_exporter_collector_success", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") == 0.0
+    assert sample(second, "aws_root_exporter_collector_errors_total", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp", reason="access_denied") == 1.0
+    assert sample(second, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") == checked
     assert fence_state(second, payments) == "fenced"  # the last known result, its age shown above
     # The posture sweep went on.
-    assert sample(second, "aws_root_sweeps_total", sweep="posture") == 2.0
-    assert sample(second, "aws_root_collector_success", account_id=payments, collector="posture") == 1.0
+    assert sample(second, "aws_root_exporter_sweeps_total") == 2.0
+    assert sample(second, "aws_root_exporter_collector_success", account_id=payments, collector="posture") == 1.0
 
 
 def test_account_unseen_by_the_last_check_is_unknown() -> None:
@@ -349,7 +349,7 @@ def test_account_unseen_by_the_last_check_is_unknown() -> None:
     result = ScpResult(scp_enabled=True, fences={"210000000001": FenceResult(FenceState.fenced, policy_ids=("p-fence1234",))})
     snapshot = Snapshot(accounts=(Account("210000000001"), Account("210000000099")), scp=result)
     families = {f.name: f for f in snapshot_scp_families(snapshot)}
-    values = {(s.labels["account_id"], s.labels["state"]): s.value for s in families["aws_root_scp_fence"].samples}
+    values = {(s.labels["account_id"], s.labels["state"]): s.value for s in families["aws_root_scp_fence_state"].samples}
     assert values[("210000000001", "fenced")] == 1.0
     assert values[("210000000099", "unknown")] == 1.0
     assert snapshot_scp_families(Snapshot(accounts=(Account("210000000001"),))) == []
@@ -363,7 +363,7 @@ async def test_fence_only_for_the_accounts_collected(sandbox: Sandbox, default_s
     async with running_exporter(sandbox_settings(sandbox, include_account_ids=[payments])) as exporter:
         await exporter.wait_for_sweeps(1)
         families = await exporter.metrics()
-    assert {s.labels["account_id"] for s in families["aws_root_scp_fence"].samples} == {payments}
+    assert {s.labels["account_id"] for s in families["aws_root_scp_fence_state"].samples} == {payments}
     assert fence_state(families, payments) == "fenced"
 
 
@@ -371,18 +371,18 @@ async def test_scp_check_off(sandbox: Sandbox) -> None:
     async with running_exporter(sandbox_settings(sandbox, scp_check=False)) as exporter:
         await exporter.wait_for_sweeps(1)
         families = await exporter.metrics()
-    assert "aws_root_scp_fence" not in families
+    assert "aws_root_scp_fence_state" not in families
     assert "aws_root_scp_policy_type_enabled" not in families
-    assert sample(families, "aws_root_collector_success", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") is None
-    assert sample(families, "aws_root_api_requests_total", operation="organizations:ListPolicies") is None
+    assert sample(families, "aws_root_exporter_collector_success", account_id=MANAGEMENT_ACCOUNT_ID, collector="scp") is None
+    assert sample(families, "aws_root_exporter_aws_requests_total", operation="organizations:ListPolicies") is None
 
 
 async def test_no_scp_check_outside_organization_mode(sandbox: Sandbox) -> None:
     async with running_exporter(sandbox_settings(sandbox, account_mode="single")) as exporter:
         await exporter.wait_for_sweeps(1)
         families = await exporter.metrics()
-    assert "aws_root_scp_fence" not in families
-    assert sample(families, "aws_root_api_requests_total", operation="organizations:DescribePolicy") is None
+    assert "aws_root_scp_fence_state" not in families
+    assert sample(families, "aws_root_exporter_aws_requests_total", operation="organizations:DescribePolicy") is None
 
 
 async def test_sensitive_actions_setting(sandbox: Sandbox) -> None:

@@ -61,7 +61,7 @@ async def test_series_per_member_account_within_budget(sandbox: Sandbox, default
         async with asyncio.timeout(60):
             while True:
                 families = await exporter.metrics()
-                if all(sample(families, "aws_root_collector_success", account_id=a.id, collector="lookup_events") == 1.0
+                if all(sample(families, "aws_root_exporter_collector_success", account_id=a.id, collector="lookup_events") == 1.0
                        for a in default_scenario.all_accounts if collected(a) and expected_error(a) is None):
                     break
                 await asyncio.sleep(0.5)

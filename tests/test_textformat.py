@@ -46,7 +46,7 @@ def test_same_bytes_as_prometheus_client_for_the_awkward_cases() -> None:
           (["negative zero"], -0.0),
           (["negative"], -3.5), (["int"], 7), (["true"], True), (["false"], False), (["huge"], 1e22)]),
         ("counter", "aws_root_events_total", "a counter named with _total", ["source"], [(["sqs"], 3.0)]),
-        ("counter", "aws_root_sweeps", "a counter named without it", ["sweep"], [(["posture"], 0)]),
+        ("counter", "aws_root_exporter_sweeps", "a counter named without it", ["sweep"], [(["posture"], 0)]),
         ("gauge", "aws_root_empty", "no samples at all", ["account_id"], []),
     ]
     ours, theirs = [], []

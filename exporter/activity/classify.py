@@ -5,7 +5,7 @@
 and raises `MalformedRecord` (a `ValueError`) only for a record that would be root
 activity but cannot be used (no `eventID`, no parsable `eventTime`, no account id...).
 An irrelevant record is `None` even when incomplete, so a trail full of other principals'
-records never inflates `aws_root_events_rejected_total`.
+records never inflates `aws_root_exporter_events_rejected_total`.
 
 Rules (see /work/shared/reference/aws-root-facts.md sections 1, 2 and 4, and README.md,
 "What counts as root activity"):

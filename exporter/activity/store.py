@@ -33,7 +33,7 @@ the two records changes nothing.
 
 Deduplication: by `eventID`, whatever the source (a record seen by LookupEvents and then
 by the trail counts once; the second sighting counts in
-`aws_root_events_duplicate_total{source=...}`), and by `sharedEventID` (the two copies of
+`aws_root_exporter_events_duplicate_total{source=...}`), and by `sharedEventID` (the two copies of
 a cross-account call, one per account, count once). Memory is bounded: an id is remembered
 while its `eventTime` is within `dedup_retention` (default 7 days) of the newest
 `eventTime` seen (not of the wall clock, so a restart after a long outage still
@@ -80,9 +80,9 @@ Sample exposition (`metric_families()` rendered by prometheus_client)::
     # HELP aws_root_api_calls_total Root API calls by category, outcome and approval (break-glass window).
     # TYPE aws_root_api_calls_total counter
     aws_root_api_calls_total{account_id="111122223333",approved="false",category="administrative",outcome="failure"} 1.0
-    # HELP aws_root_last_event_info The latest root record per account; the value is its eventTime.
+    # HELP aws_root_last_event_info Always 1: the latest root record of the account (its time is aws_root_last_activity_timestamp_seconds).
     # TYPE aws_root_last_event_info gauge
-    aws_root_last_event_info{account_id="111122223333",event_name="CreateBucket",event_source="s3.amazonaws.com",mfa="unknown",outcome="failure",source_ip="203.0.113.25"} 1.79552172e+09
+    aws_root_last_event_info{account_id="111122223333",event_name="CreateBucket",event_source="s3.amazonaws.com",mfa="unknown",outcome="failure",source_ip="203.0.113.25"} 1.0
     # HELP aws_root_console_logins_90d Exact count of successful root console logins in the trailing 90 days (a sliding window, not a calendar quarter), from CloudTrail history.
     # TYPE aws_root_console_logins_90d gauge
     aws_root_console_logins_90d{account_id="111122223333"} 1.0
@@ -94,13 +94,13 @@ Sample exposition (`metric_families()` rendered by prometheus_client)::
     # TYPE aws_root_console_logins_quarter_complete gauge
     aws_root_console_logins_quarter_complete{quarter="current"} 1.0
     aws_root_console_logins_quarter_complete{quarter="previous"} 0.0
-    # HELP aws_root_event_delay_seconds Delay between a root record's eventTime and its processing by the exporter.
-    # TYPE aws_root_event_delay_seconds histogram
-    aws_root_event_delay_seconds_bucket{le="30.0",source="eventbridge_sqs"} 0.0
-    aws_root_event_delay_seconds_bucket{le="60.0",source="eventbridge_sqs"} 1.0
+    # HELP aws_root_exporter_event_delay_seconds Delay between a root record's eventTime and its processing by the exporter.
+    # TYPE aws_root_exporter_event_delay_seconds histogram
+    aws_root_exporter_event_delay_seconds_bucket{le="30.0",source="eventbridge_sqs"} 0.0
+    aws_root_exporter_event_delay_seconds_bucket{le="60.0",source="eventbridge_sqs"} 1.0
     ...
-    aws_root_event_delay_seconds_count{source="eventbridge_sqs"} 1.0
-    aws_root_event_delay_seconds_sum{source="eventbridge_sqs"} 40.0
+    aws_root_exporter_event_delay_seconds_count{source="eventbridge_sqs"} 1.0
+    aws_root_exporter_event_delay_seconds_sum{source="eventbridge_sqs"} 40.0
 """
 
 from __future__ import annotations
@@ -108,6 +108,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
+import ipaddress
 import math
 import os
 import re
@@ -207,8 +208,9 @@ _COUNTERS: dict[str, tuple[str, str, list[str], str]] = {
                       ["account_id", "event_name", "outcome"], "_signin_events"),
     "api_calls": ("aws_root_api_calls_total", "Root API calls by category, outcome and approval (break-glass window).",
                   ["account_id", "category", "outcome", "approved"], "_api_calls"),
-    "api_calls_by_event_source": ("aws_root_api_calls_by_event_source_total", "Root API calls by the AWS service that recorded them.",
-                                  ["account_id", "event_source"], "_api_by_source"),
+    "api_calls_by_event_source": ("aws_root_api_calls_by_event_source_total",
+                                  "Root API calls in the organization by the AWS service that recorded them.",
+                                  ["event_source"], "_api_by_source"),
     "assumed_root_calls": ("aws_root_assumed_root_calls_total", "API calls made inside an sts:AssumeRoot privileged session in the account.",
                            ["account_id", "outcome"], "_assumed_root"),
     "assume_root_calls": ("aws_root_assume_root_calls_total", "sts:AssumeRoot calls, by target account and task policy.",
@@ -216,9 +218,9 @@ _COUNTERS: dict[str, tuple[str, str, list[str], str]] = {
     "recovery_signals": ("aws_root_recovery_signals_total",
                          "Changes that make a root usable again (recovery email, centralized root access disabled, root password created).",
                          ["account_id", "signal", "outcome"], "_signals"),
-    "events_duplicate": ("aws_root_events_duplicate_total", "Records dropped because their eventID was already counted.",
+    "events_duplicate": ("aws_root_exporter_events_duplicate_total", "Records dropped because their eventID was already counted.",
                          ["source"], "_duplicates"),
-    "events_rejected": ("aws_root_events_rejected_total", "Records or messages that could not be processed, by reason.",
+    "events_rejected": ("aws_root_exporter_events_rejected_total", "Records or messages that could not be processed, by reason.",
                         ["source", "reason"], "_rejected"),
 }
 FAMILIES: tuple[str, ...] = (*_COUNTERS, "last_activity", "last_event", "console_logins_90d",
@@ -541,6 +543,13 @@ class EventStore:
                 values = getattr(self, attribute)
                 if name == "events_duplicate":
                     values = {(k,): v for k, v in values.items()}
+                elif name == "api_calls_by_event_source":
+                    # Kept per account (state file), shown per organization: hundreds of
+                    # services times every account is no per-account series (issue 16).
+                    by_source: _Counter = {}
+                    for (_, source), count in values.items():
+                        _inc(by_source, (_label(source, _EVENT_SOURCE),), count)
+                    values = by_source
                 return _counter(metric, doc, labels, values)
         now = now or datetime.now(UTC)
         with self._lock:
@@ -550,10 +559,12 @@ class EventStore:
                 last.rows = [((account,), ts) for account, ts in sorted(self._last_activity.items())]
                 return last
             if name == "last_event":
-                info = gauge("aws_root_last_event_info", "The latest root record per account; the value is its eventTime.",
+                info = gauge("aws_root_last_event_info",
+                             "Always 1: the latest root record of the account (its time is aws_root_last_activity_timestamp_seconds).",
                              labels=["account_id", "event_name", "event_source", "source_ip", "mfa", "outcome"])
                 for account, e in sorted(self._last_event.items()):
-                    info.add_metric([account, e.event_name, e.event_source, e.source_ip, e.mfa, e.outcome], e.time)
+                    info.add_metric([account, _label(e.event_name, _EVENT_NAME), _label(e.event_source, _EVENT_SOURCE),
+                                     _source_ip(e.source_ip), e.mfa, e.outcome], 1.0)
                 return info
             if name == "console_logins_90d":
                 logins = gauge(
@@ -586,7 +597,7 @@ class EventStore:
                     complete.add_metric([quarter], float(self.quarter_complete(quarter, now)))
                 return complete
             if name == "event_delay":
-                delay = HistogramMetricFamily("aws_root_event_delay_seconds",
+                delay = HistogramMetricFamily("aws_root_exporter_event_delay_seconds",
                                               "Delay between a root record's eventTime and its processing by the exporter.",
                                               labels=["source"])
                 for source, hist in sorted(self._delay.items()):
@@ -860,8 +871,8 @@ def _timestamp(value: Any, name: str) -> float:
     return float(value)
 
 
-def _inc(counter: _Counter, key: tuple[str, ...]) -> None:
-    counter[key] = counter.get(key, 0.0) + 1
+def _inc(counter: _Counter, key: tuple[str, ...], by: float = 1.0) -> None:
+    counter[key] = counter.get(key, 0.0) + by
 
 
 def _counter(name: str, doc: str, labels: list[str], values: Mapping[tuple[str, ...], float]) -> Family:
@@ -872,6 +883,26 @@ def _counter(name: str, doc: str, labels: list[str], values: Mapping[tuple[str, 
 
 def _rows(counter: Mapping[tuple[str, ...], float]) -> list[list[Any]]:
     return [[*key, value] for key, value in sorted(counter.items())]
+
+
+# Values from records go into labels only in a known shape (issue 16): a record can carry
+# anything, and a label value is a series. Anything else reads `other`.
+_EVENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,127}")
+_EVENT_SOURCE = re.compile(r"[a-z0-9][a-z0-9.-]{0,62}\.amazonaws\.com")
+
+
+def _label(value: str, shape: re.Pattern[str]) -> str:
+    return value if shape.fullmatch(value) else "other"
+
+
+def _source_ip(value: str) -> str:
+    """An IP address, an AWS service's name (a call made by a service) or `AWS Internal`."""
+    if value == "AWS Internal" or _EVENT_SOURCE.fullmatch(value):
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return "other"
 
 
 def _parse_rows(rows: Any, name: str, arity: int) -> _Counter:

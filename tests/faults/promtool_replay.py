@@ -25,7 +25,7 @@ def series(families: dict) -> list[dict]:
         for s in family.samples:
             labels = {**s.labels, **JOB}
             selector = s.name + "{" + ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items())) + "}"
-            if s.name == "aws_root_collector_errors_total" and s.value > 0:
+            if s.name == "aws_root_exporter_collector_errors_total" and s.value > 0:
                 values = f"{s.value:.17g}+1x40"  # fails again every sweep (1 m apart)
             else:
                 # Every digit: `:g` kept six, and turned timestamps into other times.

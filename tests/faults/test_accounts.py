@@ -23,13 +23,13 @@ async def test_role_that_cannot_be_assumed(sandbox: Sandbox) -> None:
         families = await exporter.metrics()
     assert_failing_not_compliant(families, DENIED, "assume_role_failed", count=2.0)
     assert posture_success(families, HEALTHY) == 1.0
-    assert sample(families, "aws_root_api_errors_total", operation="sts:AssumeRole", reason="access_denied") == 2.0
+    assert sample(families, "aws_root_exporter_aws_request_errors_total", operation="sts:AssumeRole", reason="access_denied") == 2.0
 
 
 async def test_credentials_expiring_in_the_middle_of_a_sweep(sandbox: Sandbox, faults: FaultInjector) -> None:
     """The cached member credentials are refused as expired (AWS and the local clock
     disagree): the account is re-assumed and collected in the same sweep; the refusal
-    shows in aws_root_api_errors_total."""
+    shows in aws_root_exporter_aws_request_errors_total."""
     settings = sandbox_settings(sandbox, include_account_ids=[VICTIM, HEALTHY])
     async with running_exporter(settings) as exporter:
         await exporter.wait_for_sweeps(1)
@@ -43,11 +43,11 @@ async def test_credentials_expiring_in_the_middle_of_a_sweep(sandbox: Sandbox, f
     assert new_key != old_key
     assert faults.count("expired_token") == 1, "one refused call, then fresh credentials"
     assert posture_success(families, VICTIM) == 1.0
-    assert sample(families, "aws_root_api_errors_total", operation="iam:GetAccountSummary", reason="access_denied") == 1.0
+    assert sample(families, "aws_root_exporter_aws_request_errors_total", operation="iam:GetAccountSummary", reason="access_denied") == 1.0
     # Re-assumed within the sweep: no collector error, so no error series for the account.
-    assert sample(families, "aws_root_collector_errors_total", account_id=VICTIM, collector="posture", reason="access_denied") is None
-    assert not [s for s in families["aws_root_collector_errors"].samples if s.labels["account_id"] == VICTIM]
-    assert sample(families, "aws_root_sweeps_total", sweep="posture") == 2.0
+    assert sample(families, "aws_root_exporter_collector_errors_total", account_id=VICTIM, collector="posture", reason="access_denied") is None
+    assert not [s for s in families["aws_root_exporter_collector_errors"].samples if s.labels["account_id"] == VICTIM]
+    assert sample(families, "aws_root_exporter_sweeps_total") == 2.0
 
 
 async def test_member_removed_then_added_between_sweeps(sandbox: Sandbox, default_scenario: Scenario) -> None:
@@ -69,7 +69,7 @@ async def test_member_removed_then_added_between_sweeps(sandbox: Sandbox, defaul
     assert VICTIM in ids(first) and len(ids(first)) == active
     # Gone from the organization: no series left that would look current (stale != compliant).
     assert VICTIM not in ids(removed) and len(ids(removed)) == active - 1
-    assert sample(removed, "aws_root_collector_success", account_id=VICTIM, collector="posture") is None
+    assert sample(removed, "aws_root_exporter_collector_success", account_id=VICTIM, collector="posture") is None
     assert posture_series(first, VICTIM) != []
     assert posture_series(removed, VICTIM) == []
     assert new_id in ids(added) and len(ids(added)) == active
@@ -95,15 +95,15 @@ async def test_discovery_throttled_keeps_accounts_fresh_and_alerts(sandbox: Sand
         await exporter.exporter.sweeper.sweep()
         recovered = await exporter.metrics()
     management = "123456789012"
-    assert sample(first, "aws_root_collector_success", account_id=management, collector="discovery") == 1.0
-    assert sample(failing, "aws_root_collector_errors_total", account_id=management, collector="discovery", reason="throttled") == 1.0
-    assert sample(failing, "aws_root_collector_success", account_id=management, collector="discovery") == 0.0
+    assert sample(first, "aws_root_exporter_collector_success", account_id=management, collector="discovery") == 1.0
+    assert sample(failing, "aws_root_exporter_collector_errors_total", account_id=management, collector="discovery", reason="throttled") == 1.0
+    assert sample(failing, "aws_root_exporter_collector_success", account_id=management, collector="discovery") == 0.0
     assert len(failing["aws_root_account_info"].samples) == len([a for a in default_scenario.all_accounts if collected(a)])
     assert posture_success(failing, HEALTHY) == 1.0
-    last = sample(failing, "aws_root_collector_last_success_timestamp_seconds", account_id=HEALTHY, collector="posture")
+    last = sample(failing, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=HEALTHY, collector="posture")
     assert last is not None and last >= started
-    assert sample(recovered, "aws_root_collector_success", account_id=management, collector="discovery") == 1.0
-    assert sample(recovered, "aws_root_collector_errors_total", account_id=management, collector="discovery", reason="throttled") == 1.0
+    assert sample(recovered, "aws_root_exporter_collector_success", account_id=management, collector="discovery") == 1.0
+    assert sample(recovered, "aws_root_exporter_collector_errors_total", account_id=management, collector="discovery", reason="throttled") == 1.0
 
 
 async def test_assume_role_throttled_is_throttled_not_denied(sandbox: Sandbox, faults: FaultInjector) -> None:
@@ -119,4 +119,4 @@ async def test_assume_role_throttled_is_throttled_not_denied(sandbox: Sandbox, f
     assert faults.count("throttle", "sts", "AssumeRole") == 3
     assert_failing_not_compliant(failing, VICTIM, "throttled")
     assert posture_success(recovered, VICTIM) == 1.0
-    assert sample(recovered, "aws_root_collector_errors_total", account_id=VICTIM, collector="posture", reason="throttled") == 1.0
+    assert sample(recovered, "aws_root_exporter_collector_errors_total", account_id=VICTIM, collector="posture", reason="throttled") == 1.0

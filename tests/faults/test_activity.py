@@ -26,7 +26,7 @@ def logins(families: dict, mfa: str = "true") -> float | None:
 
 
 def duplicates(families: dict, source: str) -> float | None:
-    return sample(families, "aws_root_events_duplicate_total", source=source)
+    return sample(families, "aws_root_exporter_events_duplicate_total", source=source)
 
 
 async def wait_for(exporter, predicate, timeout: float = 30) -> dict:
@@ -67,7 +67,7 @@ async def test_lookup_pages_repeat_records_out_of_order(sandbox: Sandbox, faults
     assert logins(second) == 73.0
     assert duplicates(second, "lookup_events") == 2.0 + 73 + 2
     assert sample(second, "aws_root_console_logins_90d", account_id=ACCOUNT) == 73.0
-    assert sample(second, "aws_root_collector_success", account_id=ACCOUNT, collector="lookup_events") == 1.0
+    assert sample(second, "aws_root_exporter_collector_success", account_id=ACCOUNT, collector="lookup_events") == 1.0
 
 
 async def test_lookup_records_lagging_minutes_behind(sandbox: Sandbox) -> None:
@@ -92,8 +92,8 @@ async def test_lookup_records_lagging_minutes_behind(sandbox: Sandbox) -> None:
     before, after, families = results[900.0]
     # No series before the first poll that sees the login (issue 16: counters appear with their first event).
     assert (before, after) == (None, 1.0)
-    assert sample(families, "aws_root_event_delay_seconds_bucket", source="lookup_events", le="300.0") == 0.0
-    assert sample(families, "aws_root_event_delay_seconds_bucket", source="lookup_events", le="600.0") == 1.0
+    assert sample(families, "aws_root_exporter_event_delay_seconds_bucket", source="lookup_events", le="300.0") == 0.0
+    assert sample(families, "aws_root_exporter_event_delay_seconds_bucket", source="lookup_events", le="600.0") == 1.0
     assert duplicates(families, "lookup_events") == 1.0  # the third poll saw it again
     assert results[0.0][:2] == (None, None), "the control: no overlap, the late record is lost"
     assert sample(results[0.0][2], "aws_root_console_logins_90d", account_id=ACCOUNT) == 0.0, "known account, login never seen"
@@ -122,8 +122,8 @@ async def test_sqs_message_delivered_twice_and_malformed(sandbox: Sandbox) -> No
         families = await wait_for(
             exporter,
             lambda f: duplicates(f, "eventbridge_sqs") == 1.0
-            and (sample(f, "aws_root_events_rejected_total", source="eventbridge_sqs", reason="malformed_message") or 0)
-            + (sample(f, "aws_root_events_rejected_total", source="eventbridge_sqs", reason="malformed_record") or 0) == 2.0,
+            and (sample(f, "aws_root_exporter_events_rejected_total", source="eventbridge_sqs", reason="malformed_message") or 0)
+            + (sample(f, "aws_root_exporter_events_rejected_total", source="eventbridge_sqs", reason="malformed_record") or 0) == 2.0,
         )
         await asyncio.sleep(1.5)
         families = await exporter.metrics()
@@ -142,11 +142,11 @@ async def test_sqs_delete_fails_and_the_message_is_redelivered(sandbox: Sandbox,
         await exporter.wait_for_sweeps(1)
         sandbox.inject(make_record("console-login", ACCOUNT), lookup=False, s3=False)
         families = await wait_for(exporter, lambda f: duplicates(f, "eventbridge_sqs") == 1.0)
-        families = await wait_for(exporter, lambda f: sample(f, "aws_root_collector_success", account_id=MANAGEMENT, collector="eventbridge_sqs") == 1.0)
+        families = await wait_for(exporter, lambda f: sample(f, "aws_root_exporter_collector_success", account_id=MANAGEMENT, collector="eventbridge_sqs") == 1.0)
     assert faults.count("server_error", "sqs", "DeleteMessageBatch") == 3
     assert logins(families) == 1.0
-    assert sample(families, "aws_root_collector_errors_total", account_id=MANAGEMENT, collector="eventbridge_sqs", reason="error") == 1.0
-    assert sample(families, "aws_root_api_errors_total", operation="sqs:DeleteMessageBatch", reason="error") == 1.0
+    assert sample(families, "aws_root_exporter_collector_errors_total", account_id=MANAGEMENT, collector="eventbridge_sqs", reason="error") == 1.0
+    assert sample(families, "aws_root_exporter_aws_request_errors_total", operation="sqs:DeleteMessageBatch", reason="error") == 1.0
     assert queue_left(sandbox, sandbox.events_queue_url) == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
 
 
@@ -162,14 +162,14 @@ async def test_poison_message_does_not_block_the_queue(sandbox: Sandbox) -> None
     settings = sqs_settings(sandbox, eventbridge_queue_url=None, sqs_max_receives=3)
     async with running_exporter(settings) as exporter:
         await exporter.wait_for_sweeps(1)
-        families = await wait_for(exporter, lambda f: sample(f, "aws_root_events_rejected_total", source="s3_trail", reason="poison") == 1.0)
+        families = await wait_for(exporter, lambda f: sample(f, "aws_root_exporter_events_rejected_total", source="s3_trail", reason="poison") == 1.0)
         good_counted_while_poison_pending = logins(families) == 1.0
         await asyncio.sleep(2.5)
         families = await exporter.metrics()
     assert good_counted_while_poison_pending
     assert logins(families) == 1.0
-    assert sample(families, "aws_root_events_rejected_total", source="s3_trail", reason="fetch_failed") == 3.0
-    assert sample(families, "aws_root_events_rejected_total", source="s3_trail", reason="poison") == 1.0
+    assert sample(families, "aws_root_exporter_events_rejected_total", source="s3_trail", reason="fetch_failed") == 3.0
+    assert sample(families, "aws_root_exporter_events_rejected_total", source="s3_trail", reason="poison") == 1.0
     # The poison file's API call was never read: no series for it.
     assert sample(families, "aws_root_api_calls_total", account_id=ACCOUNT, category="administrative", outcome="success", approved="false") is None
     assert queue_left(sandbox, sandbox.trail_queue_url) == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
@@ -190,7 +190,7 @@ async def test_trail_log_file_read_fails_then_succeeds(sandbox: Sandbox, faults:
         families = await exporter.metrics()
     assert faults.count("throttle", "s3") == 3
     assert logins(families) == 1.0
-    assert sample(families, "aws_root_events_rejected_total", source="s3_trail", reason="fetch_failed") == 1.0
-    assert sample(families, "aws_root_api_errors_total", operation="s3:GetObject", reason="throttled") == 1.0
+    assert sample(families, "aws_root_exporter_events_rejected_total", source="s3_trail", reason="fetch_failed") == 1.0
+    assert sample(families, "aws_root_exporter_aws_request_errors_total", operation="s3:GetObject", reason="throttled") == 1.0
     assert duplicates(families, "s3_trail") == 0.0
     assert queue_left(sandbox, sandbox.trail_queue_url) == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}

@@ -28,7 +28,7 @@ def audit_settings(sandbox: Sandbox, **overrides):
 def assert_others_fresh(families: dict, since: float) -> None:
     for account in HEALTHY:
         assert posture_success(families, account) == 1.0, account
-        last = sample(families, "aws_root_collector_last_success_timestamp_seconds", account_id=account, collector="posture")
+        last = sample(families, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=account, collector="posture")
         assert last is not None and last >= since, account
         # Audited through AssumeRoot: per-kind MFA device counts exist only on that path.
         assert sample(families, "aws_root_mfa_devices", account_id=account, device_kind="virtual") is not None, account
@@ -53,8 +53,8 @@ async def test_assume_root_fails(sandbox: Sandbox, faults: FaultInjector, kind: 
         recovered = await exporter.metrics()
     report_measurement(
         f"AssumeRoot {kind}: {faults.count(kind, 'sts', 'AssumeRoot')} injected; reason "
-        + ",".join(s.labels["reason"] for s in failing["aws_root_collector_errors"].samples if s.labels["account_id"] == VICTIM and s.value)
-        + f"; api errors {[(s.labels['reason'], s.value) for s in failing['aws_root_api_errors'].samples if s.labels['operation'] == 'sts:AssumeRoot' and s.name.endswith('_total')]}"
+        + ",".join(s.labels["reason"] for s in failing["aws_root_exporter_collector_errors"].samples if s.labels["account_id"] == VICTIM and s.value)
+        + f"; api errors {[(s.labels['reason'], s.value) for s in failing['aws_root_exporter_aws_request_errors'].samples if s.labels['operation'] == 'sts:AssumeRoot' and s.name.endswith('_total')]}"
     )
     assert faults.count(kind, "sts", "AssumeRoot") == limit
     assert_failing_not_compliant(failing, VICTIM, reason)
@@ -96,7 +96,7 @@ async def test_audit_session_calls_fail_after_a_good_sweep(sandbox: Sandbox, fau
     ):
         kept = sample(failing, name, account_id=VICTIM, **labels)
         assert kept is not None and kept == sample(first, name, account_id=VICTIM, **labels), name
-    last = sample(failing, "aws_root_collector_last_success_timestamp_seconds", account_id=VICTIM, collector="posture")
-    assert last == sample(first, "aws_root_collector_last_success_timestamp_seconds", account_id=VICTIM, collector="posture")
+    last = sample(failing, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=VICTIM, collector="posture")
+    assert last == sample(first, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=VICTIM, collector="posture")
     assert last < started
     assert_others_fresh(failing, started)

@@ -45,11 +45,11 @@ async def test_report_not_present_then_expired_is_regenerated(sandbox: Sandbox) 
     regenerated = sample(families, "aws_root_credential_report_generated_timestamp_seconds", account_id=VICTIM)
     assert regenerated is not None and regenerated > old.timestamp() + 4 * 3600
     # Never a collection failure: no collector error series for the account at all.
-    assert sample(families, "aws_root_collector_errors_total", account_id=VICTIM, collector="posture", reason="error") is None
-    assert not [s for s in families["aws_root_collector_errors"].samples if s.labels["account_id"] == VICTIM]
+    assert sample(families, "aws_root_exporter_collector_errors_total", account_id=VICTIM, collector="posture", reason="error") is None
+    assert not [s for s in families["aws_root_exporter_collector_errors"].samples if s.labels["account_id"] == VICTIM]
     # ReportNotPresent (first sweep, 2 accounts) and ReportExpired (second) are expected answers,
     # counted as API errors but never as a collection failure.
-    assert sample(families, "aws_root_api_errors_total", operation="iam:GetCredentialReport", reason="error") == 3.0
+    assert sample(families, "aws_root_exporter_aws_request_errors_total", operation="iam:GetCredentialReport", reason="error") == 3.0
 
 
 async def test_malformed_report(sandbox: Sandbox) -> None:

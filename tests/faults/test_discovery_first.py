@@ -36,17 +36,17 @@ async def test_discovery_failing_from_the_first_sweep(sandbox: Sandbox, faults: 
     report_measurement(f"discovery {kind} from the first sweep: ready {ready}, accounts {len(failing['aws_root_account_info'].samples)}")
     assert ready == 200  # the sweep completed; what it found (nothing) is in /metrics
     assert failing["aws_root_account_info"].samples == []
-    assert sample(failing, "aws_root_collector_success", account_id=MANAGEMENT, collector="discovery") == 0.0
-    assert sample(failing, "aws_root_collector_errors_total", account_id=MANAGEMENT, collector="discovery", reason=reason) == 1.0
-    assert sample(failing, "aws_root_collector_last_success_timestamp_seconds", account_id=MANAGEMENT, collector="discovery") is None
-    assert sample(second, "aws_root_collector_success", account_id=MANAGEMENT, collector="discovery") == 0.0
-    assert sample(second, "aws_root_collector_errors_total", account_id=MANAGEMENT, collector="discovery", reason=reason) == 2.0
+    assert sample(failing, "aws_root_exporter_collector_success", account_id=MANAGEMENT, collector="discovery") == 0.0
+    assert sample(failing, "aws_root_exporter_collector_errors_total", account_id=MANAGEMENT, collector="discovery", reason=reason) == 1.0
+    assert sample(failing, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=MANAGEMENT, collector="discovery") is None
+    assert sample(second, "aws_root_exporter_collector_success", account_id=MANAGEMENT, collector="discovery") == 0.0
+    assert sample(second, "aws_root_exporter_collector_errors_total", account_id=MANAGEMENT, collector="discovery", reason=reason) == 2.0
     # No series under an empty account id.
     assert not [s for f in second.values() for s in f.samples if s.labels.get("account_id") == ""]
     # Organizations answers again: every account collected, discovery back to 1.
     assert len(recovered["aws_root_account_info"].samples) == len([a for a in default_scenario.all_accounts if collected(a)])
-    assert sample(recovered, "aws_root_collector_success", account_id=MANAGEMENT, collector="discovery") == 1.0
-    assert sample(recovered, "aws_root_collector_success", account_id=HEALTHY, collector="posture") == 1.0
+    assert sample(recovered, "aws_root_exporter_collector_success", account_id=MANAGEMENT, collector="discovery") == 1.0
+    assert sample(recovered, "aws_root_exporter_collector_success", account_id=HEALTHY, collector="posture") == 1.0
 
     # The shipped collection alert fires for the discovery collector.
     replay(failing, [

@@ -84,7 +84,7 @@ async def test_sigkill_in_the_middle_of_a_sweep_then_restart(sandbox: Sandbox, f
     first = ExporterProcess(sandbox, state_file)
     try:
         await first.started()
-        await first.wait_for(lambda f: logins(f) == 2.0 and sample(f, "aws_root_sweeps_total", sweep="posture") == 1.0)
+        await first.wait_for(lambda f: logins(f) == 2.0 and sample(f, "aws_root_exporter_sweeps_total") == 1.0)
         # The next sweep hangs in the middle (one account answered, the other held).
         faults.add("hang", service="iam", operation="GetAccountSummary", account=ACCOUNT, seconds=60)
         async with asyncio.timeout(30):
@@ -108,8 +108,8 @@ async def test_sigkill_in_the_middle_of_a_sweep_then_restart(sandbox: Sandbox, f
         caught_up = time.monotonic() - started
         # Let LookupEvents re-read its overlap (A and C again) and the queue drain.
         families = await second.wait_for(
-            lambda f: (sample(f, "aws_root_events_duplicate_total", source="lookup_events") or 0) >= 2
-            and (sample(f, "aws_root_collector_success", account_id=ACCOUNT, collector="lookup_events") == 1.0)
+            lambda f: (sample(f, "aws_root_exporter_events_duplicate_total", source="lookup_events") or 0) >= 2
+            and (sample(f, "aws_root_exporter_collector_success", account_id=ACCOUNT, collector="lookup_events") == 1.0)
         )
         await asyncio.sleep(6)  # one more LookupEvents poll
         families = await second.metrics()

@@ -68,7 +68,7 @@ class _Exporter(ServeProcess):
 
 
 def _posture(families: dict) -> dict[str, float]:
-    return {s.labels["account_id"]: s.value for s in families["aws_root_collector_success"].samples if s.labels["collector"] == "posture"}
+    return {s.labels["account_id"]: s.value for s in families["aws_root_exporter_collector_success"].samples if s.labels["collector"] == "posture"}
 
 
 async def test_throttle_storm_over_the_control_api(tmp_path) -> None:
@@ -93,7 +93,7 @@ async def test_throttle_storm_over_the_control_api(tmp_path) -> None:
 
         exporter = _Exporter(info)
         await exporter.started()
-        scrapes, storm = await exporter.wait_for(lambda f: sample(f, "aws_root_sweeps_total", sweep="posture") == 1.0, timeout=60)
+        scrapes, storm = await exporter.wait_for(lambda f: sample(f, "aws_root_exporter_sweeps_total") == 1.0, timeout=60)
         status, state = _request("GET", control + "/faults")
         assert status == 200
         fired = state["total"]
@@ -116,7 +116,7 @@ async def test_throttle_storm_over_the_control_api(tmp_path) -> None:
     failing = {a for a, v in _posture(storm).items() if v == 0.0}
     reasons = {
         s.labels["reason"]
-        for s in storm["aws_root_collector_errors"].samples
+        for s in storm["aws_root_exporter_collector_errors"].samples
         if s.name.endswith("_total") and s.value > 0 and s.labels["collector"] == "posture"
     }
     report_measurement(

@@ -24,11 +24,11 @@ LOGINS = 6
 
 
 def status(families: dict) -> float | None:
-    return sample(families, "aws_root_collector_success", account_id=MANAGEMENT, collector=SOURCE)
+    return sample(families, "aws_root_exporter_collector_success", account_id=MANAGEMENT, collector=SOURCE)
 
 
 def errors(families: dict, reason: str) -> float | None:
-    return sample(families, "aws_root_collector_errors_total", account_id=MANAGEMENT, collector=SOURCE, reason=reason)
+    return sample(families, "aws_root_exporter_collector_errors_total", account_id=MANAGEMENT, collector=SOURCE, reason=reason)
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ async def test_receive_fails_then_recovers_counting_every_event_once(
         f"errors {errors(families, reason)}; duplicates {duplicates(families, SOURCE)}"
     )
     assert fired == options["limit"]
-    assert failing is not None and sample(failing, "aws_root_collector_success", account_id=MANAGEMENT, collector=SOURCE) == 0.0
+    assert failing is not None and sample(failing, "aws_root_exporter_collector_success", account_id=MANAGEMENT, collector=SOURCE) == 0.0
     assert errors(families, reason) == 2.0  # two failed polls (each with its retries)
     # An error series appears with the first error of its reason (issue 16): none for the others.
     for other in REASONS:

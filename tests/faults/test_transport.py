@@ -1,7 +1,7 @@
 """Transport faults: throttling storms, server errors, connection resets, requests that hang.
 
 For each: /metrics keeps answering, healthy accounts stay fresh, the failing account shows
-`aws_root_collector_success 0` with the right reason (so AwsRootCollectionFailing fires)
+`aws_root_exporter_collector_success 0` with the right reason (so AwsRootCollectionFailing fires)
 and none of its posture metrics (it must not look compliant).
 """
 
@@ -24,7 +24,7 @@ ACCOUNTS = [VICTIM, *HEALTHY]
 
 
 def posture_success(families: dict, account: str) -> float | None:
-    return sample(families, "aws_root_collector_success", account_id=account, collector="posture")
+    return sample(families, "aws_root_exporter_collector_success", account_id=account, collector="posture")
 
 
 # Families that always carry a series for an account whose posture is known.
@@ -40,13 +40,13 @@ def posture_series(families: dict, account: str) -> list:
 
 
 def errors(families: dict, account: str, reason: str) -> float | None:
-    return sample(families, "aws_root_collector_errors_total", account_id=account, collector="posture", reason=reason)
+    return sample(families, "aws_root_exporter_collector_errors_total", account_id=account, collector="posture", reason=reason)
 
 
 def assert_failing_not_compliant(families: dict, account: str, reason: str, count: float = 1.0, known_before: bool = False) -> None:
     assert posture_success(families, account) == 0.0
     assert errors(families, account, reason) == count
-    others = [s for s in families["aws_root_collector_errors"].samples if s.labels["account_id"] == account and s.labels["reason"] != reason and s.labels["collector"] == "posture"]
+    others = [s for s in families["aws_root_exporter_collector_errors"].samples if s.labels["account_id"] == account and s.labels["reason"] != reason and s.labels["collector"] == "posture"]
     # An error series appears with its first error: none for a reason that never happened.
     assert others == [], others
     if known_before:
@@ -60,7 +60,7 @@ def assert_failing_not_compliant(families: dict, account: str, reason: str, coun
 def assert_healthy_fresh(families: dict, since: float) -> None:
     for account in HEALTHY:
         assert posture_success(families, account) == 1.0, account
-        last = sample(families, "aws_root_collector_last_success_timestamp_seconds", account_id=account, collector="posture")
+        last = sample(families, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=account, collector="posture")
         assert last is not None and last >= since, account
         assert len(posture_series(families, account)) == POSTURE_SERIES, account
 
@@ -79,7 +79,7 @@ async def test_every_iam_request_of_one_account_fails(sandbox: Sandbox, faults: 
     assert_healthy_fresh(families, started)
     # max_attempts=2 retries: the victim's first IAM call was sent 3 times, then the account gave up.
     assert faults.injected == {(kind, "iam", "GetAccountSummary"): 3}
-    assert sample(families, "aws_root_api_errors_total", operation="iam:GetAccountSummary", reason=reason) == 1.0
+    assert sample(families, "aws_root_exporter_aws_request_errors_total", operation="iam:GetAccountSummary", reason=reason) == 1.0
 
 
 async def test_throttling_storm_on_half_of_all_iam_requests(sandbox: Sandbox, faults: FaultInjector, default_scenario: Scenario) -> None:
@@ -135,7 +135,7 @@ async def test_request_hanging_past_the_account_time_limit(sandbox: Sandbox, fau
             t0 = time.monotonic()
             families = await exporter.metrics()
             latencies.append(time.monotonic() - t0)
-            sweeps = sample(families, "aws_root_sweeps_total", sweep="posture")
+            sweeps = sample(families, "aws_root_exporter_sweeps_total")
             during.append((sweeps, posture_success(families, VICTIM)))
             await asyncio.sleep(0.05)
         snapshot = await sweep
@@ -152,9 +152,9 @@ async def test_request_hanging_past_the_account_time_limit(sandbox: Sandbox, fau
     assert set(during) <= {(1.0, 1.0), (2.0, 0.0)}, during
     assert during[0] == (1.0, 1.0), "scrapes during the sweep see the previous complete snapshot"
     assert_failing_not_compliant(families, VICTIM, "timeout", known_before=True)
-    last = sample(families, "aws_root_collector_last_success_timestamp_seconds", account_id=VICTIM, collector="posture")
+    last = sample(families, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=VICTIM, collector="posture")
     assert last is not None and last < started, "the failing account is not reported as fresh"
     assert_healthy_fresh(families, started)
     assert faults.count("hang") == 1
     # The request cut off by the time limit counts, as a timeout of its operation.
-    assert sample(families, "aws_root_api_errors_total", operation="iam:GetAccountSummary", reason="timeout") == 1.0
+    assert sample(families, "aws_root_exporter_aws_request_errors_total", operation="iam:GetAccountSummary", reason="timeout") == 1.0
