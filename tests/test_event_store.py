@@ -162,7 +162,7 @@ def test_backfill_does_not_inflate_counters() -> None:
     # History is not new activity: no counter series appears for it.
     assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") is None
     assert value(store, "aws_root_api_calls_total", account_id=A, category="administrative", outcome="failure", approved="false") is None
-    assert value(store, "aws_root_api_calls_by_event_source_total", account_id=A, event_source="s3.amazonaws.com") is None
+    assert value(store, "aws_root_api_calls_by_event_source_total", event_source="s3.amazonaws.com") is None
     assert value(store, "aws_root_exporter_event_delay_seconds_count", source="lookup_events") == 0
     # ... but the 90-day count and the last event see history.
     assert store.logins_90d(A, START) == 1
@@ -211,7 +211,7 @@ def test_kinds_feed_their_metrics() -> None:
     s = samples(store)
     assert s[("aws_root_signin_events_total", (("account_id", A), ("event_name", "PasswordRecoveryRequested"), ("outcome", "success")))] == 1
     assert s[("aws_root_api_calls_total", (("account_id", A), ("approved", "true"), ("category", "break_glass"), ("outcome", "success")))] == 1
-    assert s[("aws_root_api_calls_by_event_source_total", (("account_id", A), ("event_source", "account.amazonaws.com")))] == 1
+    assert s[("aws_root_api_calls_by_event_source_total", (("event_source", "account.amazonaws.com"),))] == 1
     assert s[("aws_root_assume_root_calls_total", (("account_id", B), ("outcome", "success"), ("task_policy", "S3UnlockBucketPolicy")))] == 1
     assert s[("aws_root_assumed_root_calls_total", (("account_id", B), ("outcome", "success")))] == 1
     # The privileged session is not root credential use: no API call, no last activity for B.
@@ -228,8 +228,30 @@ def test_last_event_is_latest_by_event_time() -> None:
     assert info == [(
         ("aws_root_last_event_info", (("account_id", A), ("event_name", "CreateBucket"), ("event_source", "s3.amazonaws.com"),
                                       ("mfa", "unknown"), ("outcome", "failure"), ("source_ip", "203.0.113.25"))),
-        newer.timestamp(),
+        1.0,
     )]
+    assert value(store, "aws_root_last_activity_timestamp_seconds", account_id=A) == newer.timestamp()
+
+
+@pytest.mark.parametrize(
+    ("event_name", "event_source", "source_ip", "shown"),
+    [
+        ("CreateBucket", "s3.amazonaws.com", "2001:db8::1", ("CreateBucket", "s3.amazonaws.com", "2001:db8::1")),
+        ("CreateBucket", "s3.amazonaws.com", "AWS Internal", ("CreateBucket", "s3.amazonaws.com", "AWS Internal")),
+        ("CreateBucket", "s3.amazonaws.com", "cloudformation.amazonaws.com", ("CreateBucket", "s3.amazonaws.com", "cloudformation.amazonaws.com")),
+        ("Create Bucket\n", "s3.example.com", "not-an-ip", ("other", "other", "other")),
+        ("x" * 200, "a" * 80 + ".amazonaws.com", "203.0.113.256", ("other", "other", "other")),
+    ],
+)
+def test_record_values_reach_labels_only_in_their_shape(event_name: str, event_source: str, source_ip: str, shown: tuple) -> None:
+    """A record can carry anything; a label value is a series (issue 16)."""
+    store = EventStore(START)
+    at = START + timedelta(minutes=5)
+    store.ingest(api_call("odd", at, event_name=event_name, event_source=event_source, source_ip=source_ip), "s3_trail", at)
+    info = [dict(k[1]) for k in samples(store) if k[0] == "aws_root_last_event_info"]
+    assert [(i["event_name"], i["event_source"], i["source_ip"]) for i in info] == [shown]
+    by_source = [dict(k[1])["event_source"] for k in samples(store) if k[0] == "aws_root_api_calls_by_event_source_total"]
+    assert by_source == [shown[1]]
 
 
 def test_rejected_counts_and_validation() -> None:
@@ -257,7 +279,7 @@ def test_exact_exposition() -> None:
         "# TYPE aws_root_console_logins_total counter",
         'aws_root_console_logins_total{account_id="111122223333",approved="false",mfa="false",outcome="success"} 1.0',
         'aws_root_api_calls_total{account_id="111122223333",approved="false",category="administrative",outcome="failure"} 1.0',
-        'aws_root_api_calls_by_event_source_total{account_id="111122223333",event_source="s3.amazonaws.com"} 1.0',
+        'aws_root_api_calls_by_event_source_total{event_source="s3.amazonaws.com"} 1.0',
         'aws_root_last_activity_timestamp_seconds{account_id="111122223333"} 1.79552172e+09',  # 2026-11-24T12:02:00Z
         'aws_root_console_logins_90d{account_id="111122223333"} 1.0',
         "# TYPE aws_root_exporter_event_delay_seconds histogram",
