@@ -41,15 +41,15 @@ import time
 
 from datetime import datetime, timezone
 
-from exporter.activity.sources import EVENTBRIDGE, LOOKUP, ActivityService
+from exporter.engine.activity import EVENTBRIDGE, LOOKUP, ActivityService
 from exporter.activity.store import EventStore
 from exporter.app import make_aws, supervise
-from exporter.http import MetricsServer
+from exporter.web.http import MetricsServer
 from exporter.logs import setup_logging
-from exporter.metrics import Exposition
-from exporter.settings import load_settings
-from exporter.state import ExporterState
-from exporter.sweep import PostureSweeper
+from exporter.metrics.exposition import Exposition
+from exporter.config.settings import load_settings
+from exporter.engine.state import ExporterState
+from exporter.engine.sweep import PostureSweeper
 
 
 def _say(value: dict) -> None:

@@ -51,7 +51,7 @@ from datetime import datetime, timedelta, timezone
 import uuid
 from urllib.parse import parse_qsl
 
-from exporter.credential_report import REPORT_HEADER
+from exporter.posture.credential_report import REPORT_HEADER
 from exporter.sandbox.records import make_record
 
 MANAGEMENT_ID = "100000000000"

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporter.activity.sources import MANAGEMENT_EVENT_NAMES
-from exporter.settings import ENV_PREFIX, Settings
+from exporter.engine.activity import MANAGEMENT_EVENT_NAMES
+from exporter.config.settings import ENV_PREFIX, Settings
 
 from .prometheus_cost import PrometheusOptions, measure_prometheus
 

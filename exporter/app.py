@@ -8,16 +8,16 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
-from .activity.sources import ActivityService
-from .activity.store import EventStore
-from .aws import Aws
-from .http import MetricsServer
-from .metrics import Exposition
-from .reload import Reloader
-from .settings import Settings
-from .state import ExporterState
-from .sweep import PostureSweeper
-from .webconfig import WebConfigSource
+from exporter.engine.activity import ActivityService
+from exporter.activity.store import EventStore
+from exporter.aws.client import Aws
+from exporter.web.http import MetricsServer
+from exporter.metrics.exposition import Exposition
+from exporter.engine.reload import Reloader
+from exporter.config.settings import Settings
+from exporter.engine.state import ExporterState
+from exporter.engine.sweep import PostureSweeper
+from exporter.config.webconfig import WebConfigSource
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Exporter:
         self.reloader = Reloader(settings, self.state, load_settings)
         self.exposition = Exposition(self.state)
         host, port = split_address(settings.listen_address)
-        # TLS and basic auth from the web config file, re-read when it changes (see exporter/webconfig.py).
+        # TLS and basic auth from the web config file, re-read when it changes (see exporter/config/webconfig.py).
         self.web = WebConfigSource(settings.web_config_file) if settings.web_config_file else None
         # A broken state file stops the start with a clear error, before anything listens.
         self.store = EventStore.open(settings.state_file, datetime.now(timezone.utc))

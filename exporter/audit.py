@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
-from .scp_sweep import SCP, fence_report
-from .settings import Settings
-from .state import ExporterState, Snapshot
-from .sweep import ORG_FEATURES, POSTURE, PostureSweeper
+from exporter.scp.check import SCP, fence_report
+from exporter.config.settings import Settings
+from exporter.engine.state import ExporterState, Snapshot
+from exporter.engine.sweep import ORG_FEATURES, POSTURE, PostureSweeper
 
 
 async def run_audit(settings: Settings) -> Snapshot:
-    from .app import make_aws
+    from exporter.app import make_aws
 
     state = ExporterState(settings.posture_interval_seconds)
     async with make_aws(settings, state) as aws:

@@ -11,11 +11,11 @@ import subprocess
 import sys
 from typing import Any
 
-from . import __version__
-from .activity.store import StateFileError
-from .logs import setup_logging
-from .sandbox.scenario import Scenario, ScenarioError, load_scenario
-from .settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from exporter import __version__
+from exporter.activity.store import StateFileError
+from exporter.logs import setup_logging
+from exporter.sandbox.scenario import Scenario, ScenarioError, load_scenario
+from exporter.config.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
 log = logging.getLogger("exporter")
 
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _healthcheck(args: argparse.Namespace) -> int:
-    from .healthcheck import check
+    from exporter.web.healthcheck import check
 
     problem = check(_settings(args))
     if problem is not None:
@@ -127,7 +127,7 @@ def _healthcheck(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .app import Exporter, run_until_signalled
+    from exporter.app import Exporter, run_until_signalled
 
     settings = _settings(args)
     setup_logging(settings.log_level, settings.log_format.value)
@@ -161,7 +161,7 @@ class _SandboxProcess:
 
 
 def _sandbox_environment(endpoint_url: str) -> dict[str, Any]:
-    from .sandbox import SANDBOX_ENV
+    from exporter.sandbox import SANDBOX_ENV
 
     os.environ.update(SANDBOX_ENV)
     os.environ.pop("AWS_PROFILE", None)
@@ -171,7 +171,7 @@ def _sandbox_environment(endpoint_url: str) -> dict[str, Any]:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from .app import Exporter, run_until_signalled
+    from exporter.app import Exporter, run_until_signalled
 
     _require_sandbox()
     # The scenario is checked here, before anything starts; the child loads the same file.
@@ -218,7 +218,7 @@ def _sandbox(args: argparse.Namespace) -> int:
                 flush=True,
             )
             if not args.no_prometheus:
-                from . import demo_stack
+                from exporter.sandbox import demo_stack
 
                 demo = demo_stack.start_demo(exp.url, sys.stdout)
 
@@ -232,7 +232,7 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 def _collected(accounts: list[Any]) -> list[Any]:
     """The scenario accounts whose Organizations state the exporter collects."""
-    from .accounts import SKIPPED_STATES
+    from exporter.discovery.accounts import SKIPPED_STATES
 
     return [a for a in accounts if a.state not in SKIPPED_STATES]
 
@@ -248,7 +248,7 @@ def inject_account(scenario: Scenario) -> str:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from .activity.classify_cli import run_classify
+    from exporter.activity.classify_cli import run_classify
 
     settings = _settings(args)
     return run_classify(args.files, settings.break_glass_windows, sys.stdout, sys.stderr)
@@ -275,13 +275,13 @@ def _inject(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from .audit import audit_report, exit_status, print_json, print_table, run_audit
+    from exporter.audit import audit_report, exit_status, print_json, print_table, run_audit
 
     sandbox = None
     extra: dict[str, Any] = {}
     if args.sandbox:
         _require_sandbox()
-        from .sandbox import Sandbox
+        from exporter.sandbox import Sandbox
 
         _settings(args)  # bad settings and a bad scenario stop us before the sandbox starts
         scenario = load_scenario(args.scenario)

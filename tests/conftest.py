@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.sandbox import SANDBOX_ENV, Sandbox, Scenario, load_scenario
-from exporter.settings import ENV_PREFIX, Settings, load_settings
+from exporter.config.settings import ENV_PREFIX, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -194,14 +194,14 @@ async def running_exporter(settings: Settings, load_settings: Callable[[], Setti
 
 # ---------------------------------------------------------------- AWS operations vs IAM policies
 # Every AWS operation the exporter performs anywhere in the suite (in this process) is recorded
-# with the principal that signed it (exporter.aws.OPERATION_OBSERVERS); at the end of the session
+# with the principal that signed it (exporter.aws.client.OPERATION_OBSERVERS); at the end of the session
 # each must be allowed for that principal by deploy/iam/actions.json, or the run fails.
 
 import json as _json  # noqa: E402
 from collections import Counter as _Counter  # noqa: E402
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping  # noqa: E402
 
-from exporter import aws as _aws  # noqa: E402
+from exporter.aws import client as _aws  # noqa: E402
 
 IAM_ACTIONS_FILE = ROOT / "deploy" / "iam" / "actions.json"
 # API operations authorized by an IAM action of another name.

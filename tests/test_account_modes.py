@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from exporter.accounts import discover, shard_of
+from exporter.discovery.accounts import discover, shard_of
 from exporter.app import make_aws
 from exporter.sandbox import MANAGEMENT_ACCOUNT_ID, Sandbox, Scenario
-from exporter.state import ExporterState
+from exporter.engine.state import ExporterState
 
 from .conftest import running_exporter, sample, sandbox_settings
 from .scenario_expect import collected, skip_reason

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from exporter.app import make_aws
-from exporter.aws import AwsError
-from exporter.posture import mfa_kind
+from exporter.aws.client import AwsError
+from exporter.posture.collect import mfa_kind
 from exporter.sandbox import MANAGEMENT_ACCOUNT_ID, Sandbox, Scenario
 
 from .conftest import running_exporter, sample, sandbox_settings
@@ -66,7 +66,7 @@ async def test_assume_root_needs_root_sessions_enabled(sandbox: Sandbox, default
     sandbox.reset(scenario)
     settings = sandbox_settings(sandbox, assume_root_audit=True, include_account_ids=["210000000001"])
     state_settings = settings
-    from exporter.state import ExporterState
+    from exporter.engine.state import ExporterState
 
     async with make_aws(state_settings, ExporterState(10)) as aws:
         with pytest.raises(AwsError) as raised:

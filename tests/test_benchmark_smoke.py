@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from benchmarks.fake_aws import access_key_for, account_ids
 from benchmarks.prometheus_cost import SYNTHETIC_SERIES, PrometheusOptions, exposition_figures
 from benchmarks.run import ASSUME_ROLE, POSTURE_OPERATIONS, REPO, FakeAwsProcess, measure, measure_baseline, measure_shards
-from exporter.activity.sources import MANAGEMENT_EVENT_NAMES
+from exporter.engine.activity import MANAGEMENT_EVENT_NAMES
 
 LATENCY = 0.005
 

@@ -1,13 +1,13 @@
-"""The configured break-glass windows as metrics (exporter/break_glass.py)."""
+"""The configured break-glass windows as metrics (exporter/metrics/break_glass.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from exporter.break_glass import window_families, window_section
-from exporter.settings import BreakGlassWindow
-from exporter.state import ExporterState
-from exporter.metrics import Exposition
+from exporter.metrics.break_glass import window_families, window_section
+from exporter.config.settings import BreakGlassWindow
+from exporter.engine.state import ExporterState
+from exporter.metrics.exposition import Exposition
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=timezone.utc)
 

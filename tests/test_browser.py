@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter import demo_stack
+from exporter.sandbox import demo_stack
 
 from .conftest import ROOT, child_pids, report_measurement
 

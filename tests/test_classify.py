@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from exporter.activity.assume_root_keys import AssumeRootKeys, issued_key
 from exporter.activity.classify import RECOVERY_SIGNALS, SIGNALS, MalformedRecord, Verdict, assume_root_evidence, classify
-from exporter.settings import BreakGlassWindow
+from exporter.config.settings import BreakGlassWindow
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cloudtrail"
 ACCOUNT = "111122223333"

@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from exporter.credential_report import CredentialReportError, parse_root_row
-from exporter.posture import combine
+from exporter.posture.credential_report import CredentialReportError, parse_root_row
+from exporter.posture.collect import combine
 
 HEADER = (
     "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,"

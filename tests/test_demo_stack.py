@@ -1,4 +1,4 @@
-"""exporter/demo_stack.py without running the servers: the generated configurations are
+"""exporter/sandbox/demo_stack.py without running the servers: the generated configurations are
 valid for the real tools (promtool, amtool) and change only what they should."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import time
 import pytest
 import yaml
 
-from exporter import demo_stack
-from exporter.demo_stack import ALERTMANAGER_EXAMPLE, DemoStack, alertmanager_config, prometheus_rules, rules_files
+from exporter.sandbox import demo_stack
+from exporter.sandbox.demo_stack import ALERTMANAGER_EXAMPLE, DemoStack, alertmanager_config, prometheus_rules, rules_files
 
 from .conftest import ROOT
 

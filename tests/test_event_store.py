@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.activity.classify import Verdict, classify
 from exporter.activity.store import SOURCES, EventStore, StateFileError
-from exporter.textformat import render
+from exporter.metrics.textformat import render
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cloudtrail"
 A = "111122223333"
@@ -387,7 +387,7 @@ def test_login_inside_a_break_glass_window_counts_as_approved() -> None:
 
 
 def test_classify_marks_a_login_inside_a_window_approved() -> None:
-    from exporter.settings import BreakGlassWindow
+    from exporter.config.settings import BreakGlassWindow
 
     record = json.loads((FIXTURES / "root_console_login_mfa_yes.json").read_text())
     v = classify(record)

@@ -12,9 +12,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.accounts import Account
-from exporter.metrics import Exposition
-from exporter.state import ExporterState, Snapshot
+from exporter.discovery.accounts import Account
+from exporter.metrics.exposition import Exposition
+from exporter.engine.state import ExporterState, Snapshot
 
 # The activity service without AWS: these tests feed it records and never poll.
 _NO_AWS = types.SimpleNamespace(assume_root_listeners=[])
@@ -48,10 +48,10 @@ def test_a_published_state_is_rendered_before_the_next_scrape() -> None:
 def test_a_root_login_renders_only_the_families_it_moved() -> None:
     from datetime import UTC, datetime
 
-    from exporter.activity.sources import ActivityService
+    from exporter.engine.activity import ActivityService
     from exporter.activity.store import EventStore
     from exporter.sandbox.records import make_record
-    from exporter.settings import load_settings
+    from exporter.config.settings import load_settings
 
     state = ExporterState(600)
     service = ActivityService(_NO_AWS, load_settings(None, {}), state, EventStore(datetime.now(UTC)))  # type: ignore[arg-type]
@@ -91,9 +91,9 @@ def test_the_sectioned_exposition_always_equals_a_fresh_render(steps) -> None:
     from datetime import UTC, datetime, timedelta
 
     from exporter.activity.classify import classify
-    from exporter.activity.sources import ActivityService
+    from exporter.engine.activity import ActivityService
     from exporter.activity.store import EventStore
-    from exporter.settings import load_settings
+    from exporter.config.settings import load_settings
 
     start = datetime.now(UTC)
     state = ExporterState(600)

@@ -335,7 +335,7 @@ def test_exporter_settings_load(chart, scenario: str, tmp_path: Path, monkeypatc
     """Feed the rendered config file and environment to the exporter's own loader."""
     if importlib.util.find_spec("exporter") is None:
         monkeypatch.syspath_prepend(str(ROOT))
-    import exporter.settings as settings
+    import exporter.config.settings as settings
     docs = _render(chart, _scenario_values(scenario))
     container = _exporter_container(_workload(docs))
     config_file = tmp_path / "config.yaml"

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from exporter.http import MetricsServer
-from exporter.metrics import Exposition
-from exporter.state import ExporterState
+from exporter.web.http import MetricsServer
+from exporter.metrics.exposition import Exposition
+from exporter.engine.state import ExporterState
 
 from .conftest import http_get
 
@@ -21,7 +21,7 @@ def test_client_reset_is_logged_at_debug_without_traceback(caplog: pytest.LogCap
     state = ExporterState(posture_interval=60)
     server = MetricsServer(state, Exposition(state), "127.0.0.1", 0).start()
     try:
-        with caplog.at_level(logging.DEBUG, logger="exporter.http"):
+        with caplog.at_level(logging.DEBUG, logger="exporter.web.http"):
             client = socket.create_connection(("127.0.0.1", server.port), timeout=10)
             client.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: exporter\r\n\r\n")
             answer = b""

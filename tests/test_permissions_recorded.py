@@ -122,7 +122,7 @@ import asyncio
 
 import pytest
 
-from exporter.aws import Aws, AwsError
+from exporter.aws.client import Aws, AwsError
 
 
 def test_delete_messages():

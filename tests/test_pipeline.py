@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from exporter import demo_stack
-from exporter.demo_stack import DemoStack, WebhookReceiver
+from exporter.sandbox import demo_stack
+from exporter.sandbox.demo_stack import DemoStack, WebhookReceiver
 from exporter.sandbox import Sandbox
 
 from exporter.sandbox.records import make_record

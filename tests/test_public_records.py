@@ -25,7 +25,7 @@ from exporter.activity.assume_root_keys import AssumeRootKeys
 from exporter.activity.classify import MalformedRecord, Verdict, assume_root_evidence, classify
 from exporter.activity.records import Record, read_records_file
 from exporter.activity.store import EventStore
-from exporter.textformat import render
+from exporter.metrics.textformat import render
 
 from .conftest import ROOT
 

@@ -21,7 +21,7 @@ from exporter.activity.records import (
     parse_sqs_message,
     read_records_file,
 )
-from exporter.settings import BreakGlassWindow
+from exporter.config.settings import BreakGlassWindow
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cloudtrail"
 

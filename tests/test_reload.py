@@ -1,4 +1,4 @@
-"""Configuration reload (exporter/reload.py): POST /-/reload and SIGHUP.
+"""Configuration reload (exporter/engine/reload.py): POST /-/reload and SIGHUP.
 
 The exporter runs against the sandbox; the end-to-end test adds a break-glass window by a
 reload while real Prometheus and Alertmanager watch, then a root login inside it must open a

@@ -11,7 +11,7 @@ import botocore.session
 import pytest
 
 from exporter.audit import audit_report, run_audit
-from exporter.credential_report import parse_root_row
+from exporter.posture.credential_report import parse_root_row
 from exporter.sandbox import Sandbox, Scenario
 
 from .conftest import sandbox_settings

@@ -1,4 +1,4 @@
-"""The SCP root-fence rule (exporter/scp.py), on hand-built organizations."""
+"""The SCP root-fence rule (exporter/scp/evaluate.py), on hand-built organizations."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
-from exporter.scp import (
+from exporter.scp.evaluate import (
     FenceState,
     OrgTree,
     ScpInputs,

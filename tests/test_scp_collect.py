@@ -1,4 +1,4 @@
-"""collect_scp_inputs against moto in server mode, then evaluate (exporter/scp_collect.py).
+"""collect_scp_inputs against moto in server mode, then evaluate (exporter/scp/collect.py).
 
 The organization is built with boto3 over real HTTP; the collector reads it with aiobotocore
 (in-process `mock_aws` does not work with aiobotocore). Every API call the collector makes
@@ -22,9 +22,9 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from exporter.aws import Aws
-from exporter.scp import FenceState, evaluate_inputs
-from exporter.scp_collect import collect_scp_inputs
+from exporter.aws.client import Aws
+from exporter.scp.evaluate import FenceState, evaluate_inputs
+from exporter.scp.collect import collect_scp_inputs
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 SCP = "SERVICE_CONTROL_POLICY"

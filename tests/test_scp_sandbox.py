@@ -20,10 +20,10 @@ from botocore.config import Config
 
 from exporter.audit import audit_report, print_table, run_audit
 from exporter.sandbox import MANAGEMENT_ACCOUNT_ID, SANDBOX_ENV, Sandbox, Scenario, ScenarioError, load_scenario
-from exporter.scp import FenceResult, FenceState
-from exporter.scp_sweep import ScpResult, snapshot_scp_families
-from exporter.settings import SettingsError
-from exporter.state import Snapshot
+from exporter.scp.evaluate import FenceResult, FenceState
+from exporter.scp.check import ScpResult, snapshot_scp_families
+from exporter.config.settings import SettingsError
+from exporter.engine.state import Snapshot
 
 from .conftest import ROOT, running_exporter, sample, sandbox_settings
 from .scenario_expect import collected
@@ -344,7 +344,7 @@ async def test_failed_check_keeps_the_last_result_and_is_counted(sandbox: Sandbo
 
 
 def test_account_unseen_by_the_last_check_is_unknown() -> None:
-    from exporter.accounts import Account
+    from exporter.discovery.accounts import Account
 
     result = ScpResult(scp_enabled=True, fences={"210000000001": FenceResult(FenceState.fenced, policy_ids=("p-fence1234",))})
     snapshot = Snapshot(accounts=(Account("210000000001"), Account("210000000099")), scp=result)
@@ -413,7 +413,7 @@ async def test_sensitive_actions_setting(sandbox: Sandbox) -> None:
     ],
 )
 def test_bad_scp_settings(overrides: dict[str, Any], message: str) -> None:
-    from exporter.settings import load_settings
+    from exporter.config.settings import load_settings
 
     with pytest.raises(SettingsError) as error:
         load_settings(None, overrides)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.settings import Settings, SettingsError, load_settings
+from exporter.config.settings import Settings, SettingsError, load_settings
 
 from .conftest import ROOT
 

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.textformat import Family, counter, gauge, render
+from exporter.metrics.textformat import Family, counter, gauge, render
 
 
 class _Fixed:

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.sandbox import Sandbox
-from exporter.settings import SettingsError, load_settings
-from exporter.webconfig import BasicAuth, load_web_config
+from exporter.config.settings import SettingsError, load_settings
+from exporter.config.webconfig import BasicAuth, load_web_config
 
 from .conftest import ROOT, parse_metrics, running_exporter, sandbox_settings, sample
 

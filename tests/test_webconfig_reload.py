@@ -1,4 +1,4 @@
-"""The web config file and its certificates are re-read for new connections (exporter/webconfig.py).
+"""The web config file and its certificates are re-read for new connections (exporter/config/webconfig.py).
 
 A real exporter on the sandbox serves TLS; the files are replaced on disk the way
 cert-manager and Kubernetes secret volumes do (a new file renamed over the old one), and a
@@ -79,7 +79,7 @@ async def test_certificate_replaced_on_disk_is_served_to_the_next_client(sandbox
 async def test_user_list_change_applies_to_new_requests_and_a_broken_file_keeps_the_last_good(
     sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="exporter.webconfig")
+    caplog.set_level(logging.INFO, logger="exporter.config.webconfig")
     config = tmp_path / "web.yml"
     config.write_text(f"basic_auth_users:\n  prometheus: {_hash(PASSWORD)}\n")
     async with running_exporter(sandbox_settings(sandbox, web_config_file=config)) as exporter:

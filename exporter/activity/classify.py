@@ -69,7 +69,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from exporter.activity.assume_root_keys import AssumeRootKeys, IssuedKey, issued_key
-from exporter.settings import BreakGlassWindow
+from exporter.config.settings import BreakGlassWindow
 
 Kind = Literal["console_login", "signin_other", "api_call", "assume_root_call", "recovery_signal"]
 Outcome = Literal["success", "failure"]

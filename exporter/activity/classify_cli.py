@@ -38,7 +38,7 @@ from typing import TextIO
 from exporter.activity.assume_root_keys import AssumeRootKeys
 from exporter.activity.classify import MalformedRecord, assume_root_evidence, classify
 from exporter.activity.records import Record, read_records_file
-from exporter.settings import BreakGlassWindow
+from exporter.config.settings import BreakGlassWindow
 
 EXIT_OK = 0
 EXIT_UNREADABLE = 2

@@ -125,7 +125,7 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.activity.assume_root_keys import AssumeRootKeys, IssuedKey
 from exporter.activity.classify import Verdict
-from exporter.textformat import Family, counter, gauge
+from exporter.metrics.textformat import Family, counter, gauge
 
 # Version 2: `console_logins` rows carry `approved` (account, outcome, mfa, approved).
 # Version 3: `assume_root_keys`, `pending` and the `recovery_signals` counter.

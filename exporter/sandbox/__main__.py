@@ -14,9 +14,9 @@ import signal
 import sys
 import threading
 
-from .scenario import ScenarioError, load_scenario
-from .control import ControlServer
-from .server import Sandbox
+from exporter.sandbox.scenario import ScenarioError, load_scenario
+from exporter.sandbox.control import ControlServer
+from exporter.sandbox.server import Sandbox
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,9 +24,9 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .faults import KINDS as FAULT_KINDS, FaultInjector
-from .records import KINDS, make_record
-from .server import Sandbox
+from exporter.sandbox.faults import KINDS as FAULT_KINDS, FaultInjector
+from exporter.sandbox.records import KINDS, make_record
+from exporter.sandbox.server import Sandbox
 
 _RULE_FIELDS = {"service": str, "operation": str, "account": str, "access_key": str, "share": float, "limit": int, "seconds": float}
 

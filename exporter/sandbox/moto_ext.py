@@ -41,7 +41,7 @@ from moto.sts.exceptions import STSClientError, STSValidationError
 from moto.sts.models import STSBackend
 from moto.sts.responses import TokenResponse
 
-from ..credential_report import REPORT_HEADER
+from exporter.posture.credential_report import REPORT_HEADER
 
 REPORT_CACHE = timedelta(hours=4)
 TASK_POLICIES = {
@@ -545,7 +545,7 @@ _LOOKUP_ATTRIBUTES = {
 
 
 def _lookup_username(record: dict[str, Any]) -> str:
-    from .records import lookup_username
+    from exporter.sandbox.records import lookup_username
 
     return lookup_username(record)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .scenario import Scenario
+from exporter.sandbox.scenario import Scenario
 
 SCP_TYPE = "SERVICE_CONTROL_POLICY"
 

@@ -14,8 +14,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .records import eventbridge_envelope
-from .scenario import MANAGEMENT_ACCOUNT_ID, Account, Scenario
+from exporter.sandbox.records import eventbridge_envelope
+from exporter.sandbox.scenario import MANAGEMENT_ACCOUNT_ID, Account, Scenario
 
 EVENTS_QUEUE = "root-activity-events"
 TRAIL_QUEUE = "org-trail-notifications"
@@ -51,7 +51,7 @@ class Sandbox:
     def start(self) -> Sandbox:
         from moto.server import ThreadedMotoServer
 
-        from . import moto_ext
+        from exporter.sandbox import moto_ext
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto_ext.install()
@@ -78,8 +78,8 @@ class Sandbox:
         from moto.organizations import utils as org_utils
         from moto.organizations.models import organizations_backends
 
-        from . import moto_ext
-        from .scps import seed_scps
+        from exporter.sandbox import moto_ext
+        from exporter.sandbox.scps import seed_scps
 
         org = organizations_backends[MANAGEMENT_ACCOUNT_ID]["aws"]
         org.create_organization(region="us-east-1", FeatureSet="ALL")
@@ -135,7 +135,7 @@ class Sandbox:
         """Deliver a new CloudTrail record the way AWS would: to LookupEvents history, as an
         EventBridge event on the root-activity queue, and in an organization-trail log file
         announced on the S3 notification queue."""
-        from . import moto_ext
+        from exporter.sandbox import moto_ext
 
         account = str(record.get("recipientAccountId") or (record.get("userIdentity") or {}).get("accountId"))
         region = str(record.get("awsRegion") or "us-east-1")
@@ -212,7 +212,7 @@ class Sandbox:
             iam.create_virtual_mfa_device(device_name=name, path="/")
 
     def _seed_root(self, spec: Account) -> None:
-        from . import moto_ext
+        from exporter.sandbox import moto_ext
 
         state = moto_ext.root_state(spec.id)
         self._root_state(state, spec, spec.root)
@@ -229,7 +229,7 @@ class Sandbox:
 
     @staticmethod
     def _root_state(state: Any, spec: Account, root: Any) -> None:
-        from . import moto_ext
+        from exporter.sandbox import moto_ext
 
         state.password = root.password == "present"
         state.password_report = root.password_report
@@ -272,6 +272,6 @@ class Sandbox:
 
     def root(self, account_id: str) -> Any:
         """The live root state of an account, to change posture between sweeps."""
-        from . import moto_ext
+        from exporter.sandbox import moto_ext
 
         return moto_ext.root_state(account_id)

@@ -20,9 +20,9 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from exporter.credential_report import CredentialReportError, RootReportRow, parse_root_row
+from exporter.posture.credential_report import CredentialReportError, RootReportRow, parse_root_row
 from exporter.sandbox.moto_ext import REPORT_HEADER
-from exporter.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from exporter.config.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

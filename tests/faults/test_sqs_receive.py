@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from exporter.activity import sources
-from exporter.aws import REASONS
+from exporter.engine import activity
+from exporter.aws.client import REASONS
 from exporter.sandbox import Sandbox
 from exporter.sandbox.faults import FaultInjector
 from exporter.sandbox.records import make_record
@@ -44,7 +44,7 @@ async def test_receive_fails_then_recovers_counting_every_event_once(
     sandbox: Sandbox, faults: FaultInjector, monkeypatch: pytest.MonkeyPatch, kind: str, reason: str, options: dict
 ) -> None:
     # A receive may take the long poll (1 s) plus this grace before it counts as hung.
-    monkeypatch.setattr(sources, "SQS_RECEIVE_GRACE_SECONDS", 1.0)
+    monkeypatch.setattr(activity, "SQS_RECEIVE_GRACE_SECONDS", 1.0)
     sqs = sandbox.client("sqs")
     # Messages taken by a receive whose answer never arrived come back after this.
     sqs.set_queue_attributes(QueueUrl=sandbox.events_queue_url, Attributes={"VisibilityTimeout": "2"})

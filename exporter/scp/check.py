@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from .aws import Aws, AwsError, classify_error
-from .scp import FenceResult, FenceState, evaluate_inputs, scp_metric_families
-from .scp_collect import collect_scp_inputs
-from .settings import AccountMode, Settings
-from .state import CollectorStatus, Snapshot
-from .textformat import Family
+from exporter.aws.client import Aws, AwsError, classify_error
+from exporter.scp.evaluate import FenceResult, FenceState, evaluate_inputs, scp_metric_families
+from exporter.scp.collect import collect_scp_inputs
+from exporter.config.settings import AccountMode, Settings
+from exporter.engine.state import CollectorStatus, Snapshot
+from exporter.metrics.textformat import Family
 
 if TYPE_CHECKING:
-    from .accounts import Discovery
+    from exporter.discovery.accounts import Discovery
 
 log = logging.getLogger(__name__)
 

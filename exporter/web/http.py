@@ -14,9 +14,9 @@ import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import __version__
-from .metrics import Exposition
-from .state import ExporterState
+from exporter import __version__
+from exporter.metrics.exposition import Exposition
+from exporter.engine.state import ExporterState
 
 log = logging.getLogger(__name__)
 

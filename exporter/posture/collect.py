@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .aws import Aws, AwsError, Credentials
-from .credential_report import RootReportRow, parse_root_row
+from exporter.aws.client import Aws, AwsError, Credentials
+from exporter.posture.credential_report import RootReportRow, parse_root_row
 
 CONTROLS = ("mfa_enabled", "mfa_hardware", "no_access_keys", "no_signing_certificates")
 MFA_KINDS = ("virtual", "u2f", "hardware")

@@ -14,8 +14,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from exporter.aws import Aws, AwsError
-from exporter.scp import OrgTree, ScpInputs, ScpPolicy
+from exporter.aws.client import Aws, AwsError
+from exporter.scp.evaluate import OrgTree, ScpInputs, ScpPolicy
 
 __all__ = ["SCP_TYPE", "collect_scp_inputs"]
 

@@ -238,7 +238,7 @@ class Settings(BaseSettings):
     @classmethod
     def _web_config_file(cls, value: Path | None) -> Path | None:
         if value is not None:
-            from .webconfig import check_web_config  # reads the file, its certificates and keys
+            from exporter.config.webconfig import check_web_config  # reads the file, its certificates and keys
 
             check_web_config(value)
         return value

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .aws import Aws
-from .settings import AccountMode, Settings
+from exporter.aws.client import Aws
+from exporter.config.settings import AccountMode, Settings
 
 
 # Organizations parents listed at the same time during discovery.

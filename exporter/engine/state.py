@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .accounts import Account
-from .aws import ApiStats
-from .posture import RootPosture
+from exporter.discovery.accounts import Account
+from exporter.aws.client import ApiStats
+from exporter.posture.collect import RootPosture
 
 if TYPE_CHECKING:
-    from .scp_sweep import ScpResult
+    from exporter.scp.check import ScpResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ class Section:
     """A part of /metrics that changes on its own: rendered again only when `key()` changes.
 
     `key` must be cheap (it is read on every scrape); `families` returns the metric
-    families (`exporter.textformat`, or prometheus_client's for small ones).
+    families (`exporter.metrics.textformat`, or prometheus_client's for small ones).
     """
 
     name: str

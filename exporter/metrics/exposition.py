@@ -17,13 +17,13 @@ import weakref
 import zlib
 from collections.abc import Collection, Hashable, Iterable, Iterator
 
-from . import __version__
-from .accounts import SKIP_REASONS
-from .posture import CONTROLS, MFA_KINDS
-from .scp_sweep import SCP, snapshot_scp_families
-from .state import ExporterState, Section
-from .sweep import DISCOVERY, POSTURE
-from .textformat import Family, counter, gauge, render_each
+from exporter import __version__
+from exporter.discovery.accounts import SKIP_REASONS
+from exporter.posture.collect import CONTROLS, MFA_KINDS
+from exporter.scp.check import SCP, snapshot_scp_families
+from exporter.engine.state import ExporterState, Section
+from exporter.engine.sweep import DISCOVERY, POSTURE
+from exporter.metrics.textformat import Family, counter, gauge, render_each
 
 PREFIX = "aws_root_"
 _PRERENDER_POLL_SECONDS = 0.2

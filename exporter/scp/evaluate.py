@@ -1,6 +1,6 @@
 """Is each member account's root user fenced by a service control policy (SCP)?
 
-Pure evaluation: no I/O. `exporter.scp_collect` reads the inputs from AWS Organizations;
+Pure evaluation: no I/O. `exporter.scp.collect` reads the inputs from AWS Organizations;
 the rule itself is explained in docs/scp.md.
 
 An account is *fenced* when an SCP that applies to it (attached to the account, to any OU
@@ -30,7 +30,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any
 
-from .textformat import Family, gauge
+from exporter.metrics.textformat import Family, gauge
 
 __all__ = [
     "FenceResult",

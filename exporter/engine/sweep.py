@@ -11,13 +11,13 @@ import logging
 import time
 from types import MappingProxyType
 
-from .accounts import Account, Discovery, discover
-from .aws import EXPIRED_CODES, Aws, AwsError, classify_error
-from .credential_report import CredentialReportError
-from .posture import RootPosture, collect_with_assume_root, collect_with_report
-from .scp_sweep import check_scp
-from .settings import AccountMode, Settings
-from .state import CollectorStatus, ExporterState, Snapshot
+from exporter.discovery.accounts import Account, Discovery, discover
+from exporter.aws.client import EXPIRED_CODES, Aws, AwsError, classify_error
+from exporter.posture.credential_report import CredentialReportError
+from exporter.posture.collect import RootPosture, collect_with_assume_root, collect_with_report
+from exporter.scp.check import check_scp
+from exporter.config.settings import AccountMode, Settings
+from exporter.engine.state import CollectorStatus, ExporterState, Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .break_glass import window_section
+from exporter.metrics.break_glass import window_section
 from pydantic import ValidationError
 
-from .settings import Settings, SettingsError, describe_validation_error
-from .state import ExporterState, Section
-from .textformat import gauge
+from exporter.config.settings import Settings, SettingsError, describe_validation_error
+from exporter.engine.state import ExporterState, Section
+from exporter.metrics.textformat import gauge
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import http.client
 import socket
 import ssl
 
-from .settings import Settings
-from .webconfig import load_web_config
+from exporter.config.settings import Settings
+from exporter.config.webconfig import load_web_config
 
 _ALIVE = {200, 401}
 _REQUIRED_CLIENT_CERT = {"RequireAnyClientCert", "RequireAndVerifyClientCert"}

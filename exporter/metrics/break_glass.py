@@ -19,9 +19,9 @@ import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterable, Sequence
 
-from .settings import BreakGlassWindow
-from .state import Section
-from .textformat import Family, gauge
+from exporter.config.settings import BreakGlassWindow
+from exporter.engine.state import Section
+from exporter.metrics.textformat import Family, gauge
 
 PREFIX = "aws_root_break_glass_window_"
 LABELS = ["account_id", "ticket"]

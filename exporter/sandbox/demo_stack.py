@@ -41,7 +41,7 @@ PROMETHEUS = "prometheus"
 ALERTMANAGER = "prometheus-alertmanager"  # Debian's name for the alertmanager server binary
 JOB = "aws-root-exporter"  # the job alerts/config.py's JOB_SELECTOR selects
 
-ALERTS_DIR = Path(__file__).resolve().parent.parent / "alerts"  # a source checkout / editable install
+ALERTS_DIR = Path(__file__).resolve().parents[2] / "alerts"  # a source checkout / editable install
 ALERTMANAGER_EXAMPLE = ALERTS_DIR / "alertmanager.example.yml"
 
 # The demo: fast enough to watch an alert fire within seconds of an injected root login.

@@ -2,7 +2,7 @@
 
 Every source hands raw CloudTrail records to `ActivityService.take()`, which classifies
 them with the one pure classifier and feeds the one `EventStore` (dedup by eventID across
-all sources). The AWS calls go through `exporter.aws.Aws` like every other call.
+all sources). The AWS calls go through `exporter.aws.client.Aws` like every other call.
 
 When to use which (see README): the EventBridge queue is the only path that meets a
 5-minute time to alert; LookupEvents needs no AWS-side setup besides the member role and
@@ -23,14 +23,14 @@ from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any
 
-from ..accounts import Account
-from ..aws import Aws, AwsError, classify_error
-from ..settings import Settings
-from ..state import CollectorStatus, ExporterState, Section
-from .assume_root_keys import IssuedKey
-from .classify import RECOVERY_SIGNALS, MalformedRecord, Verdict, assume_root_evidence, classify
-from .records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
-from .store import FAMILIES, TIME_DEPENDENT_FAMILIES, EventStore
+from exporter.discovery.accounts import Account
+from exporter.aws.client import Aws, AwsError, classify_error
+from exporter.config.settings import Settings
+from exporter.engine.state import CollectorStatus, ExporterState, Section
+from exporter.activity.assume_root_keys import IssuedKey
+from exporter.activity.classify import RECOVERY_SIGNALS, MalformedRecord, Verdict, assume_root_evidence, classify
+from exporter.activity.records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
+from exporter.activity.store import FAMILIES, TIME_DEPENDENT_FAMILIES, EventStore
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""AWS access: every AWS call goes through here (clients, credentials, retries, request counts, errors)."""

@@ -1,0 +1,1 @@
+"""Configuration: the settings (environment, YAML, command line) and the Prometheus web configuration file."""

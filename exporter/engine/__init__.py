@@ -1,0 +1,1 @@
+"""The engine: schedules the collectors, records their status, publishes snapshots, applies reloads."""

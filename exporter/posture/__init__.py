@@ -1,0 +1,1 @@
+"""Posture: the root user's credentials per account (account summary, credential report, AssumeRoot audit)."""

@@ -1,0 +1,1 @@
+"""SCP: whether a service control policy fences the root user of each account."""
