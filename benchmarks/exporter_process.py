@@ -46,6 +46,7 @@ from exporter.activity.store import EventStore
 from exporter.app import make_aws, supervise
 from exporter.web.http import MetricsServer
 from exporter.logs import setup_logging
+from exporter.metrics.activity import activity_sections
 from exporter.metrics.exposition import Exposition
 from exporter.config.settings import load_settings
 from exporter.engine.state import ExporterState
@@ -106,7 +107,9 @@ async def main() -> None:
     try:
         async with make_aws(settings, state) as aws:
             sweeper = PostureSweeper(aws, settings, state)
-            activity = ActivityService(aws, settings, state, EventStore.open(None, datetime.now(timezone.utc)))
+            store = EventStore.open(None, datetime.now(timezone.utc))
+            state.sections += activity_sections(store)
+            activity = ActivityService(aws, settings, state, store)
             background = []
             sweeps = {"sweeps": 0, "last_sweep_seconds": None}
             _say({"port": server.port, "peak_rss_mb": _peak_rss_mb()})

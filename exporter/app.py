@@ -12,7 +12,9 @@ from exporter.engine.activity import ActivityService
 from exporter.activity.store import EventStore
 from exporter.aws.client import Aws
 from exporter.web.http import MetricsServer
+from exporter.metrics.activity import activity_sections
 from exporter.metrics.exposition import Exposition
+from exporter.metrics.reload import reload_sections
 from exporter.engine.reload import Reloader
 from exporter.config.settings import Settings
 from exporter.engine.state import ExporterState
@@ -52,6 +54,7 @@ class Exporter:
         self.web = WebConfigSource(settings.web_config_file) if settings.web_config_file else None
         # A broken state file stops the start with a clear error, before anything listens.
         self.store = EventStore.open(settings.state_file, datetime.now(timezone.utc))
+        self.state.sections += [*reload_sections(self.reloader), *activity_sections(self.store)]
         self.server = MetricsServer(self.state, self.exposition, host, port, wrap=self.web.wrap if self.web else None, reload=self.reloader.reload)
         self.sweeper: PostureSweeper | None = None
         self.activity: ActivityService | None = None

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.discovery.accounts import Account
+from exporter.metrics.activity import activity_sections
 from exporter.metrics.exposition import Exposition
 from exporter.engine.state import ExporterState, Snapshot
 
@@ -54,7 +55,9 @@ def test_a_root_login_renders_only_the_families_it_moved() -> None:
     from exporter.config.settings import load_settings
 
     state = ExporterState(600)
-    service = ActivityService(_NO_AWS, load_settings(None, {}), state, EventStore(datetime.now(UTC)))  # type: ignore[arg-type]
+    store = EventStore(datetime.now(UTC))
+    service = ActivityService(_NO_AWS, load_settings(None, {}), state, store)  # type: ignore[arg-type]
+    state.sections += activity_sections(store)
     exposition = Exposition(state)
     state.publish(Snapshot(accounts=(Account(account_id="123456789012", name="one"),)))
     before = exposition.render()
@@ -99,6 +102,7 @@ def test_the_sectioned_exposition_always_equals_a_fresh_render(steps) -> None:
     state = ExporterState(600)
     store = EventStore(start)
     ActivityService(_NO_AWS, load_settings(None, {}), state, store)  # type: ignore[arg-type]
+    state.sections += activity_sections(store)
     exposition = Exposition(state)
     fresh = Exposition(state)
     for action, fixture, account, minutes, event in steps:

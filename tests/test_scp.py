@@ -20,8 +20,8 @@ from exporter.scp.evaluate import (
     evaluate,
     evaluate_inputs,
     glob_match,
-    scp_metric_families,
 )
+from exporter.metrics.scp import scp_metric_families
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

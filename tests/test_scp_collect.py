@@ -1,4 +1,4 @@
-"""collect_scp_inputs against moto in server mode, then evaluate (exporter/scp/collect.py).
+"""walk_organization + collect_scp_inputs against moto in server mode, then evaluate (exporter/scp/collect.py).
 
 The organization is built with boto3 over real HTTP; the collector reads it with aiobotocore
 (in-process `mock_aws` does not work with aiobotocore). Every API call the collector makes
@@ -24,6 +24,7 @@ from moto.server import ThreadedMotoServer
 
 from exporter.aws.client import Aws
 from exporter.scp.evaluate import FenceState, evaluate_inputs
+from exporter.discovery.organization import walk_organization
 from exporter.scp.collect import collect_scp_inputs
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -99,7 +100,7 @@ async def collect(endpoint: str, calls: Calls | None = None):
         client.meta.events.register("before-parameter-build.organizations", calls.counted)
         client.meta.events.register("before-call.organizations", calls.inject)
         aws = Aws()  # only its call/paginate wrappers are used: the client is the test's
-        inputs = await collect_scp_inputs(aws, client)
+        inputs = await collect_scp_inputs(aws, client, await walk_organization(aws, client))
     # Every call went through Aws, so the exporter's request counter saw each one.
     assert sum(aws.stats.requests.values()) == calls.total
     for operation, count in calls.count.items():

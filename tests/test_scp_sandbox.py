@@ -21,7 +21,8 @@ from botocore.config import Config
 from exporter.audit import audit_report, print_table, run_audit
 from exporter.sandbox import MANAGEMENT_ACCOUNT_ID, SANDBOX_ENV, Sandbox, Scenario, ScenarioError, load_scenario
 from exporter.scp.evaluate import FenceResult, FenceState
-from exporter.scp.check import ScpResult, snapshot_scp_families
+from exporter.metrics.scp import snapshot_scp_families
+from exporter.scp.check import ScpResult
 from exporter.config.settings import SettingsError
 from exporter.engine.state import Snapshot
 

@@ -14,10 +14,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError as PydanticSettingsError
+
+from exporter.config.files import SettingsError, YamlFileError, read_yaml_file
+from exporter.config.webconfig import check_web_config
 
 ENV_PREFIX = "AWS_ROOT_EXPORTER_"
 CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG_FILE"
@@ -27,10 +29,6 @@ _OU_ID = re.compile(r"^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[0-9a-z]{8,32})$")
 _ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
 _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 _IAM_ACTION = re.compile(r"^[a-zA-Z0-9-]+:[a-zA-Z0-9*?]+$")
-
-
-class SettingsError(Exception):
-    """A setting is invalid. The message names the setting; the CLI exits with status 2."""
 
 
 class AccountMode(str, Enum):
@@ -238,9 +236,7 @@ class Settings(BaseSettings):
     @classmethod
     def _web_config_file(cls, value: Path | None) -> Path | None:
         if value is not None:
-            from exporter.config.webconfig import check_web_config  # reads the file, its certificates and keys
-
-            check_web_config(value)
+            check_web_config(value)  # reads the file, its certificates and keys
         return value
 
     @field_validator("scp_sensitive_actions")
@@ -312,25 +308,6 @@ class _CombinationError(ValueError):
 
 def _combination(setting: str, message: str) -> _CombinationError:
     return _CombinationError(setting, message)
-
-
-class YamlFileError(ValueError):
-    """A YAML file cannot be read or parsed; the message names the file, never its content."""
-
-
-def read_yaml_file(path: Path) -> Any:
-    """The parsed content of a YAML file (None when empty), or YamlFileError saying why not."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise YamlFileError(f"cannot read {str(path)!r}: {reason}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise YamlFileError(f"{str(path)!r} is not valid YAML{where}") from None
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

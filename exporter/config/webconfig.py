@@ -54,7 +54,7 @@ from typing import Any
 
 import bcrypt
 
-from exporter.config.settings import SettingsError, YamlFileError, read_yaml_file
+from exporter.config.files import SettingsError, YamlFileError, read_yaml_file
 
 log = logging.getLogger(__name__)
 

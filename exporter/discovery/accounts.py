@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -11,10 +10,7 @@ from typing import Any
 
 from exporter.aws.client import Aws
 from exporter.config.settings import AccountMode, Settings
-
-
-# Organizations parents listed at the same time during discovery.
-_WALK_CONCURRENCY = 8
+from exporter.discovery.organization import OrganizationTree, walk_organization
 
 # Organizations' AccountState values whose accounts are not collected, and the skip reason
 # each is counted under. A SUSPENDED, PENDING_CLOSURE or CLOSED account is on its way out
@@ -49,6 +45,8 @@ class Discovery:
     discovered: int
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
     management_account_id: str | None = None
+    # The tree as read for this discovery (organization mode): the SCP check reads it too.
+    organization: OrganizationTree | None = None
 
 
 def shard_of(account_id: str, shard_count: int) -> int:
@@ -63,8 +61,11 @@ def role_arn(account_id: str, role_name: str, partition: str = "aws") -> str:
 
 async def discover(aws: Aws, settings: Settings) -> Discovery:
     if settings.account_mode is AccountMode.organization:
-        found, not_collected, management = await _organization_accounts(aws, settings)
-    elif settings.account_mode is AccountMode.roles:
+        found, not_collected, tree = await _organization_accounts(aws, settings)
+        discovery = select(found, settings, not_collected=not_collected, management_account_id=tree.management_account_id)
+        discovery.organization = tree
+        return discovery
+    if settings.account_mode is AccountMode.roles:
         found = [
             Account(account_id=arn.split(":")[4], name=arn.split(":")[4], role_arn=arn) for arn in settings.role_arns
         ]
@@ -105,59 +106,34 @@ def select(found: Iterable[Account], settings: Settings, *, not_collected: dict[
     return result
 
 
-async def _organization_accounts(aws: Aws, settings: Settings) -> tuple[list[Account], dict[str, int], str]:
-    """Walk the organization tree: two calls per OU instead of one `ListParents` per account."""
-    org = await aws.client("organizations")
+async def _organization_accounts(aws: Aws, settings: Settings) -> tuple[list[Account], dict[str, int], OrganizationTree]:
+    tree = await walk_organization(aws, await aws.client("organizations"))
     sts = await aws.client("sts")
-    organization = (await aws.call(org, "DescribeOrganization"))["Organization"]
-    management_id = organization["MasterAccountId"]
     caller_account = (await aws.call(sts, "GetCallerIdentity"))["Account"]
-    roots = await aws.paginate(org, "ListRoots", "Roots")
     accounts: list[Account] = []
     not_collected = dict.fromkeys(SKIPPED_STATES.values(), 0)
-    # (parent id, parent name, path of ids down to and including the parent, OU names below the root)
-    pending: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
-        (root["Id"], root.get("Name", "Root"), (root["Id"],), ()) for root in roots
-    ]
-    # The parents of one level are listed concurrently (a few at a time, Organizations throttles
-    # early): with 20 accounts per page, a sequential walk of 10,000 accounts took 500 round trips.
-    semaphore = asyncio.Semaphore(_WALK_CONCURRENCY)
-
-    async def children(parent_id: str) -> tuple[list[Any], list[Any]]:
-        async with semaphore:
-            return await asyncio.gather(
-                aws.paginate(org, "ListOrganizationalUnitsForParent", "OrganizationalUnits", ParentId=parent_id),
-                aws.paginate(org, "ListAccountsForParent", "Accounts", ParentId=parent_id),
+    for parent_id, item in tree.accounts:
+        reason = SKIPPED_STATES.get(_account_state(item))
+        if reason is not None:
+            not_collected[reason] += 1
+            continue
+        account_id = item["Id"]
+        path = tree.path(parent_id)
+        accounts.append(
+            Account(
+                account_id=account_id,
+                name=item.get("Name", account_id),
+                ou_id=parent_id,
+                ou_name=tree.name(parent_id),
+                ou_path=path,
+                management=account_id == tree.management_account_id,
+                role_arn=None if account_id == caller_account else role_arn(account_id, settings.role_name),
+                ou_names=tuple(tree.name(ou_id) for ou_id in path[1:]),
+                joined_method=str(item.get("JoinedMethod", "")),
+                joined=_utc(item.get("JoinedTimestamp")),
             )
-
-    while pending:
-        level, pending = pending, []
-        listed = await asyncio.gather(*(children(parent_id) for parent_id, _, _, _ in level))
-        found: list[tuple[str, str, tuple[str, ...], tuple[str, ...], Any]] = []
-        for (parent_id, parent_name, path, names), (ous, items) in zip(level, listed):
-            pending.extend((ou["Id"], ou.get("Name", ou["Id"]), path + (ou["Id"],), names + (ou.get("Name", ou["Id"]),)) for ou in ous)
-            found.extend((parent_id, parent_name, path, names, item) for item in items)
-        for parent_id, parent_name, path, names, item in found:
-            reason = SKIPPED_STATES.get(_account_state(item))
-            if reason is not None:
-                not_collected[reason] += 1
-                continue
-            account_id = item["Id"]
-            accounts.append(
-                Account(
-                    account_id=account_id,
-                    name=item.get("Name", account_id),
-                    ou_id=parent_id,
-                    ou_name=parent_name,
-                    ou_path=path,
-                    management=account_id == management_id,
-                    role_arn=None if account_id == caller_account else role_arn(account_id, settings.role_name),
-                    ou_names=names,
-                    joined_method=str(item.get("JoinedMethod", "")),
-                    joined=_utc(item.get("JoinedTimestamp")),
-                )
-            )
-    return accounts, not_collected, management_id
+        )
+    return accounts, not_collected, tree
 
 
 def _account_state(item: dict[str, Any]) -> str:

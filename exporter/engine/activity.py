@@ -18,19 +18,19 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from functools import partial
 from typing import Any
 
 from exporter.discovery.accounts import Account
-from exporter.aws.client import Aws, AwsError, classify_error
+from exporter.aws.client import Aws, AwsError
 from exporter.config.settings import Settings
-from exporter.engine.state import CollectorStatus, ExporterState, Section
+from exporter.engine.runner import CollectorRunner, attempt
+from exporter.engine.state import CollectorStatus, ExporterState
 from exporter.activity.assume_root_keys import IssuedKey
 from exporter.activity.classify import RECOVERY_SIGNALS, MalformedRecord, Verdict, assume_root_evidence, classify
 from exporter.activity.records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
-from exporter.activity.store import FAMILIES, TIME_DEPENDENT_FAMILIES, EventStore
+from exporter.activity.store import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +92,6 @@ def _queue_account(url: str) -> str:
     return match.group(1) if match else ""
 
 
-def _family_key(store: EventStore, name: str) -> Callable[[], Hashable]:
-    if name in TIME_DEPENDENT_FAMILIES:
-        # The trailing 90-day count and the quarterly counts move with time alone.
-        return lambda: (store.family_version(name), int(time.time() // 60))
-    return partial(store.family_version, name)
-
-
-def _one_family(store: EventStore, name: str) -> list[Any]:
-    return [store.family(name)]
-
-
 class ActivityService:
     def __init__(self, aws: Aws, settings: Settings, state: ExporterState, store: EventStore) -> None:
         self.aws = aws
@@ -110,10 +99,7 @@ class ActivityService:
         self.state = state
         self.store = store
         self.limiter = RateLimiter(LOOKUP_SPACING_SECONDS)
-        # A section per family: a root login re-renders the login families, not every
-        # account's API-call counters.
-        for name in FAMILIES:
-            state.sections.append(Section(f"activity:{name}", _family_key(store, name), partial(_one_family, store, name)))
+        self.runner = CollectorRunner(state)
         state.listeners.append(self._accounts_known)
         aws.assume_root_listeners.append(self._own_assume_root_session)
 
@@ -205,20 +191,15 @@ class ActivityService:
             except OSError as exc:
                 log.error("cannot write the state file", extra={"path": str(self.settings.state_file), "error": str(exc)})
 
-    def _status(self, key: tuple[str, str], started: float, error: BaseException | None) -> None:
+    def _settle(self, key: tuple[str, str], status: CollectorStatus) -> None:
         previous = self.state.live_status.get(key)
-        if error is None:
-            self.state.live_status[key] = CollectorStatus(True, time.monotonic() - started, time.time())
-            if previous is not None and previous.success:
-                # Steady success (an empty SQS receive every few seconds) must not force a
-                # re-render of every account's health series; its times show with the next
-                # change, or within the minute (the health section's key).
-                return
-        else:
-            reason = classify_error(error)
-            self.state.collector_errors[(key[0], key[1], reason)] += 1
-            self.state.live_status[key] = CollectorStatus(False, time.monotonic() - started, previous.last_success if previous else None, reason)
-            log.warning("activity collection failed", extra={"account_id": key[0], "collector": key[1], "reason": reason, "error": str(error)})
+        self.state.live_status[key] = status
+        if status.success and previous is not None and previous.success:
+            # Steady success (an empty SQS receive every few seconds) must not force a
+            # re-render of every account's health series; its times show with the next
+            # change, or within the minute (the health section's key).
+            return
+        # After the status is in place: a scrape that sees the new version sees the status.
         self.state.changed()
 
     # -- LookupEvents ----------------------------------------------------------------------
@@ -238,17 +219,17 @@ class ActivityService:
         semaphore = asyncio.Semaphore(self.settings.concurrency)
 
         async def one(account: Account) -> None:
+            key = (account.account_id, LOOKUP)
             async with semaphore:
-                started = time.monotonic()
-                try:
-                    async with asyncio.timeout(self.settings.account_timeout_seconds * len(self.settings.lookup_events_regions)):
-                        await self._lookup_account(account, management=account.account_id == snapshot.management_account_id)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self._status((account.account_id, LOOKUP), started, exc)
-                else:
-                    self._status((account.account_id, LOOKUP), started, None)
+                outcome = await self.runner.run(
+                    account.account_id,
+                    LOOKUP,
+                    lambda: self._lookup_account(account, management=account.account_id == snapshot.management_account_id),
+                    previous=self.state.live_status.get(key),
+                    timeout=self.settings.account_timeout_seconds * len(self.settings.lookup_events_regions),
+                    failed="activity collection failed",
+                )
+            self._settle(key, outcome.status)
 
         await asyncio.gather(*(one(a) for a in snapshot.accounts if a.role_arn is not None or not self.settings.assume_root_audit or a.management))
 
@@ -307,19 +288,16 @@ class ActivityService:
         sqs = await self.aws.client("sqs", region, read_timeout=self.settings.sqs_wait_seconds + SQS_RECEIVE_GRACE_SECONDS)
         failures = 0
         while True:
-            started = time.monotonic()
-            try:
-                await self.poll_queue(sqs, queue_url, source)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._status(key, started, exc)
-                failures += 1
-                # Back off on a failing queue, up to a minute, so errors do not spin.
-                await asyncio.sleep(min(2 ** min(failures, 6), 60))
-            else:
+            _, error = await attempt(lambda: self.poll_queue(sqs, queue_url, source), None)
+            if error is None:
                 failures = 0
-                self._status(key, started, None)
+                self._settle(key, CollectorStatus(True, time.time()))
+                continue
+            previous = self.state.live_status.get(key)
+            self._settle(key, self.runner.failure(key[0], source, error, previous, None, "activity collection failed"))
+            failures += 1
+            # Back off on a failing queue, up to a minute, so errors do not spin.
+            await asyncio.sleep(min(2 ** min(failures, 6), 60))
 
     async def poll_queue(self, sqs: Any, queue_url: str, source: str) -> int:
         """Receive one batch; delete each message once processed (or proven unusable)."""

@@ -18,15 +18,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
-from exporter.metrics.break_glass import window_section
 from pydantic import ValidationError
 
 from exporter.config.settings import Settings, SettingsError, describe_validation_error
-from exporter.engine.state import ExporterState, Section
-from exporter.metrics.textformat import gauge
+from exporter.engine.state import ExporterState
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +62,7 @@ class Reloader:
         self._lock = threading.Lock()
         self.successful = True
         self.success_timestamp = time.time()
-        self._generation = 0
-        self._windows_index = len(state.sections)
-        state.sections.append(window_section(settings.break_glass_windows))
-        state.sections.append(Section("config_reload", lambda: self._generation, self.families))
+        self.generation = 0
 
     def reload(self) -> tuple[bool, str]:
         """Apply the configuration as it is now; (success, a one-line account of what happened)."""
@@ -86,18 +80,16 @@ class Reloader:
                         raise SettingsError(f"{describe_validation_error(exc)} (with the running value of {', '.join(restart)})") from None
             except SettingsError as exc:
                 self.successful = False
-                self._generation += 1
+                self.generation += 1
                 log.error("configuration reload failed; keeping the running configuration", extra={"reason": str(exc)})
                 return False, f"reload failed, the running configuration is unchanged: {exc}"
             for name in changed:
                 setattr(self.settings, name, getattr(new, name))
-            if "break_glass_windows" in changed:
-                self.state.sections[self._windows_index] = window_section(self.settings.break_glass_windows)
             if "posture_interval_seconds" in changed:
                 self.state.posture_interval = self.settings.posture_interval_seconds
             self.successful = True
             self.success_timestamp = time.time()
-            self._generation += 1
+            self.generation += 1
             for name in restart:
                 log.warning("setting changed but needs a restart; keeping the running value", extra={"setting": name, "why": RESTART_SETTINGS[name]})
             log.info("configuration reloaded", extra={"changed": sorted(changed), "needs_restart": sorted(restart)})
@@ -112,17 +104,3 @@ class Reloader:
             if getattr(new, name) != getattr(self.settings, name):
                 (restart if name in RESTART_SETTINGS else changed).append(name)
         return changed, restart
-
-    def families(self) -> Iterable[Any]:
-        return [
-            gauge(
-                "aws_root_exporter_config_last_reload_successful",
-                "1 when the last configuration reload (POST /-/reload or SIGHUP) succeeded, or none was tried; 0 when it failed and the previous configuration still runs.",
-                value=int(self.successful),
-            ),
-            gauge(
-                "aws_root_exporter_config_last_reload_success_timestamp_seconds",
-                "When the configuration was last loaded successfully (at start or by a reload).",
-                value=self.success_timestamp,
-            ),
-        ]

@@ -11,20 +11,17 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from exporter.discovery.accounts import Account
 from exporter.aws.client import ApiStats
 from exporter.posture.collect import RootPosture
-
-if TYPE_CHECKING:
-    from exporter.scp.check import ScpResult
+from exporter.scp.check import ScpResult
 
 
 @dataclass(frozen=True, slots=True)
 class CollectorStatus:
     success: bool
-    duration: float
     last_success: float | None
     reason: str | None = None
     # What went wrong, as logged (AWS's error code and message; never a credential).

@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Generic, TypeVar
 
-from exporter.discovery.accounts import Account, Discovery, discover
-from exporter.aws.client import EXPIRED_CODES, Aws, AwsError, classify_error
-from exporter.posture.credential_report import CredentialReportError
-from exporter.posture.collect import RootPosture, collect_with_assume_root, collect_with_report
-from exporter.scp.check import check_scp
+from exporter.aws.client import EXPIRED_CODES, Aws, AwsError
 from exporter.config.settings import AccountMode, Settings
+from exporter.discovery.accounts import Account, Discovery, discover
+from exporter.engine.runner import CollectorRunner, Outcome, attempt
 from exporter.engine.state import CollectorStatus, ExporterState, Snapshot
+from exporter.posture.collect import RootPosture, collect_with_assume_root, collect_with_report
+from exporter.scp.check import SCP, ScpResult, collect_scp
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,8 @@ POSTURE = "posture"
 DISCOVERY = "discovery"
 ORG_FEATURES = "organization_features"
 FEATURES = ("RootCredentialsManagement", "RootSessions")
+
+T = TypeVar("T")
 
 
 class SweepRunning(RuntimeError):
@@ -36,6 +40,7 @@ class PostureSweeper:
         self.aws = aws
         self.settings = settings
         self.state = state
+        self.runner = CollectorRunner(state)
         self._running = False
         self._own_account: str | None = None
 
@@ -64,105 +69,89 @@ class PostureSweeper:
     async def _sweep(self) -> Snapshot:
         started = time.monotonic()
         previous = self.state.snapshot
-        discovery_error = None
-        discovery_account = None
-        try:
-            found = await discover(self.aws, self.settings)
-        except Exception as exc:
-            reason = discovery_error = classify_error(exc)
-            # With no management account id known yet (discovery never succeeded), the
-            # failure is recorded under the exporter's own account: it must show as a failing
-            # collector, never as an empty organization that raises no alert.
-            discovery_account = previous.management_account_id or await self._own_account_id()
-            self._count_error(discovery_account, DISCOVERY, reason)
-            log.warning("account discovery failed; keeping the last account list", extra={"reason": reason, "error": str(exc)})
-            found = Discovery(
-                accounts=list(previous.accounts),
-                discovered=previous.discovered,
-                skipped=dict(previous.skipped),
-                management_account_id=previous.management_account_id,
-            )
-        discovery_duration = time.monotonic() - started
+        found, discovery, discovery_error = await self._discover(previous)
         accounts = found.accounts
         semaphore = asyncio.Semaphore(self.settings.concurrency)
         # The SCP check reads Organizations only: it runs beside the per-account collection.
-        results, scp = await asyncio.gather(
-            asyncio.gather(*(self._collect(account, semaphore) for account in accounts)),
-            check_scp(self.aws, self.settings, found, previous, self._count_error),
+        postures, scp = await asyncio.gather(
+            asyncio.gather(*(self._collect(account, semaphore, previous) for account in accounts)),
+            self._check_scp(found, previous, discovery_error),
         )
-        features = await self._organization_features(found)
-
-        posture: dict[str, RootPosture] = {}
-        status = {}
-        known = {a.account_id for a in accounts}
-        for account, (result, collector_status) in zip(accounts, results):
-            status[(account.account_id, POSTURE)] = collector_status
-            if result is not None:
-                posture[account.account_id] = result
-            elif account.account_id in previous.posture:
-                posture[account.account_id] = previous.posture[account.account_id]
-        for key, value in previous.status.items():
-            if key[1] == ORG_FEATURES and key[0] in known:
-                status.setdefault(key, value)
-        if discovery_error is None:
-            discovery_account = found.management_account_id
-        if discovery_account is not None:
-            # Discovery is a collector too: when it fails, new members go unmonitored.
-            key = (discovery_account, DISCOVERY)
-            before = previous.status.get(key)
-            status[key] = (
-                CollectorStatus(False, discovery_duration, before.last_success if before else None, discovery_error)
-                if discovery_error
-                else CollectorStatus(True, discovery_duration, time.time())
-            )
-        if features is not None:
-            status[features[0]] = features[1]
-        if scp is not None:
-            status[scp.key] = scp.status
-        snapshot = Snapshot(
-            accounts=tuple(accounts),
-            posture=MappingProxyType(posture),
-            status=MappingProxyType(status),
-            discovered=found.discovered,
-            skipped=MappingProxyType(dict(found.skipped)),
-            organization_features=features[2] if features and features[2] is not None else previous.organization_features,
-            management_account_id=found.management_account_id,
-            discovery_error=discovery_error,
-            sweep_duration=time.monotonic() - started,
-            completed_at=time.time(),
-            scp=(scp.result or previous.scp) if scp is not None else None,
-        )
+        features = await self._organization_features(found, previous)
+        sweep = SweepResults(discovery=discovery, posture=dict(zip(accounts, postures)), features=features, scp=scp)
+        snapshot = sweep.snapshot(found, previous, time.monotonic() - started)
         self.state.publish(snapshot)
-        failed = sum(1 for s in status.values() if not s.success)
+        failed = sum(1 for s in snapshot.status.values() if not s.success)
         log.info(
             "posture sweep complete",
-            extra={"accounts": len(accounts), "failed": failed, "duration_seconds": round(snapshot.sweep_duration, 3)},
+            extra={"accounts": len(accounts), "failed": failed, "duration_seconds": round(snapshot.sweep_duration or 0.0, 3)},
         )
         return snapshot
 
-    async def _collect(self, account: Account, semaphore: asyncio.Semaphore) -> tuple[RootPosture | None, CollectorStatus]:
-        previous = self.state.snapshot.status.get((account.account_id, POSTURE))
-        last_success = previous.last_success if previous else None
+    async def _discover(self, previous: Snapshot) -> tuple[Discovery, Keyed[Discovery] | None, Exception | None]:
+        """This sweep's accounts; on failure the previous list, and the failure on record.
+
+        Discovery is a collector too: when it fails, new members go unmonitored."""
+        value, error = await attempt(lambda: discover(self.aws, self.settings), None)
+        if error is None:
+            assert value is not None
+            if value.management_account_id is None:
+                return value, None, None
+            key = (value.management_account_id, DISCOVERY)
+            return value, Keyed(key, Outcome(CollectorStatus(True, time.time()), value)), None
+        # With no management account id known yet (discovery never succeeded), the failure
+        # is recorded under the exporter's own account: it must show as a failing collector,
+        # never as an empty organization that raises no alert.
+        account_id = previous.management_account_id or await self._own_account_id()
+        key = (account_id, DISCOVERY)
+        status = self.runner.failure(
+            account_id, DISCOVERY, error, previous.status.get(key), None, "account discovery failed; keeping the last account list"
+        )
+        kept = Discovery(
+            accounts=list(previous.accounts),
+            discovered=previous.discovered,
+            skipped=dict(previous.skipped),
+            management_account_id=previous.management_account_id,
+        )
+        return kept, Keyed(key, Outcome(status)), error
+
+    async def _collect(self, account: Account, semaphore: asyncio.Semaphore, previous: Snapshot) -> Outcome[RootPosture]:
         async with semaphore:
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(self.settings.account_timeout_seconds):
-                    posture = await self._collect_account(account)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                reason = "invalid_response" if isinstance(exc, CredentialReportError) else classify_error(exc)
-                if isinstance(exc, TimeoutError) and not isinstance(exc, AwsError):
-                    message = f"no answer within {self.settings.account_timeout_seconds:g}s"
-                else:
-                    message = str(exc)
-                self._count_error(account.account_id, POSTURE, reason)
-                log.warning(
-                    "posture collection failed",
-                    extra={"account_id": account.account_id, "reason": reason, "error": message},
-                )
-                return None, CollectorStatus(False, time.monotonic() - started, last_success, reason, message)
-            return posture, CollectorStatus(True, time.monotonic() - started, time.time())
+            return await self.runner.run(
+                account.account_id,
+                POSTURE,
+                lambda: self._collect_account(account),
+                previous=previous.status.get((account.account_id, POSTURE)),
+                timeout=self.settings.account_timeout_seconds,
+                failed="posture collection failed",
+            )
+
+    async def _check_scp(self, found: Discovery, previous: Snapshot, discovery_error: Exception | None) -> Keyed[ScpResult] | None:
+        """The SCP check of this sweep; None when it does not apply (mode, setting, no organization)."""
+        if not self.settings.scp_check or self.settings.account_mode is not AccountMode.organization:
+            return None
+        management_id = found.management_account_id or previous.management_account_id
+        if not management_id:
+            return None  # discovery never reached the organization: nothing to attach a status to
+        key = (management_id, SCP)
+        tree = found.organization
+
+        async def check() -> ScpResult:
+            if discovery_error is not None:
+                raise discovery_error  # the check reads the tree that discovery could not
+            assert tree is not None  # organization mode: discovery walked it
+            return await collect_scp(self.aws, self.settings, tree, previous.scp)
+
+        outcome = await self.runner.run(
+            management_id,
+            SCP,
+            check,
+            previous=previous.status.get(key),
+            # One unit of work for the whole organization, time-boxed like one account.
+            timeout=self.settings.account_timeout_seconds,
+            failed="SCP root-fence check failed; keeping the last result",
+        )
+        return Keyed(key, outcome)
 
     async def _collect_account(self, account: Account) -> RootPosture:
         try:
@@ -186,13 +175,12 @@ class PostureSweeper:
             settings.credential_report_wait_seconds,
         )
 
-    async def _organization_features(self, found: Discovery) -> tuple[tuple[str, str], CollectorStatus, dict[str, bool] | None] | None:
+    async def _organization_features(self, found: Discovery, previous: Snapshot) -> Keyed[dict[str, bool]] | None:
         if self.settings.account_mode is not AccountMode.organization or not found.management_account_id:
             return None
         key = (found.management_account_id, ORG_FEATURES)
-        previous = self.state.snapshot.status.get(key)
-        started = time.monotonic()
-        try:
+
+        async def read() -> dict[str, bool]:
             iam = await self.aws.client("iam")
             try:
                 response = await self.aws.call(iam, "ListOrganizationsFeatures")
@@ -202,12 +190,17 @@ class PostureSweeper:
                 if exc.code != "ServiceAccessNotEnabledException":
                     raise
                 enabled = set()
-        except Exception as exc:
-            reason = classify_error(exc)
-            self._count_error(found.management_account_id, ORG_FEATURES, reason)
-            log.warning("reading centralized root access features failed", extra={"reason": reason, "error": str(exc)})
-            return key, CollectorStatus(False, time.monotonic() - started, previous.last_success if previous else None, reason, str(exc)), None
-        return key, CollectorStatus(True, time.monotonic() - started, time.time()), {f: f in enabled for f in FEATURES}
+            return {f: f in enabled for f in FEATURES}
+
+        outcome = await self.runner.run(
+            found.management_account_id,
+            ORG_FEATURES,
+            read,
+            previous=previous.status.get(key),
+            timeout=None,
+            failed="reading centralized root access features failed",
+        )
+        return Keyed(key, outcome)
 
     async def _own_account_id(self) -> str:
         """The exporter's own account (sts:GetCallerIdentity, remembered); "" when even STS fails."""
@@ -220,6 +213,55 @@ class PostureSweeper:
                 return ""
         return self._own_account
 
-    def _count_error(self, account_id: str, collector: str, reason: str) -> None:
-        self.state.collector_errors[(account_id, collector, reason)] += 1
-        self.state.changed()
+
+@dataclass(frozen=True, slots=True)
+class Keyed(Generic[T]):
+    """A collector's outcome under its (account id, collector) key."""
+
+    key: tuple[str, str]
+    outcome: Outcome[T]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResults:
+    """Every collector's outcome of one sweep, before it becomes a `Snapshot`."""
+
+    discovery: Keyed[Discovery] | None
+    posture: dict[Account, Outcome[RootPosture]]
+    features: Keyed[dict[str, bool]] | None
+    scp: Keyed[ScpResult] | None
+
+    def snapshot(self, found: Discovery, previous: Snapshot, duration: float) -> Snapshot:
+        """The new snapshot: what succeeded now, and what was last known for what failed."""
+        posture: dict[str, RootPosture] = {}
+        status: dict[tuple[str, str], CollectorStatus] = {}
+        for account, outcome in self.posture.items():
+            status[(account.account_id, POSTURE)] = outcome.status
+            if outcome.value is not None:
+                posture[account.account_id] = outcome.value
+            elif account.account_id in previous.posture:
+                posture[account.account_id] = previous.posture[account.account_id]
+        known = {account.account_id for account in self.posture}
+        for key, value in previous.status.items():
+            if key[1] == ORG_FEATURES and key[0] in known:
+                status.setdefault(key, value)
+        for keyed in (self.discovery, self.features, self.scp):
+            if keyed is not None:
+                status[keyed.key] = keyed.outcome.status
+        features = self.features.outcome.value if self.features is not None else None
+        scp = None
+        if self.scp is not None:
+            scp = self.scp.outcome.value or previous.scp
+        return Snapshot(
+            accounts=tuple(found.accounts),
+            posture=MappingProxyType(posture),
+            status=MappingProxyType(status),
+            discovered=found.discovered,
+            skipped=MappingProxyType(dict(found.skipped)),
+            organization_features=features if features is not None else previous.organization_features,
+            management_account_id=found.management_account_id,
+            discovery_error=None if self.discovery is None or self.discovery.outcome.status.success else self.discovery.outcome.status.reason,
+            sweep_duration=duration,
+            completed_at=time.time(),
+            scp=scp,
+        )

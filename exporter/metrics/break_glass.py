@@ -19,7 +19,7 @@ import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterable, Sequence
 
-from exporter.config.settings import BreakGlassWindow
+from exporter.config.settings import BreakGlassWindow, Settings
 from exporter.engine.state import Section
 from exporter.metrics.textformat import Family, gauge
 
@@ -73,3 +73,17 @@ def window_section(windows: Sequence[BreakGlassWindow], clock: Callable[[], floa
     # The windows themselves are part of the key: a reload that replaces this section with
     # other windows must be rendered even when the same number of boundaries has passed.
     return Section("break_glass_windows", lambda: (frozen, moved()), families)
+
+
+def settings_window_section(settings: Settings, clock: Callable[[], float] = time.time) -> Section:
+    """`window_section` of the windows `settings` holds now: a reload that assigns new
+    windows to the running settings is rendered at the next scrape."""
+    current: list[Section] = []
+
+    def section() -> Section:
+        windows = tuple(settings.break_glass_windows)
+        if not current or current[0].key()[0] != windows:
+            current[:] = [window_section(windows, clock)]
+        return current[0]
+
+    return Section("break_glass_windows", lambda: section().key(), lambda: section().families())

@@ -20,7 +20,8 @@ from collections.abc import Collection, Hashable, Iterable, Iterator
 from exporter import __version__
 from exporter.discovery.accounts import SKIP_REASONS
 from exporter.posture.collect import CONTROLS, MFA_KINDS
-from exporter.scp.check import SCP, snapshot_scp_families
+from exporter.metrics.scp import snapshot_scp_families
+from exporter.scp.check import SCP
 from exporter.engine.state import ExporterState, Section
 from exporter.engine.sweep import DISCOVERY, POSTURE
 from exporter.metrics.textformat import Family, counter, gauge, render_each

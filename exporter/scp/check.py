@@ -1,34 +1,29 @@
 """The SCP root-fence check as one collector of the posture sweep.
 
-Once per posture sweep, in `organization` mode, the Organizations tree, every SCP and its
-targets are read (`collect_scp_inputs`: each policy once, never per account) and
-evaluated (`evaluate_inputs`). The result is published in the sweep's `Snapshot` under
-`Snapshot.scp`, with a collector status under `(management account id, "scp")`. A failed
-check is counted and logged, keeps the previous result, and never stops the sweep.
+Once per posture sweep, in `organization` mode, every SCP and its targets are read
+(`collect_scp_inputs`: each policy once, never per account) and evaluated against the
+organization tree that discovery walked (`evaluate_inputs`). The engine runs it like every
+collector: the result is published in the sweep's `Snapshot` under `Snapshot.scp`, with a
+collector status under `(management account id, "scp")`; a failed check is counted and
+logged, keeps the previous result, and never stops the sweep.
 
-A scrape renders `snapshot_scp_families(snapshot)`: the fence of the accounts the snapshot
-collects (filters and shards apply as for posture), nothing more.
+A scrape renders `exporter.metrics.scp.snapshot_scp_families(snapshot)`: the fence of the
+accounts the snapshot collects (filters and shards apply as for posture), nothing more.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
-from exporter.aws.client import Aws, AwsError, classify_error
-from exporter.scp.evaluate import FenceResult, FenceState, evaluate_inputs, scp_metric_families
+from exporter.aws.client import Aws
+from exporter.config.settings import Settings
+from exporter.discovery.organization import OrganizationTree
 from exporter.scp.collect import collect_scp_inputs
-from exporter.config.settings import AccountMode, Settings
-from exporter.engine.state import CollectorStatus, Snapshot
-from exporter.metrics.textformat import Family
-
-if TYPE_CHECKING:
-    from exporter.discovery.accounts import Discovery
+from exporter.scp.evaluate import FenceResult, FenceState, evaluate_inputs
 
 log = logging.getLogger(__name__)
 
@@ -61,64 +56,24 @@ class ScpResult:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class ScpOutcome:
-    """What one sweep's check produced: the status to publish and, on success, the result."""
-
-    key: tuple[str, str]
-    status: CollectorStatus
-    result: ScpResult | None
-
-
-async def check_scp(
-    aws: Aws,
-    settings: Settings,
-    found: Discovery,
-    previous: Snapshot,
-    count_error: Callable[[str, str, str], None],
-) -> ScpOutcome | None:
-    """Run the check for this sweep; None when it does not apply (mode, setting, no organization)."""
-    if not settings.scp_check or settings.account_mode is not AccountMode.organization:
-        return None
-    management_id = found.management_account_id or previous.management_account_id
-    if not management_id:
-        return None  # discovery never reached the organization: nothing to attach a status to
-    key = (management_id, SCP)
-    before = previous.status.get(key)
-    started = time.monotonic()
-    try:
-        # One unit of work for the whole organization, time-boxed like one account.
-        async with asyncio.timeout(settings.account_timeout_seconds):
-            org = await aws.client("organizations")
-            inputs = await collect_scp_inputs(aws, org)
-        fences = evaluate_inputs(inputs, sensitive_actions=settings.scp_sensitive_actions or None)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        reason = classify_error(exc)
-        if isinstance(exc, TimeoutError) and not isinstance(exc, AwsError):
-            message = f"no answer within {settings.account_timeout_seconds:g}s"
-        else:
-            message = str(exc)
-        count_error(management_id, SCP, reason)
-        log.warning("SCP root-fence check failed; keeping the last result", extra={"reason": reason, "error": message})
-        last_success = before.last_success if before else None
-        return ScpOutcome(key, CollectorStatus(False, time.monotonic() - started, last_success, reason), None)
-
+async def collect_scp(aws: Aws, settings: Settings, organization: OrganizationTree, previous: ScpResult | None) -> ScpResult:
+    """Read and evaluate every account's fence; raises when the check cannot be made."""
+    org = await aws.client("organizations")
+    inputs = await collect_scp_inputs(aws, org, organization)
+    fences = evaluate_inputs(inputs, sensitive_actions=settings.scp_sensitive_actions or None)
     if inputs.unreadable:
         log.warning(
             "SCPs that could not be read: accounts they may apply to are reported unknown",
             extra={"policies": dict(inputs.unreadable)},
         )
-    _log_lost_fences(previous.scp, fences)
-    result = ScpResult(
+    _log_lost_fences(previous, fences)
+    return ScpResult(
         scp_enabled=inputs.scp_enabled,
         fences=MappingProxyType(dict(fences)),
         policy_names=MappingProxyType({p.policy_id: p.name for p in inputs.policies}),
         unreadable=MappingProxyType(dict(inputs.unreadable)),
         checked_at=time.time(),
     )
-    return ScpOutcome(key, CollectorStatus(True, time.monotonic() - started, time.time()), result)
 
 
 def _log_lost_fences(before: ScpResult | None, fences: Mapping[str, FenceResult]) -> None:
@@ -138,16 +93,6 @@ def _log_lost_fences(before: ScpResult | None, fences: Mapping[str, FenceResult]
                     "reason": now.reason,
                 },
             )
-
-
-def snapshot_scp_families(snapshot: Snapshot) -> list[Family]:
-    """The SCP fence families (`scp_metric_families`, sample there) for the accounts of
-    `snapshot`; none before the first result."""
-    result = snapshot.scp
-    if result is None:
-        return []
-    fences = {account.account_id: result.fence(account.account_id) for account in snapshot.accounts}
-    return scp_metric_families(fences, result.scp_enabled)
 
 
 def fence_report(result: ScpResult | None, account_id: str) -> dict[str, object] | None:

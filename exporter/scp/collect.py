@@ -3,9 +3,9 @@
 The caller owns the aiobotocore `organizations` client (management account or delegated
 administrator, us-east-1); every call goes through `Aws.call` / `Aws.paginate`, so it is
 counted in `aws_root_exporter_aws_requests_total` and a failure is an `AwsError` with a fixed
-reason. Calls per sweep, with O OUs and P SCPs, no extra pages:
-`4 + 2*O + max(1, ceil(P/20)) + 2*P` (docs/scp.md explains each row). Every policy is
-described once per sweep, never per account.
+reason. The organization tree comes from discovery's walk (`exporter.discovery.organization`);
+calls per sweep here, with P SCPs and no extra pages: `max(1, ceil(P/20)) + 2*P`
+(docs/scp.md explains each row). Every policy is described once per sweep, never per account.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from exporter.aws.client import Aws, AwsError
+from exporter.discovery.organization import OrganizationTree
 from exporter.scp.evaluate import OrgTree, ScpInputs, ScpPolicy
 
 __all__ = ["SCP_TYPE", "collect_scp_inputs"]
@@ -35,8 +36,8 @@ def _error_text(exc: AwsError) -> str:
     return f"{operation}: {exc.code or exc.reason}"
 
 
-async def collect_scp_inputs(aws: Aws, org_client: Any, *, concurrency: int = 4) -> ScpInputs:
-    """Organization tree, SCPs, their targets and the SCP type status, in one sweep.
+async def collect_scp_inputs(aws: Aws, org_client: Any, organization: OrganizationTree, *, concurrency: int = 4) -> ScpInputs:
+    """SCPs, their targets and the SCP type status of the organization that discovery walked.
 
     A policy whose `DescribePolicy` or `ListTargetsForPolicy` fails is recorded in
     `ScpInputs.unreadable` (content None / targets missing), not raised; any other failure
@@ -49,28 +50,19 @@ async def collect_scp_inputs(aws: Aws, org_client: Any, *, concurrency: int = 4)
         async with limit:
             return await factory()
 
-    organization = (await aws.call(org_client, "DescribeOrganization"))["Organization"]
-    management_account_id = organization.get("MasterAccountId")
-    arn = organization.get("Arn", "")
-    partition = arn.split(":")[1] if arn.count(":") >= 2 else "aws"
-
-    roots = (await aws.call(org_client, "ListRoots")).get("Roots", [])
-    if not roots:
+    if not organization.roots:
         raise AwsError("invalid_response", "organizations:ListRoots", message="no root: is this an organization's management account?")
-    root = roots[0]
-    root_id = root["Id"]
+    root = organization.roots[0]
     # PENDING_ENABLE / PENDING_DISABLE count as not enabled: enforcement is in flux.
     scp_enabled = any(
         t.get("Type") == SCP_TYPE and t.get("Status") == "ENABLED" for t in root.get("PolicyTypes", [])
     )
-
-    ou_parents, account_parents = await _walk_tree(aws, org_client, root_id, bounded)
     tree = OrgTree(
-        root_id=root_id,
-        ou_parents=ou_parents,
-        account_parents=account_parents,
-        management_account_id=management_account_id,
-        partition=partition,
+        root_id=root["Id"],
+        ou_parents=organization.ou_parents,
+        account_parents=organization.account_parents,
+        management_account_id=organization.management_account_id,
+        partition=organization.partition,
     )
     if not scp_enabled:
         return ScpInputs(org=tree, policies=(), targets={}, scp_enabled=False)
@@ -108,36 +100,3 @@ async def collect_scp_inputs(aws: Aws, org_client: Any, *, concurrency: int = 4)
         scp_enabled=True,
         unreadable=unreadable,
     )
-
-
-async def _walk_tree(
-    aws: Aws, client: Any, root_id: str, bounded: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Every OU's and every account's parent, one level of the tree at a time.
-
-    `ListOrganizationalUnitsForParent` + `ListAccountsForParent` per parent costs
-    2 * (OUs + 1) calls; `ListAccounts` + `ListParents` per account would cost one call per
-    account, and organizations hold many more accounts than OUs.
-    """
-
-    async def children(parent: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
-        ous = await bounded(
-            lambda: _all_items(aws, client, "ListOrganizationalUnitsForParent", "OrganizationalUnits", ParentId=parent)
-        )
-        accounts = await bounded(lambda: _all_items(aws, client, "ListAccountsForParent", "Accounts", ParentId=parent))
-        return parent, ous, accounts
-
-    ou_parents: dict[str, str] = {}
-    account_parents: dict[str, str] = {}
-    level = [root_id]
-    while level:
-        next_level: list[str] = []
-        for parent, ous, accounts in await asyncio.gather(*(children(p) for p in level)):
-            for ou in ous:
-                if ou["Id"] not in ou_parents:
-                    ou_parents[ou["Id"]] = parent
-                    next_level.append(ou["Id"])
-            for account in accounts:
-                account_parents[account["Id"]] = parent
-        level = next_level
-    return ou_parents, account_parents

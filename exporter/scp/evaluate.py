@@ -30,7 +30,6 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any
 
-from exporter.metrics.textformat import Family, gauge
 
 __all__ = [
     "FenceResult",
@@ -41,7 +40,6 @@ __all__ = [
     "evaluate",
     "evaluate_inputs",
     "glob_match",
-    "scp_metric_families",
 ]
 
 
@@ -502,47 +500,3 @@ def evaluate_inputs(
         unreadable=inputs.unreadable,
         sensitive_actions=sensitive_actions,
     )
-
-
-# --- metrics ------------------------------------------------------------------------
-
-
-def scp_metric_families(
-    results: Mapping[str, FenceResult], scp_enabled: bool
-) -> list[Family]:
-    """Metric families for the SCP root fence, built from one evaluation.
-
-    # HELP aws_root_scp_fence_state 1 for the current SCP root-fence state of the account ...
-    # TYPE aws_root_scp_fence_state gauge
-    aws_root_scp_fence_state{account_id="111111111111",state="fenced"} 1.0
-    aws_root_scp_fence_state{account_id="111111111111",state="not_fenced"} 0.0
-    aws_root_scp_fence_state{account_id="111111111111",state="not_applicable"} 0.0
-    aws_root_scp_fence_state{account_id="111111111111",state="unknown"} 0.0
-    aws_root_scp_policy_type_enabled 1.0
-    aws_root_scp_fence_info{account_id="111111111111",policy_id="p-abcd1234"} 1.0
-    """
-    fence = gauge(
-        "aws_root_scp_fence_state",
-        "1 for the current SCP root-fence state of the account (fenced, not_fenced, "
-        "not_applicable, unknown). Refreshed every posture sweep.",
-        labels=["account_id", "state"],
-    )
-    enabled = gauge(
-        "aws_root_scp_policy_type_enabled",
-        "1 when the SERVICE_CONTROL_POLICY type is enabled on the organization root. Refreshed every posture sweep.",
-    )
-    info = gauge(
-        "aws_root_scp_fence_info",
-        "Always 1; policy_id is the first SCP fencing the account's root (only for fenced accounts).",
-        labels=["account_id", "policy_id"],
-    )
-    for account_id in sorted(results):
-        result = results[account_id]
-        for state in FenceState:
-            fence.add_metric([account_id, state.value], 1.0 if result.state is state else 0.0)
-        # No series for an unfenced account: an empty policy_id said nothing a series of
-        # aws_root_scp_fence_state does not, and cost one series per account (issue 16).
-        if result.state is FenceState.fenced and result.policy_ids:
-            info.add_metric([account_id, result.policy_ids[0]], 1.0)
-    enabled.add_metric([], 1.0 if scp_enabled else 0.0)
-    return [fence, enabled, info]
