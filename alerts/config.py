@@ -1,7 +1,8 @@
 """The one place for the job selector and the thresholds of the alerts and dashboards.
 
-`alerts/generate.py` and `dashboards/generate.py` both read this module; change a value
-here and re-run both generators (the tests fail until the committed files match).
+`python -m alerts.generate` and `python -m dashboards.generate` both read this module
+(through alerts/promql.py, the shared PromQL helpers); change a value here and re-run both
+generators (the tests fail until the committed files match). Values only: no code.
 """
 
 # Label matcher that selects the exporter's series. Every query in the rules and the
@@ -94,16 +95,3 @@ TARGET_TIME_TO_ALERT_SECONDS = 300
 TARGET_MFA_ADOPTION_RATIO = 1.0
 TARGET_SCP_FENCED_RATIO = 1.0
 TARGET_ROOT_CREDENTIALS_REMOVED_RATIO = 1.0
-
-
-def selector(*matchers: str) -> str:
-    """`{job="aws-root-exporter",<matchers>}`."""
-    return "{" + ",".join([JOB_SELECTOR, *matchers]) + "}"
-
-
-def metric(name: str, *matchers: str) -> str:
-    return name + selector(*matchers)
-
-
-def runbook_url(alertname: str) -> str:
-    return f"{RUNBOOK_BASE_URL}#{alertname.lower()}"

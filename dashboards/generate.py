@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Generate the Grafana dashboards (dashboards/*.json) from code.
 
-    python dashboards/generate.py           # rewrite the committed JSON files
-    python dashboards/generate.py --check   # exit 1 when a committed file differs
+    python -m dashboards.generate           # rewrite the committed JSON files
+    python -m dashboards.generate --check   # exit 1 when a committed file differs
 
-The job selector and the KPI targets come from alerts/config.py, the same module the alert
-rules are generated from. Plain dictionaries in the Grafana 10+ dashboard JSON model
-(schemaVersion 39); tests/test_dashboards.py validates them against the JSON Schema that
-was generated from @grafana/schema (dashboards/schema/).
+Run from the repository root. The dashboards are built with Grafana's own SDK,
+grafana-foundation-sdk (a development dependency: the `test` extra). The job selector and the
+KPI targets come from alerts/config.py, the same module the alert rules are generated from,
+and the PromQL helpers from alerts/promql.py. tests/test_dashboards.py validates the JSON
+against the JSON Schema that was generated from @grafana/schema (dashboards/schema/).
 """
 
 from __future__ import annotations
@@ -17,48 +18,57 @@ import json
 import pathlib
 import sys
 
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import prometheus, stat as stat_panel, table as table_panel
+from grafana_foundation_sdk.builders import timeseries as timeseries_panel
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+from alerts import config as c
+from alerts import promql
+from alerts.promql import eq
+
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "alerts"))
 
-import config as c  # noqa: E402  (alerts/config.py)
-
+# The SDK (Grafana 11.6 build) writes schemaVersion 41; the dashboards keep 39 (Grafana 10.4+),
+# the model they were written for: every field used here exists there, and Grafana migrates
+# a dashboard's schemaVersion forward on load, never backward.
 SCHEMA_VERSION = 39
-DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAGS = ["aws-root", "security"]
 ACCOUNT = 'account_id=~"$account"'
+RATE_INTERVAL = "$__rate_interval"
 
-m = c.metric
-
-
-def eq(label: str, value: str) -> str:
-    return f'{label}="{value}"'
-
-ACCOUNT_INFO = f"max by (account_id, account_name, ou_name) ({m('aws_root_account_info')})"
+m = promql.metric
 
 
 def with_account_names(expr: str) -> str:
-    """Add account_name and ou_name; keep the row when the account has no info series."""
-    return (
-        f"({expr})\n* on (account_id) group_left (account_name, ou_name)\n{ACCOUNT_INFO}\n"
-        f"or on (account_id)\n({expr})"
-    )
+    return promql.with_account_names(expr, compact=True)
+
+
+def increase_by(metric_name: str, by: str, *matchers: str) -> str:
+    """promql.increase_by over Grafana's $__rate_interval (one bar per interval)."""
+    return promql.increase_by(metric_name, by, *matchers, window=RATE_INTERVAL)
 
 
 # --- building blocks ------------------------------------------------------------------
 
 
 def target(expr, legend="", ref="A", instant=False, table=False):
-    t = {
-        "datasource": DATASOURCE,
-        "refId": ref,
-        "expr": expr,
-        "legendFormat": legend or "__auto",
-        "range": not instant,
-        "instant": instant,
-    }
+    query = (
+        prometheus.Dataquery()
+        .datasource(DATASOURCE)
+        .ref_id(ref)
+        .expr(expr)
+        .legend_format(legend or "__auto")
+    )
+    query = query.instant() if instant else query.range()
     if table:
-        t["format"] = "table"
-    return t
+        query = query.format(PromQueryFormat.TABLE)
+    return query
 
 
 def targets(*specs, instant=False, table=False):
@@ -71,113 +81,124 @@ def targets(*specs, instant=False, table=False):
 
 def thresholds(*steps):
     """steps: (value, colour) pairs; the first value is None (minus infinity)."""
-    return {"mode": "absolute", "steps": [{"color": col, "value": v} for v, col in steps]}
+    return (
+        db.ThresholdsConfig()
+        .mode(dm.ThresholdsMode.ABSOLUTE)
+        .steps([dm.Threshold(value=v, color=col) for v, col in steps])
+    )
 
 
-def field_config(unit="none", steps=None, mappings=None, overrides=None, **defaults):
-    d = {"unit": unit, **defaults}
-    d["thresholds"] = steps or thresholds((None, "green"))
-    d["color"] = {"mode": "thresholds"} if steps else {"mode": "palette-classic"}
+def colour(mode):
+    return db.FieldColor().mode(mode)
+
+
+def field_defaults(panel, unit="none", steps=None, mappings=None, min=None, max=None,
+                   decimals=None, color=None):
+    """Unit, thresholds (green when none), colour scheme, value mappings, min/max/decimals."""
+    panel = panel.unit(unit).thresholds(steps or thresholds((None, "green")))
+    if color is None:
+        color = dm.FieldColorModeId.THRESHOLDS if steps else dm.FieldColorModeId.PALETTE_CLASSIC
+    panel = panel.color_scheme(colour(color))
     if mappings:
-        d["mappings"] = mappings
-    return {"defaults": d, "overrides": overrides or []}
+        panel = panel.mappings(mappings)
+    for setter, value in ((panel.min, min), (panel.max, max), (panel.decimals, decimals)):
+        if value is not None:
+            setter(value)
+    return panel
+
+
+def value_map(*entries):
+    """entries: (value, text, colour); a value mapping in this order."""
+    return [
+        dm.ValueMap(options={
+            value: dm.ValueMappingResult(text=text, color=col, index=i)
+            for i, (value, text, col) in enumerate(entries)
+        })
+    ]
 
 
 def yes_no(good=1):
     """Value mapping for 0/1 gauges: good value green, the other red."""
     bad = 1 - good
-    return [
-        {
-            "type": "value",
-            "options": {
-                str(good): {"text": "Yes" if good else "No", "color": "green", "index": 0},
-                str(bad): {"text": "Yes" if bad else "No", "color": "red", "index": 1},
-            },
-        }
-    ]
+    return value_map((str(good), "Yes" if good else "No", "green"),
+                     (str(bad), "Yes" if bad else "No", "red"))
 
 
 def stat(title, expr, description, unit="none", steps=None, mappings=None, legend="",
          text_mode="auto", instant=True, **defaults):
-    return {
-        "type": "stat",
-        "title": title,
-        "description": description,
-        "targets": [target(expr, legend, instant=instant)],
-        "fieldConfig": field_config(unit, steps, mappings, **defaults),
-        "options": {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "colorMode": "background",
-            "graphMode": "none",
-            "justifyMode": "auto",
-            "orientation": "auto",
-            "textMode": text_mode,
-            "showPercentChange": False,
-            "wideLayout": True,
-        },
-    }
+    panel = (
+        stat_panel.Panel()
+        .title(title)
+        .description(description)
+        .with_target(target(expr, legend, instant=instant))
+        .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False))
+        .color_mode(cm.BigValueColorMode.BACKGROUND)
+        .graph_mode(cm.BigValueGraphMode.NONE)
+        .justify_mode(cm.BigValueJustifyMode.AUTO)
+        .orientation(cm.VizOrientation.AUTO)
+        .text_mode(cm.BigValueTextMode(text_mode))
+        .show_percent_change(False)
+        .wide_layout(True)
+    )
+    return field_defaults(panel, unit, steps, mappings, **defaults)
 
 
 def timeseries(title, specs, description, unit="none", bars=False, steps=None, **defaults):
-    custom = {
-        "drawStyle": "bars" if bars else "line",
-        "fillOpacity": 60 if bars else 10,
-        "lineWidth": 1,
-        "showPoints": "never",
-        "spanNulls": False,
-        "stacking": {"mode": "normal" if bars else "none", "group": "A"},
-        "thresholdsStyle": {"mode": "line" if steps else "off"},
-    }
-    fc = field_config(unit, steps, custom=custom, **defaults)
-    fc["defaults"]["color"] = {"mode": "palette-classic"}
-    return {
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "targets": targets(*specs),
-        "fieldConfig": fc,
-        "options": {
-            "legend": {"displayMode": "table", "placement": "bottom", "showLegend": True,
-                       "calcs": ["max", "lastNotNull"]},
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        },
-    }
+    panel = (
+        timeseries_panel.Panel()
+        .title(title)
+        .description(description)
+        .targets(targets(*specs))
+        .draw_style(cm.GraphDrawStyle.BARS if bars else cm.GraphDrawStyle.LINE)
+        .fill_opacity(60 if bars else 10)
+        .line_width(1)
+        .show_points(cm.VisibilityMode.NEVER)
+        .span_nulls(False)
+        .stacking(cb.StackingConfig()
+                  .mode(cm.StackingMode.NORMAL if bars else cm.StackingMode.NONE).group("A"))
+        .thresholds_style(cb.GraphThresholdsStyleConfig().mode(
+            cm.GraphThresholdsStyleMode.LINE if steps else cm.GraphThresholdsStyleMode.OFF))
+        .legend(cb.VizLegendOptions()
+                .display_mode(cm.LegendDisplayMode.TABLE)
+                .placement(cm.LegendPlacement.BOTTOM)
+                .show_legend(True)
+                .calcs(["max", "lastNotNull"]))
+        .tooltip(cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.DESCENDING))
+    )
+    return field_defaults(panel, unit, steps, color=dm.FieldColorModeId.PALETTE_CLASSIC, **defaults)
 
 
-ACCOUNT_LINK = [
-    {
-        "matcher": {"id": "byName", "options": "account_id"},
-        "properties": [
-            {
-                "id": "links",
-                "value": [
-                    {
-                        "title": "Account detail",
-                        "url": "/d/aws-root-account/aws-root-account-detail?var-account=${__value.raw}&${__url_time_range}&${datasource:queryparam}",
-                    }
-                ],
-            }
-        ],
-    }
-]
+ACCOUNT_LINK = dm.DynamicConfigValue(
+    id_val="links",
+    value=[
+        {
+            "title": "Account detail",
+            "url": "/d/aws-root-account/aws-root-account-detail?var-account=${__value.raw}&${__url_time_range}&${datasource:queryparam}",
+        }
+    ],
+)
 
 
-def table(title, specs, description, hide=("Time", "Value"), rename=None, overrides=None,
+def table(title, specs, description, hide=("Time", "Value"), rename=None, account_link=False,
           unit="none", mappings=None):
     exclude = {name: True for name in ("__name__", "job", "instance", *hide)}
-    return {
-        "type": "table",
-        "title": title,
-        "description": description,
-        "targets": targets(*specs, instant=True, table=True),
-        "fieldConfig": field_config(unit, mappings=mappings, overrides=overrides or []),
-        "options": {"showHeader": True, "cellHeight": "sm",
-                    "footer": {"show": False, "reducer": ["sum"], "fields": ""}},
-        "transformations": [
-            {"id": "organize", "options": {"excludeByName": exclude,
-                                           "renameByName": rename or {}}},
-        ],
-    }
+    panel = (
+        table_panel.Panel()
+        .title(title)
+        .description(description)
+        .targets(targets(*specs, instant=True, table=True))
+        .show_header(True)
+        .cell_height(cm.TableCellHeight.SM)
+        .footer(cb.TableFooterOptions().show(False).reducer(["sum"]).fields(""))
+        .with_transformation(dm.DataTransformerConfig(
+            id_val="organize",
+            options={"excludeByName": exclude, "renameByName": rename or {}},
+        ))
+        .overrides([])
+    )
+    if account_link:
+        panel = panel.override_by_name("account_id", [ACCOUNT_LINK])
+    return field_defaults(panel, unit, mappings=mappings)
 
 
 def account_table(title, expr, description, columns, **options):
@@ -185,7 +206,7 @@ def account_table(title, expr, description, columns, **options):
     account dashboard; `columns` renames the other labels (and Value)."""
     return table(title, [(expr, "")], description,
                  rename={"account_name": "Account", "ou_name": "OU", **columns},
-                 overrides=ACCOUNT_LINK, **options)
+                 account_link=True, **options)
 
 
 def layout(rows):
@@ -194,118 +215,102 @@ def layout(rows):
     for row in rows:
         x, row_h = 0, 0
         for panel, w, h in row:
-            assert x + w <= 24, panel["title"]
-            panel = {"id": pid, "gridPos": {"h": h, "w": w, "x": x, "y": y},
-                     "datasource": DATASOURCE, **panel}
-            panels.append(panel)
+            assert x + w <= 24, panel.build().title
+            panels.append(panel.id(pid).grid_pos(dm.GridPos(h=h, w=w, x=x, y=y)).datasource(DATASOURCE))
             pid, x, row_h = pid + 1, x + w, max(row_h, h)
         y += row_h
     return panels
+
+
+ALL = dm.VariableOption(text="All", value="$__all")
 
 
 def variables(account_multi=True):
     info = m("aws_root_account_info")
     info_in_ou = m("aws_root_account_info", 'ou_name=~"$ou"')
     account_query = f"query_result(max by (account_id, account_name) ({info_in_ou}))"
-    return {
-        "list": [
-            {
-                "name": "datasource",
-                "label": "Data source",
-                "type": "datasource",
-                "query": "prometheus",
-                "current": {"text": "Prometheus", "value": "prometheus"},
-                "hide": 0,
-                "refresh": 1,
-                "regex": "",
-                "options": [],
-            },
-            {
-                "name": "ou",
-                "label": "OU",
-                "type": "query",
-                "datasource": DATASOURCE,
-                "query": f"label_values({info}, ou_name)",
-                "definition": f"label_values({info}, ou_name)",
-                "current": {"text": "All", "value": "$__all"},
-                "includeAll": True,
-                "allValue": ".*",
-                "multi": True,
-                "refresh": 2,
-                "sort": 5,
-                "regex": "",
-                "hide": 0,
-                "options": [],
-            },
-            {
-                "name": "account",
-                "label": "Account",
-                "type": "query",
-                "datasource": DATASOURCE,
-                # Value: the account id (what the metrics carry); text: the account name.
-                "query": account_query,
-                "definition": account_query,
-                "regex": '/account_id="(?<value>[^"]+)".*account_name="(?<text>[^"]*)"/',
-                # No custom allValue: "All" expands to the accounts of the selected OUs.
-                "includeAll": account_multi,
-                "multi": account_multi,
-                "current": {"text": "All", "value": "$__all"} if account_multi else {"text": "", "value": ""},
-                "refresh": 2,
-                "sort": 5,
-                "hide": 0,
-                "options": [],
-            },
-        ]
-    }
+    return [
+        db.DatasourceVariable("datasource")
+        .label("Data source")
+        .type("prometheus")
+        .current(dm.VariableOption(text="Prometheus", value="prometheus"))
+        .hide(dm.VariableHide.DONT_HIDE)
+        .regex(""),
+        db.QueryVariable("ou")
+        .label("OU")
+        .datasource(DATASOURCE)
+        .query(f"label_values({info}, ou_name)")
+        .current(ALL)
+        .include_all(True)
+        .all_value(".*")
+        .multi(True)
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dm.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC)
+        .regex("")
+        .hide(dm.VariableHide.DONT_HIDE)
+        .options([]),
+        db.QueryVariable("account")
+        .label("Account")
+        .datasource(DATASOURCE)
+        # Value: the account id (what the metrics carry); text: the account name.
+        .query(account_query)
+        .regex('/account_id="(?<value>[^"]+)".*account_name="(?<text>[^"]*)"/')
+        # No custom allValue: "All" expands to the accounts of the selected OUs.
+        .include_all(account_multi)
+        .multi(account_multi)
+        .current(ALL if account_multi else dm.VariableOption(text="", value=""))
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dm.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC)
+        .hide(dm.VariableHide.DONT_HIDE)
+        .options([]),
+    ]
 
 
 def dashboard(uid, title, description, rows, account_multi=True, time_from="now-24h"):
-    return {
-        "uid": uid,
-        "title": title,
-        "description": description,
-        "tags": TAGS,
-        "editable": True,
-        "graphTooltip": 1,
-        "schemaVersion": SCHEMA_VERSION,
-        "version": 1,
-        "refresh": "1m",
-        "time": {"from": time_from, "to": "now"},
-        "timepicker": {},
-        "timezone": "utc",
-        "fiscalYearStartMonth": 0,
-        "liveNow": False,
-        "weekStart": "",
-        "annotations": {
-            "list": [
-                {
-                    "builtIn": 1,
-                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-                    "enable": True,
-                    "hide": True,
-                    "iconColor": "rgba(0, 211, 255, 1)",
-                    "name": "Annotations & Alerts",
-                    "type": "dashboard",
-                }
-            ]
-        },
-        "links": [
-            {
-                "title": "AWS root dashboards",
-                "type": "dashboards",
-                "tags": ["aws-root"],
-                "asDropdown": True,
-                "includeVars": True,
-                "keepTime": True,
-                "icon": "external link",
-                "targetBlank": False,
-                "tooltip": "",
-                "url": "",
-            }
-        ],
-        "templating": variables(account_multi),
-        "panels": layout(rows),
-    }
+    builder = (
+        db.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(TAGS)
+        .editable()
+        .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+        .version(1)
+        .refresh("1m")
+        .time(time_from, "now")
+        .timezone("utc")
+        .fiscal_year_start_month(0)
+        .live_now(False)
+        .week_start("")
+        .timepicker(db.TimePicker())
+        .annotation(
+            db.AnnotationQuery()
+            .name("Annotations & Alerts")
+            .datasource(dm.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
+            .enable(True)
+            .hide(True)
+            .icon_color("rgba(0, 211, 255, 1)")
+            .type("dashboard")
+            .built_in(1)
+        )
+        .link(
+            db.DashboardLink("AWS root dashboards")
+            .type(dm.DashboardLinkType.DASHBOARDS)
+            .tags(["aws-root"])
+            .as_dropdown(True)
+            .include_vars(True)
+            .keep_time(True)
+            .icon("external link")
+            .target_blank(False)
+            .tooltip("")
+            .url("")
+        )
+        .variables(variables(account_multi))
+    )
+    for panel in layout(rows):
+        builder = builder.with_panel(panel)
+    model = builder.build()
+    model.schema_version = SCHEMA_VERSION
+    return model
 
 
 # --- queries shared by several panels -------------------------------------------------
@@ -336,19 +341,6 @@ def scp_fenced_ratio():
     return (
         f"sum(\n{scp_member('fenced')}\n)\n/\n"
         f"count(max by (account_id) ({m('aws_root_scp_fence_state', eq('state', 'not_applicable'), ACCOUNT)}) == 0)"
-    )
-
-
-def increase_by(metric_name, by, *matchers, window="$__rate_interval"):
-    """Events counted in the window, as the alerts count them (alerts/generate.py): a counter
-    series that appeared during the window (fewer samples than the target's build_info)
-    counts its whole value: the event counters are created by their first event."""
-    series = m(metric_name, *matchers)
-    return (
-        f"sum by ({by}) (\n  (\n  {series} > 0\n    and\n  count_over_time({series}[{window}])\n"
-        f"    < on (job, instance) group_left ()\n"
-        f"  max by (job, instance) (count_over_time({m('aws_root_exporter_build_info')}[{window}]))\n  )\n"
-        f"  or\n  increase({series}[{window}])\n)"
     )
 
 
@@ -590,9 +582,7 @@ def overview():
     )
 
 
-COMPLIANT_FAILING = [{"type": "value", "options": {
-    "1": {"text": "Compliant", "color": "green", "index": 0},
-    "0": {"text": "Failing", "color": "red", "index": 1}}}]
+COMPLIANT_FAILING = value_map(("1", "Compliant", "green"), ("0", "Failing", "red"))
 
 
 def account_detail():
@@ -706,7 +696,7 @@ def exporter_health():
     )
     rows = [
         [
-            (stat("Targets up", f"sum(up{c.selector()})", "Scrape targets of the exporter that are up.",
+            (stat("Targets up", f"sum(up{promql.selector()})", "Scrape targets of the exporter that are up.",
                   steps=thresholds((None, "red"), (1, "green"))), 4, 4),
             (stat("Accounts discovered", f"max({m('aws_root_accounts_discovered')})",
                   "Accounts found by discovery in the last sweep, before filters."), 4, 4),
@@ -802,7 +792,7 @@ DASHBOARDS = {
 
 
 def render(builder) -> str:
-    return json.dumps(builder(), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(builder(), indent=2, ensure_ascii=False, cls=JSONEncoder) + "\n"
 
 
 def main() -> int:
@@ -819,7 +809,7 @@ def main() -> int:
         else:
             path.write_text(text)
     if stale:
-        print("out of date, run python dashboards/generate.py:", ", ".join(stale))
+        print("out of date, run python -m dashboards.generate:", ", ".join(stale))
         return 1
     return 0
 

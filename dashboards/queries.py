@@ -2,7 +2,8 @@
 
 `dashboard_queries()` lets a test run each panel query against a real Prometheus (for
 example the end-to-end test against the sandbox exporter) or parse it with promtool.
-Importable by path or with `dashboards/` on sys.path; it only needs the standard library.
+Importable as `dashboards.queries` (from the repository root), by path, or with `dashboards/` on
+sys.path; it only needs the standard library.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ and `amtool config routes test`. They are required, not optional: a missing bina
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import re
 import shutil
@@ -16,6 +15,8 @@ import sys
 import pytest
 import yaml
 
+from alerts import config
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "alerts"
 RULES_FILE = ALERTS / "aws-root-exporter.rules.yml"
@@ -23,18 +24,6 @@ PROMTOOL_TESTS = sorted((ALERTS / "tests").glob("*.yml"))
 RUNBOOK = ALERTS / "runbook.md"
 AM_CONFIG = ALERTS / "alertmanager.example.yml"
 METRICS_DOC = ROOT / "README.md"  # the Metrics section holds the metric table
-
-
-
-def _load(name: str, path: pathlib.Path):
-    """Import a file under a unique module name (no sys.path change, no name clashes)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-config = _load("aws_root_alerts_config", ALERTS / "config.py")
 
 
 def tool(name: str) -> str:
@@ -70,10 +59,10 @@ def load_promtool_tests() -> list[dict]:
 
 
 def test_committed_rules_equal_generator_output():
-    result = run(sys.executable, str(ALERTS / "generate.py"), "--stdout")
+    result = run(sys.executable, "-m", "alerts.generate", "--stdout")
     assert result.returncode == 0, result.stderr
     assert result.stdout == RULES_FILE.read_text(), (
-        "alerts/aws-root-exporter.rules.yml is out of date: run python alerts/generate.py"
+        "alerts/aws-root-exporter.rules.yml is out of date: run python -m alerts.generate"
     )
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import http.server
-import importlib.util
 import json
 import pathlib
 import re
@@ -29,24 +28,13 @@ import jsonschema
 import pytest
 import yaml
 
+from alerts import config, promql
+from dashboards.queries import dashboard_queries, substitute
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "dashboards"
 SCHEMA = json.loads((DASHBOARDS / "schema" / "dashboard.schema.json").read_text())
 METRICS_DOC = ROOT / "README.md"  # the Metrics section holds the metric table
-
-
-
-def _load(name: str, path: pathlib.Path):
-    """Import a file under a unique module name (no sys.path change, no name clashes)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-config = _load("aws_root_alerts_config", ROOT / "alerts" / "config.py")
-_queries = _load("aws_root_dashboard_queries", DASHBOARDS / "queries.py")
-dashboard_queries, substitute = _queries.dashboard_queries, _queries.substitute
 
 EXPECTED = {
     "aws-root-overview.json": "aws-root-overview",
@@ -69,8 +57,8 @@ def all_panels(dashboard: dict) -> list[dict]:
 
 def test_committed_dashboards_equal_generator_output():
     result = subprocess.run(
-        [sys.executable, str(DASHBOARDS / "generate.py"), "--check"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "dashboards.generate", "--check"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -117,7 +105,7 @@ def test_uid_variables_and_datasource(name):
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
     ou, account = variables["ou"], variables["account"]
-    assert ou["query"] == f"label_values(aws_root_account_info{config.selector()}, ou_name)"
+    assert ou["query"] == f"label_values(aws_root_account_info{promql.selector()}, ou_name)"
     assert "aws_root_account_info" in account["query"] and 'ou_name=~"$ou"' in account["query"]
     assert "(?<value>" in account["regex"] and "(?<text>" in account["regex"]
     assert re.search(r"account_id=\"\(\?<value>", account["regex"])
@@ -346,7 +334,7 @@ def prometheus(tmp_path_factory):
             assert time.monotonic() < deadline, (tmp / "prometheus.log").read_text()
             try:
                 # A few scrapes, so rate() and increase() have two samples.
-                result = _query(base, f"count_over_time(up{config.selector()}[1m]) >= 3")
+                result = _query(base, f"count_over_time(up{promql.selector()}[1m]) >= 3")
                 if result["data"]["result"]:
                     break
             except OSError:
