@@ -230,14 +230,13 @@ class WebConfigSource:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._config = load_web_config(self.path)  # a SettingsError at start
-        self.tls = self._config.tls  # fixed at start: the listening socket is plain or TLS for good
-        self._stamp_seen: tuple[Any, ...] | None = None
-        self._failed: tuple[tuple[Any, ...], str] | None = None
         try:
-            self._config, self._stamp_seen = self._read(self._config.files)
-        except WebConfigError:
-            pass  # changed since a moment ago: read again on the first connection
+            # One read, the stamp taken before it: a change while reading shows at the next look.
+            self._config, self._stamp_seen = self._read([])
+        except WebConfigError as exc:
+            raise SettingsError(f"{SETTING}: {exc}") from None
+        self.tls = self._config.tls  # fixed at start: the listening socket is plain or TLS for good
+        self._failed: tuple[tuple[Any, ...], str] | None = None
 
     @property
     def auth(self) -> BasicAuth | None:
