@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from exporter import __version__
-from exporter.activity.store import StateFileError
+from exporter.activity.state_file import StateFileError
 from exporter.logs import setup_logging
 from exporter.sandbox.scenario import Scenario, ScenarioError, load_scenario
 from exporter.config.settings import ENV_PREFIX, Settings, SettingsError, load_settings

@@ -1,4 +1,5 @@
-"""The package layout holds: each package of `exporter/` imports only the layers below it.
+"""The package layout holds: each package of `exporter/` imports only the layers below it,
+and no module imports itself through others.
 
 The layers are import-linter's contract in pyproject.toml ([tool.importlinter]); README.md
 (How it works) names the same packages in the same order.
@@ -25,6 +26,23 @@ def test_no_package_imports_a_layer_above_it() -> None:
     result = subprocess.run([str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "1 kept, 0 broken" in result.stdout
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """No import cycle between any two modules, within a package too (the layers cover
+    only imports between packages). grimp is import-linter's import graph."""
+    import grimp
+
+    graph = grimp.build_graph("exporter", cache_dir=None)
+    cycles = sorted(
+        {
+            tuple(sorted((module, imported)))
+            for module in graph.modules
+            for imported in graph.find_modules_directly_imported_by(module)
+            if graph.chain_exists(importer=imported, imported=module)
+        }
+    )
+    assert cycles == []
 
 
 def test_every_package_and_module_of_the_exporter_is_in_a_layer() -> None:

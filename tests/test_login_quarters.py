@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.activity.store import QUARTERS_KEPT, EventStore, StateFileError
+from exporter.activity.counters import QUARTERS_KEPT
+from exporter.activity.state_file import StateFileError
+from exporter.activity.store import EventStore
 from tests.test_event_store import A, B, login, samples, value
 
 LAST_SECOND_OF_Q1 = datetime(2026, 3, 31, 23, 59, 59, tzinfo=UTC)

@@ -25,6 +25,7 @@ from exporter.activity.assume_root_keys import AssumeRootKeys
 from exporter.activity.classify import MalformedRecord, Verdict, assume_root_evidence, classify
 from exporter.activity.records import Record, read_records_file
 from exporter.activity.store import EventStore
+from exporter.metrics import activity as activity_metrics
 from exporter.metrics.textformat import render
 
 from .conftest import ROOT
@@ -164,7 +165,7 @@ def test_root_records_with_temporary_keys_not_issued_by_assume_root_are_root_use
 
 
 def metric_samples(store: EventStore, now: datetime) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = render(store.metric_families(now)).decode()
+    text = render([activity_metrics.family(store, name, now) for name in activity_metrics.FAMILIES]).decode()
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)

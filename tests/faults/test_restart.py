@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.activity.store import STATE_VERSION, EventStore
+from exporter.activity.state_file import STATE_VERSION
+from exporter.activity.store import EventStore
 from exporter.sandbox import SANDBOX_ENV, Sandbox
 from exporter.sandbox.faults import FaultInjector
 from exporter.sandbox.records import make_record
