@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test system-packages benchmark soak clean
+.PHONY: demo test test-fast system-packages benchmark soak clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ system-packages:
 
 test: $(BIN)/.installed system-packages
 	$(BIN)/python -m pytest
+
+# The fast tier (under 90 s): unit and pure tests; no sandbox, exporter process or real tool (tests/conftest.py marks the rest slow).
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -m "not slow"
 
 # The exporter at 100, 1,000 and 10,000 accounts against a fake AWS (docs/performance.md).
 benchmark: $(BIN)/.installed

@@ -43,6 +43,83 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(line)
 
 
+# ---------------------------------------------------------------- test tiers
+# `make test` runs every test; `make test-fast` (`pytest -m "not slow"`) only the fast tier:
+# unit and pure tests. A test is marked `slow` here, never by hand, when it uses a fixture that
+# starts a server or a process, lives in a module listed below, or is one of the tests listed
+# below (a test body that runs a real tool). Everything else is fast.
+
+SLOW_FIXTURES = {
+    "_sandbox_server": "the sandbox: a moto server (behind `sandbox` and `faults`)",
+    "endpoint": "a moto server (tests/test_scp_collect.py)",
+    "prometheus": "a real Prometheus server",
+    "_binaries": "real Prometheus/Alertmanager binaries (pipeline, browser)",
+    "chart_dir": "helm template runs",
+    "chart": "helm template runs",
+    "podman": "podman",
+    "image": "builds the container image",
+    "readonly_layout": "the exporter in a read-only filesystem layout",
+    "fake": "the benchmarks' fake AWS server",
+}
+
+SLOW_MODULES = {
+    "tests/test_benchmark_smoke.py": "runs the benchmark as a subprocess against the fake AWS",
+    "tests/test_soak_smoke.py": "runs the soak as a subprocess",
+    "tests/test_demo_stack.py": "the demo stack: exporter, Prometheus, Alertmanager processes, promtool",
+    "tests/test_first_contact.py": "runs the exporter's commands as subprocesses",
+    "tests/test_cli.py": "runs the exporter's commands as subprocesses",
+    "tests/test_dockerfile.py": "runs hadolint",
+    "tests/test_permissions_recorded.py": "exporters and a subprocess against the sandbox",
+    "tests/test_image.py": "podman image",
+    "tests/test_browser.py": "chromium",
+    "tests/faults/test_restart.py": "exporter processes (serve_process) stopped and restarted",
+    "tests/faults/test_sandbox_process.py": "the exporter and the sandbox as processes",
+    "tests/faults/test_sqs_receive.py": "an exporter polling SQS on the sandbox",
+}
+
+# Tests that run a real tool in a module otherwise fast (by function name, every parameter).
+SLOW_TESTS = {
+    "tests/test_alerts.py::test_promtool_check_rules": "promtool",
+    "tests/test_alerts.py::test_promtool_unit_tests_pass": "promtool",
+    "tests/test_alerts.py::test_promtool_unit_tests_can_fail": "promtool",
+    "tests/test_alerts.py::test_amtool_check_config": "amtool",
+    "tests/test_aws_permissions_files.py::test_cfn_lint_finds_nothing": "cfn-lint",
+    "tests/test_aws_permissions_files.py::test_cfn_lint_detects_a_bad_template": "cfn-lint",
+    "tests/test_settings.py::test_cli_exits_2_with_the_message_before_any_aws_call": "the exporter as a subprocess",
+    "tests/test_public_records.py::test_classify_command_totals_match_expected": "the classify command as a subprocess",
+    "tests/test_webconfig.py::test_cli_exits_2_naming_the_setting": "the exporter as a subprocess",
+    "tests/test_webconfig.py::test_healthcheck_command_speaks_the_web_config": "the healthcheck command as a subprocess",
+    "tests/test_activity_sources.py::test_corrupt_state_file_is_a_clear_error": "the exporter as a subprocess",
+    "tests/test_dashboards.py::test_every_query_parses_with_promtool": "promtool",
+    "tests/test_dashboards.py::test_promtool_parse_check_can_fail": "promtool",
+    "tests/test_doc_queries.py::test_every_documented_query_parses": "promtool",
+    "tests/test_doc_queries.py::test_every_inline_query_parses": "promtool",
+    "tests/test_doc_queries.py::test_the_check_rejects_the_old_readme_join": "promtool",
+}
+
+
+def slow_reason(item: pytest.Item) -> str | None:
+    """Why the test is in the slow tier; None for a fast test."""
+    module, _, name = item.nodeid.partition("::")
+    function = f"{module}::{name.split('[', 1)[0]}"
+    if function in SLOW_TESTS:
+        return SLOW_TESTS[function]
+    if module in SLOW_MODULES:
+        return SLOW_MODULES[module]
+    for fixture in getattr(item, "fixturenames", ()):
+        if fixture in SLOW_FIXTURES:
+            return SLOW_FIXTURES[fixture]
+    if item.get_closest_marker("image"):
+        return "image"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if slow_reason(item) is not None:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No setting leaks in from the developer's shell; AWS credentials are the sandbox's fakes."""
@@ -173,8 +250,10 @@ class RunningExporter:
         return parse_metrics(await self.metrics_text())
 
     async def wait_for_sweeps(self, count: int, timeout: float = 60) -> None:
+        """`count` snapshots published and no sweep running: a sweep publishes its snapshot
+        before its task ends, and a test that starts a sweep next must not find one running."""
         async with asyncio.timeout(timeout):
-            while self.state.sweeps < count:
+            while self.state.sweeps < count or (self.exporter.sweeper is not None and self.exporter.sweeper.running):
                 await asyncio.sleep(0.05)
 
 

@@ -44,6 +44,11 @@ class PostureSweeper:
         self._running = False
         self._own_account: str | None = None
 
+    @property
+    def running(self) -> bool:
+        """A sweep started and not returned (its snapshot may already be published)."""
+        return self._running
+
     async def sweep(self) -> Snapshot:
         if self._running:
             raise SweepRunning("a posture sweep is already running")

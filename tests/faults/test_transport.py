@@ -130,13 +130,19 @@ async def test_request_hanging_past_the_account_time_limit(sandbox: Sandbox, fau
         faults.add("hang", service="iam", operation="GetAccountSummary", account=VICTIM, seconds=8)
         started = time.time()
         sweep = asyncio.create_task(exporter.exporter.sweeper.sweep())
-        latencies, during = [], []
-        while not sweep.done():
+        # A scrape runs in a thread while the sweep runs on the loop: one sent while the task was
+        # not done can be answered after the sweep published its snapshot (state.publish), so the
+        # task's state says nothing about what a scrape shows; the publication does. Each scrape is
+        # bracketed by the published sweep count (read on the loop, where publish runs), and the
+        # scrapes go on until the publication.
+        latencies, scrapes = [], []
+        while exporter.state.sweeps < 2 and not sweep.done():
+            published_before = exporter.state.sweeps
             t0 = time.monotonic()
             families = await exporter.metrics()
             latencies.append(time.monotonic() - t0)
-            sweeps = sample(families, "aws_root_exporter_sweeps_total")
-            during.append((sweeps, posture_success(families, VICTIM)))
+            shown = (sample(families, "aws_root_exporter_sweeps_total"), posture_success(families, VICTIM))
+            scrapes.append((published_before, exporter.state.sweeps, shown))
             await asyncio.sleep(0.05)
         snapshot = await sweep
         families = await exporter.metrics()
@@ -146,12 +152,15 @@ async def test_request_hanging_past_the_account_time_limit(sandbox: Sandbox, fau
     )
     assert 2.9 < snapshot.sweep_duration < 6.0
     assert len(latencies) >= 5 and max(latencies) < 0.5
-    # The sweep publishes its snapshot a moment before its task returns, so the last scrapes
-    # may already see the new one: every scrape must show one complete snapshot, the previous
-    # (the victim fresh) or the new (the victim timed out), never a mix.
-    assert set(during) <= {(1.0, 1.0), (2.0, 0.0)}, during
-    assert during[0] == (1.0, 1.0), "scrapes during the sweep see the previous complete snapshot"
+    previous, new = (1.0, 1.0), (2.0, 0.0)  # (sweeps_total, the victim's success): one whole snapshot each
+    # Before the publication: the previous complete snapshot. A scrape the publication fell
+    # inside may show either whole snapshot, never a mix.
+    ended_before = [shown for published_before, published_after, shown in scrapes if published_after == 1]
+    straddling = [shown for published_before, published_after, shown in scrapes if published_before == 1 < published_after]
+    assert ended_before and set(ended_before) == {previous}, scrapes
+    assert set(straddling) <= {previous, new}, scrapes
     assert_failing_not_compliant(families, VICTIM, "timeout", known_before=True)
+    assert (sample(families, "aws_root_exporter_sweeps_total"), posture_success(families, VICTIM)) == new
     last = sample(families, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=VICTIM, collector="posture")
     assert last is not None and last < started, "the failing account is not reported as fresh"
     assert_healthy_fresh(families, started)
