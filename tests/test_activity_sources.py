@@ -8,7 +8,6 @@ dedup by eventID; the counters in /metrics must move by exactly one per root rec
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import sys
 import time
@@ -275,12 +274,6 @@ async def test_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("aws-root-exporter: state file error: ")
     assert str(state_file) in result.stderr
-
-
-def test_gzip_helper_sanity() -> None:
-    # The trail file writer produces what CloudTrail writes: gzipped {"Records": [...]}.
-    data = gzip.compress(json.dumps({"Records": [make_record("console-login", ACCOUNT)]}).encode())
-    assert json.loads(gzip.decompress(data))["Records"][0]["userIdentity"]["type"] == "Root"
 
 
 async def test_assume_root_evidence_arriving_second_and_evidence_that_never_comes(sandbox: Sandbox) -> None:
