@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from exporter.discovery.accounts import Account
 from exporter.metrics.activity import activity_sections
 from exporter.metrics.exposition import Exposition
-from exporter.engine.state import ExporterState, Snapshot
+from exporter.engine.state import ExporterState, Section, Snapshot
 
 # The activity service without AWS: these tests feed it records and never poll.
 _NO_AWS = types.SimpleNamespace(assume_root_listeners=[])
@@ -32,6 +32,28 @@ def test_request_counters_are_live_while_the_rest_is_cached() -> None:
     assert 'aws_root_exporter_aws_request_errors_total{operation="iam:GetAccountSummary",reason="throttled"} 1.0' in text
     # Two gzip members (cached body, live counters) read back as one stream.
     assert gzip.decompress(exposition.render(want_gzip=True)) == exposition.render()
+
+
+def test_a_snapshot_published_during_a_scrape_is_in_every_section_or_in_none() -> None:
+    """A sweep that publishes between two sections of one scrape: the scrape reads the
+    sections again and shows the new sweep throughout, never its count beside the
+    previous sweep's accounts."""
+    state = ExporterState(600)
+    state.publish(Snapshot(accounts=(Account("111111111111", name="one"),)))
+    second = Snapshot(accounts=(Account("111111111111", name="one"), Account("222222222222", name="two")))
+    exposition = Exposition(state)
+    original = exposition._own[0]
+    assert original.name == "snapshot"  # the accounts; the sweep count is in `health`, after it
+
+    def accounts_then_a_sweep():  # the sweep publishes right after this section is read
+        yield from original.families()
+        if state.sweeps == 1:
+            state.publish(second)
+
+    exposition._own[0] = Section(original.name, original.key, accounts_then_a_sweep)
+    text = exposition.render().decode()
+    assert "aws_root_exporter_sweeps_total 2.0" in text
+    assert 'account_id="222222222222"' in text
 
 
 def test_a_published_state_is_rendered_before_the_next_scrape() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -43,6 +43,9 @@ class Snapshot:
     discovery_error: str | None = None
     sweep_duration: float | None = None
     completed_at: float | None = None
+    # Sweeps published so far, this one included (set by `ExporterState.publish`): read from
+    # the snapshot, a count can never be paired with another sweep's results.
+    sweeps: int = 0
     # Last successful SCP root-fence check (a failed check keeps the previous one); None
     # when the check is off or does not apply (not in organization mode).
     scp: ScpResult | None = None
@@ -89,10 +92,12 @@ class ExporterState:
         with self._lock:
             self._version += 1
 
-    def publish(self, snapshot: Snapshot) -> None:
+    def publish(self, snapshot: Snapshot) -> Snapshot:
+        snapshot = replace(snapshot, sweeps=self.sweeps + 1)
         for listener in self.listeners:
             listener(snapshot.accounts)
         self.snapshot = snapshot
-        self.sweeps += 1
+        self.sweeps = snapshot.sweeps
         self.changed()
         self.ready.set()
+        return snapshot

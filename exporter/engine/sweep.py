@@ -85,7 +85,7 @@ class PostureSweeper:
         features = await self._organization_features(found, previous)
         sweep = SweepResults(discovery=discovery, posture=dict(zip(accounts, postures)), features=features, scp=scp)
         snapshot = sweep.snapshot(found, previous, time.monotonic() - started)
-        self.state.publish(snapshot)
+        snapshot = self.state.publish(snapshot)
         failed = sum(1 for s in snapshot.status.values() if not s.success)
         log.info(
             "posture sweep complete",

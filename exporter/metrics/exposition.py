@@ -142,7 +142,7 @@ class ExporterFamilies:
             sweep_duration.add_metric([], snap.sweep_duration or 0.0)
             completed.add_metric([], snap.completed_at)
         interval = gauge(PREFIX + "exporter_sweep_interval_seconds", "The configured interval between posture sweeps.", value=state.posture_interval)
-        sweeps = counter(PREFIX + "exporter_sweeps", "Posture sweeps completed.", value=state.sweeps)
+        sweeps = counter(PREFIX + "exporter_sweeps", "Posture sweeps completed.", value=snap.sweeps)
         yield from (sweep_duration, completed, interval, sweeps)
 
 
@@ -184,12 +184,14 @@ class Exposition:
     def __init__(self, state: ExporterState) -> None:
         self.state = state
         own = ExporterFamilies(state)
-        # `sweeps` moves right after a new snapshot is published (state.publish).
+        # Keys read from the published snapshot itself: a section is never kept under the key
+        # of a newer snapshot than the one it shows (it may show a newer one than its key,
+        # and is rendered again when the key catches up).
         self._own = [
-            Section("snapshot", lambda: state.sweeps, own.snapshot_families),
+            Section("snapshot", lambda: state.snapshot.sweeps, own.snapshot_families),
             # The minute: steady successes of the activity collectors do not mark the state
             # changed, and their last-success times may lag by a minute at most.
-            Section("health", lambda: (state.version, int(time.time() // 60)), own.health_families),
+            Section("health", lambda: (state.snapshot.sweeps, state.version, int(time.time() // 60)), own.health_families),
         ]
         self._lock = threading.Lock()
         self._rendered: dict[str, _Rendered] = {}
@@ -207,16 +209,24 @@ class Exposition:
         if self._prerender is None:
             self._prerender = threading.Thread(target=_prerender, args=(weakref.ref(self),), name="exposition", daemon=True)
             self._prerender.start()
-        parts: list[bytes] = []
         with self._lock:
-            for section in self.sections():
-                rendered = self._refresh(section, want_gzip and not names)
-                if names:
-                    parts += [text for name, text in zip(rendered.names, rendered.plain, strict=True) if name in names]
-                elif want_gzip:
-                    parts.append(rendered.gzip)
-                else:
-                    parts += rendered.plain
+            # A snapshot published while the sections are read may be in some of them and not
+            # in others: read them again, so that a scrape shows one sweep throughout. A sweep
+            # publishes once per posture interval; a third publication within one scrape is
+            # not worth waiting for.
+            for _ in range(3):
+                published = self.state.snapshot
+                parts: list[bytes] = []
+                for section in self.sections():
+                    rendered = self._refresh(section, want_gzip and not names)
+                    if names:
+                        parts += [text for name, text in zip(rendered.names, rendered.plain, strict=True) if name in names]
+                    elif want_gzip:
+                        parts.append(rendered.gzip)
+                    else:
+                        parts += rendered.plain
+                if self.state.snapshot is published:
+                    break
         tail = b"".join(text for name, text in render_each(api_request_families(self.state)) if not names or name in names)
         if not want_gzip:
             return [*parts, tail]
