@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
-from exporter.aws.client import EXPIRED_CODES, Aws, AwsError
+from exporter.aws.client import EXPIRED_CODES, Aws, AwsError, classify_error
 from exporter.config.settings import AccountMode, Settings
 from exporter.discovery.accounts import Account, Discovery, discover
 from exporter.engine.runner import CollectorRunner, Outcome, attempt
