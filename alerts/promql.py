@@ -8,14 +8,15 @@ from __future__ import annotations
 from alerts import config
 
 
-def selector(*matchers: str) -> str:
-    """`{job="aws-root-exporter",<matchers>}`."""
-    return "{" + ",".join([config.JOB_SELECTOR, *matchers]) + "}"
+def selector(*matchers: str, job: str | None = None) -> str:
+    """`{job="aws-root-exporter",<matchers>}`; `job` replaces config.JOB_SELECTOR (the
+    dashboards select by their `job` variable: `job="$job"`)."""
+    return "{" + ",".join([job or config.JOB_SELECTOR, *matchers]) + "}"
 
 
-def metric(name: str, *matchers: str) -> str:
+def metric(name: str, *matchers: str, job: str | None = None) -> str:
     """A metric of the exporter: `name{job="aws-root-exporter",<matchers>}`."""
-    return name + selector(*matchers)
+    return name + selector(*matchers, job=job)
 
 
 def eq(label: str, value: str) -> str:
@@ -29,25 +30,31 @@ def regex_alternation(values: list[str]) -> str:
 
 # Account names come from aws_root_account_info. `max by` removes duplicates when two
 # replicas expose the same account, which would otherwise break the one-to-one join.
-ACCOUNT_INFO = f"max by (account_id, account_name, ou_name) ({metric('aws_root_account_info')})"
+def account_info(job: str | None = None) -> str:
+    return f"max by (account_id, account_name, ou_name) ({metric('aws_root_account_info', job=job)})"
 
 
-def with_account_names(expr: str, compact: bool = False) -> str:
+ACCOUNT_INFO = account_info()
+
+
+def with_account_names(expr: str, compact: bool = False, job: str | None = None) -> str:
     """Add account_name and ou_name to every series of expr.
 
     The `or on (account_id)` branch keeps the series when aws_root_account_info is missing
     for the account: a missing name must never silence an alert or hide a table row.
     `compact` writes expr on the parentheses' lines (the dashboards' layout); otherwise
     expr and the info series are indented on their own lines (the rules file's layout).
+    `job` selects the info series as in selector().
     """
+    info = account_info(job)
     if compact:
         return (
-            f"({expr})\n* on (account_id) group_left (account_name, ou_name)\n{ACCOUNT_INFO}\n"
+            f"({expr})\n* on (account_id) group_left (account_name, ou_name)\n{info}\n"
             f"or on (account_id)\n({expr})"
         )
     return (
         f"(\n  {expr}\n)\n"
-        f"* on (account_id) group_left (account_name, ou_name)\n  {ACCOUNT_INFO}\n"
+        f"* on (account_id) group_left (account_name, ou_name)\n  {info}\n"
         f"or on (account_id)\n(\n  {expr}\n)"
     )
 
@@ -57,7 +64,7 @@ def with_account_names(expr: str, compact: bool = False) -> str:
 PRESENCE = "aws_root_exporter_build_info"
 
 
-def increase_by(metric_name: str, by: str, *matchers: str, window: str) -> str:
+def increase_by(metric_name: str, by: str, *matchers: str, window: str, job: str | None = None) -> str:
     """Events counted in the trailing window, by `by`.
 
     `increase()` alone misses a counter series that appears with its first event already
@@ -68,11 +75,12 @@ def increase_by(metric_name: str, by: str, *matchers: str, window: str) -> str:
     their increase. A Prometheus restart or an exporter restart with a state file is no
     appearance: build_info appears at the same scrape.
 
-    `window` is a duration (`10m`, alerts) or a Grafana variable (`$__rate_interval`)."""
-    series = metric(metric_name, *matchers)
+    `window` is a duration (`10m`, alerts) or a Grafana variable (`$__rate_interval`); `job`
+    selects both series as in selector()."""
+    series = metric(metric_name, *matchers, job=job)
     appeared = (
         f"{series} > 0\n    and\n  count_over_time({series}[{window}])\n"
         f"    < on (job, instance) group_left ()\n"
-        f"  max by (job, instance) (count_over_time({metric(PRESENCE)}[{window}]))"
+        f"  max by (job, instance) (count_over_time({metric(PRESENCE, job=job)}[{window}]))"
     )
     return f"sum by ({by}) (\n  (\n  {appeared}\n  )\n  or\n  increase({series}[{window}])\n)"
