@@ -5,10 +5,10 @@
     python -m dashboards.generate --check   # exit 1 when a committed file differs
 
 Run from the repository root. The dashboards are built with Grafana's own SDK,
-grafana-foundation-sdk (a development dependency: the `test` extra). The job selector and the
-KPI targets come from alerts/config.py, the same module the alert rules are generated from,
-and the PromQL helpers from alerts/promql.py. tests/test_dashboards.py validates the JSON
-against the JSON Schema that was generated from @grafana/schema (dashboards/schema/).
+grafana-foundation-sdk (a development dependency: the `test` extra). The KPI targets, the
+default of the `job` variable and the runbook address come from alerts/config.py, the same
+module the alert rules are generated from, and the PromQL helpers from alerts/promql.py.
+tests/test_dashboards.py validates the JSON against the JSON Schema that was generated from @grafana/schema (dashboards/schema/).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import sys
 
 from grafana_foundation_sdk.builders import common as cb
@@ -42,16 +43,40 @@ TAGS = ["aws-root", "security"]
 ACCOUNT = 'account_id=~"$account"'
 RATE_INTERVAL = "$__rate_interval"
 
-m = promql.metric
+# Every query selects the exporter's series by the `job` variable, so a scrape config with
+# another job name needs no edit. Single-valued and matched with `=`, as node-mixin does: one
+# exporter deployment per view, and a job name is never read as a regular expression.
+JOB = 'job="$job"'
+
+# Panel links open the same runbook section as the alert's runbook_url.
+RUNBOOK_BASE_URL = c.RUNBOOK_BASE_URL
+RUNBOOK = HERE.parent / "alerts" / "runbook.md"
+
+
+class SourceError(Exception):
+    """alerts/config.py or alerts/runbook.md cannot give the dashboards what they need."""
+
+
+def default_job() -> str:
+    """The job variable's default: the job the alert rules select (alerts/config.py)."""
+    match = re.fullmatch(r'job="([^"]+)"', c.JOB_SELECTOR)
+    if match is None:
+        raise SourceError(f"alerts/config.py: JOB_SELECTOR {c.JOB_SELECTOR!r} is not "
+                          'job="<name>"; set it to one job name, the job variable\'s default')
+    return match.group(1)
+
+
+def m(name: str, *matchers: str) -> str:
+    return promql.metric(name, *matchers, job=JOB)
 
 
 def with_account_names(expr: str) -> str:
-    return promql.with_account_names(expr, compact=True)
+    return promql.with_account_names(expr, compact=True, job=JOB)
 
 
 def increase_by(metric_name: str, by: str, *matchers: str) -> str:
     """promql.increase_by over Grafana's $__rate_interval (one bar per interval)."""
-    return promql.increase_by(metric_name, by, *matchers, window=RATE_INTERVAL)
+    return promql.increase_by(metric_name, by, *matchers, window=RATE_INTERVAL, job=JOB)
 
 
 # --- building blocks ------------------------------------------------------------------
@@ -86,6 +111,53 @@ def thresholds(*steps):
         .mode(dm.ThresholdsMode.ABSOLUTE)
         .steps([dm.Threshold(value=v, color=col) for v, col in steps])
     )
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces
+    to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def runbook_sections() -> dict[str, str]:
+    """{alert name: anchor} for the runbook's `## <alert>` sections."""
+    return {line[3:].strip(): github_anchor(line[3:])
+            for line in RUNBOOK.read_text().splitlines() if line.startswith("## ")}
+
+
+def runbook(panel, *alerts):
+    """Link the panel to the runbook section of each alert it mirrors."""
+    sections = runbook_sections()
+    missing = [a for a in alerts if a not in sections]
+    if missing:
+        raise SourceError(f"alerts/runbook.md has no section for {', '.join(missing)}: add a "
+                          f"'## <alert>' heading or drop the panel's link")
+    return panel.links([
+        db.DashboardLink(f"Runbook: {alert}")
+        .type(dm.DashboardLinkType.LINK)
+        .url(f"{RUNBOOK_BASE_URL}#{sections[alert]}")
+        .target_blank(True)
+        .icon("doc")
+        .tooltip(f"What to do when {alert} fires")
+        .tags([])
+        .as_dropdown(False)
+        .include_vars(False)
+        .keep_time(False)
+        for alert in alerts
+    ])
+
+
+# Alerts that several panels mirror.
+ACTIVITY_ALERTS = (
+    "AwsRootConsoleLogin", "AwsRootConsoleLoginFailures", "AwsRootBreakGlassLogin",
+    "AwsRootApiActivity", "AwsRootBreakGlassActivity", "AwsRootPasswordActivity",
+    "AwsRootAssumeRootUsed", "AwsRootRecoveryPathChanged",
+)
+POSTURE_ALERTS = (
+    "AwsRootMfaDisabled", "AwsRootMfaNotHardware", "AwsRootAccessKeyPresent",
+    "AwsRootSigningCertificatePresent",
+)
+SCP_ALERTS = ("AwsRootScpFenceLost", "AwsRootScpNotEnforced")
 
 
 def colour(mode):
@@ -173,7 +245,7 @@ ACCOUNT_LINK = dm.DynamicConfigValue(
     value=[
         {
             "title": "Account detail",
-            "url": "/d/aws-root-account/aws-root-account-detail?var-account=${__value.raw}&${__url_time_range}&${datasource:queryparam}",
+            "url": "/d/aws-root-account/aws-root-account-detail?var-account=${__value.raw}&${__url_time_range}&${datasource:queryparam}&${job:queryparam}",
         }
     ],
 )
@@ -236,6 +308,20 @@ def variables(account_multi=True):
         .current(dm.VariableOption(text="Prometheus", value="prometheus"))
         .hide(dm.VariableHide.DONT_HIDE)
         .regex(""),
+        db.QueryVariable("job")
+        .label("Job")
+        .datasource(DATASOURCE)
+        # The exporter exposes build_info whenever it is scraped. When the saved default is
+        # not among the values (another job name), Grafana selects the first value.
+        .query(f"label_values({promql.PRESENCE}, job)")
+        .current(dm.VariableOption(text=default_job(), value=default_job()))
+        .include_all(False)
+        .multi(False)
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dm.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC)
+        .regex("")
+        .hide(dm.VariableHide.DONT_HIDE)
+        .options([]),
         db.QueryVariable("ou")
         .label("OU")
         .datasource(DATASOURCE)
@@ -494,53 +580,56 @@ def overview():
                   f"90th percentile of the detection delay over the time range (target < "
                   f"{c.TARGET_TIME_TO_ALERT_SECONDS} s).",
                   unit="s", steps=TIME_TO_ALERT_STEPS), 4, 5),
-            (stat("Root MFA adoption", control_ratio("mfa_enabled"),
+            (runbook(stat("Root MFA adoption", control_ratio("mfa_enabled"),
                   "KPI, target 100 %. Share of the selected accounts whose root has MFA or no "
                   "credentials at all. Accounts whose posture could not be collected count as "
                   "not compliant.",
-                  unit="percentunit", steps=RATIO_STEPS, min=0, max=1, decimals=1), 4, 5),
-            (stat("Hardware root MFA", control_ratio("mfa_hardware"),
+                  unit="percentunit", steps=RATIO_STEPS, min=0, max=1, decimals=1),
+                      "AwsRootMfaDisabled"), 4, 5),
+            (runbook(stat("Hardware root MFA", control_ratio("mfa_hardware"),
                   "Share of the selected accounts whose root MFA is hardware (CIS 1.6) or whose "
                   "root has no credentials.",
-                  unit="percentunit", steps=RATIO_STEPS, min=0, max=1, decimals=1), 4, 5),
-            (stat("Accounts with root access keys",
+                  unit="percentunit", steps=RATIO_STEPS, min=0, max=1, decimals=1),
+                      "AwsRootMfaNotHardware"), 4, 5),
+            (runbook(stat("Accounts with root access keys",
                   f"sum(1 - max by (account_id) ({m('aws_root_control_compliant', eq('control', 'no_access_keys'), ACCOUNT)}))",
                   "Selected accounts whose root user has access keys (active or inactive).",
-                  steps=ZERO_TARGET_STEPS), 4, 5),
+                  steps=ZERO_TARGET_STEPS), "AwsRootAccessKeyPresent"), 4, 5),
         ],
         [
-            (account_table("Accounts failing a root control", failing_controls,
+            (runbook(account_table("Accounts failing a root control", failing_controls,
                            "One row per account and failing control (mfa_enabled, mfa_hardware, "
                            "no_access_keys, no_signing_certificates). Accounts whose collection fails "
                            "are in the next table, not here.",
-                           {"control": "Failing control"}), 14, 9),
-            (account_table("Accounts with failing collection (posture unknown)", failing_collection,
+                           {"control": "Failing control"}), *POSTURE_ALERTS), 14, 9),
+            (runbook(account_table("Accounts with failing collection (posture unknown)", failing_collection,
                            "Collectors whose last run failed: the account's posture is unknown.",
-                           {"collector": "Collector"}), 10, 9),
+                           {"collector": "Collector"}), "AwsRootCollectionFailing"), 10, 9),
         ],
         [
-            (stat("Root fenced by SCP", scp_fenced_ratio(),
+            (runbook(stat("Root fenced by SCP", scp_fenced_ratio(),
                   f"KPI, target {c.TARGET_SCP_FENCED_RATIO:.0%}. Share of the selected member "
                   "accounts whose root user is denied by a service control policy "
                   "(aws_root_scp_fence_state, docs/scp.md). The management account is not counted "
                   "(SCPs never apply to it); an account whose fence is unknown counts as not "
                   "fenced. AwsRootScpFenceLost fires when a member account loses its fence.",
-                  unit="percentunit", steps=SCP_RATIO_STEPS, min=0, max=1, decimals=1), 4, 7),
-            (account_table("Member accounts whose root is not fenced by an SCP", not_fenced,
+                  unit="percentunit", steps=SCP_RATIO_STEPS, min=0, max=1, decimals=1),
+                      *SCP_ALERTS), 4, 7),
+            (runbook(account_table("Member accounts whose root is not fenced by an SCP", not_fenced,
                            "Member accounts whose root user no SCP certainly denies: not_fenced (no "
                            "applicable root deny, only conditional ones, or SCPs not enforced) or "
                            "unknown (a policy that may apply could not be read). Why: "
                            "`aws-root-exporter audit` (FENCE column) or the exporter's log.",
-                           {"state": "Root fenced by SCP"}), 20, 7),
+                           {"state": "Root fenced by SCP"}), *SCP_ALERTS), 20, 7),
         ],
         [
-            (timeseries("Root activity by category", activity_specs(),
+            (runbook(timeseries("Root activity by category", activity_specs(),
                         "Root records per interval: console logins by outcome and API calls by "
                         "category (each outside and inside approved break-glass windows), other "
                         "sign-in records, sts:AssumeRoot sessions by task policy, and changes that "
                         "make a root usable again (recovery email, centralized root access, root "
                         "password).",
-                        bars=True), 16, 9),
+                        bars=True), *ACTIVITY_ALERTS), 16, 9),
             (timeseries("Root API calls by service", [
                 (increase_by("aws_root_api_calls_by_event_source_total", "event_source"),
                  "{{event_source}}"),
@@ -548,12 +637,13 @@ def overview():
                "(per account: the account dashboard's root events).", bars=True), 8, 9),
         ],
         [
-            (account_table("Break-glass windows open now", windows_open,
+            (runbook(account_table("Break-glass windows open now", windows_open,
                            "Approved break-glass windows (setting break_glass_windows) open now, with "
                            "the ticket that approved them: root activity in these accounts is "
                            "approved=\"true\" and raises only the AwsRootBreakGlass* ticket alerts.",
                            {"ticket": "Ticket", "Value": "Window ends"},
-                           hide=("Time",), unit="dateTimeAsIso"), 8, 9),
+                           hide=("Time",), unit="dateTimeAsIso"),
+                               "AwsRootBreakGlassLogin", "AwsRootBreakGlassActivity"), 8, 9),
         ],
         [
             (account_table("Root console logins per account, trailing 90 days", logins_90d,
@@ -595,14 +685,17 @@ def account_detail():
     )
     rows = [
         [
-            (stat("Root MFA", f"max({m('aws_root_control_compliant', eq('control', 'mfa_enabled'), a)})",
+            (runbook(stat("Root MFA", f"max({m('aws_root_control_compliant', eq('control', 'mfa_enabled'), a)})",
                   "Compliant when root has an MFA device or holds no credentials (a root without "
-                  "credentials cannot sign in).", mappings=COMPLIANT_FAILING), 6, 4),
-            (stat("Hardware MFA", f"max({m('aws_root_control_compliant', eq('control', 'mfa_hardware'), a)})",
+                  "credentials cannot sign in).", mappings=COMPLIANT_FAILING),
+                      "AwsRootMfaDisabled"), 6, 4),
+            (runbook(stat("Hardware MFA", f"max({m('aws_root_control_compliant', eq('control', 'mfa_hardware'), a)})",
                   "Compliant when root MFA is enabled and no virtual MFA device is assigned to root "
-                  "(CIS 1.6), or root holds no credentials.", mappings=COMPLIANT_FAILING), 6, 4),
-            (stat("Active root access keys", f"sum({m('aws_root_access_keys', eq('status', 'active'), a)})",
-                  "Active root access keys (should be 0).", steps=ZERO_TARGET_STEPS), 4, 4),
+                  "(CIS 1.6), or root holds no credentials.", mappings=COMPLIANT_FAILING),
+                      "AwsRootMfaNotHardware"), 6, 4),
+            (runbook(stat("Active root access keys", f"sum({m('aws_root_access_keys', eq('status', 'active'), a)})",
+                  "Active root access keys (should be 0).", steps=ZERO_TARGET_STEPS),
+                      "AwsRootAccessKeyPresent"), 4, 4),
             (stat("Root password", f"max by (state) ({m('aws_root_password_state', a)}) == 1",
                   "Current state of the root password: present, absent or unknown "
                   "(credential report says not_supported: assume present).",
@@ -615,14 +708,14 @@ def account_detail():
             (stat("Last root activity", f"max({m('aws_root_last_activity_timestamp_seconds', a)}) * 1000",
                   "eventTime of the latest root record seen for the account.",
                   unit="dateTimeFromNow"), 6, 4),
-            (stat("Root access key last used",
+            (runbook(stat("Root access key last used",
                   f"max({m('aws_root_access_key_last_used_timestamp_seconds', a)}) * 1000",
                   "Last use of any root access key (credential report); empty when never used.",
-                  unit="dateTimeFromNow"), 6, 4),
-            (stat("Root password last used",
+                  unit="dateTimeFromNow"), "AwsRootAccessKeyUsed"), 6, 4),
+            (runbook(stat("Root password last used",
                   f"max({m('aws_root_password_last_used_timestamp_seconds', a)}) * 1000",
                   "Last root console sign-in with the password; empty when never used.",
-                  unit="dateTimeFromNow"), 6, 4),
+                  unit="dateTimeFromNow"), "AwsRootPasswordUsed"), 6, 4),
             (stat("Root holds credentials", f"max({m('aws_root_credentials_present', a)})",
                   "Whether root holds any credential (0 once removed centrally).",
                   mappings=yes_no(0)), 6, 4),
@@ -633,7 +726,7 @@ def account_detail():
                    hide=("Time",), rename={"Value": "Event time"}, unit="dateTimeAsIso"), 24, 4),
         ],
         [
-            (timeseries("Root events", [
+            (runbook(timeseries("Root events", [
                 (increase_by("aws_root_console_logins_total", "outcome, mfa, approved", a),
                  "Console login {{outcome}}, MFA {{mfa}}, approved {{approved}}"),
                 (increase_by("aws_root_api_calls_total", "category, approved, outcome", a),
@@ -647,24 +740,25 @@ def account_detail():
                 (increase_by("aws_root_recovery_signals_total", "signal, outcome", a),
                  "Recovery path changed: {{signal}} ({{outcome}})"),
             ], "Root records of the account per interval, and changes by IAM principals that "
-               "make its root usable again.", bars=True), 24, 9),
+               "make its root usable again.", bars=True), *ACTIVITY_ALERTS), 24, 9),
         ],
         [
-            (table("Root controls", [(f"max by (control) ({m('aws_root_control_compliant', a)})", "")],
+            (runbook(table("Root controls", [(f"max by (control) ({m('aws_root_control_compliant', a)})", "")],
                    "Each root control and whether the account passes it.",
                    hide=("Time",), rename={"control": "Control", "Value": "Compliant"},
-                   mappings=yes_no(1)), 8, 7),
-            (table("Root credentials", [
+                   mappings=yes_no(1)), *POSTURE_ALERTS), 8, 7),
+            (runbook(table("Root credentials", [
                 (f"sum by (status) ({m('aws_root_access_keys', a)})", ""),
                 (f"sum by (status) ({m('aws_root_signing_certificates', a)})", ""),
                 (f"sum by (device_kind) ({m('aws_root_mfa_devices', a)})", ""),
             ], "Access keys and signing certificates by status; MFA devices by kind (only for "
-               "accounts audited through sts:AssumeRoot).", hide=("Time",)), 8, 7),
-            (table("Collectors", [
+               "accounts audited through sts:AssumeRoot).", hide=("Time",)),
+                   "AwsRootAccessKeyPresent", "AwsRootSigningCertificatePresent"), 8, 7),
+            (runbook(table("Collectors", [
                 (f"max by (collector) ({m('aws_root_exporter_collector_success', a)})", ""),
             ], "Whether each collector's last run for the account succeeded.",
                 hide=("Time",), rename={"collector": "Collector", "Value": "Succeeded"},
-                mappings=yes_no(1)), 8, 7),
+                mappings=yes_no(1)), "AwsRootCollectionFailing"), 8, 7),
         ],
         [
             (table("Account", [(f"max by (account_id, account_name, ou_id, ou_name, management, joined_method) ({m('aws_root_account_info', a)})", "")],
@@ -696,18 +790,19 @@ def exporter_health():
     )
     rows = [
         [
-            (stat("Targets up", f"sum(up{promql.selector()})", "Scrape targets of the exporter that are up.",
-                  steps=thresholds((None, "red"), (1, "green"))), 4, 4),
+            (runbook(stat("Targets up", f"sum(up{promql.selector(job=JOB)})", "Scrape targets of the exporter that are up.",
+                  steps=thresholds((None, "red"), (1, "green"))),
+                      "AwsRootExporterDown", "AwsRootExporterTargetDown"), 4, 4),
             (stat("Accounts discovered", f"max({m('aws_root_accounts_discovered')})",
                   "Accounts found by discovery in the last sweep, before filters."), 4, 4),
             (stat("Accounts collected", f"count(max by (account_id) ({m('aws_root_account_info')}))",
                   "Accounts the exporter collects."), 4, 4),
             (stat("Accounts skipped", f"sum by (reason) ({m('aws_root_accounts_skipped')})",
                   "Accounts not collected, by reason.", legend="{{reason}}"), 4, 4),
-            (stat("Accounts with a failing collector",
+            (runbook(stat("Accounts with a failing collector",
                   f"sum(1 - min by (account_id) ({m('aws_root_exporter_collector_success', a)}))",
                   "Accounts where at least one collector's last run failed.",
-                  steps=ZERO_TARGET_STEPS), 4, 4),
+                  steps=ZERO_TARGET_STEPS), "AwsRootCollectionFailing"), 4, 4),
             (stat("Exporter version", f"max by (version) ({m('aws_root_exporter_build_info')})",
                   "Version of the exporter.", legend="{{version}}", text_mode="name"), 4, 4),
         ],
@@ -716,20 +811,22 @@ def exporter_health():
                 (f"max by (instance) ({m('aws_root_exporter_sweep_duration_seconds')})", "duration ({{instance}})"),
                 (f"max by (instance) ({m('aws_root_exporter_sweep_interval_seconds')})", "interval ({{instance}})"),
             ], "Duration of the last complete sweep against the configured interval.", unit="s"), 12, 8),
-            (timeseries("Time since last sweep", [
+            (runbook(timeseries("Time since last sweep", [
                 (sweep_age, "{{instance}}"),
                 (stale_limit, "stale limit ({{instance}})"),
-            ], "AwsRootDataStale fires when the age crosses the stale limit.", unit="s"), 12, 8),
+            ], "AwsRootDataStale fires when the age crosses the stale limit.", unit="s"),
+                "AwsRootDataStale"), 12, 8),
         ],
         [
-            (timeseries("Collector failures by account and reason", [
+            (runbook(timeseries("Collector failures by account and reason", [
                 (with_account_names(increase_by("aws_root_exporter_collector_errors_total", "account_id, collector, reason", a) + " > 0"),
                  "{{account_name}} {{account_id}} {{collector}}: {{reason}}"),
-            ], "Failed collector runs per interval.", bars=True), 12, 8),
-            (account_table("Failing collectors", with_account_names(
+            ], "Failed collector runs per interval.", bars=True),
+                "AwsRootCollectionFailing"), 12, 8),
+            (runbook(account_table("Failing collectors", with_account_names(
                 f"max by (account_id, collector) ({m('aws_root_exporter_collector_success', a)}) == 0"),
                 "Collectors whose last run for the account failed.",
-                {"collector": "Collector"}), 12, 8),
+                {"collector": "Collector"}), "AwsRootCollectionFailing"), 12, 8),
         ],
         [
             (timeseries("AWS API requests by operation", [
@@ -756,11 +853,12 @@ def exporter_health():
             ], "Root records per interval by source.", bars=True), 12, 8),
         ],
         [
-            (stat("Last configuration reload succeeded",
+            (runbook(stat("Last configuration reload succeeded",
                   f"min by (instance) ({m('aws_root_exporter_config_last_reload_successful')})",
                   "No when the last configuration reload (POST /-/reload or SIGHUP) failed and the "
                   "previous configuration still runs (AwsRootExporterConfigReloadFailed).",
-                  legend="{{instance}}", mappings=yes_no(1)), 12, 4),
+                  legend="{{instance}}", mappings=yes_no(1)),
+                      "AwsRootExporterConfigReloadFailed"), 12, 4),
             (stat("Configuration loaded",
                   f"time() - max by (instance) ({m('aws_root_exporter_config_last_reload_success_timestamp_seconds')})",
                   "Time since the configuration was last loaded successfully (at start or by a reload).",
@@ -799,10 +897,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="compare, do not write")
     args = parser.parse_args()
+    try:  # all of them first: a failure writes none
+        texts = {name: render(builder) for name, builder in DASHBOARDS.items()}
+    except SourceError as error:
+        print(f"dashboards.generate: {error}", file=sys.stderr)
+        return 2
     stale = []
-    for name, builder in DASHBOARDS.items():
+    for name, text in texts.items():
         path = HERE / name
-        text = render(builder)
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(name)

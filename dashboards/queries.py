@@ -2,6 +2,8 @@
 
 `dashboard_queries()` lets a test run each panel query against a real Prometheus (for
 example the end-to-end test against the sandbox exporter) or parse it with promtool.
+`$job` becomes the job variable's saved default (the job the alert rules select) unless
+`variables={"job": "root"}` picks another, as a Grafana user picks it from the menu.
 Importable as `dashboards.queries` (from the repository root), by path, or with `dashboards/` on
 sys.path; it only needs the standard library.
 """
@@ -27,12 +29,14 @@ _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 _WRAPPED = re.compile(r"^\s*(?:label_values|query_result)\((.*?)(?:,\s*\w+)?\)\s*$", re.S)
 
 
-def substitute(expr: str) -> str:
-    """Replace Grafana variables; unknown variables are left as they are."""
+def substitute(expr: str, variables: dict[str, str] | None = None) -> str:
+    """Replace Grafana variables (SUBSTITUTIONS, then `variables`); unknown variables are
+    left as they are."""
+    values = {**SUBSTITUTIONS, **(variables or {})}
 
     def repl(match: re.Match) -> str:
         name = match.group(1) or match.group(2)
-        return SUBSTITUTIONS.get(name, match.group(0))
+        return values.get(name, match.group(0))
 
     return _VARIABLE.sub(repl, expr)
 
@@ -53,19 +57,34 @@ def _variable_expr(query) -> str | None:
     return wrapped.group(1) if wrapped else query
 
 
-def dashboard_queries(directory: pathlib.Path | str = DASHBOARD_DIR) -> list[tuple[str, str, str]]:
-    """(dashboard uid, panel title, expr) for every panel target and query variable."""
+def _saved_job(dashboard: dict) -> dict[str, str]:
+    for variable in dashboard.get("templating", {}).get("list", []):
+        if variable.get("name") == "job":
+            return {"job": variable["current"]["value"]}
+    return {}
+
+
+def dashboard_queries(directory: pathlib.Path | str = DASHBOARD_DIR,
+                      variables: dict[str, str] | None = None,
+                      raw: bool = False) -> list[tuple[str, str, str]]:
+    """(dashboard uid, panel title, expr) for every panel target and query variable;
+    `raw` keeps the Grafana variables as they are in the JSON."""
     out: list[tuple[str, str, str]] = []
     for path in sorted(pathlib.Path(directory).glob("*.json")):
         dashboard = json.loads(path.read_text())
         uid = dashboard["uid"]
+        values = {**_saved_job(dashboard), **(variables or {})}
+
+        def add(title: str, expr: str) -> None:
+            out.append((uid, title, expr if raw else substitute(expr, values)))
+
         for variable in dashboard.get("templating", {}).get("list", []):
             if variable.get("type") == "query":
                 expr = _variable_expr(variable.get("query"))
                 if expr:
-                    out.append((uid, f"variable {variable['name']}", substitute(expr)))
+                    add(f"variable {variable['name']}", expr)
         for panel in _panels(dashboard.get("panels", [])):
             for target in panel.get("targets", []):
                 if target.get("expr"):
-                    out.append((uid, panel["title"], substitute(target["expr"])))
+                    add(panel["title"], target["expr"])
     return out

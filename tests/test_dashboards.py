@@ -5,11 +5,16 @@
   (dashboards/schema/dashboard.schema.json), and that schema does reject bad dashboards;
 - every panel query (dashboards/queries.py, variables substituted) parses with promtool and
   only uses metrics documented in README.md (Metrics);
-- datasource variable, `ou` and `account` variables, stable uids, KPI targets, layout.
+- datasource variable, `job`, `ou` and `account` variables, stable uids, KPI targets, layout;
+- every query selects the exporter by `job="$job"`: under a scrape job of another name
+  (`job_name: root`) the panels show data once the variable is set to it;
+- panels that mirror an alert link to its section of alerts/runbook.md, at an anchor that
+  the runbook's headings really have on GitHub.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import http.server
 import json
@@ -102,10 +107,16 @@ def test_uid_variables_and_datasource(name):
     assert d["uid"] == EXPECTED[name]
     assert d["schemaVersion"] >= 36  # Grafana 10+
     variables = {v["name"]: v for v in d["templating"]["list"]}
+    assert list(variables) == ["datasource", "job", "ou", "account"]
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
+    job = variables["job"]
+    assert job["type"] == "query"
+    assert job["query"] == f"label_values({promql.PRESENCE}, job)"
+    assert job["current"] == {"text": JOB, "value": JOB}
+    assert job["multi"] is False and job["includeAll"] is False
     ou, account = variables["ou"], variables["account"]
-    assert ou["query"] == f"label_values(aws_root_account_info{promql.selector()}, ou_name)"
+    assert ou["query"] == 'label_values(aws_root_account_info{job="$job"}, ou_name)'
     assert "aws_root_account_info" in account["query"] and 'ou_name=~"$ou"' in account["query"]
     assert "(?<value>" in account["regex"] and "(?<text>" in account["regex"]
     assert re.search(r"account_id=\"\(\?<value>", account["regex"])
@@ -194,6 +205,9 @@ def test_health_dashboard_covers_exporter_internals():
 # --- queries --------------------------------------------------------------------------
 
 QUERIES = dashboard_queries()
+RAW_QUERIES = dashboard_queries(raw=True)
+# The job alerts/config.py selects: the rules' job and the dashboards' default.
+JOB = config.JOB_SELECTOR.split("=", 1)[1].strip('"')
 
 
 def test_dashboard_queries_cover_every_target():
@@ -218,12 +232,15 @@ def test_no_variables_left_in_queries():
     assert not leftovers
 
 
-def test_queries_use_the_job_selector_and_documented_metrics():
+def test_queries_select_the_job_variable_and_documented_metrics():
     known = set(re.findall(r"^\| `(aws_root_\w+)` \|", METRICS_DOC.read_text(), re.M))
     assert len(known) > 20
-    for uid, title, expr in QUERIES:
+    for uid, title, expr in RAW_QUERIES:
+        assert config.JOB_SELECTOR not in expr, (uid, title, expr)
+        assert set(re.findall(r"\bjob\s*!?=~?\s*\"([^\"]*)\"", expr)) <= {"$job"}, (uid, title, expr)
         for sel in re.findall(r"\b(?:aws_root_\w+|up)\{([^}]*)\}", expr):
-            assert config.JOB_SELECTOR in sel, (uid, title, expr)
+            assert 'job="$job"' in sel, (uid, title, expr)
+    for uid, title, expr in QUERIES:
         for name in re.findall(r"(?<![\w:])(aws_root_\w+)(?![\w:])", expr):
             base = re.sub(r"_(bucket|sum|count)$", "", name)
             assert name in known or base in known, (uid, title, name)
@@ -286,8 +303,10 @@ def _query(base: str, expr: str) -> dict:
     return _get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
 
 
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory):
+@contextlib.contextmanager
+def _prometheus(tmp: pathlib.Path, job: str, rules_text: str):
+    """A real Prometheus scraping the fixture page as `job` with the given rules, once
+    every rule has been evaluated on a few scrapes; yields its base URL."""
     binary = shutil.which("prometheus")
     assert binary, "prometheus is not installed (Debian package prometheus)"
     body = FIXTURE.read_bytes()
@@ -304,13 +323,11 @@ def prometheus(tmp_path_factory):
 
     exporter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=exporter.serve_forever, daemon=True).start()
-    tmp = tmp_path_factory.mktemp("prometheus")
-    # The generated rules, evaluated every second instead of every minute.
-    rules = yaml.safe_load(RULES_FILE.read_text())
+    # The rules, evaluated every second instead of every minute.
+    rules = yaml.safe_load(rules_text)
     for group in rules["groups"]:
         group["interval"] = "1s"
     (tmp / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
-    job = config.JOB_SELECTOR.split("=", 1)[1].strip('"')
     (tmp / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(tmp / "rules.yml")],
@@ -334,7 +351,7 @@ def prometheus(tmp_path_factory):
             assert time.monotonic() < deadline, (tmp / "prometheus.log").read_text()
             try:
                 # A few scrapes, so rate() and increase() have two samples.
-                result = _query(base, f"count_over_time(up{promql.selector()}[1m]) >= 3")
+                result = _query(base, f'count_over_time(up{{job="{job}"}}[1m]) >= 3')
                 if result["data"]["result"]:
                     break
             except OSError:
@@ -355,16 +372,176 @@ def prometheus(tmp_path_factory):
         exporter.shutdown()
 
 
-def test_every_dashboard_query_runs_on_prometheus(prometheus):
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    """The shipped rules; the fixture scraped as the job they select."""
+    with _prometheus(tmp_path_factory.mktemp("prometheus"), JOB, RULES_FILE.read_text()) as base:
+        yield base
+
+
+def _run_all(base: str, queries) -> tuple[list, set]:
+    """(errors, (uid, title) of the queries that return no data)."""
     errors, empty = [], set()
-    for uid, title, expr in QUERIES:
-        result = _query(prometheus, expr)
+    for uid, title, expr in queries:
+        result = _query(base, expr)
         if result.get("status") != "success":
             errors.append((uid, title, result.get("error")))
         elif not result["data"]["result"]:
             empty.add((uid, title))
+    return errors, empty
+
+
+def test_every_dashboard_query_runs_on_prometheus(prometheus):
+    errors, empty = _run_all(prometheus, QUERIES)
     assert not errors
     assert empty == EXPECTED_EMPTY
+
+
+# --- under another scrape job name ------------------------------------------------------
+# A user whose Prometheus has `scrape_configs: [{job_name: root, static_configs: ...}]`
+# regenerates the rules for that job as alerts/README.md says (JOB_SELECTOR in
+# alerts/config.py, python -m alerts.generate) and imports the dashboards unchanged.
+
+OTHER_JOB = "root"
+
+
+def _rules_for_job(tmp: pathlib.Path, job: str) -> str:
+    """The rules file a user gets after setting JOB_SELECTOR to `job` in a copy of alerts/."""
+    copy = tmp / "checkout"
+    shutil.copytree(ROOT / "alerts", copy / "alerts",
+                    ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    settings = copy / "alerts" / "config.py"
+    text, count = re.subn(r"^JOB_SELECTOR = .*$", f"JOB_SELECTOR = 'job=\"{job}\"'",
+                          settings.read_text(), flags=re.M)
+    assert count == 1, "alerts/config.py has no one-line JOB_SELECTOR"
+    settings.write_text(text)
+    result = subprocess.run([sys.executable, "-m", "alerts.generate", "--stdout"], cwd=copy,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert f'job="{job}"' in result.stdout and config.JOB_SELECTOR not in result.stdout
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def prometheus_other_job(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("prometheus-other-job")
+    with _prometheus(tmp, OTHER_JOB, _rules_for_job(tmp, OTHER_JOB)) as base:
+        yield base
+
+
+def test_dashboards_show_data_under_another_job_name(prometheus_other_job):
+    base = prometheus_other_job
+    # The job variable's query, as Grafana runs label_values(metric, label): it offers
+    # `root` only, and the saved default is not among its values, so Grafana selects `root`.
+    offered = _get(f"{base}/api/v1/label/job/values?"
+                   + urllib.parse.urlencode({"match[]": promql.PRESENCE}))["data"]
+    assert offered == [OTHER_JOB]
+    for name in EXPECTED:
+        job = next(v for v in load(name)["templating"]["list"] if v["name"] == "job")
+        assert job["current"]["value"] not in offered
+    # With the variable on `root`, every panel shows what it shows under the default job.
+    errors, empty = _run_all(base, dashboard_queries(variables={"job": OTHER_JOB}))
+    assert not errors
+    assert empty == EXPECTED_EMPTY
+    # With the job left on the default, every query that selects by job is empty: the
+    # symptom the variable removes (the others read recording rules, which have no job).
+    errors, empty = _run_all(base, QUERIES)
+    assert not errors
+    by_job = {(uid, title) for uid, title, expr in RAW_QUERIES if "$job" in expr}
+    assert by_job <= empty
+    assert empty - by_job == EXPECTED_EMPTY - by_job
+    assert len(by_job) > 40
+
+
+# --- runbook links ----------------------------------------------------------------------
+
+RUNBOOK = ROOT / "alerts" / "runbook.md"
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings (as github-slugger does: lower
+    case, characters other than letters, digits, `_`, `-` and space dropped, spaces to
+    `-`, a repeated slug suffixed -1, -2, ...). Lines inside fenced code are no headings."""
+    anchors, seen, fenced = set(), {}, False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+            continue
+        heading = None if fenced else re.match(r"^ {0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).lower()).replace(" ", "-")
+            n = seen.get(slug, 0)
+            seen[slug] = n + 1
+            anchors.add(slug if n == 0 else f"{slug}-{n}")
+    return anchors
+
+
+def test_github_anchors_follow_githubs_rule():
+    assert github_anchors("# aws-root-exporter runbook\n## Common triage steps\n"
+                          "## AwsRootMfaDisabled\n```\n# not a heading\n```\n"
+                          "### What `status: x` means?\n## Common triage steps") == {
+        "aws-root-exporter-runbook", "common-triage-steps", "awsrootmfadisabled",
+        "what-status-x-means", "common-triage-steps-1"}
+
+
+def panel_runbook_links() -> list[tuple[str, str, str, str]]:
+    """(dashboard uid, panel title, link title, url) of every panel link."""
+    return [(d["uid"], p["title"], link["title"], link["url"])
+            for d in map(load, sorted(EXPECTED)) for p in all_panels(d)
+            for link in p.get("links", [])]
+
+
+def test_panels_that_mirror_an_alert_link_to_its_runbook_section():
+    anchors = github_anchors(RUNBOOK.read_text())
+    alerts = {r["alert"]: r["annotations"]["runbook_url"]
+              for g in yaml.safe_load(RULES_FILE.read_text())["groups"]
+              for r in g["rules"] if "alert" in r}
+    links = panel_runbook_links()
+    linked = set()
+    for uid, panel, title, url in links:
+        alert = title.removeprefix("Runbook: ")
+        assert alert in alerts, (uid, panel, title)
+        # The same page as the alert's runbook_url, at an anchor the runbook has.
+        assert url == alerts[alert], (uid, panel, url)
+        base, _, anchor = url.partition("#")
+        assert base == config.RUNBOOK_BASE_URL
+        assert anchor in anchors, (uid, panel, url)
+        linked.add(alert)
+    assert linked == set(alerts), "an alert whose condition no panel shows with a link"
+    by_panel = {(uid, panel): [t for u, p, t, _ in links if (u, p) == (uid, panel)]
+                for uid, panel, _, _ in links}
+    assert by_panel[("aws-root-overview", "Root MFA adoption")] == ["Runbook: AwsRootMfaDisabled"]
+    assert by_panel[("aws-root-exporter-health", "Time since last sweep")] == [
+        "Runbook: AwsRootDataStale"]
+    assert "Runbook: AwsRootConsoleLogin" in by_panel[("aws-root-account", "Root events")]
+
+
+def test_generator_refuses_a_panel_link_to_a_missing_runbook_section(tmp_path):
+    """A runbook without the AwsRootDataStale section (a copy of the repository's
+    alerts/ and dashboards/): one line naming the section, exit status 2, nothing written."""
+    for part in ("alerts", "dashboards"):
+        shutil.copytree(ROOT / part, tmp_path / part,
+                        ignore=shutil.ignore_patterns("tests", "testdata", "__pycache__"))
+    runbook = tmp_path / "alerts" / "runbook.md"
+    text, count = re.subn(r"^## AwsRootDataStale$", "## Data stale", runbook.read_text(), flags=re.M)
+    assert count == 1
+    runbook.write_text(text)
+    (tmp_path / "dashboards" / "aws-root-overview.json").write_text("{}")  # out of date
+    before = {p.name: p.read_bytes() for p in (tmp_path / "dashboards").glob("*.json")}
+    result = subprocess.run([sys.executable, "-m", "dashboards.generate"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "dashboards.generate: alerts/runbook.md has no section for AwsRootDataStale: add a "
+        "'## <alert>' heading or drop the panel's link\n")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "dashboards").glob("*.json")} == before
+
+
+def test_account_links_keep_the_job():
+    d = load("aws-root-overview.json")
+    urls = [link["url"] for p in all_panels(d) for o in p["fieldConfig"].get("overrides", [])
+            for prop in o["properties"] if prop["id"] == "links" for link in prop["value"]]
+    assert urls and all("${job:queryparam}" in url for url in urls)
 
 
 def test_account_variable_regex_extracts_id_and_name(prometheus):
