@@ -2,15 +2,17 @@
 
 cfn-lint must find nothing in any template. The policies must grant exactly the actions
 listed per principal in deploy/iam/actions.json (the JSON files and the templates agree),
-with no wildcard action, and the only actions that change anything are the five the
-exporter needs: iam:GenerateCredentialReport, sqs:DeleteMessage,
-sqs:ChangeMessageVisibility, sts:AssumeRole (the member role only) and sts:AssumeRoot
-(the audit task policy only).
+README's permission table must list exactly those, with no wildcard action, and the only
+actions that change anything are the four the exporter needs: iam:GenerateCredentialReport,
+sqs:DeleteMessage, sts:AssumeRole (the member role only) and sts:AssumeRoot (the audit task
+policy only). tests/test_permissions_recorded.py holds the third side: what the exporter
+really calls.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from importlib import resources
 from pathlib import Path
@@ -33,7 +35,6 @@ ACTIONS = json.loads((IAM / "actions.json").read_text(encoding="utf-8"))
 WRITE_ACTIONS = {
     "iam:GenerateCredentialReport",
     "sqs:DeleteMessage",
-    "sqs:ChangeMessageVisibility",
     "sts:AssumeRole",
     "sts:AssumeRoot",
 }
@@ -249,7 +250,7 @@ def test_exporter_principal_matches_actions_json() -> None:
     assert _actions(policies["ExporterPolicy"]) == set(ACTIONS["principals"]["exporter"]["actions"])
 
 
-def test_only_the_five_write_actions() -> None:
+def test_only_the_four_write_actions() -> None:
     assert set(ACTIONS["write_actions"]) == WRITE_ACTIONS
     for principal in ("exporter", "member_role"):
         writes = {a for a in ACTIONS["principals"][principal]["actions"] if not _is_read(a)}
@@ -324,6 +325,78 @@ def test_actions_json_shape() -> None:
     session = ACTIONS["principals"]["assume_root_session"]
     assert session["granted_by"].endswith("root-task/IAMAuditRootUserCredentials")
     assert "iam:GetCredentialReport" not in session["actions"], "the audit task policy does not allow it"
+
+
+# ------------------------------------------------------------ README's permission table
+
+# Row labels in README's first column, and the principal of deploy/iam/actions.json each names.
+README_PRINCIPALS = {"exporter": "exporter", "member role": "member_role", "`sts:AssumeRoot` session": "assume_root_session"}
+IAM_ACTION = re.compile(r"`([a-z0-9-]+:[A-Za-z0-9]+)`")
+
+
+def _readme_permission_rows(readme: str) -> list[tuple[str, list[str]]]:
+    """(principal, cells) of each row of README's permission table."""
+    section = readme.split("\n### AWS permissions it needs", 1)[1].split("\n### ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        if not line.startswith("| ") or line.startswith("| principal ") or set(line) <= {"|", "-", " "}:
+            continue
+        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+        label = next((p for prefix, p in README_PRINCIPALS.items() if cells[0].startswith(prefix)), None)
+        assert label is not None, f"README permission table: unknown principal {cells[0]!r}"
+        rows.append((label, cells))
+    return rows
+
+
+def _readme_actions(readme: str) -> dict[str, set[str]]:
+    """Per principal, the IAM actions README's table names in its actions column."""
+    found: dict[str, set[str]] = {}
+    for principal, cells in _readme_permission_rows(readme):
+        found.setdefault(principal, set()).update(IAM_ACTION.findall(cells[1]))
+    return found
+
+
+def test_readme_permission_table_lists_exactly_the_granted_actions() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    expected = {name: set(principal["actions"]) for name, principal in ACTIONS["principals"].items()}
+    assert _readme_actions(readme) == expected
+
+
+def test_readme_table_comparison_sees_a_missing_or_extra_action() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "`kms:Decrypt`" in readme and "`organizations:ListRoots`, " in readme
+    without = _readme_actions(readme.replace("`kms:Decrypt`", "KMS", 1))
+    assert "kms:Decrypt" not in without["exporter"]
+    extra = _readme_actions(readme.replace("`organizations:ListRoots`, ", "`organizations:ListRoots`, `organizations:ListAccounts`, ", 1))
+    assert extra["exporter"] - set(ACTIONS["principals"]["exporter"]["actions"]) == {"organizations:ListAccounts"}
+
+
+def test_not_recorded_permissions_are_granted_explained_and_conditioned() -> None:
+    """A permission no recorded call shows (AWS checks it on a request another service makes)
+    is granted only with its reason in actions.json and in README, and under a condition."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = _readme_permission_rows(readme)
+    for name, principal in ACTIONS["principals"].items():
+        for action, reason in principal.get("not_recorded", {}).items():
+            assert action in principal["actions"], f"{name}: {action} is not granted"
+            assert len(reason) > 40, f"{name}: {action} needs its reason"
+            (row,) = [cells for p, cells in rows if p == name and f"`{action}`" in cells[1]]
+            assert "Not among the recorded calls" in row[3], row
+    assert set(ACTIONS["principals"]["exporter"]["not_recorded"]) == {"kms:Decrypt"}
+    decrypts = [s for _, s in _all_identity_statements() if "kms:Decrypt" in _as_list(s["Action"])]
+    assert len(decrypts) == 2  # the template and the JSON file
+    for statement in decrypts:
+        assert _as_list(statement["Action"]) == ["kms:Decrypt"]
+        assert statement["Condition"] == {"StringLike": {"kms:ViaService": "s3.*"}}
+        assert statement["Resource"] in ({"Ref": "TrailKmsKeyArn"}, "<TRAIL_KMS_KEY_ARN>")
+
+
+def test_queue_policy_grants_the_exporter_what_its_own_policy_does() -> None:
+    resources_ = _template("root-activity-eventbridge.yaml")["Resources"]
+    statements = _statements(resources_["QueuePolicy"]["Properties"]["PolicyDocument"])
+    (consumer,) = [s for s in statements if s.get("Sid") == "ExporterConsumes"]
+    sqs = {a for a in ACTIONS["principals"]["exporter"]["actions"] if a.startswith("sqs:")}
+    assert set(_as_list(consumer["Action"])) == sqs == {"sqs:ReceiveMessage", "sqs:DeleteMessage"}
 
 
 # ------------------------------------------------------------- EventBridge and SQS

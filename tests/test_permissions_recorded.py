@@ -1,4 +1,9 @@
-"""The shipped IAM policies allow every AWS operation the exporter performs, and no more writes.
+"""The shipped IAM policies allow every AWS operation the exporter performs, and nothing else.
+
+The representative workload calls every operation of every principal; what it records, as
+IAM actions, must be exactly what deploy/iam/actions.json grants (less its `not_recorded`
+permissions, each with its reason), so a grant the code no longer needs fails here.
+tests/test_aws_permissions_files.py ties actions.json to the policies and README's table.
 
 Every request is reported by a botocore `before-call` hook (exporter.aws.OPERATION_OBSERVERS)
 with the principal that signs it: the exporter's own credentials (`exporter`), an assumed
@@ -14,7 +19,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from exporter.sandbox import MANAGEMENT_ACCOUNT_ID, Sandbox
 from exporter.sandbox.records import make_record
@@ -24,6 +31,7 @@ from .conftest import (
     ROOT,
     OperationRecorder,
     disallowed_operations,
+    iam_action,
     load_iam_actions,
     report_measurement,
     running_exporter,
@@ -35,7 +43,6 @@ MEMBER = "210000000003"  # dev-sandbox: has the member role
 ALLOWED_WRITES = {
     "iam:GenerateCredentialReport",
     "sqs:DeleteMessage",
-    "sqs:ChangeMessageVisibility",
     "sts:AssumeRole",
     "sts:AssumeRoot",
 }
@@ -62,7 +69,7 @@ def _is_write(action: str) -> bool:
     return not action.split(":", 1)[1].startswith(READ_PREFIXES)
 
 
-def test_policies_allow_no_write_beyond_the_five() -> None:
+def test_policies_allow_no_write_beyond_the_four() -> None:
     files = sorted((ROOT / "deploy" / "iam").glob("*-policy.json"))
     assert {f.name for f in files} >= {"exporter-policy.json", "member-role-policy.json", "member-role-trust-policy.json"}
     granted = set().union(*(_policy_actions(f) for f in files))
@@ -81,7 +88,6 @@ def test_comparison_flags_what_the_policies_do_not_allow() -> None:
         ("exporter", "organizations:ListAccountsForParent"),
         ("exporter", "sts:GetCallerIdentity"),  # needs no permission
         ("exporter", "sqs:DeleteMessageBatch"),  # authorized by sqs:DeleteMessage
-        ("exporter", "sqs:ChangeMessageVisibilityBatch"),
         ("member_role", "iam:GetCredentialReport"),
         ("member_role", "sts:GetCallerIdentity"),
         ("assume_root_session", "iam:GetUser"),
@@ -92,11 +98,13 @@ def test_comparison_flags_what_the_policies_do_not_allow() -> None:
         ("assume_root_session", "iam:GenerateCredentialReport"),  # not in the audit task policy
         ("exporter", "iam:DeleteLoginProfile"),
         ("exporter", "sqs:SendMessage"),
+        ("exporter", "sqs:ChangeMessageVisibilityBatch"),  # the exporter never returns a message early
         ("somebody", "iam:GetUser"),
     ]
     assert disallowed_operations(recorded + bad, actions) == [
         "assume_root_session: iam:GenerateCredentialReport",
         "exporter: iam:DeleteLoginProfile",
+        "exporter: sqs:ChangeMessageVisibilityBatch (IAM action sqs:ChangeMessageVisibility)",
         "exporter: sqs:SendMessage",
         "member_role: organizations:ListAccounts",
         "somebody: iam:GetUser (unknown principal)",
@@ -104,6 +112,38 @@ def test_comparison_flags_what_the_policies_do_not_allow() -> None:
     # One action removed from a copy of actions.json: the same green recording turns red.
     del actions["principals"]["exporter"]["actions"]["sqs:DeleteMessage"]
     assert disallowed_operations(recorded, actions) == ["exporter: sqs:DeleteMessageBatch (IAM action sqs:DeleteMessage)"]
+
+
+def unused_grants(recorded: Iterable[tuple[str, str]], actions: Mapping[str, Any]) -> list[str]:
+    """What actions.json grants a principal that no recorded call needed, as readable lines;
+    `not_recorded` permissions (checked by AWS on another service's request) excepted."""
+    used = {(principal, iam_action(operation)) for principal, operation in recorded}
+    unused = []
+    for name, principal in actions["principals"].items():
+        for action in principal["actions"]:
+            if (name, action) not in used and action not in principal.get("not_recorded", {}):
+                unused.append(f"{name}: {action}")
+    for name, principal in actions["principals"].items():
+        for action in principal.get("not_recorded", {}):
+            if (name, action) in used:
+                unused.append(f"{name}: {action} is recorded: drop it from not_recorded")
+    return sorted(unused)
+
+
+def test_comparison_flags_grants_nothing_calls() -> None:
+    actions = load_iam_actions()
+    everything = [(name, action) for name, p in actions["principals"].items() for action in p["actions"] if action not in p.get("not_recorded", {})]
+    assert unused_grants(everything, actions) == []
+    # The batch operation the exporter calls stands for the IAM action that authorizes it.
+    batch = [(p, "sqs:DeleteMessageBatch" if a == "sqs:DeleteMessage" else a) for p, a in everything]
+    assert unused_grants(batch, actions) == []
+    assert unused_grants([c for c in everything if c != ("exporter", "organizations:ListRoots")], actions) == ["exporter: organizations:ListRoots"]
+    actions["principals"]["exporter"]["actions"]["organizations:ListAccounts"] = "always"
+    assert unused_grants(everything, actions) == ["exporter: organizations:ListAccounts"]
+    assert unused_grants(everything + [("exporter", "kms:Decrypt")], actions) == [
+        "exporter: kms:Decrypt is recorded: drop it from not_recorded",
+        "exporter: organizations:ListAccounts",
+    ]
 
 
 _CONFTEST = """
@@ -204,6 +244,8 @@ async def test_representative_workload_is_allowed(sandbox: Sandbox) -> None:
     for line in recorder.lines():
         report_measurement("  " + line)
     assert disallowed_operations(recorder.seen, load_iam_actions()) == []
+    # Nothing granted that the exporter did not call: policy, README table and code are one set.
+    assert unused_grants(recorder.seen, load_iam_actions()) == []
     seen = set(recorder.seen)
     # The workload really covers every principal and source, each attributed correctly.
     assert {
