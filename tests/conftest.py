@@ -95,6 +95,10 @@ SLOW_TESTS = {
     "tests/test_doc_queries.py::test_every_documented_query_parses": "promtool",
     "tests/test_doc_queries.py::test_every_inline_query_parses": "promtool",
     "tests/test_doc_queries.py::test_the_check_rejects_the_old_readme_join": "promtool",
+    "tests/test_deployment_doc.py::test_yaml_and_json_parse": "bash runs the doc's blocks",
+    "tests/test_deployment_doc.py::test_the_web_config_steps_run_and_the_exporter_accepts_the_password": "bash and the exporter's loader as processes",
+    "tests/test_deployment_doc.py::test_the_alertmanager_steps_run": "amtool",
+    "tests/test_deployment_doc.py::test_the_sync_check_runs": "helm/sync_files.py as a subprocess",
 }
 
 
