@@ -1,8 +1,8 @@
 """The first hour (issue 22): files a new user hands the exporter, typed as they typed them.
 
 Scenario files (`audit --sandbox --scenario FILE`, `sandbox --scenario FILE`), settings files
-(`--config FILE`, `--web.config.file FILE`): each bad input is one line on stderr that names
-the problem and the fix, with exit status 2.
+(`--config FILE`, `--web.config.file FILE`) and `classify FILE...` / `classify -`: each bad
+input is one line on stderr that names the problem and the fix, with exit status 2.
 """
 
 from __future__ import annotations
@@ -18,8 +18,12 @@ import pytest
 
 from exporter.sandbox.scenario import MINIMAL_SCENARIO
 
+from .conftest import ROOT
 
 COMMAND = str(Path(sys.executable).with_name("aws-root-exporter"))
+FIXTURES = ROOT / "tests" / "fixtures" / "cloudtrail"
+LOGIN = (FIXTURES / "root_console_login_no_mfa.json").read_bytes()
+NOT_ROOT = (FIXTURES / "iam_user_named_root_console_login.json").read_bytes()
 
 SMALL = """\
 management: {id: "123456789012", name: management, root: {mfa: hardware}}
@@ -88,6 +92,22 @@ def test_config_file_that_is_not_utf8_text(tmp_path: Path, content: bytes, messa
     assert (result.returncode, result.stderr) == (2, f"{CONFIG_ERROR}config_file: {message}\n")
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"Records": []}'.encode("utf-16"), "UTF-16 text, not UTF-8: save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(8), "not UTF-8 text (byte 0x89 at offset 0): CloudTrail records are UTF-8 JSON, plain or gzip"),
+    ],
+    ids=["utf-16", "binary"],
+)
+def test_classify_names_a_file_that_is_not_utf8_and_goes_on(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "odd.json").write_bytes(content)
+    (tmp_path / "trail.json").write_bytes(LOGIN)
+    result = run(tmp_path, "classify", "odd.json", "trail.json")
+    assert (result.returncode, result.stderr) == (2, f"odd.json: {message}\n")
+    assert [json.loads(line)["eventID"] for line in result.stdout.splitlines()] == [json.loads(LOGIN)["eventID"]]
+
+
 # ------------------------------------------------------------------ item 5: silent acceptance
 
 
@@ -123,6 +143,49 @@ def test_setting_given_twice_is_refused(tmp_path: Path) -> None:
         f"{CONFIG_ERROR}web_config_file: 'web.yml' line 3: key 'alice' given twice in one mapping (also at line 2):"
         " remove one (YAML would keep only the last)\n",
     )
+
+
+def test_classify_of_nothing_classifiable_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "no-records.json").write_text('{"Records": []}')
+    (tmp_path / "bad.json").write_text('{"Records": [1, "two"]}')
+    (tmp_path / "trail.json").write_bytes(LOGIN)
+    (tmp_path / "other.json").write_bytes(NOT_ROOT)
+
+    empty = run(tmp_path, "classify", "empty.json", "no-records.json")
+    assert (empty.returncode, empty.stdout) == (2, "")
+    assert empty.stderr == "empty.json: holds no CloudTrail records\nno-records.json: holds no CloudTrail records\n"
+
+    bad = run(tmp_path, "classify", "bad.json")
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert bad.stderr == (
+        "bad.json record 0: a record must be a JSON object, got int\n"
+        "bad.json record 1: a record must be a JSON object, got str\n"
+        "classify: nothing was classified: every record was rejected (see above)\n"
+    )
+
+    # One file with records is a run that classified something: the empty one is noted.
+    mixed = run(tmp_path, "classify", "empty.json", "bad.json", "trail.json")
+    assert mixed.returncode == 0, mixed.stderr
+    assert mixed.stderr.splitlines()[0] == "empty.json: holds no CloudTrail records"
+    assert len(mixed.stdout.splitlines()) == 1
+
+    # Records that are not root activity were classified: nothing to print, and no failure.
+    other = run(tmp_path, "classify", "other.json")
+    assert (other.returncode, other.stdout, other.stderr) == (0, "", "")
+
+
+def test_classify_dash_reads_standard_input(tmp_path: Path) -> None:
+    (tmp_path / "trail.json").write_bytes(LOGIN)
+    from_file = run(tmp_path, "classify", "trail.json")
+    assert from_file.returncode == 0, from_file.stderr
+    expected = json.loads(from_file.stdout)
+    for data in (LOGIN, gzip.compress(LOGIN)):  # `aws s3 cp s3://.../x.json.gz - | ... classify -`
+        result = run(tmp_path, "classify", "-", stdin=data)
+        assert (result.returncode, result.stderr) == (0, "")
+        assert json.loads(result.stdout) == dict(expected, location="stdin")
+    nothing = run(tmp_path, "classify", "-")
+    assert (nothing.returncode, nothing.stderr) == (2, "stdin: holds no CloudTrail records\n")
 
 
 # ------------------------------------------------------------------ item 9: scenario messages
