@@ -68,6 +68,7 @@ SLOW_MODULES = {
     "tests/test_demo_stack.py": "the demo stack: exporter, Prometheus, Alertmanager processes, promtool",
     "tests/test_first_contact.py": "runs the exporter's commands as subprocesses",
     "tests/test_cli.py": "runs the exporter's commands as subprocesses",
+    "tests/test_first_hour_inputs.py": "runs the exporter's commands as subprocesses",
     "tests/test_dockerfile.py": "runs hadolint",
     "tests/test_permissions_recorded.py": "exporters and a subprocess against the sandbox",
     "tests/test_image.py": "podman image",

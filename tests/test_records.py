@@ -304,3 +304,29 @@ def test_eventbridge_cloudtrail_event_for_an_s3_call_is_a_record_not_a_notificat
     message = parse_sqs_message(json.dumps(envelope), "m-1")
     assert message.errors == () and message.objects == ()
     assert [r.data["eventID"] for r in message.records] == [record["eventID"]]
+
+
+def test_run_classify_reads_standard_input_once_for_both_passes(tmp_path: Path) -> None:
+    # The member's record is judged by the AssumeRoot record that only standard input holds.
+    session = load("assumed_root_session_asia_only.json")
+    member = tmp_path / "member.json"
+    member.write_text(json.dumps(session))
+    stdin = io.BytesIO(gzip.compress(json.dumps({"Records": [load("assume_root_call.json")]}).encode()))
+    out, err = io.StringIO(), io.StringIO()
+    assert run_classify([str(member), "-"], [], out, err, stdin) == 0
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(line["location"], line["assumed_root"]) for line in lines] == [(str(member), True), ("stdin record 0", False)]
+    assert err.getvalue() == ""
+
+
+def test_run_classify_that_judged_nothing_exits_2(tmp_path: Path) -> None:
+    empty, bad = tmp_path / "empty.json", tmp_path / "bad.json"
+    empty.write_text("\n")
+    bad.write_text(json.dumps({"Records": [dict(DENIED, eventTime="not a time")]}))
+    out, err = io.StringIO(), io.StringIO()
+    assert run_classify([str(empty), str(bad)], [], out, err) == 2
+    assert out.getvalue() == ""
+    lines = err.getvalue().splitlines()
+    assert lines[0] == f"{empty}: holds no CloudTrail records"
+    assert lines[1].startswith(f"{bad} record 0: malformed record: ")
+    assert lines[2:] == ["classify: nothing was classified: every record was rejected (see above)"]

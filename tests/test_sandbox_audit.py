@@ -146,6 +146,9 @@ def test_a_fault_fails_one_operation_of_one_account(sandbox: Sandbox, default_sc
         ('{id: "210000000001", name: a, state: GONE}', "accounts.0.state"),
         ('{id: "210000000001", name: a, root: {access_keys: [{slot: 2}, {slot: 2}]}}', "two access keys in the same slot"),
         ('{id: "210000000001", name: a, credential_report: {columns: 20}}', "accounts.0.credential_report.columns"),
+        # The union's member label ("operation") is not part of the location the user wrote.
+        ('{id: "210000000001", name: a, faults: [{operation: GetUser, bogus: 1}]}', "accounts.0.faults.0.bogus: unknown key; keys here: error, operation"),
+        ('{id: "210000000001", name: a, status: ACTIVE}', "accounts.0.status: unknown key; did you mean state?"),
     ],
 )
 def test_scenario_mistakes_are_named(tmp_path: Any, account: str, problem: str) -> None:

@@ -49,7 +49,11 @@ BAD_FILES = [
     ("concurrency: [1, 2]\n", "concurrency: Input should be a valid integer, got [1, 2]"),
     ("conncurrency: 4\n", "conncurrency: unknown setting (see the Configuration section of README.md)"),
     ("- just\n- a list\n", "config_file: '{path}' must hold a mapping of setting names to values"),
-    ("concurrency: [\n", "config_file: '{path}' is not valid YAML at line 2"),
+    ("concurrency: [\n", "config_file: '{path}' is not valid YAML at line 2: expected the node content, but found '<stream end>'"),
+    (
+        "concurrency: 4\nlog_level: info\nconcurrency: 8\n",
+        "config_file: '{path}' line 3: key 'concurrency' given twice in one mapping (also at line 1): remove one (YAML would keep only the last)",
+    ),
     (
         "break_glass_windows:\n  - {account_id: '111111111111', start: 2026-01-02T00:00:00Z, end: 2026-01-01T00:00:00Z}\n",
         "break_glass_windows.0: end must be after start",

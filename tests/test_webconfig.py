@@ -377,7 +377,7 @@ BAD_FILES = [
      "tls_server_config.cipher_suites in '{web}': unknown or insecure cipher suite 'TLS_RSA_WITH_RC4_128_SHA'"),
     ("tls_server_config:\n  min_version: TLS13\n", "tls_server_config.min_version in '{web}': needs cert_file and key_file (TLS is off without them)"),
     ("- a list\n", "'{web}' must hold a mapping (tls_server_config, http_server_config, basic_auth_users)"),
-    ("basic_auth_users: [\n", "'{web}' is not valid YAML at line 2"),
+    ("basic_auth_users: [\n", "'{web}' is not valid YAML at line 2: expected the node content, but found '<stream end>'"),
 ]
 
 

@@ -21,59 +21,110 @@ collects the access keys that `sts:AssumeRoot` records issued, the second classi
 member's Root record made with such a key is `assumed_root` whichever file or order holds
 the AssumeRoot record. A Root record whose key no AssumeRoot record issued is root use.
 
+`-` as a file name reads standard input (any of the shapes above, also gzip), as Unix tools
+do: ``aws s3 cp s3://trail/....json.gz - | aws-root-exporter classify -``.
+
 Exit status:
 
-* 0: every file was read, even if some records in it were malformed (they are reported on
-  `err`): one bad record in a 10 000-record trail file is data, not a tool failure.
-* 2: at least one file could not be read at all (missing, unreadable, broken gzip, not
-  JSON of any accepted shape). The other files are still processed and printed.
+* 0: records were read and classified, even if some records were malformed (they are
+  reported on `err`): one bad record in a 10 000-record trail file is data, not a tool
+  failure. Whether any record is root activity does not change it: that is the output.
+* 2: at least one file could not be read at all (missing, unreadable, not UTF-8, broken
+  gzip, not JSON of any accepted shape); the other files are still processed and printed.
+  Also 2 when no record of any input could be classified (every input empty, or every
+  record malformed): a run that judged nothing must not pass a CI check as "no root
+  activity". A readable file without records says so on `err` without failing the run
+  when other files held records.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import TextIO
+import sys
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO, TextIO
 
 from exporter.activity.assume_root_keys import AssumeRootKeys
 from exporter.activity.classify import MalformedRecord, assume_root_evidence, classify
-from exporter.activity.records import Record, read_records_file
+from exporter.activity.records import Record, RecordError, parse_records_bytes, read_records_file
 from exporter.config.settings import BreakGlassWindow
 
 EXIT_OK = 0
 EXIT_UNREADABLE = 2
+STDIN = "-"
+STDIN_NAME = "stdin"
 
 
-def run_classify(paths: list[str], windows: Sequence[BreakGlassWindow], out: TextIO, err: TextIO) -> int:
-    """Classify every record in `paths`; see the module docstring for output and exit status."""
-    keys = _issued_keys(paths)
+def run_classify(
+    paths: list[str], windows: Sequence[BreakGlassWindow], out: TextIO, err: TextIO, stdin: BinaryIO | None = None
+) -> int:
+    """Classify every record in `paths` (`-`: `stdin`, default the process's standard input);
+    see the module docstring for output and exit status."""
+    inputs = _Inputs(stdin)
+    keys = _issued_keys(paths, inputs)
     status = EXIT_OK
+    judged = rejected = 0
     for path in paths:
-        for item in read_records_file(path):
+        items = 0
+        for item in inputs.items(path):
+            items += 1
             if not isinstance(item, Record):
                 err.write(f"{item}\n")
                 if item.fatal:
                     status = EXIT_UNREADABLE
+                rejected += 1
                 continue
             try:
                 verdict = classify(item.data, windows, keys)
             except MalformedRecord as exc:
                 err.write(f"{item.location}: malformed record: {exc}\n")
+                rejected += 1
                 continue
+            judged += 1
             if verdict is None:
                 continue
             data = verdict.to_json()
             line = {"eventID": data.pop("event_id"), **data, "location": item.location}
             out.write(json.dumps(line, sort_keys=False) + "\n")
+        if items == 0:
+            err.write(f"{_name(path)}: holds no CloudTrail records\n")
+    if judged == 0 and status == EXIT_OK:
+        status = EXIT_UNREADABLE
+        if rejected:
+            err.write("classify: nothing was classified: every record was rejected (see above)\n")
     return status
 
 
-def _issued_keys(paths: list[str]) -> AssumeRootKeys:
+class _Inputs:
+    """Each input's records. Standard input is read once and kept: both passes need it."""
+
+    def __init__(self, stdin: BinaryIO | None) -> None:
+        self._stdin = stdin
+        self._stdin_data: bytes | RecordError | None = None
+
+    def items(self, path: str) -> Iterator[Record | RecordError]:
+        if path != STDIN:
+            return read_records_file(path)
+        if self._stdin_data is None:
+            try:
+                self._stdin_data = (self._stdin or sys.stdin.buffer).read()
+            except OSError as exc:
+                self._stdin_data = RecordError(STDIN_NAME, f"cannot read standard input: {exc.strerror or exc}", fatal=True)
+        if isinstance(self._stdin_data, RecordError):
+            return iter([self._stdin_data])
+        return parse_records_bytes(self._stdin_data, STDIN_NAME)
+
+
+def _name(path: str) -> str:
+    return STDIN_NAME if path == STDIN else path
+
+
+def _issued_keys(paths: list[str], inputs: _Inputs) -> AssumeRootKeys:
     # Unbounded: the files given are the whole evidence, and an offline run has no clock to
     # expire keys by. Problems are reported by the second pass, once.
     keys = AssumeRootKeys(max_keys=2**62)
     for path in paths:
-        for item in read_records_file(path):
+        for item in inputs.items(path):
             evidence = assume_root_evidence(item.data) if isinstance(item, Record) else None
             if evidence is not None:
                 keys.learn(*evidence)

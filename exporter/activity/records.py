@@ -23,6 +23,7 @@ SQS message bodies (`parse_sqs_message`):
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import zlib
@@ -176,7 +177,11 @@ def _decode(data: bytes, name: str) -> str | RecordError:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return RecordError(name, f"not UTF-8 text (byte {exc.start})", fatal=True)
+        if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            return RecordError(name, "UTF-16 text, not UTF-8: save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)", fatal=True)
+        return RecordError(
+            name, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): CloudTrail records are UTF-8 JSON, plain or gzip", fatal=True
+        )
 
 
 def _json_lines(text: str, name: str, whole_error: json.JSONDecodeError) -> Iterator[Record | RecordError]:

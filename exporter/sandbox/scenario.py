@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+import difflib
 import json
+import types
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+
+from exporter.config.files import YamlFileError, read_yaml_file
 
 # moto attributes requests with credentials it does not know to this account; the
 # exporter's own (fake) credentials are therefore the management account's.
@@ -262,24 +265,144 @@ class Scenario(_Model):
         raise KeyError(name_or_id)
 
 
+# Keys a scenario once had: a file written for the old name is told the new one and why.
+_RENAMED_KEYS = {
+    (Account, "status"): (
+        "state",
+        "an account's status was renamed state when scenarios gained every Organizations AccountState:"
+        " PENDING_ACTIVATION, ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED",
+    ),
+}
+
+MINIMAL_SCENARIO = 'management: {id: "123456789012", name: management}'
+
+
 def load_scenario(path: str | Path | None = None) -> Scenario:
     """Load a scenario file; None loads the default scenario shipped with the package."""
     if path is None:
-        text = resources.files("exporter.sandbox").joinpath("default.yaml").read_text(encoding="utf-8")
-        where = "default scenario"
-    else:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ScenarioError(f"scenario {str(path)!r}: {exc.strerror or exc}") from None
-        where = f"scenario {str(path)!r}"
+        with resources.as_file(resources.files("exporter.sandbox").joinpath("default.yaml")) as default:
+            return _load(default, "default scenario")
+    return _load(Path(path), f"scenario {str(path)!r}")
+
+
+def _load(path: Path, where: str) -> Scenario:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{where}: not valid YAML: {exc}") from None
+        data = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise ScenarioError(f"{where}: {exc.reason}") from None
+    if data is None:
+        raise ScenarioError(
+            f"{where}: the file is empty (or only comments); the smallest scenario is {MINIMAL_SCENARIO}"
+            " (the built-in one, to copy from: exporter/sandbox/default.yaml)"
+        )
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ScenarioError(f"{where}: {loc}: {err['msg']}") from None
+        raise ScenarioError(f"{where}: {_describe_error(exc.errors(include_url=False)[0])}") from None
+
+
+def _describe_error(error: Any) -> str:
+    """One pydantic error as `location: problem`, with the fix where a usual mistake explains it."""
+    loc, holder, annotation = _walk(error["loc"])
+    where = ".".join(str(part) for part in loc) or "(top level)"
+    kind, got = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        known = sorted(holder.model_fields) if holder is not None else []
+        if (holder, key) in _RENAMED_KEYS:
+            new, why = _RENAMED_KEYS[(holder, key)]
+            hint = f"did you mean {new}? ({why})"
+        elif close := difflib.get_close_matches(key, known, n=1):
+            hint = f"did you mean {close[0]}?"
+        else:
+            hint = "keys here: " + ", ".join(known)
+        return f"{where}: unknown key; {hint}" if known else f"{where}: unknown key"
+    if kind == "missing":
+        example = f"; the smallest scenario is {MINIMAL_SCENARIO}" if loc == ["management"] else ""
+        return f"{where}: required key missing{example}"
+    if kind == "model_type":
+        keys = f" (keys: {', '.join(annotation.model_fields)})" if _is_model(annotation) else ""
+        return f"{where}: must be a mapping{keys}, got {_kind_of(got)}"
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "value_error":
+        return f"{where}: {message}"
+    hint = _quote_hint(loc[-1] if loc else "", got) if _takes_text(annotation) else ""
+    return f"{where}: {message}, got {repr(got) if isinstance(got, str) else _kind_of(got)}{hint}"
+
+
+def _walk(loc: tuple[int | str, ...]) -> tuple[list[int | str], type[BaseModel] | None, Any]:
+    """The location as a user wrote it (without pydantic's union member labels), the model
+    whose key its last part is, and the type expected at the location itself (None: unknown)."""
+    shown: list[int | str] = []
+    holder: type[BaseModel] | None = None
+    annotation: Any = Scenario
+    for part in loc:
+        annotation = _unwrap(annotation)
+        members = get_args(annotation) if get_origin(annotation) is Union else ()
+        if members:
+            # A union's errors name the member they are about; the user wrote no such key.
+            tagged = {m.tag: a for a in members for m in getattr(a, "__metadata__", ()) if isinstance(m, Tag)}
+            annotation = tagged.get(str(part))
+            continue
+        shown.append(part)
+        if get_origin(annotation) is list:
+            annotation = get_args(annotation)[0]
+        elif _is_model(annotation) and part in annotation.model_fields:
+            holder = annotation
+            annotation = annotation.model_fields[str(part)].annotation
+        else:
+            holder = annotation if _is_model(annotation) else None
+            annotation = None
+    return shown, holder, _unwrap(annotation)
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _takes_text(annotation: Any) -> bool:
+    if get_origin(annotation) is Literal:
+        return any(isinstance(value, str) for value in get_args(annotation))
+    return annotation is str
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The annotation without Annotated and without None in an optional."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+            continue
+        if get_origin(annotation) in (Union, types.UnionType):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            if len(members) == 1:
+                annotation = members[0]
+                continue
+            annotation = Union[tuple(members)]
+        return annotation
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, (int, float)):
+        return f"{value} (a number)"
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, date):
+        return f"{value.isoformat()} (a date)"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    return "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else f"a {type(value).__name__}"
+
+
+def _quote_hint(key: int | str, value: Any) -> str:
+    # YAML 1.1 reads unquoted yes/no, on/off, true/false as booleans and digits as numbers,
+    # so `name: yes`, `mfa: no` or `id: 123456789012` arrive as something other than text.
+    if isinstance(value, bool):
+        return "; YAML reads unquoted true/false, yes/no and on/off as booleans: quote the value"
+    if isinstance(value, (int, float)):
+        example = f' (e.g. {key}: "{value}")' if isinstance(key, str) else ""
+        return f"; YAML reads unquoted digits as a number: quote the value{example}"
+    if isinstance(value, date):
+        return "; YAML reads an unquoted date as a date: quote the value"
+    return ""
