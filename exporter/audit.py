@@ -13,6 +13,9 @@ from exporter.scp.check import SCP, fence_report
 from exporter.config.settings import Settings
 from exporter.engine.state import ExporterState, Snapshot
 from exporter.engine.sweep import ORG_FEATURES, POSTURE, PostureSweeper
+from exporter.posture.controls import control_results
+from exporter.posture.controls import findings as control_findings
+from exporter.posture.organization_features import TRUSTED_ACCESS_DISABLED
 
 
 async def run_audit(settings: Settings) -> Snapshot:
@@ -47,10 +50,12 @@ def audit_report(snapshot: Snapshot) -> dict[str, Any]:
                 findings=[],
             )
         else:
-            findings = posture.findings()
+            findings = control_findings(posture)
             entry.update(
                 status="findings" if findings else "ok",
+                # Each failed control with its Security Hub, Config and CIS ids.
                 findings=findings,
+                controls=control_results(posture),
                 posture={
                     "source": posture.source,
                     "mfa_enabled": posture.mfa_enabled,
@@ -68,10 +73,17 @@ def audit_report(snapshot: Snapshot) -> dict[str, Any]:
                 },
             )
         accounts.append(entry)
+    features = snapshot.organization_features
     return {
         "discovery_error": snapshot.discovery_error,
         "accounts": accounts,
-        "organization_features": dict(snapshot.organization_features) if snapshot.organization_features is not None else None,
+        "skipped_accounts": [
+            {"account_id": s.account_id, "account_name": s.name, "reason": s.reason} for s in snapshot.skipped_accounts
+        ],
+        "organization_features": dict(features.enabled) if features is not None and features.enabled is not None else None,
+        # Why IAM did not report the features although it answered (`trusted_access_disabled`).
+        "organization_features_unknown_reason": features.unknown_reason if features is not None else None,
+        "organization_features_unknown_message": features.message if features is not None else None,
         "organization_features_error": _features_error(snapshot),
         "scp": _scp_summary(snapshot),
         "summary": {
@@ -124,7 +136,7 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
         mfa = "hardware" if p["mfa_hardware"] else ("virtual" if p["mfa_enabled"] else "off")
         keys = f"{p['access_keys_active']}/{p['access_keys_inactive']}"
         certs = f"{p['signing_certificates_active']}/{p['signing_certificates_inactive']}"
-        status = "ok" if not a["findings"] else "FAIL: " + ", ".join(a["findings"])
+        status = "ok" if not a["findings"] else "FAIL: " + ", ".join(_finding_cell(f) for f in a["findings"])
         rows.append((a["account_id"], a["account_name"], a["ou_path"], mfa, keys, certs, p["password"], fence, status))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
@@ -140,6 +152,11 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
     skipped = [f"{count} {reason.replace('_', ' ')}" for reason, count in s["skipped"].items() if count]
     if skipped:
         out.write(f"Skipped: {', '.join(skipped)}\n")
+        # Named, except the other shards' accounts: those are collected by another replica,
+        # and a sharded organization has many.
+        for skipped_account in report["skipped_accounts"]:
+            if skipped_account["reason"] != "other_shard":
+                out.write(f"  {skipped_account['account_id']} {skipped_account['account_name']}: {skipped_account['reason'].replace('_', ' ')}\n")
     if report["discovery_error"]:
         out.write(f"Account discovery FAILED ({report['discovery_error']}): the list above may be incomplete\n")
     elif not report["accounts"]:
@@ -148,6 +165,11 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
     if report.get("organization_features_error"):
         # Not "none": unreadable features say nothing about whether they are enabled.
         out.write(f"Centralized root access features: could not be read ({report['organization_features_error']})\n")
+    elif report.get("organization_features_unknown_reason") == TRUSTED_ACCESS_DISABLED:
+        out.write(
+            f"Centralized root access features: unknown ({TRUSTED_ACCESS_DISABLED}): trusted access for IAM is not enabled"
+            " in AWS Organizations, so IAM does not report them; enabling root access management in the IAM console turns it on\n"
+        )
     elif features is not None:
         enabled = [f for f, on in features.items() if on]
         if enabled:
@@ -155,6 +177,12 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
         else:
             out.write(f"Centralized root access features enabled: none ({' and '.join(features)} are disabled)\n")
     _print_scp_summary(report, out)
+
+
+def _finding_cell(finding: dict[str, Any]) -> str:
+    """A failed control with its Security Hub control id, when it has one: `mfa_hardware (IAM.6)`."""
+    security_hub = finding["ids"]["security_hub"]
+    return f"{finding['control']} ({security_hub})" if security_hub else finding["control"]
 
 
 # FENCE column: fenced ("fenced-except" with NotAction exceptions, "fenced-ar" when

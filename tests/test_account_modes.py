@@ -90,6 +90,7 @@ async def test_roles_mode_collects_the_listed_accounts(sandbox: Sandbox) -> None
     # No Organizations calls and no organization features in this mode.
     assert not any(s.labels.get("operation", "").startswith("organizations:") for s in families["aws_root_exporter_aws_requests"].samples)
     assert families["aws_root_organization_feature_enabled"].samples == []
+    assert families["aws_root_organization_iam_trusted_access_enabled"].samples == []
     assert exporter.state.api.requests["sts:AssumeRole"] == 2
 
 

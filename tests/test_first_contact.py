@@ -115,12 +115,30 @@ def test_audit_table_shows_ou_paths_skips_and_errors() -> None:
     line = next(line for line in out.splitlines() if line.startswith("Skipped:"))
     for reason, count in reasons.items():
         assert f"{count} {reason.replace('_', ' ')}" in line, line
+    # ... and each one named under the count.
+    for account in scenario.all_accounts:
+        if skip_reason(account):
+            assert f"\n  {account.id} {account.name}: {skip_reason(account).replace('_', ' ')}\n" in out, out
     # Each failing account with AWS's own message.
     for account in scenario.all_accounts:
         if expected_error(account):
             assert re.search(rf"^  {account.id} {account.name}: \S+", out, re.M), out
     assert "is not authorized to perform: sts:AssumeRole" in out
     assert "Centralized root access features enabled: RootCredentialsManagement, RootSessions" in out
+
+
+def test_audit_names_filtered_accounts() -> None:
+    scenario = load_scenario()
+    kept = [a.id for a in scenario.all_accounts if collected(a) and not expected_error(a)][:2]
+    result = _run("audit", "--sandbox", "--format", "json", AWS_ROOT_EXPORTER_INCLUDE_ACCOUNT_IDS=json.dumps(kept))
+    report = json.loads(result.stdout)
+    assert [a["account_id"] for a in report["accounts"]] == sorted(kept)
+    filtered = {(s["account_id"], s["account_name"]) for s in report["skipped_accounts"] if s["reason"] == "filtered"}
+    assert filtered == {(a.id, a.name) for a in scenario.all_accounts if collected(a) and a.id not in kept}
+    assert report["summary"]["skipped"]["filtered"] == len(filtered)
+    table = _run("audit", "--sandbox", AWS_ROOT_EXPORTER_INCLUDE_ACCOUNT_IDS=json.dumps(kept)).stdout
+    for account_id, name in filtered:
+        assert f"\n  {account_id} {name}: filtered\n" in table, table
 
 
 def test_audit_json_error_carries_aws_message_and_no_secret() -> None:

@@ -55,10 +55,14 @@ async def test_audit_of_the_default_scenario_matches_the_scenario(sandbox: Sandb
         expected.pop("controls")
         assert got == expected, account.name
         findings = [control for control, ok in want["controls"].items() if not ok]
-        assert entry["findings"] == findings, account.name
+        assert [f["control"] for f in entry["findings"]] == findings, account.name
+        assert {c["control"]: c["compliant"] for c in entry["controls"]} == want["controls"], account.name
         assert entry["status"] == ("findings" if findings else "ok"), account.name
     for reason in ("suspended", "pending_closure", "closed"):
         assert report["summary"]["skipped"][reason] == sum(1 for a in default_scenario.all_accounts if skip_reason(a) == reason)
+    # Skipped accounts are named, not only counted.
+    skipped = {(s["account_id"], s["account_name"], s["reason"]) for s in report["skipped_accounts"]}
+    assert skipped == {(a.id, a.name, skip_reason(a)) for a in default_scenario.all_accounts if skip_reason(a)}
     # The scenario exercises both outcomes of every control and every password state.
     if not assume_root:
         states = {entry["posture"]["password"] for entry in report["accounts"] if "posture" in entry}
@@ -136,6 +140,27 @@ def test_a_fault_fails_one_operation_of_one_account(sandbox: Sandbox, default_sc
     assert iam.get_account_summary()["SummaryMap"]["AccountMFAEnabled"] == 1
     # The same operation elsewhere answers.
     assert _member_iam(sandbox, "210000000001").list_virtual_mfa_devices()["VirtualMFADevices"] is not None
+
+
+def test_a_throttled_account_throttles_every_iam_call(sandbox: Sandbox, default_scenario: Scenario) -> None:
+    """`throttle_iam` is IAM throttling the whole account (IAM throttles per account), not one operation."""
+    scenario = default_scenario.model_copy(deep=True)
+    scenario.account("dev-sandbox").faults = ["throttle_iam"]
+    sandbox.reset(scenario)
+    iam = _member_iam(sandbox, "210000000003")
+    operations = {
+        "GetAccountSummary": iam.get_account_summary,
+        "GenerateCredentialReport": iam.generate_credential_report,
+        "GetCredentialReport": iam.get_credential_report,
+        "ListVirtualMFADevices": iam.list_virtual_mfa_devices,
+        "ListUsers": iam.list_users,
+    }
+    for name, call in operations.items():
+        with pytest.raises(iam.exceptions.ClientError) as raised:
+            call()
+        assert raised.value.response["Error"]["Code"] == "Throttling", name
+    # Another account of the same organization is not throttled.
+    assert _member_iam(sandbox, "210000000001").list_users()["Users"] is not None
 
 
 @pytest.mark.parametrize(

@@ -39,11 +39,22 @@ class Account:
     joined: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SkippedAccount:
+    """An account discovery found and does not collect, and why (one of SKIP_REASONS)."""
+
+    account_id: str
+    name: str
+    reason: str
+
+
 @dataclass(slots=True)
 class Discovery:
     accounts: list[Account]
     discovered: int
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
+    # The same accounts named, in discovery order: an operator must be able to tell which ones.
+    skipped_accounts: list[SkippedAccount] = field(default_factory=list)
     management_account_id: str | None = None
     # The tree as read for this discovery (organization mode): the SCP check reads it too.
     organization: OrganizationTree | None = None
@@ -69,21 +80,23 @@ async def discover(aws: Aws, settings: Settings) -> Discovery:
         found = [
             Account(account_id=arn.split(":")[4], name=arn.split(":")[4], role_arn=arn) for arn in settings.role_arns
         ]
-        not_collected, management = {}, None
     else:
         sts = await aws.client("sts")
         identity = await aws.call(sts, "GetCallerIdentity")
         found = [Account(account_id=identity["Account"], name=identity["Account"])]
-        not_collected, management = {}, None
-    return select(found, settings, not_collected=not_collected, management_account_id=management)
+    return select(found, settings)
 
 
-def select(found: Iterable[Account], settings: Settings, *, not_collected: dict[str, int] | None = None, management_account_id: str | None = None) -> Discovery:
-    """Apply include/exclude filters and this replica's shard; `not_collected` counts accounts skipped by state."""
+def select(
+    found: Iterable[Account], settings: Settings, *, not_collected: Iterable[SkippedAccount] = (), management_account_id: str | None = None
+) -> Discovery:
+    """Apply include/exclude filters and this replica's shard; `not_collected` are the accounts skipped by state."""
     found = list(found)
-    not_collected = not_collected or {}
-    result = Discovery(accounts=[], discovered=len(found) + sum(not_collected.values()), management_account_id=management_account_id)
-    result.skipped.update(not_collected)
+    not_collected = list(not_collected)
+    result = Discovery(accounts=[], discovered=len(found) + len(not_collected), management_account_id=management_account_id)
+    for skipped in not_collected:
+        result.skipped[skipped.reason] += 1
+    result.skipped_accounts.extend(not_collected)
     include_ids = set(settings.include_account_ids)
     exclude_ids = set(settings.exclude_account_ids)
     include_ous = set(settings.include_ou_ids)
@@ -97,27 +110,29 @@ def select(found: Iterable[Account], settings: Settings, *, not_collected: dict[
             or path & exclude_ous
         ):
             result.skipped["filtered"] += 1
+            result.skipped_accounts.append(SkippedAccount(account.account_id, account.name, "filtered"))
             continue
         if settings.shard_count > 1 and shard_of(account.account_id, settings.shard_count) != settings.shard_index:
             result.skipped["other_shard"] += 1
+            result.skipped_accounts.append(SkippedAccount(account.account_id, account.name, "other_shard"))
             continue
         result.accounts.append(account)
     result.accounts.sort(key=lambda a: a.account_id)
     return result
 
 
-async def _organization_accounts(aws: Aws, settings: Settings) -> tuple[list[Account], dict[str, int], OrganizationTree]:
+async def _organization_accounts(aws: Aws, settings: Settings) -> tuple[list[Account], list[SkippedAccount], OrganizationTree]:
     tree = await walk_organization(aws, await aws.client("organizations"))
     sts = await aws.client("sts")
     caller_account = (await aws.call(sts, "GetCallerIdentity"))["Account"]
     accounts: list[Account] = []
-    not_collected = dict.fromkeys(SKIPPED_STATES.values(), 0)
+    not_collected: list[SkippedAccount] = []
     for parent_id, item in tree.accounts:
+        account_id = item["Id"]
         reason = SKIPPED_STATES.get(_account_state(item))
         if reason is not None:
-            not_collected[reason] += 1
+            not_collected.append(SkippedAccount(account_id, str(item.get("Name", account_id)), reason))
             continue
-        account_id = item["Id"]
         path = tree.path(parent_id)
         accounts.append(
             Account(

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from exporter.discovery.accounts import Account
+from exporter.discovery.accounts import Account, SkippedAccount
 from exporter.aws.client import ApiStats
 from exporter.posture.collect import RootPosture
+from exporter.posture.organization_features import OrganizationFeatures
 from exporter.scp.check import ScpResult
 
 
@@ -37,7 +38,9 @@ class Snapshot:
     status: Mapping[tuple[str, str], CollectorStatus] = field(default_factory=lambda: MappingProxyType({}))
     discovered: int = 0
     skipped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
-    organization_features: Mapping[str, bool] | None = None
+    # Each account not collected, with its reason (the `skipped` counts, named: for `audit`).
+    skipped_accounts: tuple[SkippedAccount, ...] = ()
+    organization_features: OrganizationFeatures | None = None
     management_account_id: str | None = None
     # Reason the last discovery failed (the account list is then the previous one).
     discovery_error: str | None = None

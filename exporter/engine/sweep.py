@@ -19,6 +19,7 @@ from exporter.discovery.accounts import Account, Discovery, discover
 from exporter.engine.runner import CollectorRunner, Outcome, attempt
 from exporter.engine.state import CollectorStatus, ExporterState, Snapshot
 from exporter.posture.collect import RootPosture, collect_with_assume_root, collect_with_report
+from exporter.posture.organization_features import OrganizationFeatures, read_organization_features
 from exporter.scp.check import SCP, ScpResult, collect_scp
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 POSTURE = "posture"
 DISCOVERY = "discovery"
 ORG_FEATURES = "organization_features"
-FEATURES = ("RootCredentialsManagement", "RootSessions")
 
 T = TypeVar("T")
 
@@ -116,6 +116,7 @@ class PostureSweeper:
             accounts=list(previous.accounts),
             discovered=previous.discovered,
             skipped=dict(previous.skipped),
+            skipped_accounts=list(previous.skipped_accounts),
             management_account_id=previous.management_account_id,
         )
         return kept, Keyed(key, Outcome(status)), error
@@ -180,27 +181,15 @@ class PostureSweeper:
             settings.credential_report_wait_seconds,
         )
 
-    async def _organization_features(self, found: Discovery, previous: Snapshot) -> Keyed[dict[str, bool]] | None:
+    async def _organization_features(self, found: Discovery, previous: Snapshot) -> Keyed[OrganizationFeatures] | None:
         if self.settings.account_mode is not AccountMode.organization or not found.management_account_id:
             return None
         key = (found.management_account_id, ORG_FEATURES)
 
-        async def read() -> dict[str, bool]:
-            iam = await self.aws.client("iam")
-            try:
-                response = await self.aws.call(iam, "ListOrganizationsFeatures")
-                enabled = set(response.get("EnabledFeatures", []))
-            except AwsError as exc:
-                # IAM's trusted access to Organizations is off: no feature can be enabled.
-                if exc.code != "ServiceAccessNotEnabledException":
-                    raise
-                enabled = set()
-            return {f: f in enabled for f in FEATURES}
-
         outcome = await self.runner.run(
             found.management_account_id,
             ORG_FEATURES,
-            read,
+            lambda: read_organization_features(self.aws),
             previous=previous.status.get(key),
             timeout=None,
             failed="reading centralized root access features failed",
@@ -233,7 +222,7 @@ class SweepResults:
 
     discovery: Keyed[Discovery] | None
     posture: dict[Account, Outcome[RootPosture]]
-    features: Keyed[dict[str, bool]] | None
+    features: Keyed[OrganizationFeatures] | None
     scp: Keyed[ScpResult] | None
 
     def snapshot(self, found: Discovery, previous: Snapshot, duration: float) -> Snapshot:
@@ -263,6 +252,7 @@ class SweepResults:
             status=MappingProxyType(status),
             discovered=found.discovered,
             skipped=MappingProxyType(dict(found.skipped)),
+            skipped_accounts=tuple(found.skipped_accounts),
             organization_features=features if features is not None else previous.organization_features,
             management_account_id=found.management_account_id,
             discovery_error=None if self.discovery is None or self.discovery.outcome.status.success else self.discovery.outcome.status.reason,

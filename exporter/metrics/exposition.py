@@ -72,12 +72,20 @@ class ExporterFamilies:
         yield skipped
         features = gauge(
             PREFIX + "organization_feature_enabled",
-            "1 when the centralized root access feature is enabled for the organization.",
+            "1 when the centralized root access feature is enabled for the organization; absent while IAM does not report the features.",
             labels=["feature"],
         )
-        for feature, enabled in (snap.organization_features or {}).items():
-            features.add_metric([feature], 1 if enabled else 0)
+        trusted = gauge(
+            PREFIX + "organization_iam_trusted_access_enabled",
+            "1 when trusted access for IAM is enabled in AWS Organizations; 0 when it is not, and IAM then does not report the centralized root access features.",
+        )
+        read = snap.organization_features
+        if read is not None:
+            for feature, enabled in (read.enabled or {}).items():
+                features.add_metric([feature], 1 if enabled else 0)
+            trusted.add_metric([], int(read.trusted_access))
         yield features
+        yield trusted
 
     def _posture(self, snap) -> Iterable[Family]:
         refreshed = " Refreshed every posture sweep."

@@ -137,7 +137,9 @@ class RootState:
     deny_assume_role: bool = False
     report_generation_seconds: float = 0.0
     report_malformed: bool = False
-    # Every IAM call in this account answers Throttling (a throttled account, for fault tests).
+    # Every IAM call made in this account, whatever the operation and the caller (its member
+    # role, an AssumeRoot session, the exporter's own credentials in the management account),
+    # answers Throttling: a throttled account, for fault tests.
     throttle_iam: bool = False
 
     @property
@@ -496,8 +498,6 @@ def _list_mfa_devices(self: IamResponse, root: RootState) -> ActionResult:
 
 def _get_account_summary_response(self: IamResponse) -> ActionResult:
     root = root_state(self.current_account)
-    if root.throttle_iam:
-        raise IamThrottling("Rate exceeded")
     policy = _root_session(self)
     if policy is not None and policy != "IAMAuditRootUserCredentials":
         raise IamAccessDenied(f"The task policy {policy} does not allow iam:GetAccountSummary")
@@ -521,9 +521,12 @@ _original_call_action = IamResponse.call_action
 
 
 def _call_action(self: IamResponse) -> Any:
-    """Fail one IAM operation of one account (scenario `faults`), as AWS would answer it."""
+    """Fail IAM calls of one account (scenario `faults`) as AWS would answer them: every call
+    of a throttled account (`throttle_iam`: IAM throttles per account, whatever the
+    operation), or every call of one operation (an OperationFault)."""
     action = self._get_action()
-    error = root_state(self.current_account).iam_faults.get(action)
+    root = root_state(self.current_account)
+    error = "throttle" if root.throttle_iam else root.iam_faults.get(action)
     if error is None:
         return _original_call_action(self)
     status, headers, body = self.serialized(ActionResult(_FAULT_ERRORS[error](action)))
