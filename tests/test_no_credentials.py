@@ -42,7 +42,7 @@ HELP = (
     "AWS_PROFILE and a shared config file (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE), "
     "IRSA (ServiceAccount annotation eks.amazonaws.com/role-arn), "
     "an EKS Pod Identity association for the ServiceAccount, or an EC2 instance role; "
-    "on EKS, restart the pod after adding the annotation or association. Retrying with backoff"
+    "on EKS, restart the pod after adding the annotation or association"
 )
 LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) ([\w.]+): (.*)$")
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/111111111111/root-activity"

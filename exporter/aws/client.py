@@ -57,14 +57,15 @@ _NO_CREDENTIALS = (
     InvalidConfigError,
     SSOError,
 )
-# The one log line that says so, once each time the credentials go missing.
+# The one log line that says so, once each time the credentials go missing. Whether and when
+# to try again is the caller's (serve's sweep loop retries; a one-shot audit does not).
 NO_CREDENTIALS_HELP = (
     "no AWS credentials found: nothing can be collected until the exporter has some. Provide them with "
     "environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), "
     "AWS_PROFILE and a shared config file (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE), "
     "IRSA (ServiceAccount annotation eks.amazonaws.com/role-arn), "
     "an EKS Pod Identity association for the ServiceAccount, or an EC2 instance role; "
-    "on EKS, restart the pod after adding the annotation or association. Retrying with backoff"
+    "on EKS, restart the pod after adding the annotation or association"
 )
 
 _ACCESS_DENIED = {
