@@ -91,6 +91,7 @@ SLOW_TESTS = {
     "tests/test_webconfig.py::test_cli_exits_2_naming_the_setting": "the exporter as a subprocess",
     "tests/test_webconfig.py::test_healthcheck_command_speaks_the_web_config": "the healthcheck command as a subprocess",
     "tests/test_activity_sources.py::test_corrupt_state_file_is_a_clear_error": "the exporter as a subprocess",
+    "tests/test_no_credentials.py::test_serve_without_credentials_says_how_to_provide_them_and_retries_soon": "the exporter as a subprocess",
     "tests/test_dashboards.py::test_every_query_parses_with_promtool": "promtool",
     "tests/test_dashboards.py::test_promtool_parse_check_can_fail": "promtool",
     "tests/test_doc_queries.py::test_every_documented_query_parses": "promtool",

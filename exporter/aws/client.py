@@ -25,17 +25,48 @@ from aiobotocore.session import get_session
 from botocore import xform_name
 from botocore.credentials import CredentialProvider, ReadOnlyCredentials
 from botocore.exceptions import (
-    BotoCoreError,
     ClientError,
+    ConfigParseError,
     ConnectTimeoutError,
+    CredentialRetrievalError,
+    InvalidConfigError,
     NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
     ReadTimeoutError,
+    SSOError,
 )
 
 log = logging.getLogger(__name__)
 
 # The fixed set of failure reasons used in metric labels.
-REASONS = ("access_denied", "assume_role_failed", "throttled", "timeout", "invalid_response", "error")
+REASONS = ("no_credentials", "access_denied", "assume_role_failed", "throttled", "timeout", "invalid_response", "error")
+
+# botocore found no credentials for the exporter's own principal, or could not load the ones
+# configured: none in the environment, a partial set (a key id without its secret),
+# AWS_PROFILE naming a profile no config file has, a config file it cannot parse, or a
+# provider that failed to deliver (the EKS Pod Identity agent or the container endpoint
+# unreachable, an SSO session expired). Reason `no_credentials`, not `access_denied`: AWS
+# never saw a request, and the fix is in the exporter's environment, not in IAM.
+_NO_CREDENTIALS = (
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+    ProfileNotFound,
+    ConfigParseError,
+    InvalidConfigError,
+    SSOError,
+)
+# The one log line that says so, once each time the credentials go missing. Whether and when
+# to try again is the caller's (serve's sweep loop retries; a one-shot audit does not).
+NO_CREDENTIALS_HELP = (
+    "no AWS credentials found: nothing can be collected until the exporter has some. Provide them with "
+    "environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), "
+    "AWS_PROFILE and a shared config file (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE), "
+    "IRSA (ServiceAccount annotation eks.amazonaws.com/role-arn), "
+    "an EKS Pod Identity association for the ServiceAccount, or an EC2 instance role; "
+    "on EKS, restart the pod after adding the annotation or association"
+)
 
 _ACCESS_DENIED = {
     "AccessDenied",
@@ -132,8 +163,8 @@ def classify_error(exc: BaseException) -> str:
         if code in _ACCESS_DENIED or status == 403:
             return "access_denied"
         return "error"
-    if isinstance(exc, NoCredentialsError):
-        return "access_denied"
+    if isinstance(exc, _NO_CREDENTIALS):
+        return "no_credentials"
     if isinstance(exc, (KeyError, ValueError, TypeError)):
         return "invalid_response"
     return "error"
@@ -143,8 +174,9 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         # AWS error messages name principals and resources, never credentials.
         return str(exc.response.get("Error", {}).get("Message", ""))[:300]
-    if isinstance(exc, BotoCoreError):
-        return type(exc).__name__
+    if isinstance(exc, _NO_CREDENTIALS):
+        # What botocore found missing: a variable, a profile, a provider's answer; never a secret.
+        return str(exc)[:300]
     return type(exc).__name__
 
 
@@ -252,6 +284,10 @@ class Aws:
         self._member_clients: dict[tuple[str, str], Any] = {}
         self._client_lock = asyncio.Lock()
         self._credentials: dict[tuple[str, str], Credentials] = {}
+        # Whether the exporter's own credentials were missing at the last look (None: not
+        # looked yet), and when and why the last look failed (see _own_credentials).
+        self._missing: bool | None = None
+        self._lookup_failed: tuple[float, AwsError] | None = None
         self._credential_locks: dict[tuple[str, str], asyncio.Lock] = {}
         # Told of every AssumeRoot session the exporter opens (account id, task policy ARN,
         # credentials): its own sessions' records are privileged tasks, whatever the
@@ -267,6 +303,11 @@ class Aws:
         self._member_clients.clear()
         await self._stack.__aexit__(*exc)
 
+    @property
+    def credentials_missing(self) -> bool:
+        """The exporter's own credentials could not be found at the last look."""
+        return bool(self._missing)
+
     # -- clients -------------------------------------------------------------------------
 
     async def client(self, service: str, region: str | None = None, read_timeout: float | None = None) -> Any:
@@ -277,9 +318,11 @@ class Aws:
         key = (service, region or self.region) if read_timeout is None else (service, region or self.region, read_timeout)
         client = self._clients.get(key)
         if client is None:
+            asked = time.monotonic()
             async with self._client_lock:
                 client = self._clients.get(key)
                 if client is None:
+                    await self._own_credentials(service, asked)
                     config = self._config if read_timeout is None else self._config.merge(AioConfig(read_timeout=read_timeout))
                     client = await self._stack.enter_async_context(
                         self._session.create_client(
@@ -289,6 +332,47 @@ class Aws:
                     _observe_operations(client, "exporter")
                     self._clients[key] = client
         return client
+
+    async def _own_credentials(self, service: str, asked: float) -> None:
+        """Raise AwsError `no_credentials` unless botocore finds the exporter's own credentials.
+
+        A client created without credentials would keep none for the life of the process,
+        even once they exist. After a failed look the session is replaced, because a session
+        reads the config files once: the next look sees a file mounted since. Callers that
+        were already waiting when a look failed share its failure (a provider that does not
+        answer takes seconds per look, and a sweep asks for many clients at once)."""
+        if self._lookup_failed is not None and self._lookup_failed[0] >= asked:
+            shared = self._lookup_failed[1]
+            raise AwsError(shared.reason, service, shared.code, shared.message)
+        try:
+            found = await self._session.get_credentials()
+        except _NO_CREDENTIALS as exc:
+            error = AwsError("no_credentials", service, type(exc).__name__, _message(exc))
+        else:
+            if found is not None:
+                self._credentials_found(found.method)
+                return
+            error = AwsError("no_credentials", service, NoCredentialsError.__name__, NoCredentialsError.fmt)
+        self._session = get_session()
+        self._lookup_failed = (time.monotonic(), error)
+        self._credentials_lost(error)
+        raise error
+
+    def _credentials_lost(self, error: AwsError) -> None:
+        if self._missing:
+            log.debug("still no AWS credentials", extra={"reason": error.reason, "error": str(error)})
+            return
+        self._missing = True
+        log.error(NO_CREDENTIALS_HELP, extra={"reason": error.reason, "error": str(error)})
+
+    def _credentials_found(self, method: str | None) -> None:
+        if self._missing is False:
+            return
+        # One line when they are first found, or found again: which provider answered
+        # (env, shared-credentials-file, assume-role-with-web-identity, container-role, iam-role, ...).
+        extra = {"method": method} if method else {}
+        log.info("AWS credentials found" if self._missing is None else "AWS credentials found again", extra=extra)
+        self._missing = False
 
     @asynccontextmanager
     async def member_client(self, service: str, credentials: Credentials | None, region: str | None = None) -> AsyncIterator[Any]:
@@ -337,6 +421,7 @@ class Aws:
         except Exception as exc:
             raise self._failed(name, exc) from None
         self.stats.record(name, None)
+        self._answered()
         return response
 
     async def paginate(self, client: Any, operation: str, result_key: str, **params: Any) -> list[Any]:
@@ -353,13 +438,24 @@ class Aws:
             raise
         except Exception as exc:
             raise self._failed(name, exc) from None
+        self._answered()
         return items
+
+    def _answered(self) -> None:
+        if self._missing:
+            # Credentials lost after a refresh failed work again.
+            self._credentials_found(None)
 
     def _failed(self, name: str, exc: BaseException) -> AwsError:
         reason = classify_error(exc)
         self.stats.record(name, reason)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(exc, ClientError) else None
-        return AwsError(reason, name, error_code(exc), _message(exc), status)
+        if reason != "no_credentials":
+            return AwsError(reason, name, error_code(exc), _message(exc), status)
+        error = AwsError(reason, name, type(exc).__name__, _message(exc))
+        # Credentials found once, then lost (a refresh the provider could not answer).
+        self._credentials_lost(error)
+        return error
 
     # -- credentials for member accounts -------------------------------------------------
 

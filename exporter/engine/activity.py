@@ -285,10 +285,16 @@ class ActivityService:
     async def _sqs_loop(self, queue_url: str, source: str) -> None:
         key = (_queue_account(queue_url), source)
         region = _queue_region(queue_url, self.settings.region)
-        sqs = await self.aws.client("sqs", region, read_timeout=self.settings.sqs_wait_seconds + SQS_RECEIVE_GRACE_SECONDS)
         failures = 0
+
+        async def poll() -> int:
+            # Inside the attempt: without credentials there is no client yet, and that is a
+            # failure of this source to back off from, not a crash of the loop.
+            sqs = await self.aws.client("sqs", region, read_timeout=self.settings.sqs_wait_seconds + SQS_RECEIVE_GRACE_SECONDS)
+            return await self.poll_queue(sqs, queue_url, source)
+
         while True:
-            _, error = await attempt(lambda: self.poll_queue(sqs, queue_url, source), None)
+            _, error = await attempt(poll, None)
             if error is None:
                 failures = 0
                 self._settle(key, CollectorStatus(True, time.time()))

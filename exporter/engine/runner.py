@@ -75,7 +75,9 @@ class CollectorRunner:
         else:
             message = str(error)
         self.count(account_id, collector, reason)
-        log.warning(failed, extra={"account_id": account_id, "collector": collector, "reason": reason, "error": message})
+        # Missing credentials fail every collector on every retry: Aws logs that once, at error.
+        level = logging.DEBUG if reason == "no_credentials" else logging.WARNING
+        log.log(level, failed, extra={"account_id": account_id, "collector": collector, "reason": reason, "error": message})
         return CollectorStatus(False, previous.last_success if previous else None, reason, message)
 
     def count(self, account_id: str, collector: str, reason: str) -> None:

@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 POSTURE = "posture"
 DISCOVERY = "discovery"
 ORG_FEATURES = "organization_features"
+# With no AWS credentials a sweep is tried again after 5 s, then 10, 20, 40 and every 60 s
+# (never later than the normal interval): credentials that show up soon after the start (the
+# EKS Pod Identity agent starting on a new node, a config file mounted late) are used within
+# a minute, not one posture interval later. A sweep without credentials sends no request.
+CREDENTIALS_RETRY_FIRST_SECONDS = 5.0
+CREDENTIALS_RETRY_MAX_SECONDS = 60.0
 
 T = TypeVar("T")
 
@@ -59,7 +65,9 @@ class PostureSweeper:
             self._running = False
 
     async def run(self) -> None:
-        """Sweep forever, `posture_interval_seconds` apart (start to start)."""
+        """Sweep forever, `posture_interval_seconds` apart (start to start); sooner, with
+        backoff, while the exporter has no AWS credentials (see `credentials_retry_delay`)."""
+        retries = 0
         while True:
             started = time.monotonic()
             try:
@@ -68,6 +76,13 @@ class PostureSweeper:
                 raise
             except Exception:  # a bug must not stop the exporter; it shows in the logs
                 log.exception("posture sweep failed")
+            if self.aws.credentials_missing:
+                retries += 1
+                delay = credentials_retry_delay(retries, self.settings.posture_interval_seconds)
+                log.info("no AWS credentials: next posture sweep sooner", extra={"retry_in_seconds": delay})
+                await asyncio.sleep(delay)
+                continue
+            retries = 0
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(self.settings.posture_interval_seconds - elapsed, 1.0))
 
@@ -203,9 +218,19 @@ class PostureSweeper:
                 sts = await self.aws.client("sts")
                 self._own_account = str((await self.aws.call(sts, "GetCallerIdentity"))["Account"])
             except Exception as exc:
-                log.warning("cannot read the exporter's own account id", extra={"reason": classify_error(exc), "error": str(exc)})
+                reason = classify_error(exc)
+                # Without credentials the one line of Aws says it all, on every retry.
+                level = logging.DEBUG if reason == "no_credentials" else logging.WARNING
+                log.log(level, "cannot read the exporter's own account id", extra={"reason": reason, "error": str(exc)})
                 return ""
         return self._own_account
+
+
+def credentials_retry_delay(retries: int, interval: float) -> float:
+    """Seconds before sweep retry number `retries` (1, 2, ...) while credentials are missing."""
+    # The exponent is bounded: retries count up for as long as the credentials are missing.
+    delay = CREDENTIALS_RETRY_FIRST_SECONDS * 2 ** min(retries - 1, 16)
+    return min(delay, CREDENTIALS_RETRY_MAX_SECONDS, interval)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ def _landing(state: ExporterState) -> bytes:
     snap = state.snapshot
     failing = sum(1 for s in snap.status.values() if not s.success)
     ready = "ready" if state.ready.is_set() else "waiting for the first sweep"
+    if any(s.reason == "no_credentials" for s in snap.status.values()):
+        ready += "; no AWS credentials found, nothing is collected (the log says how to provide them; retrying)"
     body = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>AWS root exporter</title></head>
 <body>
