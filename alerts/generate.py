@@ -22,7 +22,7 @@ import yaml
 
 from alerts import config as c
 from alerts import promql
-from alerts.promql import increase_with_new, regex_alternation
+from alerts.promql import increase_by, regex_alternation
 
 HERE = pathlib.Path(__file__).resolve().parent
 OUTPUT = HERE / "aws-root-exporter.rules.yml"
@@ -257,27 +257,30 @@ def events_record(metric_name: str, by: str, window: str) -> str:
 
 
 # Counter families the activity alerts read: (metric, labels kept, window). Each is recorded
-# once (increase_with_new: a series born in the window counts its whole value) in the
+# once (increase_by: a series that appeared in the window counts its whole value) in the
 # activity group, ahead of the alerts, so an alert sees the record of the same evaluation.
-EVENT_FAMILIES = [
-    ("aws_root_console_logins_total", "account_id, outcome, approved", c.ACTIVITY_WINDOW),
-    ("aws_root_console_logins_total", "account_id, outcome", c.FAILED_LOGIN_WINDOW),
-    ("aws_root_signin_events_total", "account_id, event_name", c.ACTIVITY_WINDOW),
-    ("aws_root_api_calls_total", "account_id, category, approved", c.ACTIVITY_WINDOW),
-    ("aws_root_assume_root_calls_total", "account_id, task_policy", c.ACTIVITY_WINDOW),
-    ("aws_root_recovery_signals_total", "account_id, signal, outcome", c.ACTIVITY_WINDOW),
-]
+# Appeared means fewer samples in the window than its target's build_info, not absent one
+# window ago (`x unless x offset 10m`): that idiom misses a first event in the first window
+# after Prometheus starts, where build_info has no sample one window ago either.
+LOGINS = ("aws_root_console_logins_total", "account_id, outcome, approved", c.ACTIVITY_WINDOW)
+LOGIN_OUTCOMES = ("aws_root_console_logins_total", "account_id, outcome", c.FAILED_LOGIN_WINDOW)
+SIGNIN_EVENTS = ("aws_root_signin_events_total", "account_id, event_name", c.ACTIVITY_WINDOW)
+API_CALLS = ("aws_root_api_calls_total", "account_id, category, approved", c.ACTIVITY_WINDOW)
+ASSUME_ROOT_CALLS = ("aws_root_assume_root_calls_total", "account_id, task_policy", c.ACTIVITY_WINDOW)
+RECOVERY_SIGNALS = ("aws_root_recovery_signals_total", "account_id, signal, outcome", c.ACTIVITY_WINDOW)
+EVENT_FAMILIES = [LOGINS, LOGIN_OUTCOMES, SIGNIN_EVENTS, API_CALLS, ASSUME_ROOT_CALLS, RECOVERY_SIGNALS]
 
 
 def activity_recording_rules() -> list[dict]:
     return [
-        {"record": events_record(name, by, window), "expr": increase_with_new(name, by, window)}
+        {"record": events_record(name, by, window), "expr": increase_by(name, by, window=window)}
         for name, by, window in EVENT_FAMILIES
     ]
 
 
-def events(metric_name: str, by: str, window: str, *matchers: str, keep: str = "account_id") -> str:
+def events(family: tuple[str, str, str], *matchers: str, keep: str = "account_id") -> str:
     """The recorded events of a family, filtered by matchers and summed by `keep`."""
+    metric_name, by, window = family
     selected = events_record(metric_name, by, window) + ("{" + ",".join(matchers) + "}" if matchers else "")
     return selected if keep == by else f"sum by ({keep}) ({selected})"
 
@@ -286,14 +289,12 @@ def activity_alerts() -> list[dict]:
     w = c.ACTIVITY_WINDOW
     signin_events = regex_alternation(c.ALERTING_SIGNIN_EVENTS)
     ignored_policies = regex_alternation(c.ASSUME_ROOT_IGNORED_TASK_POLICIES)
-    logins = ("aws_root_console_logins_total", "account_id, outcome, approved", w)
-    api_calls = ("aws_root_api_calls_total", "account_id, category, approved", w)
     return [
         # No `for:`: the first evaluation that sees the counter move fires the alert.
         # approved!="true" rather than approved="false": any other value must still page.
         alert(
             "AwsRootConsoleLogin",
-            events(*logins, 'outcome="success"', 'approved!="true"') + " > 0",
+            events(LOGINS, 'outcome="success"', 'approved!="true"') + " > 0",
             "critical",
             "The root user signed in to the AWS console.",
             f"The root user of account {ACCOUNT} signed in to the AWS console in the last {w}."
@@ -302,7 +303,7 @@ def activity_alerts() -> list[dict]:
         # The first step of an approved break-glass procedure: a ticket, never a page.
         alert(
             "AwsRootBreakGlassLogin",
-            events(*logins, 'outcome="success"', 'approved="true"') + " > 0",
+            events(LOGINS, 'outcome="success"', 'approved="true"') + " > 0",
             "info",
             "The root user signed in to the AWS console inside an approved break-glass window.",
             f"The root user of account {ACCOUNT} signed in to the AWS console inside an"
@@ -312,7 +313,7 @@ def activity_alerts() -> list[dict]:
         ),
         alert(
             "AwsRootConsoleLoginFailures",
-            events("aws_root_console_logins_total", "account_id, outcome", c.FAILED_LOGIN_WINDOW, 'outcome="failure"')
+            events(LOGIN_OUTCOMES, 'outcome="failure"')
             + f" >= {c.FAILED_LOGIN_THRESHOLD}",
             "warning",
             "Repeated failed root console sign-ins.",
@@ -323,8 +324,7 @@ def activity_alerts() -> list[dict]:
         ),
         alert(
             "AwsRootPasswordActivity",
-            events("aws_root_signin_events_total", "account_id, event_name", w, f'event_name=~"{signin_events}"',
-                   keep="account_id, event_name") + " > 0",
+            events(SIGNIN_EVENTS, f'event_name=~"{signin_events}"', keep=SIGNIN_EVENTS[1]) + " > 0",
             "critical",
             "The root password is being recovered or changed.",
             "Root sign-in record {{ $labels.event_name }} for account "
@@ -332,7 +332,7 @@ def activity_alerts() -> list[dict]:
         ),
         alert(
             "AwsRootApiActivity",
-            events(*api_calls, 'approved!="true"', keep="account_id, category") + " > 0",
+            events(API_CALLS, 'approved!="true"', keep="account_id, category") + " > 0",
             "critical",
             "The root user made API calls outside an approved break-glass window.",
             f"The root user of account {ACCOUNT} made {{{{ $labels.category }}}} API calls"
@@ -340,7 +340,7 @@ def activity_alerts() -> list[dict]:
         ),
         alert(
             "AwsRootBreakGlassActivity",
-            events(*api_calls, 'approved="true"', keep="account_id, category") + " > 0",
+            events(API_CALLS, 'approved="true"', keep="account_id, category") + " > 0",
             "info",
             "The root user made API calls inside an approved break-glass window.",
             f"The root user of account {ACCOUNT} made {{{{ $labels.category }}}} API calls"
@@ -349,8 +349,7 @@ def activity_alerts() -> list[dict]:
         ),
         alert(
             "AwsRootAssumeRootUsed",
-            events("aws_root_assume_root_calls_total", "account_id, task_policy", w,
-                   f'task_policy!~"{ignored_policies}"', keep="account_id, task_policy") + " > 0",
+            events(ASSUME_ROOT_CALLS, f'task_policy!~"{ignored_policies}"', keep=ASSUME_ROOT_CALLS[1]) + " > 0",
             "warning",
             "A centralized root access session (sts:AssumeRoot) was opened.",
             "sts:AssumeRoot was called for account "
@@ -360,8 +359,7 @@ def activity_alerts() -> list[dict]:
         # root access switched off, or a root password re-created. Failed attempts too.
         alert(
             "AwsRootRecoveryPathChanged",
-            events("aws_root_recovery_signals_total", "account_id, signal, outcome", w,
-                   keep="account_id, signal, outcome") + " > 0",
+            events(RECOVERY_SIGNALS, keep=RECOVERY_SIGNALS[1]) + " > 0",
             "warning",
             "A change made a root user usable again (recovery email, centralized root access, root password).",
             f"{{{{ $labels.signal }}}} (outcome {{{{ $labels.outcome }}}}) for account {ACCOUNT}"

@@ -76,23 +76,3 @@ def increase_by(metric_name: str, by: str, *matchers: str, window: str) -> str:
         f"  max by (job, instance) (count_over_time({metric(PRESENCE)}[{window}]))"
     )
     return f"sum by ({by}) (\n  (\n  {appeared}\n  )\n  or\n  increase({series}[{window}])\n)"
-
-
-def increase_with_new(metric_name: str, by: str, window: str) -> str:
-    """Events counted in the trailing window, by `by`, counting a series born in the window
-    at its whole value (the activity counters are created by their first event, at 1, and
-    `increase()` alone never sees that event).
-
-    A series is new when it has a sample now, had none `window` ago, and its target was
-    scraped `window` ago (build_info): a Prometheus start or an exporter restart is no
-    appearance, since the counters were there before it (from the state file) or the target
-    was not. A series that existed `window` ago counts its `increase()`, so a counter that
-    moves on, or resets after a restart, counts as before. The rules file records it once
-    per counter family; the alerts read the recorded series."""
-    series = metric(metric_name)
-    presence = metric(PRESENCE)
-    return (
-        f"sum by ({by}) (\n  (\n    {series}\n    unless {series} offset {window}\n"
-        f"    and on (job, instance) {presence} offset {window}\n  )\n"
-        f"  or increase({series}[{window}])\n)"
-    )

@@ -194,6 +194,16 @@ def test_alert_labels_and_annotations(rule):
         assert "account_name" in annotations["description"]
 
 
+@pytest.mark.parametrize("rule", [r for r in ALERT_RULES if "account_id" in r["expr"]], ids=lambda r: r["alert"])
+def test_account_names_are_looked_up_not_joined(rule):
+    """A join with aws_root_account_info needs a fallback copy of the expression, or a missing
+    info series silences the alert; the names come from a template lookup instead
+    (alerts/tests/*.yml: the same alerts fire with and without the info series)."""
+    assert "aws_root_account_info" not in rule["expr"]
+    for label in ("account_name", "ou_name"):
+        assert "aws_root_account_info" in rule["labels"][label] and "| query" in rule["labels"][label]
+
+
 def test_alert_names_are_unique():
     assert len(ALERT_NAMES) == len(ALERT_RULES)
 
