@@ -194,6 +194,16 @@ def test_alert_labels_and_annotations(rule):
         assert "account_name" in annotations["description"]
 
 
+@pytest.mark.parametrize("rule", [r for r in ALERT_RULES if "account_id" in r["expr"]], ids=lambda r: r["alert"])
+def test_account_names_are_looked_up_not_joined(rule):
+    """A join with aws_root_account_info needs a fallback copy of the expression, or a missing
+    info series silences the alert; the names come from a template lookup instead
+    (alerts/tests/*.yml: the same alerts fire with and without the info series)."""
+    assert "aws_root_account_info" not in rule["expr"]
+    for label in ("account_name", "ou_name"):
+        assert "aws_root_account_info" in rule["labels"][label] and "| query" in rule["labels"][label]
+
+
 def test_alert_names_are_unique():
     assert len(ALERT_NAMES) == len(ALERT_RULES)
 
@@ -285,3 +295,51 @@ def test_routing_groups_by_account_and_alertname():
         "pager": ["http://127.0.0.1:5001/pager"],
         "security-tickets": ["http://127.0.0.1:5001/tickets"],
     }
+
+
+# --- alerts/README.md -----------------------------------------------------------------
+
+
+def readme_table(heading: str) -> list[list[str]]:
+    """Rows (cells) of the first table under `## heading` in alerts/README.md."""
+    text = (ALERTS / "README.md").read_text()
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows]
+
+
+def test_readme_lists_every_alert_with_its_severity():
+    listed = [(cells[0].strip("`"), cells[1]) for cells in readme_table("Alerts")]
+    generated = [(r["alert"], r["labels"]["severity"]) for r in ALERT_RULES]
+    assert sorted(listed) == sorted(generated), "alerts/README.md (Alerts) differs from the generated rules"
+
+
+def test_readme_lists_every_recording_rule():
+    listed = [cells[0].strip("`") for cells in readme_table("Recording rules")]
+    assert sorted(listed) == RECORD_NAMES, "alerts/README.md (Recording rules) differs from the generated rules"
+
+
+# --- runbook base URL -----------------------------------------------------------------
+
+
+def test_runbook_base_url_is_one_setting_of_the_generator():
+    base = "https://git.example.com/sec/aws-root-exporter/blob/main/alerts/runbook.md"
+    result = run(sys.executable, "-m", "alerts.generate", "--stdout", "--runbook-base-url", base)
+    assert result.returncode == 0, result.stderr
+    rules = [r for g in yaml.safe_load(result.stdout)["groups"] for r in g["rules"] if "alert" in r]
+    assert [r["annotations"]["runbook_url"] for r in rules] == [f"{base}#{r['alert'].lower()}" for r in ALERT_RULES]
+    # Nothing but the runbook address differs from the committed file.
+    assert result.stdout.replace(base, config.RUNBOOK_BASE_URL) == RULES_FILE.read_text()
+
+
+@pytest.mark.parametrize("bad", ["git.example.com/runbook.md", "https://wiki.example.com/runbook#top", ""])
+def test_runbook_base_url_that_is_no_url_is_refused(bad):
+    before = RULES_FILE.read_text()
+    result = run(sys.executable, "-m", "alerts.generate", "--runbook-base-url", bad)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"alerts.generate: --runbook-base-url {bad!r} is not an http(s) URL without a fragment:"
+        " give the address of runbook.md, e.g. https://git.example.com/aws-root-exporter/blob/main/alerts/runbook.md\n"
+    )
+    assert RULES_FILE.read_text() == before

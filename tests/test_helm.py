@@ -505,6 +505,8 @@ BAD_VALUES = [
     ({"serviceMonitor": {"interval": "1 minute"}}, "at '/serviceMonitor/interval'"),
     ({"serviceMonitor": {"scrapeTimeout": "30s1m"}}, "at '/serviceMonitor/scrapeTimeout'"),
     ({"prometheusRule": {"enabled": "yes"}}, "at '/prometheusRule/enabled': got string, want boolean"),
+    ({"prometheusRule": {"runbookBaseUrl": "wiki.example.com/runbook.md"}}, "at '/prometheusRule/runbookBaseUrl'"),
+    ({"prometheusRule": {"runbookBaseUrl": "https://wiki.example.com/runbook#top"}}, "at '/prometheusRule/runbookBaseUrl'"),
     ({"dashboards": {"labelValue": 1}}, "at '/dashboards/labelValue': got number, want string"),
     ({"aws": {"credentials": {"secretAccessKey": "abc"}}}, "store the key in a Secret and set aws.credentials.existingSecret"),
     ({"aws": {"credentials": {"accessKeyId": "AKIA"}}}, "store the key in a Secret and set aws.credentials.existingSecret"),
@@ -558,6 +560,27 @@ def test_prometheus_rule_holds_exactly_the_chart_alert_files(chart, chart_dir: P
     annotations = [r.get("annotations", {}) for g in rule["spec"]["groups"] for r in g["rules"]]
     if any("placeholder" in path.name for path in _alert_files(chart_dir)):
         assert any("{{ $labels.account_id }}" in a.get("description", "") for a in annotations)
+
+
+def test_runbook_base_url_is_a_value(chart, chart_dir: Path) -> None:
+    """prometheusRule.runbookBaseUrl replaces the address before the "#" of every runbook_url,
+    and nothing else of the rule files."""
+    base = "https://git.example.com/sec/aws-root-exporter/blob/main/alerts/runbook.md?plain=1&$x"
+    rule = _one(_render(chart, {"prometheusRule": {"enabled": True, "runbookBaseUrl": base}}), "PrometheusRule")
+    expected = []
+    for path in _alert_files(chart_dir):
+        expected.extend(yaml.safe_load(path.read_text(encoding="utf-8"))["groups"])
+    urls = 0
+    for group in expected:
+        for r in group["rules"]:
+            if "runbook_url" in r.get("annotations", {}):
+                r["annotations"]["runbook_url"] = base + "#" + r["annotations"]["runbook_url"].split("#", 1)[1]
+                urls += 1
+    assert urls, "the chart's rule files hold runbook URLs"
+    assert rule["spec"]["groups"] == expected
+    # Unset: the files' own addresses, unchanged.
+    default = _one(_render(chart, {"prometheusRule": {"enabled": True}}), "PrometheusRule")
+    assert base not in json.dumps(default)
 
 
 def test_no_prometheus_rule_unless_enabled(chart) -> None:
