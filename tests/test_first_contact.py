@@ -398,10 +398,12 @@ def test_sandbox_settings_from_the_config_file_win_over_its_demo_defaults_also_o
 
 
 def test_installing_the_package_prints_nothing(tmp_path: Path) -> None:
-    """`make demo` installs with `pip install --quiet -e`: the build backend must have nothing
-    to say (setuptools printed a deprecation banner for the old `project.license` table)."""
+    """`make demo` installs with `pip install --quiet -e .`: the build backend must have
+    nothing to say (setuptools printed a deprecation banner for the old `project.license`
+    table, and an "Editable installation" banner). Into a new venv, so this one is untouched."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True, timeout=120)
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--dry-run", "-e", str(ROOT)],
+        [sys.executable, "-m", "pip", "--python", str(tmp_path / "venv" / "bin" / "python"), "install", "--quiet", "--no-deps", "-e", str(ROOT)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path, env=_env(PIP_DISABLE_PIP_VERSION_CHECK="1"),
     )
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
