@@ -1,4 +1,4 @@
-"""Command line: `aws-root-exporter [serve|sandbox|audit] ...`."""
+"""Command line: `aws-root-exporter [serve|sandbox|audit|classify|inject|healthcheck] ...`."""
 
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ from exporter.activity.state_file import StateFileError
 from exporter.logs import setup_logging
 from exporter.sandbox.records import KINDS
 from exporter.sandbox.scenario import Scenario, ScenarioError, load_scenario
+from exporter.sandbox.server import check_port
 from exporter.config.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("exporter")
 
 EXIT_CONFIG = 2
+SANDBOX_HOST = "127.0.0.1"  # the sandbox organization's endpoints are local only
 SANDBOX_EXTRA = "pip install 'aws-root-exporter[sandbox]'"
 
 
@@ -220,7 +222,7 @@ class _SandboxProcess:
     """The sandbox organization in a child process, so moto never competes with the exporter's loop."""
 
     def __init__(self, scenario: str | None, port: int) -> None:
-        command = [sys.executable, "-m", "exporter.sandbox", "--port", str(port)]
+        command = [sys.executable, "-m", "exporter.sandbox", "--host", SANDBOX_HOST, "--port", str(port)]
         if scenario:
             command += ["--scenario", scenario]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -269,6 +271,13 @@ def _sandbox(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     # Check the settings before starting anything (the sandbox's endpoint is not known yet).
     _settings(args, {"endpoint_url": "http://127.0.0.1:1"}, DEMO_DEFAULTS)
+    try:
+        check_port(SANDBOX_HOST, args.sandbox_port)
+    except OSError as exc:
+        raise SettingsError(
+            f"--sandbox-port: cannot listen on {SANDBOX_HOST}:{args.sandbox_port}: {exc.strerror or exc}; "
+            "choose another port, or leave --sandbox-port out for any free one"
+        ) from None
     sandbox = _SandboxProcess(args.scenario, args.sandbox_port)
     demo = None
     try:

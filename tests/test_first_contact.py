@@ -312,6 +312,12 @@ def test_an_address_in_use_is_one_line_naming_the_address_and_the_fix() -> None:
             )), command
             # The sandbox's child process stopped with it.
             assert _left_running("CLI_TEST_MARKER=" + marker) == [], command
+        # The sandbox's own port, when one is asked for (moto's server would wait for it forever).
+        result = _run("sandbox", "--no-prometheus", "--sandbox-port", address.rpartition(":")[2], "--web.listen-address", "127.0.0.1:0")
+        assert (result.returncode, result.stdout, result.stderr) == (2, "", (
+            f"aws-root-exporter: configuration error: --sandbox-port: cannot listen on {address}: Address already in use; "
+            "choose another port, or leave --sandbox-port out for any free one\n"
+        ))
 
 
 def test_inject_pointed_at_something_else_says_so_in_one_line() -> None:
