@@ -5,15 +5,18 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test test-fast system-packages benchmark soak clean
 
+# Quiet: what the first `make demo` prints is what a new user reads, so only what they act on.
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@
+	@echo "Installing aws-root-exporter and its test tools into $(VENV) (once; about a minute)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip
+	@$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
 
-# The exporter on the built-in sandbox organization (no AWS account needed).
+# The exporter on the built-in sandbox organization (no AWS account needed). It prints the
+# inject command with the full path of $(BIN)/aws-root-exporter: $(BIN) is not on PATH.
 demo: $(BIN)/.installed
-	$(BIN)/aws-root-exporter sandbox
+	@$(BIN)/aws-root-exporter sandbox
 
 # Debian packages the tests use (Prometheus, Alertmanager, Chromium; podman, buildah, runc and
 # mmdebstrap for the image); installed when missing.

@@ -1,4 +1,4 @@
-"""Command line: `aws-root-exporter [serve|sandbox|audit] ...`."""
+"""Command line: `aws-root-exporter [serve|sandbox|audit|classify|inject|healthcheck] ...`."""
 
 from __future__ import annotations
 
@@ -7,19 +7,25 @@ import asyncio
 import json
 import logging
 import os
+import shlex
 import subprocess
 import sys
-from typing import Any
+import textwrap
+from pathlib import Path
+from typing import Any, NoReturn
 
 from exporter import __version__
 from exporter.activity.state_file import StateFileError
 from exporter.logs import setup_logging
+from exporter.sandbox.records import KINDS
 from exporter.sandbox.scenario import Scenario, ScenarioError, load_scenario
-from exporter.config.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from exporter.sandbox.server import check_port
+from exporter.config.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("exporter")
 
 EXIT_CONFIG = 2
+SANDBOX_HOST = "127.0.0.1"  # the sandbox organization's endpoints are local only
 SANDBOX_EXTRA = "pip install 'aws-root-exporter[sandbox]'"
 
 
@@ -38,56 +44,132 @@ def _require_sandbox() -> None:
         ) from None
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", help="YAML file with settings (see the Configuration section of README.md)")
-    common.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT", help="address to serve /metrics on")
-    common.add_argument("--web.config.file", dest="web_config_file", metavar="PATH", help="web configuration file for TLS and basic auth (see docs/security.md)")
-    common.add_argument("--log.level", dest="log_level", metavar="LEVEL", help="debug, info, warning or error")
-    common.add_argument("--log.format", dest="log_format", metavar="FORMAT", help="text or json")
+# The options several commands share. Each command takes only those it uses (`_OPTIONS_OF`);
+# given before the command they apply to it, as after it.
+_SHARED: dict[str, tuple[str, dict[str, Any]]] = {
+    "config": ("--config", {"metavar": "PATH", "help": "YAML file with settings (see the Configuration section of README.md)"}),
+    "listen_address": ("--web.listen-address", {"metavar": "HOST:PORT", "help": "address to serve /metrics on"}),
+    "web_config_file": ("--web.config.file", {"metavar": "PATH", "help": "web configuration file for TLS and basic auth (see docs/security.md)"}),
+    "log_level": ("--log.level", {"metavar": "LEVEL", "help": "debug, info, warning or error"}),
+    "log_format": ("--log.format", {"metavar": "FORMAT", "help": "text or json"}),
+}
+_OPTIONS_OF: dict[str, tuple[str, ...]] = {
+    "serve": tuple(_SHARED),
+    "sandbox": tuple(_SHARED),
+    "audit": ("config", "log_level", "log_format"),
+    "classify": ("config",),  # for break_glass_windows; it serves nothing and logs nothing
+    "inject": (),
+    "healthcheck": ("config", "listen_address", "web_config_file"),
+}
 
-    parser = argparse.ArgumentParser(
+_HELP_OF: dict[str, dict[str, str]] = {
+    "classify": {"config": "YAML settings file (see the Configuration section of README.md); classify uses its break_glass_windows"},
+    "healthcheck": {"listen_address": "the address the exporter serves on (the listen_address setting)"},
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    commands: dict[str, argparse.ArgumentParser]
+
+    def error(self, message: str) -> NoReturn:
+        # One line, as for every other bad input; the usage is one `--help` away.
+        self.exit(EXIT_CONFIG, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+class _Formatter(argparse.HelpFormatter):
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        # Kind names and flags hold hyphens: a line never breaks inside one ("iam-user-" / "login").
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+def _add_shared(parser: argparse.ArgumentParser, names: tuple[str, ...], helps: dict[str, str] | None = None) -> None:
+    for name in names:
+        flag, shared = _SHARED[name]
+        options = {**shared, "help": (helps or {}).get(name, shared["help"])}
+        # SUPPRESS: an option the command line does not give sets nothing, so a subcommand's
+        # parser never overwrites a value given before the subcommand with its default.
+        parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, **options)
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
         prog="aws-root-exporter",
+        formatter_class=_Formatter,
         description="Prometheus exporter for AWS root user posture and activity across an AWS Organization.",
-        parents=[common],
+        epilog="Options given before COMMAND apply to it (to serve when no COMMAND is given); "
+        "`aws-root-exporter COMMAND --help` lists the options each command takes.",
     )
     parser.add_argument("--version", action="version", version=f"aws-root-exporter {__version__}")
+    _add_shared(parser, tuple(_SHARED))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("serve", parents=[common], help="run the exporter (default)")
-    sandbox = sub.add_parser("sandbox", parents=[common], help="run the exporter against the built-in sandbox organization")
+    commands = {
+        "serve": "run the exporter (default)",
+        "sandbox": "run the exporter against the built-in sandbox organization",
+        "audit": "collect once, print every account's root posture, exit 1 on findings",
+        "classify": "classify CloudTrail records in files (log files, .gz, EventBridge events, JSON lines)",
+        "inject": "inject a root event into a running sandbox (demo)",
+        "healthcheck": "exit 0 if this host's exporter answers /-/healthy (for Docker's HEALTHCHECK)",
+    }
+    parsers = {}
+    for command, text in commands.items():
+        parsers[command] = sub.add_parser(command, help=text, description=text[0].upper() + text[1:] + ".", formatter_class=_Formatter)
+        _add_shared(parsers[command], _OPTIONS_OF[command], _HELP_OF.get(command))
+    parser.commands = parsers
+    sandbox = parsers["sandbox"]
     sandbox.add_argument("--scenario", metavar="FILE", help="sandbox scenario YAML (default: the built-in one)")
     sandbox.add_argument("--sandbox-port", type=int, default=0, help="port of the sandbox AWS endpoint (default: any free port)")
     sandbox.add_argument(
         "--no-prometheus", action="store_true", help="do not start Prometheus and Alertmanager with the shipped alerts (started when installed)"
     )
-    classify = sub.add_parser("classify", parents=[common], help="classify CloudTrail records in files (log files, .gz, EventBridge events, JSON lines)")
-    classify.add_argument("files", nargs="+", metavar="FILE")
-    inject = sub.add_parser("inject", help="inject a root event into a running sandbox (demo)")
+    parsers["classify"].add_argument(
+        "files", nargs="+", metavar="FILE", help='a CloudTrail log file ({"Records": [...]}, plain or .gz), EventBridge events or JSON lines'
+    )
+    inject = parsers["inject"]
     inject.add_argument("--control-url", required=True, help="the sandbox control URL printed by `aws-root-exporter sandbox`")
     inject.add_argument("--account", required=True, help="12-digit account id")
-    inject.add_argument("--kind", default="console-login", help="console-login, console-login-failure, password-recovery, api-call, break-glass, iam-user-login")
+    inject.add_argument("--kind", default="console-login", choices=KINDS, metavar="KIND", help=f"one of: {', '.join(KINDS)} (default: console-login)")
     inject.add_argument("--no-mfa", action="store_true", help="the record says MFA was not used")
-    sub.add_parser("healthcheck", parents=[common], help="exit 0 if this host's exporter answers /-/healthy (for Docker's HEALTHCHECK)")
-    audit = sub.add_parser("audit", parents=[common], help="collect once, print every account's root posture, exit 1 on findings")
-    audit.add_argument("--format", choices=("table", "json"), default="table")
+    audit = parsers["audit"]
+    audit.add_argument(
+        "--format", choices=("table", "json"), default="table",
+        help="table: one row per account, for people (default); json: the whole report as one JSON document, for scripts",
+    )
     audit.add_argument("--sandbox", action="store_true", help="audit a freshly started sandbox organization")
     audit.add_argument("--scenario", metavar="FILE", help="sandbox scenario YAML (with --sandbox)")
     return parser
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    args.command = args.command or "serve"
+    # The command's own parser says what is wrong, and points to its own --help.
+    command = parser.commands[args.command]
+    if unknown:
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    for name, (flag, _) in _SHARED.items():
+        if not hasattr(args, name):
+            setattr(args, name, None)
+        elif name not in _OPTIONS_OF[args.command]:
+            # Only before the command can it get here: after it, the command's parser refuses it.
+            takes = ", ".join(_SHARED[n][0] for n in _OPTIONS_OF[args.command])
+            command.error(f"{flag} (given before {args.command}): {args.command} does not use it; " + (f"it takes {takes}" if takes else "it takes none of these options"))
+    return args
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, key) for key in ("listen_address", "web_config_file", "log_level", "log_format") if getattr(args, key, None)}
 
 
-def _settings(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Settings:
+def _settings(args: argparse.Namespace, extra: dict[str, Any] | None = None, defaults: dict[str, Any] | None = None) -> Settings:
     overrides = _overrides(args)
     overrides.update(extra or {})
-    return load_settings(args.config, overrides)
+    return load_settings(args.config, overrides, defaults)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    command = args.command or "serve"
+    args = _parse(argv)
+    command = args.command
     try:
         if command == "serve":
             return _serve(args)
@@ -140,7 +222,7 @@ class _SandboxProcess:
     """The sandbox organization in a child process, so moto never competes with the exporter's loop."""
 
     def __init__(self, scenario: str | None, port: int) -> None:
-        command = [sys.executable, "-m", "exporter.sandbox", "--port", str(port)]
+        command = [sys.executable, "-m", "exporter.sandbox", "--host", SANDBOX_HOST, "--port", str(port)]
         if scenario:
             command += ["--scenario", scenario]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -170,33 +252,42 @@ def _sandbox_environment(endpoint_url: str) -> dict[str, Any]:
     return extra
 
 
+# The sandbox's own defaults: short intervals so that a change shows within seconds, and a
+# local address. They are defaults only: a flag, an environment variable or the --config file
+# sets each of them as for `serve`, at start and on a reload.
+DEMO_DEFAULTS: dict[str, Any] = {
+    "listen_address": "127.0.0.1:9784",
+    "posture_interval_seconds": 30.0,
+    "lookup_events_interval_seconds": 15.0,
+    "sqs_wait_seconds": 2,
+}
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from exporter.app import Exporter, run_until_signalled
 
     _require_sandbox()
     # The scenario is checked here, before anything starts; the child loads the same file.
     scenario = load_scenario(args.scenario)
-    # Check the settings before starting anything.
-    extra: dict[str, Any] = {"endpoint_url": "http://127.0.0.1:1"}
-    if not args.listen_address and ENV_PREFIX + "LISTEN_ADDRESS" not in os.environ:
-        extra["listen_address"] = "127.0.0.1:9784"
-    if ENV_PREFIX + "POSTURE_INTERVAL_SECONDS" not in os.environ:
-        extra["posture_interval_seconds"] = 30.0
-    if ENV_PREFIX + "LOOKUP_EVENTS_INTERVAL_SECONDS" not in os.environ:
-        extra["lookup_events_interval_seconds"] = 15.0
-    if ENV_PREFIX + "SQS_WAIT_SECONDS" not in os.environ:
-        extra["sqs_wait_seconds"] = 2
-    _settings(args, extra)
+    # Check the settings before starting anything (the sandbox's endpoint is not known yet).
+    _settings(args, {"endpoint_url": "http://127.0.0.1:1"}, DEMO_DEFAULTS)
+    try:
+        check_port(SANDBOX_HOST, args.sandbox_port)
+    except OSError as exc:
+        raise SettingsError(
+            f"--sandbox-port: cannot listen on {SANDBOX_HOST}:{args.sandbox_port}: {exc.strerror or exc}; "
+            "choose another port, or leave --sandbox-port out for any free one"
+        ) from None
     sandbox = _SandboxProcess(args.scenario, args.sandbox_port)
     demo = None
     try:
-        extra.update(_sandbox_environment(sandbox.info["endpoint_url"]))
-        for setting, key in (("eventbridge_queue_url", "events_queue_url"), ("s3_trail_queue_url", "trail_queue_url")):
-            if ENV_PREFIX + setting.upper() not in os.environ:
-                extra[setting] = sandbox.info[key]
-        settings = _settings(args, extra)
+        # The endpoint is always the sandbox's: pointing the sandbox command elsewhere would
+        # be `serve`. Its two queues are defaults like the intervals.
+        overrides = _sandbox_environment(sandbox.info["endpoint_url"])
+        defaults = {**DEMO_DEFAULTS, "eventbridge_queue_url": sandbox.info["events_queue_url"], "s3_trail_queue_url": sandbox.info["trail_queue_url"]}
+        settings = _settings(args, overrides, defaults)
         setup_logging(settings.log_level, settings.log_format.value)
-        exporter = Exporter(settings, lambda: _settings(args, extra))
+        exporter = Exporter(settings, lambda: _settings(args, overrides, defaults))
 
         def started(exp: Exporter) -> None:
             nonlocal demo
@@ -205,13 +296,16 @@ def _sandbox(args: argparse.Namespace) -> int:
                 "  Exporter metrics:  {url}/metrics\n"
                 "  Exporter status:   {url}/\n"
                 "  Sandbox AWS API:   {endpoint}\n"
+                "{by_design}"
                 "Inject a root console login (it shows in /metrics within seconds):\n"
-                "  aws-root-exporter inject --control-url {control} --account {account}\n"
+                "  {program} inject --control-url {control} --account {account}\n"
                 "Press Ctrl-C to stop.\n".format(
                     url=exp.url,
                     endpoint=sandbox.info["endpoint_url"],
                     accounts=sandbox.info["accounts"],
                     collected=len(_collected(scenario.all_accounts)),
+                    by_design=_failing_by_design(scenario),
+                    program=_program(),
                     control=sandbox.info["control_url"],
                     account=inject_account(scenario),
                 ),
@@ -228,6 +322,37 @@ def _sandbox(args: argparse.Namespace) -> int:
             demo.stop()
         sandbox.stop()
     return 0
+
+
+def _program() -> str:
+    """This program as a command that works as printed from any shell and directory: `make
+    demo` runs it from .venv/bin, which is not on a new user's PATH."""
+    script = Path(sys.executable).parent / "aws-root-exporter"
+    if os.access(script, os.X_OK):
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m exporter"
+
+
+def _failing_by_design(scenario: Scenario) -> str:
+    """The banner's lines on the scenario's accounts set up to fail, so that their warnings
+    read as the demonstration they are."""
+    lines = []
+    for account in _collected(scenario.accounts):
+        why = []
+        if account.assume_role == "denied":
+            why.append("the exporter's member role cannot be assumed")
+        for fault in account.faults:
+            why.append("every IAM call is throttled" if fault == "throttle_iam" else f"IAM {fault.operation} fails ({fault.error})")
+        if account.credential_report.malformed:
+            why.append("its credential report is malformed")
+        if why:
+            lines.append(f"    {account.id} {account.name}: {'; '.join(why)}\n")
+    if not lines:
+        return ""
+    return (
+        f"  Failing by design, to show how a failure is reported (in /metrics with its reason, and one warning in the log):\n"
+        + "".join(lines)
+    )
 
 
 def _collected(accounts: list[Any]) -> list[Any]:
@@ -255,23 +380,60 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _inject(args: argparse.Namespace) -> int:
+    import http.client
     import urllib.error
+    import urllib.parse
     import urllib.request
 
+    not_control = (
+        f"aws-root-exporter: inject: {args.control_url} is not a sandbox control URL ({{}}); "
+        "use the --control-url that `aws-root-exporter sandbox` prints"
+    )
+    parts = urllib.parse.urlsplit(args.control_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        print(not_control.format("it is not an http:// URL"), file=sys.stderr)
+        return EXIT_CONFIG
     body = json.dumps({"kind": args.kind, "account_id": args.account, "mfa": not args.no_mfa}).encode()
-    request = urllib.request.Request(args.control_url.rstrip("/") + "/inject", data=body, headers={"Content-Type": "application/json"})
     try:
+        request = urllib.request.Request(args.control_url.rstrip("/") + "/inject", data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:
-            answer = json.loads(response.read())
+            answer = _json_object(response.read())
     except urllib.error.HTTPError as exc:
-        print(f"aws-root-exporter: inject: {json.loads(exc.read()).get('error', exc.reason)}", file=sys.stderr)
-        # The sandbox refused the request (400): bad input, like any other.
-        return EXIT_CONFIG if exc.code == 400 else 1
+        error = _json_object(exc.read()).get("error")
+        if exc.code == 400 and isinstance(error, str):
+            # The sandbox refused the request: bad input, like any other.
+            print(f"aws-root-exporter: inject: {error}", file=sys.stderr)
+            return EXIT_CONFIG
+        if isinstance(error, str):
+            print(f"aws-root-exporter: inject: the sandbox answered HTTP {exc.code}: {error}", file=sys.stderr)
+            return 1
+        print(not_control.format(f"it answered HTTP {exc.code} {exc.reason}"), file=sys.stderr)
+        return EXIT_CONFIG
+    except (ValueError, http.client.HTTPException) as exc:
+        # A URL urllib cannot open (a bad port, say), or no HTTP server there.
+        print(not_control.format(str(exc) or type(exc).__name__), file=sys.stderr)
+        return EXIT_CONFIG
     except OSError as exc:
-        print(f"aws-root-exporter: inject: cannot reach the sandbox at {args.control_url}: {exc}", file=sys.stderr)
+        print(
+            f"aws-root-exporter: inject: cannot reach the sandbox at {args.control_url}: {getattr(exc, 'reason', exc)}; "
+            "is `aws-root-exporter sandbox` still running? Use the --control-url it prints",
+            file=sys.stderr,
+        )
         return 1
+    if not isinstance(answer.get("eventID"), str):
+        print(not_control.format("its answer is not the sandbox's"), file=sys.stderr)
+        return EXIT_CONFIG
     print(f"injected {args.kind} in {args.account}: eventID {answer['eventID']}")
     return 0
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    """A JSON object from an answer; {} when the answer is anything else (not the sandbox)."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -330,14 +330,18 @@ def _unknown_env_settings(environ: dict[str, str]) -> list[str]:
     return sorted(key for key in environ if key.upper().startswith(ENV_PREFIX) and key.upper() not in known)
 
 
-def load_settings(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Build the settings from overrides > environment > YAML file, or raise SettingsError."""
+def load_settings(
+    config_file: str | Path | None = None, overrides: dict[str, Any] | None = None, defaults: dict[str, Any] | None = None
+) -> Settings:
+    """Build the settings from overrides > environment > YAML file > `defaults` (a command's
+    own, such as the sandbox's short demo intervals) > the fields' defaults, or raise SettingsError."""
     unknown = _unknown_env_settings(dict(os.environ))
     if unknown:
         raise SettingsError(f"{unknown[0]}: unknown setting (see the Configuration section of README.md)")
     if config_file is None and os.environ.get(CONFIG_FILE_ENV):
         config_file = os.environ[CONFIG_FILE_ENV]
-    token = _FILE_VALUES.set(_read_config_file(Path(config_file)) if config_file else {})
+    file_values = _read_config_file(Path(config_file)) if config_file else {}
+    token = _FILE_VALUES.set({**(defaults or {}), **file_values})
     try:
         return Settings(**(overrides or {}))
     except ValidationError as exc:

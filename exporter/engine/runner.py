@@ -3,7 +3,8 @@
 Every collector (discovery, posture per account, the organization's root access features,
 the SCP check, and the activity sources) goes through `CollectorRunner`, so a failure has
 the same reasons, the same counter (`aws_root_exporter_collector_errors_total`), the same
-log line and the same kept last success wherever it happens.
+log line (a warning when it starts or its reason changes, then debug while it repeats) and
+the same kept last success wherever it happens.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class CollectorRunner:
         value, error = await attempt(work, timeout)
         if error is not None:
             return Outcome(self.failure(account_id, collector, error, previous, timeout, failed))
+        if previous is not None and not previous.success:
+            log.info("collector recovered", extra={"account_id": account_id, "collector": collector, "after": previous.reason})
         return Outcome(CollectorStatus(True, time.time()), value)
 
     def failure(
@@ -75,8 +78,11 @@ class CollectorRunner:
         else:
             message = str(error)
         self.count(account_id, collector, reason)
+        # A warning when the failure starts or its reason changes; while it repeats unchanged,
+        # every pass, the counter and the status metrics carry it and the log says it at debug.
         # Missing credentials fail every collector on every retry: Aws logs that once, at error.
-        level = logging.DEBUG if reason == "no_credentials" else logging.WARNING
+        repeated = previous is not None and not previous.success and previous.reason == reason
+        level = logging.DEBUG if repeated or reason == "no_credentials" else logging.WARNING
         log.log(level, failed, extra={"account_id": account_id, "collector": collector, "reason": reason, "error": message})
         return CollectorStatus(False, previous.last_success if previous else None, reason, message)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import socket
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -27,6 +28,17 @@ SANDBOX_ENV = {
     "AWS_SECRET_ACCESS_KEY": "sandbox-secret-access-key-not-real",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise OSError when `port` cannot be listened on (0 means any free port: always can).
+    moto's server thread dies on a port in use, and ThreadedMotoServer.start() then waits
+    for it forever."""
+    if port:
+        with socket.socket() as probe:
+            # As the HTTP server binds (SO_REUSEADDR): a port in TIME_WAIT is free to it.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
 
 
 class Sandbox:
@@ -53,6 +65,7 @@ class Sandbox:
 
         from exporter.sandbox import moto_ext
 
+        check_port(self.host, self.port)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto_ext.install()
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)

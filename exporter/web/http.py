@@ -15,6 +15,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from exporter import __version__
+from exporter.config.files import SettingsError
 from exporter.metrics.exposition import Exposition
 from exporter.engine.state import ExporterState
 
@@ -72,7 +73,15 @@ class MetricsServer:
         self.exposition = exposition
         self.reload = reload
         handler = self._handler()
-        self.httpd = _Server((host, port), handler)
+        try:
+            self.httpd = _Server((host, port), handler)
+        except OSError as exc:
+            # Port taken, a host not on this machine, a port below 1024 without the right:
+            # a setting to change, not a crash.
+            raise SettingsError(
+                f"listen_address: cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                "choose another address with --web.listen-address HOST:PORT or the listen_address setting"
+            ) from None
         self.httpd.daemon_threads = True
         if wrap is not None:
             wrap(self.httpd)
