@@ -25,6 +25,7 @@ from exporter.config.settings import Settings, SettingsError, load_settings
 log = logging.getLogger("exporter")
 
 EXIT_CONFIG = 2
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE, as a shell reports it
 SANDBOX_HOST = "127.0.0.1"  # the sandbox organization's endpoints are local only
 SANDBOX_EXTRA = "pip install 'aws-root-exporter[sandbox]'"
 
@@ -169,20 +170,11 @@ def _settings(args: argparse.Namespace, extra: dict[str, Any] | None = None, def
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    command = args.command
     try:
-        if command == "serve":
-            return _serve(args)
-        if command == "sandbox":
-            return _sandbox(args)
-        if command == "audit":
-            return _audit(args)
-        if command == "classify":
-            return _classify(args)
-        if command == "inject":
-            return _inject(args)
-        if command == "healthcheck":
-            return _healthcheck(args)
+        status = _run_command(args)
+        # Inside the try: a reader that went away shows here, not in Python's flush at exit.
+        sys.stdout.flush()
+        return status
     except SettingsError as exc:
         print(f"aws-root-exporter: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -195,7 +187,33 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as exc:
         print(f"aws-root-exporter: scenario error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    command = args.command
+    if command == "serve":
+        return _serve(args)
+    if command == "sandbox":
+        return _sandbox(args)
+    if command == "audit":
+        return _audit(args)
+    if command == "classify":
+        return _classify(args)
+    if command == "inject":
+        return _inject(args)
+    if command == "healthcheck":
+        return _healthcheck(args)
     raise AssertionError(command)
+
+
+def _reader_went_away() -> int:
+    """The reader of standard output closed it (`audit | head`, `classify ... | grep -q`): stop
+    quietly with the status a shell gives a program that SIGPIPE ended, as Unix tools do. The
+    output is pointed at /dev/null first, or Python's own flush at exit prints a traceback."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 def _healthcheck(args: argparse.Namespace) -> int:
@@ -350,7 +368,7 @@ def _failing_by_design(scenario: Scenario) -> str:
     if not lines:
         return ""
     return (
-        f"  Failing by design, to show how a failure is reported (in /metrics with its reason, and one warning in the log):\n"
+        "  Failing by design, to show how a failure is reported (in /metrics with its reason, and one warning in the log):\n"
         + "".join(lines)
     )
 

@@ -431,3 +431,19 @@ def test_installing_the_package_prints_nothing(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300, cwd=tmp_path, env=_env(PIP_DISABLE_PIP_VERSION_CHECK="1"),
     )
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly() -> None:
+    """`classify FILE | head -n 1`: the pipe's reader is gone before the command writes. The read
+    end is closed before the command starts, so the write fails every time, not by chance."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "exporter", "classify", str(ROOT / "tests/fixtures/cloudtrail/root_console_login_no_mfa.json")],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, env=_env(), cwd=ROOT,
+        )
+    finally:
+        os.close(write_end)
+    assert process.stderr == ""
+    assert process.returncode == 128 + signal.SIGPIPE
