@@ -406,7 +406,7 @@ def posture_alerts() -> list[dict]:
             "mfa_hardware",
             "The root user's MFA is a virtual device, not a hardware one.",
             f"The root user of account {ACCOUNT} has MFA, but it is a virtual MFA device"
-            " (CIS 1.6 asks for hardware MFA on root).",
+            " (Security Hub IAM.6 and CIS v5.0 1.5 ask for hardware MFA on root).",
             extra="max by (account_id) ("
             + m("aws_root_control_compliant", 'control="mfa_enabled"')
             + ") == 1",

@@ -587,7 +587,7 @@ def overview():
                   unit="percentunit", steps=RATIO_STEPS, min=0, max=1, decimals=1),
                       "AwsRootMfaDisabled"), 4, 5),
             (runbook(stat("Hardware root MFA", control_ratio("mfa_hardware"),
-                  "Share of the selected accounts whose root MFA is hardware (CIS 1.6) or whose "
+                  "Share of the selected accounts whose root MFA is hardware (Security Hub IAM.6, CIS v5.0 1.5) or whose "
                   "root has no credentials.",
                   unit="percentunit", steps=RATIO_STEPS, min=0, max=1, decimals=1),
                       "AwsRootMfaNotHardware"), 4, 5),
@@ -691,7 +691,7 @@ def account_detail():
                       "AwsRootMfaDisabled"), 6, 4),
             (runbook(stat("Hardware MFA", f"max({m('aws_root_control_compliant', eq('control', 'mfa_hardware'), a)})",
                   "Compliant when root MFA is enabled and no virtual MFA device is assigned to root "
-                  "(CIS 1.6), or root holds no credentials.", mappings=COMPLIANT_FAILING),
+                  "(Security Hub IAM.6, CIS v5.0 1.5), or root holds no credentials.", mappings=COMPLIANT_FAILING),
                       "AwsRootMfaNotHardware"), 6, 4),
             (runbook(stat("Active root access keys", f"sum({m('aws_root_access_keys', eq('status', 'active'), a)})",
                   "Active root access keys (should be 0).", steps=ZERO_TARGET_STEPS),
