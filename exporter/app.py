@@ -32,6 +32,7 @@ def split_address(address: str) -> tuple[str, int]:
 def make_aws(settings: Settings, state: ExporterState) -> Aws:
     return Aws(
         region=settings.region,
+        partition=settings.role_partition,
         endpoint_url=settings.endpoint_url,
         max_attempts=settings.max_attempts,
         max_pool_connections=max(settings.concurrency, 10),

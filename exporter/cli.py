@@ -260,13 +260,14 @@ class _SandboxProcess:
                 self.process.wait()
 
 
-def _sandbox_environment(endpoint_url: str) -> dict[str, Any]:
+def _sandbox_environment(endpoint_url: str, region: str) -> dict[str, Any]:
     from exporter.sandbox import SANDBOX_ENV
 
     os.environ.update(SANDBOX_ENV)
     os.environ.pop("AWS_PROFILE", None)
     os.environ.pop("AWS_SESSION_TOKEN", None)
-    extra: dict[str, Any] = {"endpoint_url": endpoint_url}
+    # The sandbox's region too: it decides the partition the sandbox answers in (GovCloud, China).
+    extra: dict[str, Any] = {"endpoint_url": endpoint_url, "region": region}
     return extra
 
 
@@ -301,7 +302,7 @@ def _sandbox(args: argparse.Namespace) -> int:
     try:
         # The endpoint is always the sandbox's: pointing the sandbox command elsewhere would
         # be `serve`. Its two queues are defaults like the intervals.
-        overrides = _sandbox_environment(sandbox.info["endpoint_url"])
+        overrides = _sandbox_environment(sandbox.info["endpoint_url"], sandbox.info["region"])
         defaults = {**DEMO_DEFAULTS, "eventbridge_queue_url": sandbox.info["events_queue_url"], "s3_trail_queue_url": sandbox.info["trail_queue_url"]}
         settings = _settings(args, overrides, defaults)
         setup_logging(settings.log_level, settings.log_format.value)
@@ -466,7 +467,7 @@ def _audit(args: argparse.Namespace) -> int:
         _settings(args)  # bad settings and a bad scenario stop us before the sandbox starts
         scenario = load_scenario(args.scenario)
         sandbox = Sandbox(scenario).start()
-        extra = _sandbox_environment(sandbox.endpoint_url)
+        extra = _sandbox_environment(sandbox.endpoint_url, sandbox.region)
     elif args.scenario:
         raise SettingsError("scenario: only used with --sandbox")
     try:

@@ -160,6 +160,8 @@ def sandbox(_sandbox_server: Sandbox, default_scenario: Scenario) -> Sandbox:
 def sandbox_settings(sandbox: Sandbox, config_file: Path | None = None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "endpoint_url": sandbox.endpoint_url,
+        # The sandbox answers in its scenario's partition, by the region a request is signed for.
+        "region": sandbox.region,
         "listen_address": "127.0.0.1:0",
         "max_attempts": 2,
         "account_timeout_seconds": 30,

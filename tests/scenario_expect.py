@@ -55,8 +55,10 @@ def expected_error(account: Account, assume_root: bool = False) -> str | None:
     return None
 
 
-def _report_password(root: Root) -> str:
-    return {"true": "present", "false": "absent"}.get(root.password_report, "unknown")
+def _report_password(root: Root, partition: str = "aws") -> str:
+    seen = {"true": "present", "false": "absent"}.get(root.password_report, "unknown")
+    # A GovCloud (US) root has no console password: `not_supported` is no unknown there.
+    return "absent" if seen == "unknown" and partition == "aws-us-gov" else seen
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -68,7 +70,7 @@ def _counts(items: list[Any]) -> tuple[int, int]:
     return active, len(items) - active
 
 
-def expected_posture(account: Account, assume_root: bool = False) -> dict[str, Any]:
+def expected_posture(account: Account, assume_root: bool = False, partition: str = "aws") -> dict[str, Any]:
     """Posture of a collected account as the exporter must show it."""
     root = account.root
     kinds = [] if root.mfa == "none" else [root.mfa, *root.extra_mfa]
@@ -85,7 +87,7 @@ def expected_posture(account: Account, assume_root: bool = False) -> dict[str, A
     else:
         # The live summary says what exists; the (possibly older) report gives the details.
         seen = account.credential_report.stale_root or root
-        password = root.password if root.summary_password_key else _report_password(seen)
+        password = root.password if root.summary_password_key else _report_password(seen, partition)
         keys = _counts(seen.access_keys) if root.access_keys else (0, 0)
         if root.access_keys and keys == (0, 0):
             keys = (1, 0)

@@ -321,7 +321,7 @@ async def test_the_exporters_own_audit_sessions_are_privileged_tasks_without_the
     async with running_exporter(settings) as exporter:
         await exporter.wait_for_sweeps(1)
         activity = exporter.exporter.activity
-        credentials = await activity.aws.assume_root(ACCOUNT)  # cached: the sweep's own session
+        credentials = await activity.aws.assume_root(ACCOUNT, "aws")  # cached: the sweep's own session
         sandbox.inject(make_record("root-temporary-key-call", ACCOUNT, access_key_id=credentials.access_key_id,
                                    event_name="ListMFADevices"), lookup=False, s3=False)
         sandbox.inject(make_record("root-temporary-key-call", ACCOUNT, event_name="ListMFADevices"), lookup=False, s3=False)

@@ -70,6 +70,6 @@ async def test_assume_root_needs_root_sessions_enabled(sandbox: Sandbox, default
 
     async with make_aws(state_settings, ExporterState(10)) as aws:
         with pytest.raises(AwsError) as raised:
-            await aws.assume_root("210000000001")
+            await aws.assume_root("210000000001", "aws")
     assert raised.value.reason == "assume_role_failed"
     assert "RootSessions" in str(raised.value)

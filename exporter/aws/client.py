@@ -37,6 +37,9 @@ from botocore.exceptions import (
     SSOError,
 )
 
+from exporter.aws.partitions import DEFAULT_PARTITION, global_region, partition_of_region, task_policy_arn
+from exporter.config.files import SettingsError
+
 log = logging.getLogger(__name__)
 
 # The fixed set of failure reasons used in metric labels.
@@ -95,7 +98,8 @@ _THROTTLED = {
 # Credentials AWS refuses as expired (clock skew, a revoked session): dropped from the cache.
 EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException"})
 
-AUDIT_TASK_POLICY = "arn:aws:iam::aws:policy/root-task/IAMAuditRootUserCredentials"
+# The root task policy of the AssumeRoot audit; its ARN carries the organization's partition.
+AUDIT_TASK = "IAMAuditRootUserCredentials"
 # Refresh member credentials this long before they expire, so no call runs on a dying token.
 _EXPIRY_MARGIN_SECONDS = 300
 
@@ -247,7 +251,8 @@ class Aws:
     def __init__(
         self,
         *,
-        region: str = "us-east-1",
+        region: str | None = None,
+        partition: str | None = None,
         endpoint_url: str | None = None,
         max_attempts: int = 5,
         max_pool_connections: int = 32,
@@ -257,7 +262,7 @@ class Aws:
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
     ) -> None:
-        self.region = region
+        self.region, self.partition = _region_and_partition(region, partition)
         self.endpoint_url = endpoint_url
         self.role_session_name = role_session_name
         self._external_id = external_id
@@ -463,9 +468,11 @@ class Aws:
         """Credentials for a member role, cached until shortly before they expire."""
         return await self._cached(("role", role_arn), lambda: self._assume_role(role_arn))
 
-    async def assume_root(self, account_id: str, task_policy_arn: str = AUDIT_TASK_POLICY) -> Credentials:
-        """`sts:AssumeRoot` into a member account's root with a task policy (at most 900 s)."""
-        return await self._cached(("root", account_id), lambda: self._assume_root(account_id, task_policy_arn))
+    async def assume_root(self, account_id: str, partition: str, task: str = AUDIT_TASK) -> Credentials:
+        """`sts:AssumeRoot` into a member account's root with a task policy (at most 900 s);
+        `partition` is the organization's, which the task policy's ARN names."""
+        policy = task_policy_arn(partition, task)
+        return await self._cached(("root", account_id), lambda: self._assume_root(account_id, policy))
 
     async def _cached(self, key: tuple[str, str], fetch: Any) -> Credentials:
         cached = self._credentials.get(key)
@@ -512,6 +519,25 @@ class Aws:
             listener(account_id, task_policy_arn, credentials)
         # An AssumeRoot session lives at most 900 s; keep it only while it has a minute left.
         return credentials
+
+
+def _region_and_partition(region: str | None, partition: str | None) -> tuple[str, str]:
+    """The region for Organizations, IAM and STS calls, and its partition.
+
+    `partition` is what the settings already tell (the role ARNs' in `roles` mode), None when
+    only the organization will tell. Without a region: the partition's global-service region,
+    where Organizations, IAM and STS all answer. A region of another partition than the role
+    ARNs' can never work (credentials are valid in one partition only): one clear error."""
+    if region is None:
+        partition = partition or DEFAULT_PARTITION
+        return global_region(partition), partition
+    found = partition_of_region(region) or DEFAULT_PARTITION
+    if partition is not None and found != partition:
+        raise SettingsError(
+            f"region: {region} is in the AWS partition {found}, but role_arns are in {partition}; "
+            f"set region to a region of {partition} (e.g. {global_region(partition)}) or leave it unset"
+        )
+    return region, found
 
 
 def _refused(exc: AwsError) -> bool:

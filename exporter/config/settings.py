@@ -27,6 +27,7 @@ CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG_FILE"
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _OU_ID = re.compile(r"^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[0-9a-z]{8,32})$")
 _ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 _IAM_ACTION = re.compile(r"^[a-zA-Z0-9-]+:[a-zA-Z0-9*?]+$")
 
@@ -86,7 +87,10 @@ class Settings(BaseSettings):
         AccountMode.organization,
         description="`organization` (list accounts in AWS Organizations), `roles` (the `role_arns` list) or `single` (the current credentials' account).",
     )
-    region: str = Field("us-east-1", description="Region for Organizations, IAM and STS calls.")
+    region: str | None = Field(
+        None,
+        description="Region for Organizations, IAM and STS calls (unset: us-east-1, or in `roles` mode the role ARNs' partition's; GovCloud and China organizations set it, e.g. `us-gov-west-1`).",
+    )
     endpoint_url: str | None = Field(
         None, description="Send every AWS request to this URL (the sandbox and tests use it; leave unset for AWS)."
     )
@@ -137,8 +141,8 @@ class Settings(BaseSettings):
         True, description="Poll CloudTrail `LookupEvents` in every account for root records (needs the member role)."
     )
     lookup_events_regions: list[str] = Field(
-        default_factory=lambda: ["us-east-1"],
-        description="Regions polled with `LookupEvents` (root sign-ins and IAM calls are recorded in us-east-1).",
+        default_factory=list,
+        description="Regions polled with `LookupEvents` (empty: where root sign-ins and IAM calls are recorded, us-east-1, or us-gov-west-1 / cn-north-1 in those partitions).",
     )
     lookup_events_interval_seconds: float = Field(60.0, ge=5, description="Seconds between `LookupEvents` polls of an account and region.")
     lookup_events_overlap_seconds: float = Field(
@@ -208,7 +212,16 @@ class Settings(BaseSettings):
             if match.group(1) in seen:
                 raise ValueError(f"lists account {match.group(1)} twice")
             seen.add(match.group(1))
+        partitions = sorted({item.split(":")[1] for item in value})
+        if len(partitions) > 1:
+            # Credentials are valid in one partition only: one exporter per partition.
+            raise ValueError(f"mixes AWS partitions ({', '.join(partitions)}); run one exporter per partition")
         return value
+
+    @property
+    def role_partition(self) -> str | None:
+        """The partition of the role ARNs in `roles` mode (one, see _role_arns); None otherwise."""
+        return self.role_arns[0].split(":")[1] if self.role_arns else None
 
     @field_validator("role_name")
     @classmethod
@@ -221,8 +234,15 @@ class Settings(BaseSettings):
     @classmethod
     def _regions(cls, value: list[str]) -> list[str]:
         for item in value:
-            if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d$", item):
+            if not _REGION.match(item):
                 raise ValueError(f"must be AWS region names such as us-east-1, got {item!r}")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION.match(value):
+            raise ValueError(f"must be an AWS region name such as us-east-1 or us-gov-west-1, got {value!r}")
         return value
 
     @field_validator("eventbridge_queue_url", "s3_trail_queue_url")

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from exporter.aws.client import Aws
+from exporter.aws.client import Aws, AwsError
+from exporter.aws.partitions import DEFAULT_PARTITION, arn_partition, global_region
 from exporter.config.settings import AccountMode, Settings
 from exporter.discovery.organization import OrganizationTree, walk_organization
 
@@ -37,6 +38,9 @@ class Account:
     # outside the organization account mode.
     joined_method: str = ""
     joined: datetime | None = None
+    # The AWS partition of the account (aws, aws-us-gov, aws-cn): the organization's ARN in
+    # `organization` mode, the role ARN in `roles` mode, the caller's ARN in `single` mode.
+    partition: str = DEFAULT_PARTITION
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,7 @@ def shard_of(account_id: str, shard_count: int) -> int:
     return int.from_bytes(digest[:8], "big") % shard_count
 
 
-def role_arn(account_id: str, role_name: str, partition: str = "aws") -> str:
+def role_arn(account_id: str, role_name: str, partition: str) -> str:
     return f"arn:{partition}:iam::{account_id}:role/{role_name}"
 
 
@@ -78,12 +82,13 @@ async def discover(aws: Aws, settings: Settings) -> Discovery:
         return discovery
     if settings.account_mode is AccountMode.roles:
         found = [
-            Account(account_id=arn.split(":")[4], name=arn.split(":")[4], role_arn=arn) for arn in settings.role_arns
+            Account(account_id=arn.split(":")[4], name=arn.split(":")[4], role_arn=arn, partition=arn_partition(arn))
+            for arn in settings.role_arns
         ]
     else:
         sts = await aws.client("sts")
         identity = await aws.call(sts, "GetCallerIdentity")
-        found = [Account(account_id=identity["Account"], name=identity["Account"])]
+        found = [Account(account_id=identity["Account"], name=identity["Account"], partition=arn_partition(identity.get("Arn", "")))]
     return select(found, settings)
 
 
@@ -123,6 +128,16 @@ def select(
 
 async def _organization_accounts(aws: Aws, settings: Settings) -> tuple[list[Account], list[SkippedAccount], OrganizationTree]:
     tree = await walk_organization(aws, await aws.client("organizations"))
+    if tree.partition != aws.partition:
+        # Only a sandbox or an endpoint override can get this far (AWS refuses credentials
+        # of another partition first), but a role ARN of the wrong partition must never be built.
+        raise AwsError(
+            "error",
+            "organizations:DescribeOrganization",
+            "PartitionMismatch",
+            f"the organization is in the AWS partition {tree.partition} and region {aws.region} in {aws.partition}: "
+            f"set region to a region of {tree.partition} (e.g. {global_region(tree.partition)})",
+        )
     sts = await aws.client("sts")
     caller_account = (await aws.call(sts, "GetCallerIdentity"))["Account"]
     accounts: list[Account] = []
@@ -142,10 +157,11 @@ async def _organization_accounts(aws: Aws, settings: Settings) -> tuple[list[Acc
                 ou_name=tree.name(parent_id),
                 ou_path=path,
                 management=account_id == tree.management_account_id,
-                role_arn=None if account_id == caller_account else role_arn(account_id, settings.role_name),
+                role_arn=None if account_id == caller_account else role_arn(account_id, settings.role_name, tree.partition),
                 ou_names=tuple(tree.name(ou_id) for ou_id in path[1:]),
                 joined_method=str(item.get("JoinedMethod", "")),
                 joined=_utc(item.get("JoinedTimestamp")),
+                partition=tree.partition,
             )
         )
     return accounts, not_collected, tree

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.aws.client import Aws
+from exporter.aws.partitions import arn_partition
 
 # Organizations parents listed at the same time. Organizations throttles early; with 20
 # accounts per page, a sequential walk of 10,000 accounts took 500 round trips.
@@ -88,7 +89,7 @@ async def walk_organization(aws: Aws, org: Any) -> OrganizationTree:
         level = next_level
     return OrganizationTree(
         management_account_id=organization["MasterAccountId"],
-        partition=arn.split(":")[1] if arn.count(":") >= 2 else "aws",
+        partition=arn_partition(arn),
         roots=roots,
         ou_parents=ou_parents,
         ou_names=ou_names,

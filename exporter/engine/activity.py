@@ -24,6 +24,7 @@ from typing import Any
 
 from exporter.discovery.accounts import Account
 from exporter.aws.client import Aws, AwsError
+from exporter.aws.partitions import global_region
 from exporter.config.settings import Settings
 from exporter.engine.runner import CollectorRunner, attempt
 from exporter.engine.state import CollectorStatus, ExporterState
@@ -226,7 +227,7 @@ class ActivityService:
                     LOOKUP,
                     lambda: self._lookup_account(account, management=account.account_id == snapshot.management_account_id),
                     previous=self.state.live_status.get(key),
-                    timeout=self.settings.account_timeout_seconds * len(self.settings.lookup_events_regions),
+                    timeout=self.settings.account_timeout_seconds * len(self._lookup_regions(account)),
                     failed="activity collection failed",
                 )
             self._settle(key, outcome.status)
@@ -235,7 +236,7 @@ class ActivityService:
 
     async def _lookup_account(self, account: Account, management: bool) -> None:
         credentials = await self.aws.assume_role(account.role_arn) if account.role_arn else None
-        for region in self.settings.lookup_events_regions:
+        for region in self._lookup_regions(account):
             async with self.aws.member_client("cloudtrail", credentials, region) as client:
                 key = f"{LOOKUP}:{account.account_id}:{region}"
                 poll_started = datetime.now(timezone.utc)
@@ -257,6 +258,12 @@ class ActivityService:
                 if not checkpoint:
                     self.store.note_history(account.account_id, start)
                 self.store.set_checkpoint(key, poll_started.isoformat())
+
+    def _lookup_regions(self, account: Account) -> list[str]:
+        """The configured regions, else the one where the account's partition records root
+        sign-ins and IAM calls (GovCloud roots cannot sign in to the console at all: there
+        only their API calls are found)."""
+        return self.settings.lookup_events_regions or [global_region(account.partition)]
 
     async def _lookup(self, client: Any, account_id: str, region: str, attributes: list[dict[str, str]], start: datetime, end: datetime) -> None:
         token: str | None = None
@@ -284,7 +291,7 @@ class ActivityService:
 
     async def _sqs_loop(self, queue_url: str, source: str) -> None:
         key = (_queue_account(queue_url), source)
-        region = _queue_region(queue_url, self.settings.region)
+        region = _queue_region(queue_url, self.aws.region)
         failures = 0
 
         async def poll() -> int:

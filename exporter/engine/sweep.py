@@ -186,7 +186,7 @@ class PostureSweeper:
     async def _collect_account_once(self, account: Account) -> RootPosture:
         settings = self.settings
         if settings.assume_root_audit and account.role_arn is not None and not account.management:
-            return await collect_with_assume_root(self.aws, account.account_id)
+            return await collect_with_assume_root(self.aws, account.account_id, account.partition)
         credentials = await self.aws.assume_role(account.role_arn) if account.role_arn else None
         return await collect_with_report(
             self.aws,
@@ -194,6 +194,7 @@ class PostureSweeper:
             credentials,
             settings.credential_report_max_age_seconds,
             settings.credential_report_wait_seconds,
+            account.partition,
         )
 
     async def _organization_features(self, found: Discovery, previous: Snapshot) -> Keyed[OrganizationFeatures] | None:

@@ -87,7 +87,19 @@ def summary_password(summary: dict[str, Any]) -> str | None:
     return "present" if int(summary["AccountPasswordPresent"]) == 1 else "absent"
 
 
-def combine(account_id: str, summary: dict[str, Any], row: RootReportRow, generated: datetime | None, root_virtual_mfa: bool) -> RootPosture:
+def partition_password(password: str, partition: str) -> str:
+    """`unknown` reads `absent` for a GovCloud (US) root: it has no console password at all.
+
+    AWS GovCloud (US) User Guide, "AWS GovCloud (US) account root user": "you cannot sign-in
+    to the AWS Management Console for AWS GovCloud (US) using your account email address and
+    password ... root user console access is not supported, programmatic access keys are
+    supported" (also re:Post "manage-govcloud-root-key"). There the report's `not_supported`
+    is not an unknown password, and an assumed one would fail every key-less GovCloud root's
+    MFA controls. AWS's own answer (AccountPasswordPresent, GetLoginProfile) is kept as given."""
+    return "absent" if partition == "aws-us-gov" and password == "unknown" else password
+
+
+def combine(account_id: str, summary: dict[str, Any], row: RootReportRow, generated: datetime | None, root_virtual_mfa: bool, partition: str = "aws") -> RootPosture:
     """Merge the live account summary with the (possibly hours old) credential report.
 
     The summary is current; the report may predate a change. When they disagree about keys,
@@ -117,7 +129,7 @@ def combine(account_id: str, summary: dict[str, Any], row: RootReportRow, genera
         access_keys_inactive=keys_inactive,
         certificates_active=certs_active,
         certificates_inactive=certs_inactive,
-        password=summary_password(summary) or row.password,
+        password=partition_password(summary_password(summary) or row.password, partition),
         access_key_last_used=row.access_key_last_used if keys_present else None,
         password_last_used=row.password_last_used,
         report_generated=generated,
@@ -173,7 +185,9 @@ async def _all(*coroutines: Any) -> list[Any]:
         raise
 
 
-async def collect_with_report(aws: Aws, account_id: str, credentials: Credentials | None, max_age: float, wait: float) -> RootPosture:
+async def collect_with_report(
+    aws: Aws, account_id: str, credentials: Credentials | None, max_age: float, wait: float, partition: str = "aws"
+) -> RootPosture:
     async with aws.member_client("iam", credentials) as iam:
         # GetAccountSummary first: it tests the credentials, so an account that cannot be read
         # (denied, throttled, expired credentials) costs one failing call, not three. The two
@@ -186,7 +200,7 @@ async def collect_with_report(aws: Aws, account_id: str, credentials: Credential
         row = parse_root_row(content)
     # CIS 1.6: match the assigned user's ARN, not the serial (virtual device names vary).
     root_virtual = any(str(d.get("User", {}).get("Arn", "")).endswith(":root") for d in devices)
-    return combine(account_id, summary, row, generated, root_virtual)
+    return combine(account_id, summary, row, generated, root_virtual, partition)
 
 
 async def _login_profile(aws: Aws, iam: Any) -> str:
@@ -200,8 +214,8 @@ async def _login_profile(aws: Aws, iam: Any) -> str:
     return "present"
 
 
-async def collect_with_assume_root(aws: Aws, account_id: str) -> RootPosture:
-    credentials = await aws.assume_root(account_id)
+async def collect_with_assume_root(aws: Aws, account_id: str, partition: str) -> RootPosture:
+    credentials = await aws.assume_root(account_id, partition)
     async with aws.member_client("iam", credentials) as iam:
         summary = (await aws.call(iam, "GetAccountSummary"))["SummaryMap"]
         password = summary_password(summary) or await _login_profile(aws, iam)

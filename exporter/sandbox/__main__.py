@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "endpoint_url": sandbox.endpoint_url,
+                "region": sandbox.region,
                 "control_url": control.url,
                 "events_queue_url": sandbox.events_queue_url,
                 "trail_queue_url": sandbox.trail_queue_url,

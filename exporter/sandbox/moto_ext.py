@@ -141,17 +141,19 @@ class RootState:
     # role, an AssumeRoot session, the exporter's own credentials in the management account),
     # answers Throttling: a throttled account, for fault tests.
     throttle_iam: bool = False
+    # The organization's partition: the root's ARN and its MFA serials carry it.
+    partition: str = "aws"
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:iam::{self.account_id}:root"
+        return f"arn:{self.partition}:iam::{self.account_id}:root"
 
     def add_mfa(self, kind: str, when: datetime | None = None) -> str:
         n = len(self.mfa_devices)
         if kind == "virtual":
-            serial = f"arn:aws:iam::{self.account_id}:mfa/{self.virtual_mfa_name}" + (f"-{n}" if n else "")
+            serial = f"arn:{self.partition}:iam::{self.account_id}:mfa/{self.virtual_mfa_name}" + (f"-{n}" if n else "")
         elif kind == "u2f":
-            serial = f"arn:aws:iam::{self.account_id}:u2f/root/security-key-{n}-{_random('', 12).lower()}"
+            serial = f"arn:{self.partition}:iam::{self.account_id}:u2f/root/security-key-{n}-{_random('', 12).lower()}"
         else:
             serial = _random("GAHT", 12)
         self.mfa_devices.append((kind, serial, when or self.created + timedelta(days=1)))
@@ -236,13 +238,13 @@ def root_state(account_id: str) -> RootState:
         return state
 
 
-def set_root_features(management_account_id: str, features: list[str] | None) -> None:
+def set_root_features(management_account_id: str, features: list[str] | None, partition: str = "aws") -> None:
     """Centralized root access features; None means IAM's trusted access to Organizations is off."""
-    organizations_backends[management_account_id]["aws"].sandbox_root_features = features  # type: ignore[attr-defined]
+    organizations_backends[management_account_id][partition].sandbox_root_features = features  # type: ignore[attr-defined]
 
 
-def _root_features(account_id: str) -> list[str] | None:
-    backend = organizations_backends[account_id]["aws"]
+def _root_features(account_id: str, partition: str) -> list[str] | None:
+    backend = organizations_backends[account_id][partition]
     return getattr(backend, "sandbox_root_features", [])
 
 
@@ -331,12 +333,12 @@ def _get_credential_report(self: IamResponse) -> ActionResult:
 
 def _list_organizations_features(self: IamResponse) -> ActionResult:
     account = self.current_account
-    org_backend = organizations_backends[account]["aws"]
+    org_backend = organizations_backends[account][self.partition]
     if org_backend.org is None:
         raise IamAccessDenied("The account is not part of an organization")
     if org_backend.org.master_account_id != account:
         raise IamAccessDenied("Only the management account or a delegated administrator can list features")
-    features = _root_features(account)
+    features = _root_features(account, self.partition)
     if features is None:
         raise ServiceAccessNotEnabled("Trusted access for IAM is not enabled in AWS Organizations")
     return ActionResult({"OrganizationId": org_backend.org.id, "EnabledFeatures": list(features)})
@@ -354,7 +356,8 @@ def _list_virtual_mfa_devices(self: IAMBackend, assignment_status: str, marker: 
         for serial, enabled in assigned.items():
             device = self.virtual_mfa_devices.get(serial)
             if device is None:
-                device = VirtualMfaDevice(self.account_id, "us-east-1", "/" + serial.split(":mfa/", 1)[-1])
+                # moto reads a partition name where it expects a region (its get_partition).
+                device = VirtualMfaDevice(self.account_id, self.partition, "/" + serial.split(":mfa/", 1)[-1])
                 device.serial_number = serial
                 self.virtual_mfa_devices[serial] = device
             device.enable_date = enabled
@@ -386,13 +389,15 @@ def _assume_root(self: TokenResponse) -> ActionResult:
     caller = self.current_account
     if duration > 900 or duration < 0:
         raise STSValidationError("DurationSeconds must be at most 900 for AssumeRoot")
-    if not policy_arn or not policy_arn.startswith("arn:aws:iam::aws:policy/root-task/") or policy_arn.rsplit("/", 1)[-1] not in TASK_POLICIES:
+    # The task policy is AWS-managed in the caller's partition (arn:aws-us-gov:iam::aws:policy/...).
+    if not policy_arn or not policy_arn.startswith(f"arn:{self.partition}:iam::aws:policy/root-task/") or policy_arn.rsplit("/", 1)[-1] not in TASK_POLICIES:
         raise STSValidationError(f"TaskPolicyArn {policy_arn!r} is not a root task policy")
     if _management_of(target) != caller:
         raise StsAccessDenied(f"Account {caller} cannot assume root in {target!r}: not its organization's management account")
-    if "RootSessions" not in (_root_features(caller) or []):
+    if "RootSessions" not in (_root_features(caller, self.partition) or []):
         raise StsAccessDenied("Centralized root sessions (RootSessions) are not enabled for this organization")
-    backend = _backend(target)
+    # The session's IAM calls reach the backend of their own partition: its sessions live there.
+    backend = iam_backends[target][self.partition]
     key = backend.create_temp_access_key()
     with _lock:
         sessions = getattr(backend, "sandbox_root_sessions", None)

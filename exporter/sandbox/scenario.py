@@ -199,6 +199,10 @@ class Scp(_Model):
 
 
 class Organization(_Model):
+    # The AWS partition the organization lives in: its ARNs (the organization's, member roles',
+    # root task policies') carry it, and the sandbox answers in its global-service region
+    # (us-east-1, us-gov-west-1, cn-north-1), which the exporter then uses.
+    partition: Literal["aws", "aws-us-gov", "aws-cn"] = "aws"
     # Centralized root access (IAM ListOrganizationsFeatures); None: IAM trusted access off.
     root_access_features: list[Literal["RootCredentialsManagement", "RootSessions"]] | None = Field(default_factory=list)
     # Whether the SERVICE_CONTROL_POLICY type is enabled on the root. When false the SCPs

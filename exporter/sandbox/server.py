@@ -56,6 +56,19 @@ class Sandbox:
         self.scp_ids: dict[str, str] = {}
 
     @property
+    def partition(self) -> str:
+        return self.scenario.organization.partition
+
+    @property
+    def region(self) -> str:
+        """Where the sandbox answers: its partition's global-service region (us-east-1,
+        us-gov-west-1, cn-north-1). moto files each request under the partition of the
+        region it is signed for, so the exporter must use this region too."""
+        from exporter.aws.partitions import global_region
+
+        return global_region(self.partition)
+
+    @property
     def endpoint_url(self) -> str:
         host, port = self._server.get_host_and_port()
         return f"http://{host}:{port}"
@@ -94,13 +107,13 @@ class Sandbox:
         from exporter.sandbox import moto_ext
         from exporter.sandbox.scps import seed_scps
 
-        org = organizations_backends[MANAGEMENT_ACCOUNT_ID]["aws"]
-        org.create_organization(region="us-east-1", FeatureSet="ALL")
+        org = organizations_backends[MANAGEMENT_ACCOUNT_ID][self.partition]
+        org.create_organization(region=self.region, FeatureSet="ALL")
         self.root_id = org.org.root_id
         for account in org.accounts:
             if account.id == MANAGEMENT_ACCOUNT_ID:
                 account.name = self.scenario.management.name
-        moto_ext.set_root_features(MANAGEMENT_ACCOUNT_ID, self.scenario.organization.root_access_features)
+        moto_ext.set_root_features(MANAGEMENT_ACCOUNT_ID, self.scenario.organization.root_access_features, self.partition)
         original_id = org_utils.make_random_account_id
         try:
             for spec in self.scenario.accounts:
@@ -116,13 +129,16 @@ class Sandbox:
             self._seed_root(spec)
             self._seed_iam(spec)
             for record in spec.cloudtrail_events:
-                moto_ext.add_cloudtrail_record(spec.id, str(record.get("awsRegion") or "us-east-1"), record)
+                moto_ext.add_cloudtrail_record(spec.id, str(record.get("awsRegion") or self.region), record)
         self.scp_ids = seed_scps(org, self.scenario, self.root_id, self.ou_ids)
         self.organization_id = org.org.id
         sqs = self.client("sqs")
         self.events_queue_url = sqs.create_queue(QueueName=EVENTS_QUEUE)["QueueUrl"]
         self.trail_queue_url = sqs.create_queue(QueueName=TRAIL_QUEUE)["QueueUrl"]
-        self.client("s3").create_bucket(Bucket=TRAIL_BUCKET)
+        bucket: dict[str, Any] = {"Bucket": TRAIL_BUCKET}
+        if self.region != "us-east-1":  # S3 wants the region named anywhere else
+            bucket["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        self.client("s3").create_bucket(**bucket)
 
     def client(self, service: str) -> Any:
         """A boto3 client of the management account (the sandbox's own plumbing, over HTTP)."""
@@ -131,7 +147,7 @@ class Sandbox:
         return boto3.client(
             service,
             endpoint_url=self.endpoint_url,
-            region_name="us-east-1",
+            region_name=self.region,
             aws_access_key_id=SANDBOX_ENV["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=SANDBOX_ENV["AWS_SECRET_ACCESS_KEY"],
         )
@@ -151,7 +167,7 @@ class Sandbox:
         from exporter.sandbox import moto_ext
 
         account = str(record.get("recipientAccountId") or (record.get("userIdentity") or {}).get("accountId"))
-        region = str(record.get("awsRegion") or "us-east-1")
+        region = str(record.get("awsRegion") or self.region)
         if lookup:
             visible = datetime.now(timezone.utc) + timedelta(seconds=lookup_delay)
             moto_ext.add_cloudtrail_record(account, region, record, visible_at=visible)
@@ -179,7 +195,7 @@ class Sandbox:
                     "eventName": "ObjectCreated:Put",
                     "s3": {
                         "s3SchemaVersion": "1.0",
-                        "bucket": {"name": TRAIL_BUCKET, "arn": f"arn:aws:s3:::{TRAIL_BUCKET}"},
+                        "bucket": {"name": TRAIL_BUCKET, "arn": f"arn:{self.partition}:s3:::{TRAIL_BUCKET}"},
                         "object": {"key": key, "size": len(data)},
                     },
                 }
@@ -215,9 +231,9 @@ class Sandbox:
         """IAM users with their own virtual MFA devices, and virtual devices assigned to nobody."""
         from moto.iam import iam_backends
 
-        iam = iam_backends[spec.id]["aws"]
+        iam = iam_backends[spec.id][self.partition]
         for user in spec.iam_users:
-            iam.create_user(region_name="us-east-1", user_name=user.name, path="/", tags=[])
+            iam.create_user(region_name=self.region, user_name=user.name, path="/", tags=[])
             if user.virtual_mfa:
                 device = iam.create_virtual_mfa_device(device_name=user.name, path="/")
                 iam.enable_mfa_device(user.name, device.serial_number, "123456", "654321")
@@ -228,6 +244,7 @@ class Sandbox:
         from exporter.sandbox import moto_ext
 
         state = moto_ext.root_state(spec.id)
+        state.partition = self.partition
         self._root_state(state, spec, spec.root)
         state.deny_assume_role = spec.assume_role == "denied"
         state.report_generation_seconds = spec.credential_report.generation_seconds
@@ -236,7 +253,7 @@ class Sandbox:
         state.iam_faults = {f.operation: f.error for f in spec.faults if not isinstance(f, str)}
         stale = spec.credential_report.stale_root
         if stale is not None:
-            earlier = moto_ext.RootState(spec.id)
+            earlier = moto_ext.RootState(spec.id, partition=self.partition)
             self._root_state(earlier, spec, stale)
             moto_ext.set_cached_report(spec.id, earlier, datetime.now(timezone.utc) - timedelta(hours=1))
 
