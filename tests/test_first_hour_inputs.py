@@ -137,7 +137,7 @@ def test_setting_given_twice_is_refused(tmp_path: Path) -> None:
     # The web configuration file is read by the same reader: a user given twice is refused
     # (Prometheus's exporter-toolkit refuses it too), not silently given the second password.
     (tmp_path / "web.yml").write_text("basic_auth_users:\n  alice: $2b$12$x\n  alice: $2b$12$y\n")
-    result = run(tmp_path, "audit", "--web.config.file", "web.yml")
+    result = run(tmp_path, "serve", "--web.config.file", "web.yml")
     assert (result.returncode, result.stderr) == (
         2,
         f"{CONFIG_ERROR}web_config_file: 'web.yml' line 3: key 'alice' given twice in one mapping (also at line 2):"
