@@ -264,11 +264,12 @@ def events_record(metric_name: str, by: str, window: str) -> str:
 # after Prometheus starts, where build_info has no sample one window ago either.
 LOGINS = ("aws_root_console_logins_total", "account_id, outcome, approved", c.ACTIVITY_WINDOW)
 LOGIN_OUTCOMES = ("aws_root_console_logins_total", "account_id, outcome", c.FAILED_LOGIN_WINDOW)
+LOGIN_FACTORS = ("aws_root_console_logins_total", "account_id, outcome, mfa_kind", c.ACTIVITY_WINDOW)
 SIGNIN_EVENTS = ("aws_root_signin_events_total", "account_id, event_name", c.ACTIVITY_WINDOW)
 API_CALLS = ("aws_root_api_calls_total", "account_id, category, approved", c.ACTIVITY_WINDOW)
 ASSUME_ROOT_CALLS = ("aws_root_assume_root_calls_total", "account_id, task_policy", c.ACTIVITY_WINDOW)
 RECOVERY_SIGNALS = ("aws_root_recovery_signals_total", "account_id, signal, outcome", c.ACTIVITY_WINDOW)
-EVENT_FAMILIES = [LOGINS, LOGIN_OUTCOMES, SIGNIN_EVENTS, API_CALLS, ASSUME_ROOT_CALLS, RECOVERY_SIGNALS]
+EVENT_FAMILIES = [LOGINS, LOGIN_OUTCOMES, LOGIN_FACTORS, SIGNIN_EVENTS, API_CALLS, ASSUME_ROOT_CALLS, RECOVERY_SIGNALS]
 
 
 def activity_recording_rules() -> list[dict]:
@@ -310,6 +311,20 @@ def activity_alerts() -> list[dict]:
             f" approved break-glass window in the last {w}." + WINDOW_TICKETS +
             " Check the login against the ticket and review what root does next."
             + LAST_EVENT,
+        ),
+        # The organization's requirement comes from the exporter (setting required_signin_mfa):
+        # the chart ships these rules as they are. Approved logins too: a window approves the
+        # use of root, not a weaker factor. min: during a rollout the stricter setting wins.
+        alert(
+            "AwsRootConsoleLoginWeakMfa",
+            events(LOGIN_FACTORS, 'outcome="success"', keep="account_id, mfa_kind") + " > 0\n"
+            "and on (mfa_kind)\n"
+            f"min by (mfa_kind) ({m('aws_root_console_login_mfa_kind_accepted')}) == 0",
+            "warning",
+            "The root user signed in with a weaker factor than the organization requires.",
+            f"The root user of account {ACCOUNT} signed in to the AWS console with factor"
+            f" {{{{ $labels.mfa_kind }}}} in the last {w}, which the organization's"
+            " required_signin_mfa setting does not accept." + LAST_EVENT,
         ),
         alert(
             "AwsRootConsoleLoginFailures",

@@ -149,7 +149,7 @@ def runbook(panel, *alerts):
 
 # Alerts that several panels mirror.
 ACTIVITY_ALERTS = (
-    "AwsRootConsoleLogin", "AwsRootConsoleLoginFailures", "AwsRootBreakGlassLogin",
+    "AwsRootConsoleLogin", "AwsRootConsoleLoginFailures", "AwsRootConsoleLoginWeakMfa", "AwsRootBreakGlassLogin",
     "AwsRootApiActivity", "AwsRootBreakGlassActivity", "AwsRootPasswordActivity",
     "AwsRootAssumeRootUsed", "AwsRootRecoveryPathChanged",
 )

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from exporter import __version__
 from exporter.activity.state_file import StateFileError
 from exporter.logs import setup_logging
-from exporter.sandbox.records import KINDS
+from exporter.sandbox.records import KINDS, MFA_DEVICES
 from exporter.sandbox.scenario import Scenario, ScenarioError, load_scenario
 from exporter.sandbox.server import check_port
 from exporter.config.settings import Settings, SettingsError, load_settings
@@ -129,7 +129,9 @@ def _parser() -> _Parser:
     inject.add_argument("--control-url", required=True, help="the sandbox control URL printed by `aws-root-exporter sandbox`")
     inject.add_argument("--account", required=True, help="12-digit account id")
     inject.add_argument("--kind", default="console-login", choices=KINDS, metavar="KIND", help=f"one of: {', '.join(KINDS)} (default: console-login)")
-    inject.add_argument("--no-mfa", action="store_true", help="the record says MFA was not used")
+    factor = inject.add_mutually_exclusive_group()
+    factor.add_argument("--no-mfa", action="store_true", help="the record says MFA was not used")
+    factor.add_argument("--mfa-kind", default="totp", choices=sorted(MFA_DEVICES), help="the MFA device a console login names (default: totp)")
     audit = parsers["audit"]
     audit.add_argument(
         "--format", choices=("table", "json"), default="table",
@@ -412,7 +414,7 @@ def _inject(args: argparse.Namespace) -> int:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         print(not_control.format("it is not an http:// URL"), file=sys.stderr)
         return EXIT_CONFIG
-    body = json.dumps({"kind": args.kind, "account_id": args.account, "mfa": not args.no_mfa}).encode()
+    body = json.dumps({"kind": args.kind, "account_id": args.account, "mfa": not args.no_mfa, "mfa_kind": args.mfa_kind}).encode()
     try:
         request = urllib.request.Request(args.control_url.rstrip("/") + "/inject", data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:

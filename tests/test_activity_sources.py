@@ -86,7 +86,7 @@ async def test_login_counts_exist_at_zero_and_counters_appear_with_their_first_e
     assert activity_counter_samples(before) == []
     # The login brings its own series and no other: the other accounts and label sets stay absent.
     assert [(s.name, s.labels, s.value) for s in activity_counter_samples(after)] == [
-        ("aws_root_console_logins_total", {"account_id": ACCOUNT, "outcome": "success", "mfa": "true", "approved": "false"}, 1.0)
+        ("aws_root_console_logins_total", {"account_id": ACCOUNT, "outcome": "success", "mfa": "true", "approved": "false", "mfa_kind": "totp"}, 1.0)
     ]
     assert sample(after, "aws_root_console_logins_90d", account_id=ACCOUNT) == 1.0
     assert sample(after, "aws_root_console_logins_90d", account_id="210000000001") == 0.0

@@ -51,6 +51,40 @@ def test_root_console_login(name: str, outcome: str, mfa: str) -> None:
     assert v.event_time.tzinfo is not None
 
 
+@pytest.mark.parametrize(
+    ("extra", "mfa_kind"),
+    [
+        ({"MFAUsed": "Yes", "MFAIdentifier": "arn:aws:iam::111122223333:u2f/root/passkey-1-ABCDEF"}, "u2f"),
+        ({"MFAUsed": "YES", "MFAIdentifier": "arn:aws:iam::111122223333:mfa/root-account-mfa-device"}, "totp"),
+        # Partitions, and AWS's varying case.
+        ({"MFAUsed": "Yes", "MFAIdentifier": "arn:aws-us-gov:iam::111122223333:U2F/root/key"}, "u2f"),
+        ({"MFAUsed": "yes", "MFAIdentifier": "arn:aws-cn:iam::111122223333:MFA/root"}, "totp"),
+        # A hardware TOTP token is named by its serial, not an ARN.
+        ({"MFAUsed": "Yes", "MFAIdentifier": "GAHT12345678"}, "totp"),
+        ({"MFAUsed": "Yes", "MFAIdentifier": " gakt12345678 "}, "totp"),
+        ({"MFAUsed": "No"}, "none"),
+        ({"MFAUsed": "No", "MFAIdentifier": ""}, "none"),
+        ({"MFAUsed": "Yes"}, "unknown"),
+        ({}, "unknown"),
+        # Forms no AWS document shows: never guessed into a kind.
+        ({"MFAUsed": "Yes", "MFAIdentifier": "arn:aws:iam::111122223333:sms-mfa/root"}, "unknown"),
+        ({"MFAUsed": "Yes", "MFAIdentifier": "arn:aws:iam::111122223333:user/u2f/x"}, "unknown"),
+        ({"MFAUsed": "Yes", "MFAIdentifier": "root-account-mfa-device"}, "unknown"),
+        ({"MFAUsed": "Yes", "MFAIdentifier": ["arn:aws:iam::111122223333:u2f/root/k"]}, "unknown"),
+    ],
+)
+def test_console_login_factor_kind(extra: dict[str, Any], mfa_kind: str) -> None:
+    record = load("root_console_login_mfa_yes.json")
+    record["additionalEventData"] = {"LoginTo": "https://console.aws.amazon.com/", **extra}
+    assert verdict_of(record).mfa_kind == mfa_kind
+
+
+def test_factor_kind_only_for_console_logins() -> None:
+    assert verdict("root_password_recovery_requested.json").mfa_kind is None
+    assert verdict("root_create_access_key.json").mfa_kind is None
+    assert verdict("root_console_login_no_mfa.json").mfa_kind == "none"
+
+
 def test_login_outcome_falls_back_to_error_message_without_response_elements() -> None:
     record = load("root_console_login_failure.json")
     record["responseElements"] = None

@@ -37,7 +37,9 @@ def fixture_verdict(name: str, **changes: Any) -> Verdict:
 
 
 def login(event_id: str, at: datetime, account: str = A, outcome: str = "success", mfa: str = "true") -> Verdict:
-    return fixture_verdict("root_console_login_mfa_yes.json", event_id=event_id, event_time=at, account_id=account, outcome=outcome, mfa=mfa)
+    # The fixture's MFAUsed "Yes" names no device: its factor is unknown.
+    return fixture_verdict("root_console_login_mfa_yes.json", event_id=event_id, event_time=at, account_id=account,
+                           outcome=outcome, mfa=mfa, mfa_kind="none" if mfa == "false" else "unknown")
 
 
 def api_call(event_id: str, at: datetime, **changes: Any) -> Verdict:
@@ -96,7 +98,7 @@ def test_register_accounts_creates_login_gauges_and_no_counters() -> None:
     store.ingest(login("l-1", at), "eventbridge_sqs", at)
     s = samples(store)
     assert [(k, v) for k, v in s.items() if k[0] in ACTIVITY_COUNTERS] == [
-        (("aws_root_console_logins_total", (("account_id", A), ("approved", "false"), ("mfa", "true"), ("outcome", "success"))), 1)
+        (("aws_root_console_logins_total", (("account_id", A), ("approved", "false"), ("mfa", "true"), ("mfa_kind", "unknown"), ("outcome", "success"))), 1)
     ]
     assert s[("aws_root_console_logins_90d", (("account_id", A),))] == 1
     assert s[("aws_root_console_logins_90d", (("account_id", B),))] == 0
@@ -109,7 +111,7 @@ def test_dedup_across_sources() -> None:
     assert store.ingest(v, "eventbridge_sqs", START + timedelta(minutes=2)) is True
     assert store.ingest(v, "lookup_events", START + timedelta(minutes=9)) is False
     assert store.ingest(v, "s3_trail", START + timedelta(minutes=12)) is False
-    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") == 1
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false", mfa_kind="unknown") == 1
     assert value(store, "aws_root_exporter_events_duplicate_total", source="lookup_events") == 1
     assert value(store, "aws_root_exporter_events_duplicate_total", source="s3_trail") == 1
     assert value(store, "aws_root_exporter_events_duplicate_total", source="eventbridge_sqs") == 0
@@ -167,7 +169,7 @@ def test_backfill_does_not_inflate_counters() -> None:
     assert store.ingest(login("hist-1", before), "lookup_events", START + timedelta(seconds=30)) is True
     store.ingest(api_call("hist-2", before + timedelta(hours=1)), "lookup_events", START + timedelta(seconds=30))
     # History is not new activity: no counter series appears for it.
-    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") is None
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false", mfa_kind="unknown") is None
     assert value(store, "aws_root_api_calls_total", account_id=A, category="administrative", outcome="failure", approved="false") is None
     assert value(store, "aws_root_api_calls_by_event_source_total", event_source="s3.amazonaws.com") is None
     assert value(store, "aws_root_exporter_event_delay_seconds_count", source="lookup_events") == 0
@@ -176,7 +178,7 @@ def test_backfill_does_not_inflate_counters() -> None:
     assert value(store, "aws_root_last_activity_timestamp_seconds", account_id=A) == (before + timedelta(hours=1)).timestamp()
     # A live record is counted.
     store.ingest(login("live-1", START + timedelta(minutes=5)), "eventbridge_sqs", START + timedelta(minutes=6))
-    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") == 1
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false", mfa_kind="unknown") == 1
     assert store.logins_90d(A, START + timedelta(minutes=10)) == 2
 
 
@@ -186,7 +188,7 @@ def test_records_in_flight_at_a_fresh_start_are_counted() -> None:
     # Delivered by EventBridge a minute after start, it happened 5 minutes before it.
     store.ingest(login("in-flight", START - timedelta(minutes=5)), "eventbridge_sqs", START + timedelta(minutes=1))
     store.ingest(login("too-old", START - GRACE - timedelta(seconds=1)), "lookup_events", START + timedelta(minutes=1))
-    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") == 1
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false", mfa_kind="unknown") == 1
     assert store.logins_90d(A, START + timedelta(minutes=1)) == 2
     assert EventStore(START, backfill_grace=timedelta(0)).counting_from == START
 
@@ -202,7 +204,7 @@ def test_counters_continue_after_restart_with_state_file(tmp_path: Path) -> None
     assert restarted.counting_from == START - GRACE
     restarted.ingest(login("downtime", START + timedelta(hours=5)), "lookup_events", START + timedelta(days=1))
     restarted.ingest(login("live-1", START + timedelta(minutes=5)), "lookup_events", START + timedelta(days=1))
-    assert value(restarted, "aws_root_console_logins_total", now=START + timedelta(days=1), account_id=A, outcome="success", mfa="true", approved="false") == 2
+    assert value(restarted, "aws_root_console_logins_total", now=START + timedelta(days=1), account_id=A, outcome="success", mfa="true", approved="false", mfa_kind="unknown") == 2
     fresh = EventStore.open(tmp_path / "absent.json", started_at=START + timedelta(days=1))
     assert fresh.counting_from == START + timedelta(days=1) - GRACE
 
@@ -284,7 +286,7 @@ def test_exact_exposition() -> None:
     assert text == generate_latest(registry).decode()
     expected = [
         "# TYPE aws_root_console_logins_total counter",
-        'aws_root_console_logins_total{account_id="111122223333",approved="false",mfa="false",outcome="success"} 1.0',
+        'aws_root_console_logins_total{account_id="111122223333",approved="false",mfa="false",mfa_kind="none",outcome="success"} 1.0',
         'aws_root_api_calls_total{account_id="111122223333",approved="false",category="administrative",outcome="failure"} 1.0',
         'aws_root_api_calls_by_event_source_total{event_source="s3.amazonaws.com"} 1.0',
         'aws_root_last_activity_timestamp_seconds{account_id="111122223333"} 1.79552172e+09',  # 2026-11-24T12:02:00Z
@@ -311,7 +313,7 @@ def test_exact_exposition() -> None:
     counted = [line for line in lines if line.startswith(("aws_root_console_logins_total{", "aws_root_api_calls_total{",
                                                           "aws_root_assumed_root_calls_total{", "aws_root_signin_events_total{"))]
     assert counted == [
-        'aws_root_console_logins_total{account_id="111122223333",approved="false",mfa="false",outcome="success"} 1.0',
+        'aws_root_console_logins_total{account_id="111122223333",approved="false",mfa="false",mfa_kind="none",outcome="success"} 1.0',
         'aws_root_api_calls_total{account_id="111122223333",approved="false",category="administrative",outcome="failure"} 1.0',
     ]
 
@@ -361,7 +363,7 @@ def test_state_roundtrip(tmp_path: Path) -> None:
     assert loaded.get_checkpoint("lookup_events/111122223333/us-east-1") == "2026-11-24T12:09:00Z"
     assert loaded.get_checkpoint("missing") is None
     assert loaded.ingest(login("l-1", START + timedelta(minutes=1)), "lookup_events", now) is False
-    assert json.loads(path.read_text())["version"] == 3
+    assert json.loads(path.read_text())["version"] == 4
 
 
 def test_login_inside_a_break_glass_window_counts_as_approved() -> None:
@@ -370,8 +372,8 @@ def test_login_inside_a_break_glass_window_counts_as_approved() -> None:
     t = START + timedelta(minutes=1)
     store.ingest(dataclasses.replace(login("bg-1", t), approved=True), "eventbridge_sqs", t)
     store.ingest(login("plain-1", t + timedelta(seconds=1)), "eventbridge_sqs", t)
-    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="true") == 1
-    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") == 1
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="true", mfa_kind="unknown") == 1
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false", mfa_kind="unknown") == 1
     # Approved or not, a login is a login for the 90-day count (the quarterly KPI).
     assert store.logins_90d(A, t + timedelta(minutes=1)) == 2
 
@@ -429,9 +431,10 @@ def test_version_1_state_file_is_migrated_and_keeps_the_counters(tmp_path: Path)
     logins = {k[1]: v for k, v in samples(store).items() if k[0] == "aws_root_console_logins_total"}
     # The old counts land on approved="false"; the rows at 0 (the zero series files kept before
     # issue 16) are dropped, and approved="true" has no series until its first login.
+    # Nor did it keep the factor: a login with MFA reads mfa_kind="unknown".
     assert logins == {
-        (("account_id", A), ("approved", "false"), ("mfa", "true"), ("outcome", "success")): 3,
-        (("account_id", A), ("approved", "false"), ("mfa", "true"), ("outcome", "failure")): 2,
+        (("account_id", A), ("approved", "false"), ("mfa", "true"), ("mfa_kind", "unknown"), ("outcome", "success")): 3,
+        (("account_id", A), ("approved", "false"), ("mfa", "true"), ("mfa_kind", "unknown"), ("outcome", "failure")): 2,
     }
     assert value(store, "aws_root_api_calls_total", account_id=A, category="break_glass", outcome="success", approved="true") == 4
     assert value(store, "aws_root_api_calls_total", account_id=A, category="administrative", outcome="failure", approved="false") == 1
@@ -443,8 +446,10 @@ def test_version_1_state_file_is_migrated_and_keeps_the_counters(tmp_path: Path)
     # The next save writes the current version, which loads as is.
     store.save(path)
     saved = json.loads(path.read_text())
-    assert saved["version"] == 3
-    assert sorted(saved["counters"]["console_logins"]) == [[A, "failure", "true", "false", 2.0], [A, "success", "true", "false", 3.0]]
+    assert saved["version"] == 4
+    assert sorted(saved["counters"]["console_logins"]) == [
+        [A, "failure", "true", "false", "unknown", 2.0], [A, "success", "true", "false", "unknown", 3.0],
+    ]
     assert saved["counters"]["assumed_root_calls"] == []
     assert EventStore.load(path).to_state() == store.to_state()
 
@@ -696,8 +701,31 @@ def test_version_2_state_file_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     path.write_text(json.dumps(state))
     store = EventStore.load(path)
-    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false") == 3
+    assert value(store, "aws_root_console_logins_total", account_id=A, outcome="success", mfa="true", approved="false", mfa_kind="unknown") == 3
     assert store.pending_count() == 0 and len(store.assume_root_keys) == 0
     store.save(path)
     saved = json.loads(path.read_text())
-    assert (saved["version"], saved["assume_root_keys"], saved["pending"], saved["counters"]["recovery_signals"]) == (3, {}, [], [])
+    assert (saved["version"], saved["assume_root_keys"], saved["pending"], saved["counters"]["recovery_signals"]) == (4, {}, [], [])
+
+
+def test_version_3_state_file_gains_the_factor_of_each_login(tmp_path: Path) -> None:
+    state = json.loads(json.dumps(STATE_V1))
+    state["version"] = 3
+    state["counters"]["console_logins"] = [
+        [A, "success", "false", "false", 4.0], [A, "success", "true", "true", 1.0], [A, "failure", "unknown", "false", 2.0],
+    ]
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(state))
+    store = EventStore.load(path)
+    logins: dict[str, float] = {}
+    for (name, labels), count in samples(store).items():
+        if name == "aws_root_console_logins_total":
+            logins[dict(labels)["mfa_kind"]] = logins.get(dict(labels)["mfa_kind"], 0) + count
+    # A login without MFA is "none" whatever the version; the factor of any other was not kept.
+    assert logins == {"none": 4, "unknown": 3}
+    store.save(path)
+    assert sorted(json.loads(path.read_text())["counters"]["console_logins"]) == [
+        [A, "failure", "unknown", "false", "unknown", 2.0],
+        [A, "success", "false", "false", "none", 4.0],
+        [A, "success", "true", "true", "unknown", 1.0],
+    ]

@@ -86,7 +86,7 @@ def test_a_root_login_renders_only_the_families_it_moved() -> None:
     kept = {name: rendered.plain for name, rendered in exposition._rendered.items()}
     service.take(make_record("console-login", "123456789012"), "eventbridge_sqs")
     after = exposition.render()
-    assert b'aws_root_console_logins_total{account_id="123456789012",approved="false",mfa="true",outcome="success"} 1.0' in after
+    assert b'aws_root_console_logins_total{account_id="123456789012",approved="false",mfa="true",mfa_kind="totp",outcome="success"} 1.0' in after
     # The account is known (its login count is at 0), but the counter had no series before
     # its first login (issue 16's series budget).
     assert b'aws_root_console_logins_90d{account_id="123456789012"} 0.0' in before

@@ -99,6 +99,7 @@ def want_fields(want: dict[str, Any]) -> dict[str, Any]:
         "counted_for": want.get("target_account_id", want["account_id"]),
         "outcome": want["outcome"],
         "mfa": want["mfa"],
+        "mfa_kind": want.get("mfa_kind"),
         "category": want.get("category"),
         "recovery_signal": (want.get("signals") or [None])[0],
         "signin_event": want.get("signin_event"),
@@ -117,6 +118,7 @@ def got_fields(verdict: Verdict, record: dict[str, Any]) -> dict[str, Any]:
         "counted_for": verdict.account_id,
         "outcome": verdict.outcome,
         "mfa": verdict.mfa,
+        "mfa_kind": verdict.mfa_kind,
         "category": verdict.category,
         "recovery_signal": verdict.recovery_signal,
         "signin_event": verdict.signin_event,
@@ -217,6 +219,12 @@ def test_classify_command_totals_match_expected() -> None:
         if w["kind"] not in ("malformed", "ignored") and "rejected" not in w
     )
     assert got == want
+    factors = {line["location"].split(" ")[0].rsplit("/", 1)[-1]: line["mfa_kind"] for line in lines}
+    assert factors == {
+        name: w.get("mfa_kind") for name, w in EXPECTED.items()
+        if w["kind"] not in ("malformed", "ignored") and "rejected" not in w
+    }
+    assert set(factors.values()) == {"u2f", "totp", "none", "unknown", None}
     signals = Counter(line["recovery_signal"] for line in lines if line["recovery_signal"])
     assert signals == Counter(s for w in EXPECTED.values() for s in w.get("signals", []))
     by_file = {line["location"].split(" ")[0].rsplit("/", 1)[-1]: line["account_id"] for line in lines}

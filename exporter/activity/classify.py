@@ -29,6 +29,15 @@ Rules (see /work/shared/reference/aws-root-facts.md sections 1, 2 and 4, and REA
   recovery path (`RECOVERY_SIGNALS`) is `recovery_signal`.
 * Outcome of a sign-in record: `responseElements[eventName]` (`"Success"`/`"Failure"`),
   then the error fields.
+* `mfa_kind` (console logins only, `None` otherwise): the factor the root signed in with,
+  from `additionalEventData.MFAIdentifier`, the device's serial (AWS CloudTrail User Guide,
+  sign-in examples): an IAM ARN whose resource starts `u2f/` is `u2f` (a FIDO security key
+  or a passkey), `mfa/` is `totp` (a virtual device); a bare serial of letters and digits is
+  `totp` too, because AWS names a hardware device by its serial and a virtual one by its
+  ARN (IAM API `ListMFADevices`, STS `GetSessionToken` `SerialNumber`: "GAHT12345678"), and
+  FIDO keys have `u2f/` ARNs, so a bare serial is a hardware TOTP token. `none` when the
+  login used no MFA (`mfa` false); `unknown` when MFA was used or may have been but the
+  identifier is missing or of another form. Case-insensitive, as AWS varies case.
 * `assumed_root` (an action inside a centralized-root-access privileged session, not a
   person holding root credentials) needs positive evidence:
     1. the record's `userIdentity.accessKeyId` was issued, for this account, by an
@@ -54,8 +63,8 @@ Example:
     ...   "userIdentity": {"type": "Root", "accountId": "111122223333"},
     ...   "responseElements": {"ConsoleLogin": "Success"},
     ...   "additionalEventData": {"MFAUsed": "YES"}})
-    >>> (v.kind, v.outcome, v.mfa)
-    ('console_login', 'success', 'true')
+    >>> (v.kind, v.outcome, v.mfa, v.mfa_kind)
+    ('console_login', 'success', 'true', 'unknown')
 """
 
 from __future__ import annotations
@@ -74,11 +83,14 @@ from exporter.config.settings import BreakGlassWindow
 Kind = Literal["console_login", "signin_other", "api_call", "assume_root_call", "recovery_signal"]
 Outcome = Literal["success", "failure"]
 Mfa = Literal["true", "false", "unknown"]
+MfaKind = Literal["u2f", "totp", "none", "unknown"]
 Category = Literal["break_glass", "read_only", "administrative"]
 
 KINDS: tuple[str, ...] = ("console_login", "signin_other", "api_call", "assume_root_call", "recovery_signal")
 OUTCOMES: tuple[str, ...] = ("success", "failure")
 MFA_VALUES: tuple[str, ...] = ("true", "false", "unknown")
+# Strongest first: the order in which a required sign-in factor accepts them.
+MFA_KINDS: tuple[str, ...] = ("u2f", "totp", "none", "unknown")
 CATEGORIES: tuple[str, ...] = ("break_glass", "read_only", "administrative")
 SIGNIN_EVENTS: tuple[str, ...] = (
     "PasswordRecoveryRequested",
@@ -133,6 +145,10 @@ S3 = "s3.amazonaws.com"
 SQS = "sqs.amazonaws.com"
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
+# An MFA device ARN: arn:<partition>:iam::<account>:<u2f|mfa>/<name>.
+_MFA_ARN = re.compile(r"^arn:aws[\w-]*:iam::\d{12}:(u2f|mfa)/\S+$", re.IGNORECASE)
+# A hardware token's serial as AWS prints it (GAHT12345678, GAKT12345678): letters and digits.
+_HARDWARE_SERIAL = re.compile(r"^[A-Z0-9]{6,64}$", re.IGNORECASE)
 _ARN_ACCOUNT = re.compile(r"^arn:aws[\w-]*:[\w-]*::(\d{12}):")
 _READ_ONLY_PREFIXES = ("Get", "List", "Describe", "Head")
 
@@ -212,6 +228,7 @@ class Verdict:
     shared_event_id: str = ""
     awaiting_key: str | None = None
     recovery_signal: str | None = None
+    mfa_kind: MfaKind | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the classify CLI's output line)."""
@@ -371,6 +388,7 @@ def _root_activity(
         signin_event=signin_event,
         awaiting_key=awaiting_key,
         recovery_signal=signal,
+        mfa_kind=_mfa_kind(record, identity) if kind == "console_login" else None,
     )
 
 
@@ -513,6 +531,21 @@ def _mfa(record: Mapping[str, Any], identity: Mapping[str, Any]) -> Mfa:
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return "true" if value.lower() == "true" else "false"
     return "unknown"
+
+
+def _mfa_kind(record: Mapping[str, Any], identity: Mapping[str, Any]) -> MfaKind:
+    extra = record.get("additionalEventData")
+    identifier = extra.get("MFAIdentifier") if isinstance(extra, Mapping) else None
+    if isinstance(identifier, str) and identifier.strip():
+        identifier = identifier.strip()
+        arn = _MFA_ARN.match(identifier)
+        if arn:
+            return "u2f" if arn.group(1).lower() == "u2f" else "totp"
+        if _HARDWARE_SERIAL.match(identifier):
+            return "totp"
+        return "unknown"
+    # No identifier: a login without MFA says so; anything else cannot name its factor.
+    return "none" if _mfa(record, identity) == "false" else "unknown"
 
 
 def _assumed_root(

@@ -8,7 +8,10 @@ file order, for example::
      "outcome": "success", "mfa": "false", "category": null, "assumed_root": false,
      "approved": false, "signin_event": null, "task_policy": null, "region": "us-east-1",
      "source_ip": "192.0.2.10", "error_code": "", "shared_event_id": "", "awaiting_key": null,
-     "recovery_signal": null, "location": "trail.json.gz record 0"}
+     "recovery_signal": null, "mfa_kind": "none", "location": "trail.json.gz record 0"}
+
+`mfa_kind` is the factor of a console login (`u2f`, `totp`, `none`, `unknown`), null for
+every other record.
 
 `awaiting_key` names the `ASIA` key of a record counted as root use because no
 AssumeRoot record among the files issued it (it could have been a privileged task).

@@ -36,7 +36,7 @@ class CounterSpec:
 
 # In exposition order. Their metric names and HELP are `exporter.metrics.activity.COUNTER_METRICS`.
 COUNTERS: tuple[CounterSpec, ...] = (
-    CounterSpec("console_logins", ("account_id", "outcome", "mfa", "approved")),
+    CounterSpec("console_logins", ("account_id", "outcome", "mfa", "approved", "mfa_kind")),
     CounterSpec("signin_events", ("account_id", "event_name", "outcome")),
     CounterSpec("api_calls", ("account_id", "category", "outcome", "approved")),
     CounterSpec("api_calls_by_event_source", ("account_id", "event_source")),

@@ -37,11 +37,12 @@ from exporter.activity.counters import (
 
 # Version 2: `console_logins` rows carry `approved` (account, outcome, mfa, approved).
 # Version 3: `assume_root_keys`, `pending` and the `recovery_signals` counter.
+# Version 4: `console_logins` rows end with `mfa_kind` (account, outcome, mfa, approved, mfa_kind).
 # Older files are migrated on load (version 1 logins were counted without a window check:
-# approved="false"; before version 3 no key or held record existed), so an upgrade keeps
-# every counter.
-STATE_VERSION = 3
-_MIGRATABLE_VERSIONS = (1, 2)
+# approved="false"; before version 3 no key or held record existed; before version 4 the
+# factor was not kept), so an upgrade keeps every counter.
+STATE_VERSION = 4
+_MIGRATABLE_VERSIONS = (1, 2, 3)
 
 
 class StateFileError(Exception):
@@ -216,6 +217,14 @@ def _migrate(state: Mapping[str, Any], where: str) -> dict[str, Any]:
                 raise StateFileError(f"{where}: invalid content (counters.console_logins has a bad row {row!r:.80})")
             migrated.append([*row[:3], "false", row[3]])
         counters = {**counters, "console_logins": migrated}
+    # Every console_logins row gains mfa_kind before its value: "none" for a login without
+    # MFA (that is all the classifier needs to say so), else "unknown" (the factor was not kept).
+    with_kind = []
+    for row in counters["console_logins"]:
+        if not isinstance(row, list) or len(row) != 5:
+            raise StateFileError(f"{where}: invalid content (counters.console_logins has a bad row {row!r:.80})")
+        with_kind.append([*row[:4], "none" if row[2] == "false" else "unknown", row[4]])
+    counters = {**counters, "console_logins": with_kind}
     # Before version 3 no AssumeRoot key was learned, no record held, no signal counted.
     counters = {**counters, "recovery_signals": counters.get("recovery_signals", [])}
     return {

@@ -322,7 +322,7 @@ class EventStore:
             _inc(self._counters["assumed_root_calls"], (v.account_id, v.outcome))
             return ("assumed_root_calls",)
         if v.kind == "console_login":
-            _inc(self._counters["console_logins"], (v.account_id, v.outcome, v.mfa, _BOOL[v.approved]))
+            _inc(self._counters["console_logins"], (v.account_id, v.outcome, v.mfa, _BOOL[v.approved], v.mfa_kind or "unknown"))
             return ("console_logins",)
         if v.kind == "signin_other":
             _inc(self._counters["signin_events"], (v.account_id, v.signin_event or "other", v.outcome))

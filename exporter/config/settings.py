@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     shard_count: int = Field(1, ge=1, description="Number of replicas sharing the accounts (by a hash of the account id).")
     break_glass_windows: list[BreakGlassWindow] = Field(
         default_factory=list, description="Approved break-glass windows: `account_id`, `start`, `end`, `ticket`."
+    )
+    required_signin_mfa: Literal["any", "totp", "u2f"] = Field(
+        "any",
+        description="The weakest factor the organization accepts for a root console sign-in: `any` (no factor alert), `totp` (any MFA device) or `u2f` (a FIDO security key or passkey); a successful root sign-in with a weaker one raises `AwsRootConsoleLoginWeakMfa` (see [Which factor signed in](#which-factor-signed-in)).",
     )
     lookup_events_enabled: bool = Field(
         True, description="Poll CloudTrail `LookupEvents` in every account for root records (needs the member role)."

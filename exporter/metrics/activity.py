@@ -7,9 +7,9 @@ account's API-call counters.
 
 Sample exposition (`render([family(store, name) for name in FAMILIES])`)::
 
-    # HELP aws_root_console_logins_total Root ConsoleLogin records, by outcome, MFA use and approval (break-glass window).
+    # HELP aws_root_console_logins_total Root ConsoleLogin records, by outcome, MFA use, approval (break-glass window) and the factor used (mfa_kind).
     # TYPE aws_root_console_logins_total counter
-    aws_root_console_logins_total{account_id="111122223333",approved="false",mfa="false",outcome="success"} 1.0
+    aws_root_console_logins_total{account_id="111122223333",approved="false",mfa="false",mfa_kind="none",outcome="success"} 1.0
     # HELP aws_root_api_calls_total Root API calls by category, outcome and approval (break-glass window).
     # TYPE aws_root_api_calls_total counter
     aws_root_api_calls_total{account_id="111122223333",approved="false",category="administrative",outcome="failure"} 1.0
@@ -73,7 +73,7 @@ class CounterMetric:
 COUNTER_METRICS: dict[str, CounterMetric] = {
     "console_logins": CounterMetric(
         "aws_root_console_logins_total",
-        "Root ConsoleLogin records, by outcome, MFA use and approval (break-glass window).",
+        "Root ConsoleLogin records, by outcome, MFA use, approval (break-glass window) and the factor used (mfa_kind).",
     ),
     "signin_events": CounterMetric(
         "aws_root_signin_events_total",

@@ -1,4 +1,4 @@
-"""The reloadable configuration as parts of /metrics: the reload status and the break-glass windows."""
+"""The reloadable configuration as parts of /metrics: the reload status, the break-glass windows and the required sign-in factor."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from exporter.engine.reload import Reloader
 from exporter.engine.state import Section
 from exporter.metrics.break_glass import settings_window_section
+from exporter.metrics.signin_mfa import signin_mfa_section
 from exporter.metrics.textformat import gauge
 
 
@@ -28,8 +29,9 @@ def reload_families(reloader: Reloader) -> Iterable[Any]:
 
 
 def reload_sections(reloader: Reloader, clock: Callable[[], float] = time.time) -> list[Section]:
-    """The configured break-glass windows (they follow a reload) and the reload status."""
+    """The configured break-glass windows and required sign-in factor (they follow a reload) and the reload status."""
     return [
         settings_window_section(reloader.settings, clock),
+        signin_mfa_section(reloader.settings),
         Section("config_reload", lambda: reloader.generation, lambda: reload_families(reloader)),
     ]

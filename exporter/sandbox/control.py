@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from exporter.sandbox.faults import KINDS as FAULT_KINDS, FaultInjector
-from exporter.sandbox.records import KINDS, make_record
+from exporter.sandbox.records import KINDS, MFA_DEVICES, make_record
 from exporter.sandbox.server import Sandbox
 
 _RULE_FIELDS = {"service": str, "operation": str, "account": str, "access_key": str, "share": float, "limit": int, "seconds": float}
@@ -79,6 +79,10 @@ def inject_request(sandbox: Sandbox, body: dict[str, Any]) -> dict[str, Any]:
         if account not in known:
             raise ValueError(f"account {account} is not in the running scenario; its accounts are {', '.join(known)}")
         options: dict[str, Any] = {"mfa": bool(body.get("mfa", True))}
+        if body.get("mfa_kind"):
+            if body["mfa_kind"] not in MFA_DEVICES:
+                raise ValueError(f"mfa_kind must be one of {', '.join(MFA_DEVICES)}, got {body['mfa_kind']!r}")
+            options["mfa_kind"] = str(body["mfa_kind"])
         if body.get("when"):
             options["when"] = datetime.fromisoformat(str(body["when"]).replace("Z", "+00:00"))
         for key in ("source_ip", "event_name"):

@@ -29,6 +29,14 @@ def _time(when: datetime | None) -> str:
     return (when or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# The MFAIdentifier of a root console login by device kind: AWS's root example (mfa/...)
+# and the serial shape of a root FIDO key in the IAM API reference (u2f/root/...).
+MFA_DEVICES: dict[str, str] = {
+    "totp": "arn:aws:iam::{account}:mfa/root-account-mfa-device",
+    "u2f": "arn:aws:iam::{account}:u2f/root/security-key-EXAMPLE1234567890",
+}
+
+
 def _root_identity(account_id: str, mfa: bool | None = None) -> dict[str, Any]:
     identity: dict[str, Any] = {
         "type": "Root",
@@ -53,6 +61,7 @@ def make_record(
     *,
     when: datetime | None = None,
     mfa: bool = True,
+    mfa_kind: str = "totp",
     source_ip: str = "203.0.113.10",
     event_name: str | None = None,
     event_id: str | None = None,
@@ -66,7 +75,8 @@ def make_record(
     console (default event s3 `PutBucketPolicy`). A root GetSessionToken session and an
     sts:AssumeRoot session write exactly this; only an `assume-root` record issuing
     `access_key_id` tells them apart. `assume-root` and `primary-email-update` are calls by
-    an IAM role of `account_id` (the management account) aimed at `target_account_id`."""
+    an IAM role of `account_id` (the management account) aimed at `target_account_id`.
+    `mfa_kind` (one of MFA_DEVICES) is the device a console login with `mfa` names."""
     base: dict[str, Any] = {
         "eventVersion": "1.09",
         "eventTime": _time(when),
@@ -95,6 +105,8 @@ def make_record(
                 "MFAUsed": "YES" if mfa else "No",
             },
         )
+        if mfa:
+            base["additionalEventData"]["MFAIdentifier"] = MFA_DEVICES[mfa_kind].format(account=account_id)
         if not ok:
             base["errorMessage"] = "Failed authentication"
         return base
