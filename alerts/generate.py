@@ -441,6 +441,70 @@ def posture_alerts() -> list[dict]:
     ]
 
 
+# What a member root still holds (a password present or unknown, access keys, signing
+# certificates): the three posture metrics that make account_id:aws_root_credentials_removed:bool 0.
+HELD_CREDENTIALS = (
+    "{{ with printf `max by (state) ("
+    + m("aws_root_password_state", 'account_id="%s"')
+    + " == 1)` $labels.account_id | query }}{{ with . | first }} Password: {{ .Labels.state }}.{{ end }}{{ end }}"
+    "{{ with printf `sum(max by (status) ("
+    + m("aws_root_access_keys", 'account_id="%s"')
+    + "))` $labels.account_id | query }}{{ with . | first }} Access keys:"
+    ' {{ .Value | printf "%.0f" }}.{{ end }}{{ end }}'
+    "{{ with printf `sum(max by (status) ("
+    + m("aws_root_signing_certificates", 'account_id="%s"')
+    + "))` $labels.account_id | query }}{{ with . | first }} Signing certificates:"
+    ' {{ .Value | printf "%.0f" }}.{{ end }}{{ end }}'
+)
+
+TRUSTED_ACCESS_OFF = (
+    "{{ with query `max(" + m("aws_root_organization_iam_trusted_access_enabled") + ") == 0` }}"
+    " Trusted access for IAM is off in AWS Organizations, so IAM does not report the feature:"
+    " it is unknown, which counts as not enabled."
+    "{{ else }} IAM reports it disabled.{{ end }}"
+)
+
+
+def central_root_access_alerts() -> list[dict]:
+    """Centralized root access as a state (AwsRootRecoveryPathChanged pages the Disable* call
+    as an event). A required feature that is not known to be on fires: disabled, or unknown
+    because trusted access for IAM is off (IAM then reports no feature: no enabled series).
+    The required series are published with the reading, so before the first reading, and
+    outside the organization mode, nothing fires (a failing read is AwsRootCollectionFailing)."""
+    required = f"max by (feature) ({m('aws_root_organization_feature_required')}) == 1"
+    enabled = f"max by (feature) ({m('aws_root_organization_feature_enabled')}) == 1"
+    management = m("aws_root_organization_feature_enabled", 'feature="RootCredentialsManagement"')
+    posture_ok = m("aws_root_exporter_collector_success", 'collector="posture"')
+    not_removed = (
+        f"max by (account_id) ({REMOVED}) == 0\n"
+        # A posture collection failing or never read is AwsRootCollectionFailing's, not this.
+        f"and on (account_id)\nmax by (account_id) ({posture_ok}) == 1\n"
+        f"and on ()\nmax({management}) == 1"
+    )
+    return [
+        alert(
+            "AwsRootCentralRootAccessDisabled",
+            f"{required}\nunless on (feature)\n{enabled}",
+            "warning",
+            "A centralized root access feature the organization requires is not enabled.",
+            "The centralized root access feature {{ $labels.feature }} is not enabled for the"
+            " organization, and the setting central_root_access_required lists it."
+            + TRUSTED_ACCESS_OFF,
+            for_=c.POSTURE_FOR,
+        ),
+        alert(
+            "AwsRootCredentialsNotRemoved",
+            not_removed,
+            "warning",
+            "A member account's root user holds credentials although the organization manages root credentials centrally.",
+            f"The root user of member account {ACCOUNT} still holds a credential while"
+            " RootCredentialsManagement is enabled for the organization: delete it with the"
+            " privileged task IAMDeleteRootUserCredentials." + HELD_CREDENTIALS,
+            for_=c.POSTURE_FOR,
+        ),
+    ]
+
+
 def password_used_alert() -> dict:
     """A recent root password sign-in seen by the credential report (or iam:GetUser in the
     AssumeRoot audit mode): a root sign-in is caught
@@ -603,7 +667,7 @@ def rules(runbook_base_url: str = c.RUNBOOK_BASE_URL) -> dict:
     groups = [
         {"name": "aws-root-exporter.rules", "interval": interval, "rules": recording_rules()},
         {"name": "aws-root-activity", "interval": interval, "rules": [*activity_recording_rules(), *activity_alerts()]},
-        {"name": "aws-root-posture", "interval": interval, "rules": [*posture_alerts(), password_used_alert()]},
+        {"name": "aws-root-posture", "interval": interval, "rules": [*posture_alerts(), password_used_alert(), *central_root_access_alerts()]},
         {"name": "aws-root-scp", "interval": interval, "rules": scp_alerts()},
         {"name": "aws-root-exporter", "interval": interval, "rules": exporter_alerts()},
     ]

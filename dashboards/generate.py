@@ -523,10 +523,11 @@ def credential_removal_row():
               f"KPI, target {c.TARGET_ROOT_CREDENTIALS_REMOVED_RATIO:.0%}. Share of the selected "
               "member accounts whose root user holds no credential. " + rule,
               unit="percentunit", steps=REMOVAL_STEPS, min=0, max=1, decimals=1), 4, 8),
-        (stat("Member roots still holding credentials", f"sum(1 - {removed})",
+        (runbook(stat("Member roots still holding credentials", f"sum(1 - {removed})",
               "Selected member accounts whose root still holds, or may hold, a credential: "
-              "the accounts left to clean up. " + rule,
-              steps=ZERO_TARGET_STEPS), 4, 8),
+              "the accounts left to clean up (AwsRootCredentialsNotRemoved once "
+              "RootCredentialsManagement is enabled). " + rule,
+              steps=ZERO_TARGET_STEPS), "AwsRootCredentialsNotRemoved"), 4, 8),
         (timeseries("Root credential removal burn-down",
                     [(ratio, "Selected member accounts"), (by_ou, "{{ou_name}}")],
                     "Share of member accounts whose root holds no credential, over time, for the "
@@ -865,11 +866,14 @@ def exporter_health():
                   unit="s", legend="{{instance}}"), 12, 4),
         ],
         [
-            (table("Centralized root access", [
+            (runbook(table("Centralized root access", [
                 (f"max by (feature) ({m('aws_root_organization_feature_enabled')})", ""),
-            ], "Organization features for centralized root access (1 = enabled).",
+            ], "Organization features for centralized root access (1 = enabled; no row while "
+               "trusted access for IAM is off: unknown). A feature the setting "
+               "central_root_access_required lists and that is not enabled raises "
+               "AwsRootCentralRootAccessDisabled.",
                 hide=("Time",), rename={"feature": "Feature", "Value": "Enabled"},
-                mappings=yes_no(1)), 24, 8),
+                mappings=yes_no(1)), "AwsRootCentralRootAccessDisabled"), 24, 8),
         ],
     ]
     return dashboard(

@@ -137,6 +137,9 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
         keys = f"{p['access_keys_active']}/{p['access_keys_inactive']}"
         certs = f"{p['signing_certificates_active']}/{p['signing_certificates_inactive']}"
         status = "ok" if not a["findings"] else "FAIL: " + ", ".join(_finding_cell(f) for f in a["findings"])
+        waived = [f"{c['control']} ({c['waived']})" for c in a.get("controls", []) if c.get("waived")]
+        if waived:
+            status += "; waived: " + ", ".join(waived)
         rows.append((a["account_id"], a["account_name"], a["ou_path"], mfa, keys, certs, p["password"], fence, status))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:

@@ -522,6 +522,8 @@ BAD_VALUES = [
     ({"config": {"posture_interval": 60}}, "at '/config': additional properties 'posture_interval' not allowed"),
     ({"config": {"include_account_ids": [111111111111]}}, "at '/config/include_account_ids/0': got number, want string"),
     ({"config": {"account_mode": "org"}}, "at '/config/account_mode'"),
+    ({"config": {"central_root_access_required": ["RootSession"]}}, "at '/config/central_root_access_required/0'"),
+    ({"config": {"mfa_hardware_waived_when_fenced": "yes"}}, "at '/config/mfa_hardware_waived_when_fenced': got string, want boolean"),
     ({"unknownTopLevel": 1}, "additional properties 'unknownTopLevel' not allowed"),
 ]
 

@@ -30,6 +30,8 @@ _ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 _IAM_ACTION = re.compile(r"^[a-zA-Z0-9-]+:[a-zA-Z0-9*?]+$")
+# iam:ListOrganizationsFeatures' valid values (IAM API reference, EnabledFeatures).
+_ROOT_ACCESS_FEATURES = ("RootCredentialsManagement", "RootSessions")
 
 
 class AccountMode(str, Enum):
@@ -126,6 +128,14 @@ class Settings(BaseSettings):
     scp_sensitive_actions: list[str] = Field(
         default_factory=list,
         description="Actions an SCP must deny to root for the account to count as fenced, e.g. `[\"iam:*\", \"s3:PutBucketPolicy\"]` (empty: only a deny of every action, or a `NotAction` deny, is a fence).",
+    )
+    central_root_access_required: list[str] = Field(
+        default_factory=lambda: ["RootCredentialsManagement", "RootSessions"],
+        description="Centralized root access features the organization must have enabled (`RootCredentialsManagement`, `RootSessions`): `AwsRootCentralRootAccessDisabled` fires for each one that is off or unknown. `[]` opts the organization out.",
+    )
+    mfa_hardware_waived_when_fenced: bool = Field(
+        False,
+        description="Pass the `mfa_hardware` control (Security Hub IAM.6) for a member account whose root is fenced by an SCP (`aws_root_scp_fence_state` `fenced`); the audit shows it as waived. See README, Hardware MFA behind an SCP fence, for the trade-off.",
     )
     concurrency: int = Field(32, ge=1, le=1024, description="Accounts collected at the same time.")
     account_timeout_seconds: float = Field(120.0, gt=0, description="Time limit for one account's collection.")
@@ -271,6 +281,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"must be IAM actions such as iam:CreateAccessKey or s3:* (wildcards * and ?), got {item!r}")
         return value
 
+    @field_validator("central_root_access_required")
+    @classmethod
+    def _central_root_access_required(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item not in _ROOT_ACCESS_FEATURES:
+                raise ValueError(f"must list RootCredentialsManagement and/or RootSessions (or be [] to opt out), got {item!r}")
+        return list(dict.fromkeys(value))
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -289,6 +307,8 @@ class Settings(BaseSettings):
             raise _combination("assume_root_audit", "needs account_mode 'organization'")
         if self.scp_sensitive_actions and not self.scp_check:
             raise _combination("scp_sensitive_actions", "is only used when scp_check is true")
+        if self.mfa_hardware_waived_when_fenced and not (self.scp_check and self.account_mode is AccountMode.organization):
+            raise _combination("mfa_hardware_waived_when_fenced", "needs the SCP check: account_mode 'organization' and scp_check true")
         if self.shard_index >= self.shard_count:
             raise _combination("shard_index", f"must be below shard_count ({self.shard_count})")
         if self.eventbridge_queue_url and self.eventbridge_queue_url == self.s3_trail_queue_url:

@@ -41,6 +41,9 @@ class Snapshot:
     # Each account not collected, with its reason (the `skipped` counts, named: for `audit`).
     skipped_accounts: tuple[SkippedAccount, ...] = ()
     organization_features: OrganizationFeatures | None = None
+    # The features the organization must have enabled (setting central_root_access_required,
+    # as it was at this sweep): published beside the reading, so the alert compares the two.
+    organization_features_required: tuple[str, ...] = ()
     management_account_id: str | None = None
     # Reason the last discovery failed (the account list is then the previous one).
     discovery_error: str | None = None

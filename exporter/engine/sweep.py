@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
@@ -18,9 +18,10 @@ from exporter.config.settings import AccountMode, Settings
 from exporter.discovery.accounts import Account, Discovery, discover
 from exporter.engine.runner import CollectorRunner, Outcome, attempt
 from exporter.engine.state import CollectorStatus, ExporterState, Snapshot
-from exporter.posture.collect import RootPosture, collect_with_assume_root, collect_with_report
+from exporter.posture.collect import MFA_HARDWARE_WAIVER, RootPosture, collect_with_assume_root, collect_with_report
 from exporter.posture.organization_features import OrganizationFeatures, read_organization_features
 from exporter.scp.check import SCP, ScpResult, collect_scp
+from exporter.scp.evaluate import FenceState
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,14 @@ class PostureSweeper:
             self._check_scp(found, previous, discovery_error),
         )
         features = await self._organization_features(found, previous)
-        sweep = SweepResults(discovery=discovery, posture=dict(zip(accounts, postures)), features=features, scp=scp)
+        sweep = SweepResults(
+            discovery=discovery,
+            posture=dict(zip(accounts, postures)),
+            features=features,
+            scp=scp,
+            features_required=tuple(self.settings.central_root_access_required),
+            waive_mfa_hardware_when_fenced=self.settings.mfa_hardware_waived_when_fenced,
+        )
         snapshot = sweep.snapshot(found, previous, time.monotonic() - started)
         snapshot = self.state.publish(snapshot)
         failed = sum(1 for s in snapshot.status.values() if not s.success)
@@ -250,6 +258,8 @@ class SweepResults:
     posture: dict[Account, Outcome[RootPosture]]
     features: Keyed[OrganizationFeatures] | None
     scp: Keyed[ScpResult] | None
+    features_required: tuple[str, ...] = ()
+    waive_mfa_hardware_when_fenced: bool = False
 
     def snapshot(self, found: Discovery, previous: Snapshot, duration: float) -> Snapshot:
         """The new snapshot: what succeeded now, and what was last known for what failed."""
@@ -272,6 +282,7 @@ class SweepResults:
         scp = None
         if self.scp is not None:
             scp = self.scp.outcome.value or previous.scp
+        posture = waive_mfa_hardware(posture, scp if self.waive_mfa_hardware_when_fenced else None)
         return Snapshot(
             accounts=tuple(found.accounts),
             posture=MappingProxyType(posture),
@@ -280,9 +291,27 @@ class SweepResults:
             skipped=MappingProxyType(dict(found.skipped)),
             skipped_accounts=tuple(found.skipped_accounts),
             organization_features=features if features is not None else previous.organization_features,
+            organization_features_required=self.features_required,
             management_account_id=found.management_account_id,
             discovery_error=None if self.discovery is None or self.discovery.outcome.status.success else self.discovery.outcome.status.reason,
             sweep_duration=duration,
             completed_at=time.time(),
             scp=scp,
         )
+
+
+def waive_mfa_hardware(posture: dict[str, RootPosture], scp: ScpResult | None) -> dict[str, RootPosture]:
+    """Each posture with the `mfa_hardware` waiver set where `scp` (None: the waiver is off)
+    fences the account's root, and cleared elsewhere: a posture kept from an earlier sweep
+    (its account failed now) carries the waiver of the fence as it is now, never of then.
+
+    Only `fenced` waives: `unknown`, `not_fenced` and `not_applicable` (the management
+    account, to which no SCP applies) keep the control as measured. Applied here, where the
+    posture and the fence of one sweep meet, so /metrics, `audit` and the alert read the
+    same control result."""
+    waived: dict[str, RootPosture] = {}
+    for account_id, p in posture.items():
+        fenced = scp is not None and scp.fence(account_id).state is FenceState.fenced
+        waivers = {"mfa_hardware": MFA_HARDWARE_WAIVER} if fenced else {}
+        waived[account_id] = p if p.waivers == waivers else replace(p, waivers=MappingProxyType(waivers))
+    return waived

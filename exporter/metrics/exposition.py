@@ -20,6 +20,7 @@ from collections.abc import Collection, Hashable, Iterable, Iterator
 from exporter import __version__
 from exporter.discovery.accounts import SKIP_REASONS
 from exporter.posture.collect import CONTROLS, MFA_KINDS
+from exporter.posture.organization_features import FEATURES
 from exporter.metrics.scp import snapshot_scp_families
 from exporter.scp.check import SCP
 from exporter.engine.state import ExporterState, Section
@@ -79,13 +80,22 @@ class ExporterFamilies:
             PREFIX + "organization_iam_trusted_access_enabled",
             "1 when trusted access for IAM is enabled in AWS Organizations; 0 when it is not, and IAM then does not report the centralized root access features.",
         )
+        # Organization-level, two series: the setting the alert compares the reading with.
+        required = gauge(
+            PREFIX + "organization_feature_required",
+            "1 when the setting central_root_access_required lists the centralized root access feature, 0 when the organization opted out of it; beside aws_root_organization_feature_enabled.",
+            labels=["feature"],
+        )
         read = snap.organization_features
         if read is not None:
             for feature, enabled in (read.enabled or {}).items():
                 features.add_metric([feature], 1 if enabled else 0)
             trusted.add_metric([], int(read.trusted_access))
+            for feature in FEATURES:
+                required.add_metric([feature], int(feature in snap.organization_features_required))
         yield features
         yield trusted
+        yield required
 
     def _posture(self, snap) -> Iterable[Family]:
         refreshed = " Refreshed every posture sweep."

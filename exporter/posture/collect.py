@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,6 +23,9 @@ from exporter.posture.credential_report import RootReportRow, parse_root_row
 
 CONTROLS = ("mfa_enabled", "mfa_hardware", "no_access_keys", "no_signing_certificates")
 MFA_KINDS = ("virtual", "u2f", "hardware")
+# Why a control passes that failed as measured (RootPosture.waivers): the root is fenced by
+# an SCP and the setting mfa_hardware_waived_when_fenced is on.
+MFA_HARDWARE_WAIVER = "scp_fence"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,9 @@ class RootPosture:
     report_generated: datetime | None = None
     mfa_devices: dict[str, int] | None = None
     collected_at: float = field(default_factory=time.time)
+    # Control -> reason: the control passes whatever was measured. Set by the sweep, which
+    # knows the settings and the SCP fence; never by the collection.
+    waivers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def credentials_present(self) -> bool:
@@ -51,14 +58,21 @@ class RootPosture:
         )
 
     def controls(self) -> dict[str, bool]:
-        """Pass/fail per control. A root without any credential cannot sign in, so it passes MFA."""
+        """Pass/fail per control. A root without any credential cannot sign in, so it passes
+        MFA. A waived control passes (`waivers`)."""
         no_credentials = not self.credentials_present
-        return {
+        measured = {
             "mfa_enabled": self.mfa_enabled or no_credentials,
             "mfa_hardware": self.mfa_hardware or no_credentials,
             "no_access_keys": self.access_keys_active + self.access_keys_inactive == 0,
             "no_signing_certificates": self.certificates_active + self.certificates_inactive == 0,
         }
+        return {control: ok or control in self.waivers for control, ok in measured.items()}
+
+    def waived(self) -> dict[str, str]:
+        """The controls that pass only by a waiver, with its reason."""
+        measured = replace(self, waivers={}).controls()
+        return {control: reason for control, reason in self.waivers.items() if not measured.get(control, True)}
 
     def findings(self) -> list[str]:
         return [control for control, ok in self.controls().items() if not ok]

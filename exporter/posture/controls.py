@@ -68,17 +68,22 @@ def config_rule_result(control: str, posture: RootPosture) -> str | None:
         return None
     if control in NOT_APPLICABLE_WITHOUT_CREDENTIALS and not posture.credentials_present:
         return "NOT_APPLICABLE"
+    if control in posture.waived():
+        return "NON_COMPLIANT"  # the waiver is this exporter's setting; Config knows none
     return "COMPLIANT" if posture.controls()[control] else "NON_COMPLIANT"
 
 
 def control_results(posture: RootPosture) -> list[dict[str, Any]]:
-    """Every control of one root: passed or not, Config's answer, and the control's ids."""
+    """Every control of one root: passed or not, waived or not, Config's answer, and the control's ids."""
     results = posture.controls()
+    waived = posture.waived()
     return [
         {
             "control": control,
             "compliant": results[control],
             "config_rule_result": config_rule_result(control, posture),
+            # Why a control that failed as measured passes (`scp_fence`); None when not waived.
+            "waived": waived.get(control),
             "ids": CONTROL_IDS[control].as_dict(),
         }
         for control in CONTROLS
