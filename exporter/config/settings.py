@@ -123,6 +123,14 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Actions an SCP must deny to root for the account to count as fenced, e.g. `[\"iam:*\", \"s3:PutBucketPolicy\"]` (empty: only a deny of every action, or a `NotAction` deny, is a fence).",
     )
+    allowed_root_email_domains: list[str] = Field(
+        default_factory=list,
+        description="In `organization` mode, the domains an account's root email may have: control `root_email_domain_allowed` fails outside them (exact domain, case-insensitive; a subdomain is listed on its own). Empty: the control is not evaluated.",
+    )
+    security_contact_check: bool = Field(
+        True,
+        description="In `organization` mode, read each account's security alternate contact (`account:GetAlternateContact`, trusted access for AWS Account Management) for control `security_contact_present`.",
+    )
     concurrency: int = Field(32, ge=1, le=1024, description="Accounts collected at the same time.")
     account_timeout_seconds: float = Field(120.0, gt=0, description="Time limit for one account's collection.")
     max_attempts: int = Field(
@@ -247,6 +255,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"must be IAM actions such as iam:CreateAccessKey or s3:* (wildcards * and ?), got {item!r}")
         return value
 
+    @field_validator("allowed_root_email_domains")
+    @classmethod
+    def _email_domains(cls, value: list[str]) -> list[str]:
+        domains = []
+        for entry in value:
+            domain = entry.strip().lower()
+            if "@" in domain or not domain or any(not label for label in domain.split(".")) or " " in domain:
+                raise ValueError(f"{entry!r} is not a domain: list domains such as example.com, without the user part or a wildcard")
+            domains.append(domain)
+        return domains
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -265,6 +284,8 @@ class Settings(BaseSettings):
             raise _combination("assume_root_audit", "needs account_mode 'organization'")
         if self.scp_sensitive_actions and not self.scp_check:
             raise _combination("scp_sensitive_actions", "is only used when scp_check is true")
+        if self.allowed_root_email_domains and self.account_mode is not AccountMode.organization:
+            raise _combination("allowed_root_email_domains", "needs account_mode 'organization' (root emails come from AWS Organizations)")
         if self.shard_index >= self.shard_count:
             raise _combination("shard_index", f"must be below shard_count ({self.shard_count})")
         if self.eventbridge_queue_url and self.eventbridge_queue_url == self.s3_trail_queue_url:

@@ -10,7 +10,7 @@ from typing import Any
 
 from exporter.aws.client import Aws
 from exporter.config.settings import AccountMode, Settings
-from exporter.discovery.organization import OrganizationTree, walk_organization
+from exporter.discovery.organization import OrganizationTree, email_domain, walk_organization
 
 # Organizations' AccountState values whose accounts are not collected, and the skip reason
 # each is counted under. A SUSPENDED, PENDING_CLOSURE or CLOSED account is on its way out
@@ -37,6 +37,9 @@ class Account:
     # outside the organization account mode.
     joined_method: str = ""
     joined: datetime | None = None
+    # The domain of the root user's email (Organizations `Account.Email`), lower-cased; the
+    # address itself is personal data and is not kept. "" outside the organization mode.
+    root_email_domain: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +149,7 @@ async def _organization_accounts(aws: Aws, settings: Settings) -> tuple[list[Acc
                 ou_names=tuple(tree.name(ou_id) for ou_id in path[1:]),
                 joined_method=str(item.get("JoinedMethod", "")),
                 joined=_utc(item.get("JoinedTimestamp")),
+                root_email_domain=email_domain(str(item.get("Email", ""))),
             )
         )
     return accounts, not_collected, tree

@@ -19,8 +19,12 @@ from typing import Any
 
 from exporter.aws.client import Aws, AwsError, Credentials
 from exporter.posture.credential_report import RootReportRow, parse_root_row
+from exporter.posture.recovery import RECOVERY_CONTROLS, Recovery
 
-CONTROLS = ("mfa_enabled", "mfa_hardware", "no_access_keys", "no_signing_certificates")
+# The root credential controls, always evaluated, then the recovery controls, evaluated
+# only where their input is known (exporter/posture/recovery.py).
+CREDENTIAL_CONTROLS = ("mfa_enabled", "mfa_hardware", "no_access_keys", "no_signing_certificates")
+CONTROLS = CREDENTIAL_CONTROLS + RECOVERY_CONTROLS
 MFA_KINDS = ("virtual", "u2f", "hardware")
 
 
@@ -40,6 +44,8 @@ class RootPosture:
     report_generated: datetime | None = None
     mfa_devices: dict[str, int] | None = None
     collected_at: float = field(default_factory=time.time)
+    # Set by the sweep after the credentials were read (it knows the account and settings).
+    recovery: Recovery | None = None
 
     @property
     def credentials_present(self) -> bool:
@@ -51,13 +57,15 @@ class RootPosture:
         )
 
     def controls(self) -> dict[str, bool]:
-        """Pass/fail per control. A root without any credential cannot sign in, so it passes MFA."""
+        """Pass/fail per evaluated control, in CONTROLS order. A root without any credential
+        cannot sign in, so it passes MFA; a recovery control not evaluated is absent."""
         no_credentials = not self.credentials_present
         return {
             "mfa_enabled": self.mfa_enabled or no_credentials,
             "mfa_hardware": self.mfa_hardware or no_credentials,
             "no_access_keys": self.access_keys_active + self.access_keys_inactive == 0,
             "no_signing_certificates": self.certificates_active + self.certificates_inactive == 0,
+            **(self.recovery.controls() if self.recovery is not None else {}),
         }
 
     def findings(self) -> list[str]:
