@@ -261,7 +261,7 @@ class Settings(BaseSettings):
         domains = []
         for entry in value:
             domain = entry.strip().lower()
-            if "@" in domain or not domain or any(not label for label in domain.split(".")) or " " in domain:
+            if "@" in domain or "." not in domain or any(not label for label in domain.split(".")) or " " in domain:
                 raise ValueError(f"{entry!r} is not a domain: list domains such as example.com, without the user part or a wildcard")
             domains.append(domain)
         return domains

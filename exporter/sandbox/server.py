@@ -100,8 +100,7 @@ class Sandbox:
         for account in org.accounts:
             if account.id == MANAGEMENT_ACCOUNT_ID:
                 account.name = self.scenario.management.name
-                if self.scenario.management.email is not None:
-                    account.email = self.scenario.management.email
+                account.email = self.scenario.management.root_email
         moto_ext.set_root_features(MANAGEMENT_ACCOUNT_ID, self.scenario.organization.root_access_features)
         moto_ext.set_account_trusted_access(MANAGEMENT_ACCOUNT_ID, self.scenario.organization.account_trusted_access)
         original_id = org_utils.make_random_account_id
