@@ -246,6 +246,11 @@ class FakeAws:
         if target:
             operation = target.rsplit(".", 1)[-1]
             params = json.loads(body or b"{}")
+        elif service == "account":
+            # REST-JSON: the operation is the path (/getAlternateContact), the input the body.
+            name_in_path = path.split("?", 1)[0].strip("/")
+            operation = name_in_path[:1].upper() + name_in_path[1:]
+            params = json.loads(body or b"{}")
         else:
             params = dict(parse_qsl(body.decode()))
             operation = params.get("Action", "")
@@ -283,7 +288,7 @@ class FakeAws:
                 result = await result
         except _Error as exc:
             return self._error(service, target, exc.status, exc.code, exc.message)
-        if target:
+        if target or service == "account":
             return 200, _json_type(service), json.dumps(result).encode()
         return 200, "text/xml", _query_response(service, operation, result).encode()
 
@@ -299,13 +304,21 @@ class FakeAws:
         return True
 
     def _error(self, service: str, target: str | None, status: int, code: str, message: str) -> tuple[int, str, bytes]:
-        if target:
+        if target or service == "account":
             return status, _json_type(service), json.dumps({"__type": code, "message": message}).encode()
         xml = (
             f'<ErrorResponse xmlns="{XMLNS.get(service, "")}"><Error><Type>Sender</Type><Code>{code}</Code>'
             f"<Message>{message}</Message></Error><RequestId>fake</RequestId></ErrorResponse>"
         )
         return status, "text/xml", xml.encode()
+
+    # -- Account Management (REST-JSON) ------------------------------------------------
+
+    def op_account_GetAlternateContact(self, account: str, params: dict) -> dict:
+        """Every account has a security contact (the benchmark measures scale, not findings)."""
+        target = params.get("AccountId", account)
+        return {"AlternateContact": {"AlternateContactType": params["AlternateContactType"], "Name": "Security",
+                                     "Title": "Security", "EmailAddress": f"security+{target}@example.com", "PhoneNumber": "+1-555-0100"}}
 
     # -- Organizations (JSON 1.1) ------------------------------------------------------
 

@@ -15,6 +15,7 @@ from exporter.engine.state import ExporterState, Snapshot
 from exporter.engine.sweep import ORG_FEATURES, POSTURE, PostureSweeper
 from exporter.posture.controls import control_results
 from exporter.posture.controls import findings as control_findings
+from exporter.posture.collect import RootPosture
 from exporter.posture.organization_features import TRUSTED_ACCESS_DISABLED
 
 
@@ -71,6 +72,7 @@ def audit_report(snapshot: Snapshot) -> dict[str, Any]:
                     "credentials_present": posture.credentials_present,
                     "credential_report_generated": posture.report_generated.isoformat() if posture.report_generated else None,
                 },
+                recovery=_recovery(posture),
             )
         accounts.append(entry)
     features = snapshot.organization_features
@@ -93,6 +95,21 @@ def audit_report(snapshot: Snapshot) -> dict[str, Any]:
             "errors": sum(1 for a in accounts if a["status"] == "error"),
             "skipped": dict(snapshot.skipped),
         },
+    }
+
+
+def _recovery(posture: RootPosture) -> dict[str, Any]:
+    """Who can recover the root: the root email's domain (never the address) and the security contact."""
+    recovery = posture.recovery
+    contact = recovery.security_contact if recovery is not None else None
+    return {
+        "root_email_domain": recovery.email_domain if recovery is not None else None,
+        # null: not evaluated (no allowed_root_email_domains, or not in organization mode).
+        "root_email_domain_allowed": recovery.email_domain_allowed if recovery is not None else None,
+        # null: not read (security_contact_check off, roles mode) or unknown (see the reason).
+        "security_contact": contact.present if contact is not None else None,
+        "security_contact_unknown_reason": contact.reason if contact is not None else None,
+        "security_contact_unknown_message": contact.message if contact is not None else None,
     }
 
 
@@ -122,7 +139,14 @@ def _scp_summary(snapshot: Snapshot) -> dict[str, Any] | None:
 def exit_status(report: dict[str, Any]) -> int:
     if report["discovery_error"] or not report["accounts"]:
         return 1
+    # A control that could not be read is not known to pass.
+    if _contact_unknown(report):
+        return 1
     return 0 if all(a["status"] == "ok" for a in report["accounts"]) else 1
+
+
+def _contact_unknown(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a for a in report["accounts"] if (a.get("recovery") or {}).get("security_contact_unknown_reason")]
 
 
 def print_table(report: dict[str, Any], out: TextIO) -> None:
@@ -152,6 +176,13 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
     for a in report["accounts"]:
         if a["status"] == "error" and a.get("error_message"):
             out.write(f"  {a['account_id']} {a['account_name']}: {a['error_message']}\n")
+    unknown = _contact_unknown(report)
+    if unknown:
+        reasons = sorted({a["recovery"]["security_contact_unknown_reason"] for a in unknown})
+        out.write(f"Security alternate contact unknown ({', '.join(reasons)}) in {len(unknown)} accounts: security_contact_present not evaluated there")
+        if "trusted_access_disabled" in reasons:
+            out.write("; trusted access for AWS Account Management is off in AWS Organizations (aws organizations enable-aws-service-access --service-principal account.amazonaws.com)")
+        out.write("\n")
     skipped = [f"{count} {reason.replace('_', ' ')}" for reason, count in s["skipped"].items() if count]
     if skipped:
         out.write(f"Skipped: {', '.join(skipped)}\n")

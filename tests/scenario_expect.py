@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from exporter.sandbox.scenario import Account, Root
+from exporter.sandbox.scenario import MANAGEMENT_ACCOUNT_ID, Account, Root
 
 # Organizations states whose accounts are skipped, with the skip reason shown.
 SKIPPED = {"SUSPENDED": "suspended", "PENDING_CLOSURE": "pending_closure", "CLOSED": "closed"}
@@ -70,8 +70,17 @@ def _counts(items: list[Any]) -> tuple[int, int]:
     return active, len(items) - active
 
 
-def expected_posture(account: Account, assume_root: bool = False, partition: str = "aws") -> dict[str, Any]:
-    """Posture of a collected account as the exporter must show it."""
+def expected_posture(
+    account: Account,
+    assume_root: bool = False,
+    partition: str = "aws",
+    *,
+    allowed_domains: tuple[str, ...] = (),
+    account_trusted_access: bool = True,
+) -> dict[str, Any]:
+    """Posture of a collected account as the exporter must show it (organization mode, default
+    settings but for `allowed_root_email_domains`; `account_trusted_access` as the scenario's
+    organization has it). A control that is not evaluated or unknown is not in `controls`."""
     root = account.root
     kinds = [] if root.mfa == "none" else [root.mfa, *root.extra_mfa]
     mfa = bool(kinds)
@@ -118,8 +127,22 @@ def expected_posture(account: Account, assume_root: bool = False, partition: str
             "mfa_hardware": hardware or not present,
             "no_access_keys": keys == (0, 0),
             "no_signing_certificates": certs == (0, 0),
+            **expected_recovery(account, allowed_domains, account_trusted_access),
         },
     }
+
+
+def expected_recovery(account: Account, allowed_domains: tuple[str, ...], account_trusted_access: bool) -> dict[str, bool]:
+    """The recovery controls: the root email's domain among the allowed ones (exact, any case),
+    when some are configured; a security alternate contact, readable for a member only while
+    trusted access for AWS Account Management is on (the management account reads its own)."""
+    controls: dict[str, bool] = {}
+    if allowed_domains:
+        domain = account.root_email.rpartition("@")[2].lower()
+        controls["root_email_domain_allowed"] = domain in {d.lower() for d in allowed_domains}
+    if account_trusted_access or account.id == MANAGEMENT_ACCOUNT_ID:
+        controls["security_contact_present"] = account.security_contact
+    return controls
 
 
 def ou_path(account: Account) -> str:

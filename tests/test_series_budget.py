@@ -1,5 +1,5 @@
 """The series budget (README.md, Metrics: Series budget), counted on the real `/metrics` of
-the sandbox organization with the default settings: at most 25 series per member account
+the sandbox organization with the default settings and every control evaluated: at most 25 series per member account
 in steady state (healthy or failing, no root activity), at most 40 for a member with root activity of every
 kind. The management account and the organization-level series are reported, not capped.
 """
@@ -50,9 +50,11 @@ async def test_series_per_member_account_within_budget(sandbox: Sandbox, default
     now = datetime.now(timezone.utc)
     settings = sandbox_settings(
         sandbox,
-        # The defaults but for how often LookupEvents polls (a test cannot wait 60 s).
+        # The defaults but for how often LookupEvents polls (a test cannot wait 60 s), and
+        # with every optional control evaluated (root_email_domain_allowed needs the setting).
         lookup_events_enabled=True,
         lookup_events_interval_seconds=5,
+        allowed_root_email_domains=["example.com"],
         break_glass_windows=[{"account_id": ACTIVE, "start": now - timedelta(hours=1), "end": now - timedelta(minutes=3), "ticket": "CHG-1"}],
     )
     async with running_exporter(settings) as exporter:
@@ -96,6 +98,9 @@ async def test_series_per_member_account_within_budget(sandbox: Sandbox, default
     over = {a.id: steady[a.id] for a in members if steady[a.id] > (ACTIVE_BUDGET if a.id in used else STEADY_BUDGET)}
     assert not over, "over the steady budget: " + "; ".join(f"{a} {n} ({_breakdown(steady_names, a)})" for a, n in over.items())
     assert all(steady[a.id] > 0 for a in members), "every collected member shows series"
+    # Every control evaluated in every healthy member: the four credential controls and the
+    # two recovery controls count against the budget.
+    assert {steady_names[(a.id, "aws_root_control_compliant")] for a in members if a.id not in failing} == {6}
     assert active[ACTIVE] > steady[ACTIVE], "the activity must show"
     assert active[ACTIVE] <= ACTIVE_BUDGET, f"{active[ACTIVE]} series after activity: {_breakdown(active_names, ACTIVE)}"
     # Activity in one account adds no series to another.

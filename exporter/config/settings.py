@@ -137,6 +137,14 @@ class Settings(BaseSettings):
         False,
         description="Pass the `mfa_hardware` control (Security Hub IAM.6) for a member account whose root is fenced by an SCP (`aws_root_scp_fence_state` `fenced`); the audit shows it as waived. See README, Hardware MFA behind an SCP fence, for the trade-off.",
     )
+    allowed_root_email_domains: list[str] = Field(
+        default_factory=list,
+        description="In `organization` mode, the domains an account's root email may have: control `root_email_domain_allowed` fails outside them (exact domain, case-insensitive; a subdomain is listed on its own). Empty: the control is not evaluated.",
+    )
+    security_contact_check: bool = Field(
+        True,
+        description="In `organization` mode, read each account's security alternate contact (`account:GetAlternateContact`, trusted access for AWS Account Management) for control `security_contact_present`.",
+    )
     concurrency: int = Field(32, ge=1, le=1024, description="Accounts collected at the same time.")
     account_timeout_seconds: float = Field(120.0, gt=0, description="Time limit for one account's collection.")
     max_attempts: int = Field(
@@ -289,6 +297,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"must list RootCredentialsManagement and/or RootSessions (or be [] to opt out), got {item!r}")
         return list(dict.fromkeys(value))
 
+    @field_validator("allowed_root_email_domains")
+    @classmethod
+    def _email_domains(cls, value: list[str]) -> list[str]:
+        domains = []
+        for entry in value:
+            domain = entry.strip().lower()
+            if "@" in domain or "." not in domain or any(not label for label in domain.split(".")) or " " in domain:
+                raise ValueError(f"{entry!r} is not a domain: list domains such as example.com, without the user part or a wildcard")
+            domains.append(domain)
+        return domains
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -309,6 +328,8 @@ class Settings(BaseSettings):
             raise _combination("scp_sensitive_actions", "is only used when scp_check is true")
         if self.mfa_hardware_waived_when_fenced and not (self.scp_check and self.account_mode is AccountMode.organization):
             raise _combination("mfa_hardware_waived_when_fenced", "needs the SCP check: account_mode 'organization' and scp_check true")
+        if self.allowed_root_email_domains and self.account_mode is not AccountMode.organization:
+            raise _combination("allowed_root_email_domains", "needs account_mode 'organization' (root emails come from AWS Organizations)")
         if self.shard_index >= self.shard_count:
             raise _combination("shard_index", f"must be below shard_count ({self.shard_count})")
         if self.eventbridge_queue_url and self.eventbridge_queue_url == self.s3_trail_queue_url:

@@ -11,7 +11,7 @@ from typing import Any
 from exporter.aws.client import Aws, AwsError
 from exporter.aws.partitions import DEFAULT_PARTITION, arn_partition, global_region
 from exporter.config.settings import AccountMode, Settings
-from exporter.discovery.organization import OrganizationTree, walk_organization
+from exporter.discovery.organization import OrganizationTree, email_domain, walk_organization
 
 # Organizations' AccountState values whose accounts are not collected, and the skip reason
 # each is counted under. A SUSPENDED, PENDING_CLOSURE or CLOSED account is on its way out
@@ -41,6 +41,9 @@ class Account:
     # The AWS partition of the account (aws, aws-us-gov, aws-cn): the organization's ARN in
     # `organization` mode, the role ARN in `roles` mode, the caller's ARN in `single` mode.
     partition: str = DEFAULT_PARTITION
+    # The domain of the root user's email (Organizations `Account.Email`), lower-cased; the
+    # address itself is personal data and is not kept. "" outside the organization mode.
+    root_email_domain: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,7 @@ async def _organization_accounts(aws: Aws, settings: Settings) -> tuple[list[Acc
                 joined_method=str(item.get("JoinedMethod", "")),
                 joined=_utc(item.get("JoinedTimestamp")),
                 partition=tree.partition,
+                root_email_domain=email_domain(str(item.get("Email", ""))),
             )
         )
     return accounts, not_collected, tree

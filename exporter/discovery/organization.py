@@ -36,6 +36,8 @@ class OrganizationTree:
     ou_parents: Mapping[str, str]
     ou_names: Mapping[str, str]
     # (parent id, `ListAccountsForParent` item), in the order of the walk: level by level.
+    # An item carries the root user's `Email` (botocore `organizations` model, `Account`
+    # shape): personal data, read only through `email_domain`.
     accounts: tuple[tuple[str, Mapping[str, Any]], ...]
 
     def path(self, parent_id: str) -> tuple[str, ...]:
@@ -56,6 +58,12 @@ class OrganizationTree:
     @property
     def account_parents(self) -> dict[str, str]:
         return {item["Id"]: parent for parent, item in self.accounts}
+
+
+def email_domain(email: str) -> str:
+    """The domain of a root email, lower-cased; "" when the address has none."""
+    _, at, domain = email.rpartition("@")
+    return domain.strip().lower() if at else ""
 
 
 async def walk_organization(aws: Aws, org: Any) -> OrganizationTree:

@@ -20,6 +20,7 @@ from exporter.engine.runner import CollectorRunner, Outcome, attempt
 from exporter.engine.state import CollectorStatus, ExporterState, Snapshot
 from exporter.posture.collect import MFA_HARDWARE_WAIVER, RootPosture, collect_with_assume_root, collect_with_report
 from exporter.posture.organization_features import OrganizationFeatures, read_organization_features
+from exporter.posture.recovery import TRUSTED_ACCESS_DISABLED, Recovery, SecurityContact, domain_allowed, read_security_contact
 from exporter.scp.check import SCP, ScpResult, collect_scp
 from exporter.scp.evaluate import FenceState
 
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 POSTURE = "posture"
 DISCOVERY = "discovery"
 ORG_FEATURES = "organization_features"
+# Failures to read a security alternate contact are counted under this collector (the
+# control is then unknown); it has no success series of its own (series budget).
+SECURITY_CONTACT = "security_contact"
 # With no AWS credentials a sweep is tried again after 5 s, then 10, 20, 40 and every 60 s
 # (never later than the normal interval): credentials that show up soon after the start (the
 # EKS Pod Identity agent starting on a new node, a config file mounted late) are used within
@@ -108,6 +112,7 @@ class PostureSweeper:
             waive_mfa_hardware_when_fenced=self.settings.mfa_hardware_waived_when_fenced,
         )
         snapshot = sweep.snapshot(found, previous, time.monotonic() - started)
+        self._log_trusted_access(snapshot, previous)
         snapshot = self.state.publish(snapshot)
         failed = sum(1 for s in snapshot.status.values() if not s.success)
         log.info(
@@ -115,6 +120,24 @@ class PostureSweeper:
             extra={"accounts": len(accounts), "failed": failed, "duration_seconds": round(snapshot.sweep_duration or 0.0, 3)},
         )
         return snapshot
+
+    def _log_trusted_access(self, snapshot: Snapshot, previous: Snapshot) -> None:
+        """One warning when trusted access for AWS Account Management turns out off (not one per account)."""
+        def off(snap: Snapshot) -> int:
+            return sum(
+                1
+                for p in snap.posture.values()
+                if p.recovery is not None and p.recovery.security_contact is not None and p.recovery.security_contact.reason == TRUSTED_ACCESS_DISABLED
+            )
+
+        accounts = off(snapshot)
+        if accounts and not off(previous):
+            log.warning(
+                "trusted access for AWS Account Management is not enabled in AWS Organizations: security alternate contacts"
+                " cannot be read and control security_contact_present is unknown; enable it with"
+                " `aws organizations enable-aws-service-access --service-principal account.amazonaws.com`",
+                extra={"accounts": accounts},
+            )
 
     async def _discover(self, previous: Snapshot) -> tuple[Discovery, Keyed[Discovery] | None, Exception | None]:
         """This sweep's accounts; on failure the previous list, and the failure on record.
@@ -149,7 +172,7 @@ class PostureSweeper:
             return await self.runner.run(
                 account.account_id,
                 POSTURE,
-                lambda: self._collect_account(account),
+                lambda: self._collect_account(account, previous.posture.get(account.account_id)),
                 previous=previous.status.get((account.account_id, POSTURE)),
                 timeout=self.settings.account_timeout_seconds,
                 failed="posture collection failed",
@@ -182,14 +205,52 @@ class PostureSweeper:
         )
         return Keyed(key, outcome)
 
-    async def _collect_account(self, account: Account) -> RootPosture:
+    async def _collect_account(self, account: Account, previous: RootPosture | None = None) -> RootPosture:
         try:
-            return await self._collect_account_once(account)
+            posture = await self._collect_account_once(account)
         except AwsError as exc:
             if exc.code not in EXPIRED_CODES:
                 raise
             # Aws dropped the refused credentials: one more try with fresh ones.
-            return await self._collect_account_once(account)
+            posture = await self._collect_account_once(account)
+        return replace(posture, recovery=await self._recovery(account, previous))
+
+    async def _recovery(self, account: Account, previous: RootPosture | None) -> Recovery:
+        """The recovery controls' inputs; a contact that cannot be read never fails the posture."""
+        settings = self.settings
+        organization = settings.account_mode is AccountMode.organization
+        allowed = settings.allowed_root_email_domains
+        contact: SecurityContact | None = None
+        # Organization mode reads every account from the management account (or delegated
+        # administrator); single mode its own account. Roles mode would need the permission
+        # in every member role: not read there.
+        if settings.security_contact_check and settings.account_mode is not AccountMode.roles:
+            contact = await read_security_contact(self.aws, account.account_id, own_account=account.role_arn is None)
+            if contact.reason is not None:
+                self._contact_failed(account.account_id, contact, previous)
+        return Recovery(
+            email_domain=account.root_email_domain or None,
+            email_domain_allowed=domain_allowed(account.root_email_domain, allowed) if organization and allowed and account.root_email_domain else None,
+            security_contact=contact,
+        )
+
+    def _contact_failed(self, account_id: str, contact: SecurityContact, previous: RootPosture | None) -> None:
+        """Count and log an unreadable security contact, a warning only when its reason changes.
+
+        Trusted access off fails every member the same way: the sweep says it once instead."""
+        assert contact.reason is not None
+        reason = "access_denied" if contact.reason == TRUSTED_ACCESS_DISABLED else contact.reason
+        self.runner.count(account_id, SECURITY_CONTACT, reason)
+        before = previous.recovery.security_contact if previous is not None and previous.recovery is not None else None
+        if contact.reason == TRUSTED_ACCESS_DISABLED or (before is not None and before.reason == contact.reason):
+            level = logging.DEBUG
+        else:
+            level = logging.WARNING
+        log.log(
+            level,
+            "reading the security alternate contact failed; control security_contact_present is unknown",
+            extra={"account_id": account_id, "collector": SECURITY_CONTACT, "reason": contact.reason, "error": contact.message},
+        )
 
     async def _collect_account_once(self, account: Account) -> RootPosture:
         settings = self.settings

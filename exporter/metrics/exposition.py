@@ -19,7 +19,7 @@ from collections.abc import Collection, Hashable, Iterable, Iterator
 
 from exporter import __version__
 from exporter.discovery.accounts import SKIP_REASONS
-from exporter.posture.collect import CONTROLS, MFA_KINDS
+from exporter.posture.collect import MFA_KINDS
 from exporter.posture.organization_features import FEATURES
 from exporter.metrics.scp import snapshot_scp_families
 from exporter.scp.check import SCP
@@ -103,11 +103,11 @@ class ExporterFamilies:
         keys = gauge(PREFIX + "access_keys", "Root access keys by status." + refreshed, labels=["account_id", "status"])
         key_used = gauge(PREFIX + "access_key_last_used_timestamp_seconds", "Last time any root access key was used; absent when never used." + refreshed, labels=["account_id"])
         certs = gauge(PREFIX + "signing_certificates", "Root X.509 signing certificates by status." + refreshed, labels=["account_id", "status"])
-        password = gauge(PREFIX + "password_state", "1 for the current state of the root password: present, absent or unknown (treat unknown as present)." + refreshed, labels=["account_id", "state"])
+        password = gauge(PREFIX + "password_state", "1 for the current state of the root password: present, absent or unknown (treat unknown as present); the other states have no series." + refreshed, labels=["account_id", "state"])
         pw_used = gauge(PREFIX + "password_last_used_timestamp_seconds", "Last root console sign-in with the password; absent when never used." + refreshed, labels=["account_id"])
         present = gauge(PREFIX + "credentials_present", "1 when root holds any credential (a password that exists or may exist, an access key, a signing certificate)." + refreshed, labels=["account_id"])
         report = gauge(PREFIX + "credential_report_generated_timestamp_seconds", "When the IAM credential report used for this account was generated." + refreshed, labels=["account_id"])
-        controls = gauge(PREFIX + "control_compliant", "1 when the account passes the control; a root with no credentials passes the MFA controls." + refreshed, labels=["account_id", "control"])
+        controls = gauge(PREFIX + "control_compliant", "1 when the account passes the control; a root with no credentials passes the MFA controls; a recovery control not evaluated or unknown has no series." + refreshed, labels=["account_id", "control"])
         for account in snap.accounts:
             p = snap.posture.get(account.account_id)
             if p is None:
@@ -122,16 +122,16 @@ class ExporterFamilies:
                 key_used.add_metric([aid], _ts(p.access_key_last_used))
             certs.add_metric([aid, "active"], p.certificates_active)
             certs.add_metric([aid, "inactive"], p.certificates_inactive)
-            for state in ("present", "absent", "unknown"):
-                password.add_metric([aid, state], int(p.password == state))
+            # Only the current state (series budget): the other two would always read 0.
+            password.add_metric([aid, p.password], 1)
             if p.password_last_used:
                 pw_used.add_metric([aid], _ts(p.password_last_used))
             present.add_metric([aid], int(p.credentials_present))
             if p.report_generated:
                 report.add_metric([aid], _ts(p.report_generated))
-            results = p.controls()
-            for control in CONTROLS:
-                controls.add_metric([aid, control], int(results[control]))
+            # A recovery control that was not evaluated, or is unknown, has no series.
+            for control, compliant in p.controls().items():
+                controls.add_metric([aid, control], int(compliant))
         yield from (devices, keys, key_used, certs, password, pw_used, present, report, controls)
 
     def _health(self, state: ExporterState, snap) -> Iterable[Family]:

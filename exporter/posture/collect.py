@@ -20,8 +20,12 @@ from typing import Any
 
 from exporter.aws.client import Aws, AwsError, Credentials
 from exporter.posture.credential_report import RootReportRow, parse_root_row
+from exporter.posture.recovery import RECOVERY_CONTROLS, Recovery
 
-CONTROLS = ("mfa_enabled", "mfa_hardware", "no_access_keys", "no_signing_certificates")
+# The root credential controls, always evaluated, then the recovery controls, evaluated
+# only where their input is known (exporter/posture/recovery.py).
+CREDENTIAL_CONTROLS = ("mfa_enabled", "mfa_hardware", "no_access_keys", "no_signing_certificates")
+CONTROLS = CREDENTIAL_CONTROLS + RECOVERY_CONTROLS
 MFA_KINDS = ("virtual", "u2f", "hardware")
 # Why a control passes that failed as measured (RootPosture.waivers): the root is fenced by
 # an SCP and the setting mfa_hardware_waived_when_fenced is on.
@@ -47,6 +51,8 @@ class RootPosture:
     # Control -> reason: the control passes whatever was measured. Set by the sweep, which
     # knows the settings and the SCP fence; never by the collection.
     waivers: Mapping[str, str] = field(default_factory=dict)
+    # Set by the sweep after the credentials were read (it knows the account and settings).
+    recovery: Recovery | None = None
 
     @property
     def credentials_present(self) -> bool:
@@ -58,14 +64,16 @@ class RootPosture:
         )
 
     def controls(self) -> dict[str, bool]:
-        """Pass/fail per control. A root without any credential cannot sign in, so it passes
-        MFA. A waived control passes (`waivers`)."""
+        """Pass/fail per evaluated control, in CONTROLS order. A root without any credential
+        cannot sign in, so it passes MFA; a recovery control not evaluated is absent; a waived
+        control passes (`waivers`)."""
         no_credentials = not self.credentials_present
         measured = {
             "mfa_enabled": self.mfa_enabled or no_credentials,
             "mfa_hardware": self.mfa_hardware or no_credentials,
             "no_access_keys": self.access_keys_active + self.access_keys_inactive == 0,
             "no_signing_certificates": self.certificates_active + self.certificates_inactive == 0,
+            **(self.recovery.controls() if self.recovery is not None else {}),
         }
         return {control: ok or control in self.waivers for control, ok in measured.items()}
 

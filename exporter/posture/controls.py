@@ -6,18 +6,20 @@ table is checked against it (tests/test_controls.py). Sources:
 - Security Hub CSPM control reference, IAM controls (IAM.4 "IAM root user access key should
   not exist", IAM.6 "Hardware MFA should be enabled for the root user", IAM.9 "MFA should be
   enabled for the root user"): https://docs.aws.amazon.com/securityhub/latest/userguide/iam-controls.html;
-  Account.1 "Security contact information should be provided for an AWS account":
+  Account.1 "Security contact information should be provided for an AWS account" (Config rule
+  `security-account-information-provided`, related requirement CIS v5.0.0 1.2):
   https://docs.aws.amazon.com/securityhub/latest/userguide/account-controls.html
 - AWS Config managed rules, each "NOT_APPLICABLE if root user credentials are not present"
   where `not_applicable_without_credentials` says so:
   https://docs.aws.amazon.com/config/latest/developerguide/root-account-mfa-enabled.html,
   .../root-account-hardware-mfa-enabled.html, .../iam-root-access-key-check.html
 - CIS Amazon Web Services Foundations Benchmark v5.0.0 (section 1, Identity and Access
-  Management: 1.3 no root access key, 1.4 root MFA, 1.5 root hardware MFA) and v7.0.0
-  (section 2: 2.4, 2.5, 2.6), https://www.cisecurity.org/benchmark/amazon_web_services
+  Management: 1.2 security contact information registered, 1.3 no root access key, 1.4 root
+  MFA, 1.5 root hardware MFA) and v7.0.0 (section 2: 2.3, 2.4, 2.5, 2.6),
+  https://www.cisecurity.org/benchmark/amazon_web_services
 
-None means "no counterpart": signing certificates have no Security Hub control, Config rule
-or CIS recommendation, and no number is made up for them.
+None means "no counterpart": signing certificates and the root email's domain have no
+Security Hub control, Config rule or CIS recommendation, and no number is made up for them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from exporter.posture.collect import CONTROLS, RootPosture
+from exporter.posture.collect import RootPosture
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +46,14 @@ CONTROL_IDS: dict[str, ControlIds] = {
     "mfa_hardware": ControlIds("IAM.6", "root-account-hardware-mfa-enabled", "1.5", "2.6"),
     "no_access_keys": ControlIds("IAM.4", "iam-root-access-key-check", "1.3", "2.4"),
     "no_signing_certificates": ControlIds(None, None, None, None),
+    "root_email_domain_allowed": ControlIds(None, None, None, None),
+    "security_contact_present": ControlIds("Account.1", "security-account-information-provided", "1.2", "2.3"),
 }
 
 # The Config rules that answer NOT_APPLICABLE for a root without credentials (Security Hub
 # then shows the control NOT_AVAILABLE and archives the finding after 3 days). The exporter
 # reads the same root as compliant: it cannot sign in, so it needs no MFA.
 NOT_APPLICABLE_WITHOUT_CREDENTIALS = frozenset({"mfa_enabled", "mfa_hardware"})
-
-# Security Hub controls about the root user's account that the exporter does not evaluate,
-# and why (README, "Controls").
-NOT_EVALUATED = {
-    "Account.1": "the account's security alternate contact is not a root credential; the exporter does not read alternate contacts",
-}
 
 def config_rule_result(control: str, posture: RootPosture) -> str | None:
     """What the control's AWS Config rule reports for the root as the exporter read it.
@@ -74,19 +72,18 @@ def config_rule_result(control: str, posture: RootPosture) -> str | None:
 
 
 def control_results(posture: RootPosture) -> list[dict[str, Any]]:
-    """Every control of one root: passed or not, waived or not, Config's answer, and the control's ids."""
-    results = posture.controls()
+    """Every evaluated control of one root: passed or not, waived or not, Config's answer, and the control's ids."""
     waived = posture.waived()
     return [
         {
             "control": control,
-            "compliant": results[control],
+            "compliant": compliant,
             "config_rule_result": config_rule_result(control, posture),
             # Why a control that failed as measured passes (`scp_fence`); None when not waived.
             "waived": waived.get(control),
             "ids": CONTROL_IDS[control].as_dict(),
         }
-        for control in CONTROLS
+        for control, compliant in posture.controls().items()
     ]
 
 

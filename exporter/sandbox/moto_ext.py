@@ -15,7 +15,11 @@ moto's reset clears it. What is added:
   calls on the root user, and AccessDenied for everything the task policy does not allow;
 - member roles that cannot be assumed (AccessDenied from `sts:AssumeRole`);
 - CloudTrail `LookupEvents` over records the sandbox holds, with AWS's limit of 2
-  requests per second per account and region (`ThrottlingException` beyond it).
+  requests per second per account and region (`ThrottlingException` beyond it);
+- `account:GetAlternateContact` with `AccountId` as AWS Organizations allows it (moto
+  answers for any account): only the management account of the member's organization, and
+  only while trusted access for AWS Account Management is on (AccessDeniedException with
+  AWS's "enable trusted access" message otherwise).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from botocore import xform_name
+from moto.account.models import account_backends
+from moto.account.responses import AccountResponse
 from moto.cloudtrail.responses import CloudTrailResponse
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
@@ -241,6 +247,47 @@ def root_state(account_id: str) -> RootState:
 def set_root_features(management_account_id: str, features: list[str] | None, partition: str = "aws") -> None:
     """Centralized root access features; None means IAM's trusted access to Organizations is off."""
     organizations_backends[management_account_id][partition].sandbox_root_features = features  # type: ignore[attr-defined]
+
+
+def set_account_trusted_access(management_account_id: str, enabled: bool, partition: str = "aws") -> None:
+    """Trusted access for AWS Account Management (`account.amazonaws.com`) in the organization."""
+    organizations_backends[management_account_id][partition].sandbox_account_trusted_access = enabled  # type: ignore[attr-defined]
+
+
+def set_security_contact(account_id: str, name: str, partition: str = "aws") -> None:
+    account_backends[account_id][partition].put_alternate_contact(
+        alternate_contact_type="SECURITY",
+        email_address=f"security+{name}@example.com",
+        name=f"{name} security",
+        phone_number="+1-555-0100",
+        title="Security",
+    )
+
+
+class AccountAccessDenied(JsonRESTError):
+    def __init__(self, message: str) -> None:
+        super().__init__(error_type="AccessDeniedException", message=message)
+
+
+_original_get_alternate_contact = AccountResponse.get_alternate_contact
+
+
+def _get_alternate_contact(self: AccountResponse) -> Any:
+    """Another account's contact only for its organization's management account, with trusted access on.
+
+    botocore's `account` model (GetAlternateContactRequest.AccountId): the caller must be in the
+    management account (or a delegated administrator) and the organization must have trusted
+    access enabled for the Account Management service."""
+    target = self._get_param("AccountId")
+    caller = self.current_account
+    if target and target != caller:
+        action = f"User: arn:{self.partition}:iam::{caller}:root is not authorized to perform: account:GetAlternateContact"
+        org_backend = organizations_backends[caller][self.partition]
+        if org_backend.org is None or org_backend.org.master_account_id != caller or _management_of(target) != caller:
+            raise AccountAccessDenied(action)
+        if not getattr(org_backend, "sandbox_account_trusted_access", True):
+            raise AccountAccessDenied(f"{action} (Your organization must first enable trusted access with AWS Account Management.)")
+    return _original_get_alternate_contact(self)
 
 
 def _root_features(account_id: str, partition: str) -> list[str] | None:
@@ -707,5 +754,6 @@ def install() -> None:
         setattr(IamResponse, xform_name(action), _deny_in_root_session(action))
     CloudTrailResponse.lookup_events = _lookup_events  # type: ignore[attr-defined]
     TokenResponse.assume_root = _assume_root  # type: ignore[attr-defined]
+    AccountResponse.get_alternate_contact = _get_alternate_contact  # type: ignore[method-assign]
     STSBackend.assume_role = _assume_role  # type: ignore[method-assign]
     _installed = True

@@ -138,6 +138,11 @@ class Account(_Model):
     state: Literal["PENDING_ACTIVATION", "ACTIVE", "SUSPENDED", "PENDING_CLOSURE", "CLOSED"] = "ACTIVE"
     joined_method: Literal["CREATED", "INVITED"] = "CREATED"
     joined: datetime | None = None
+    # The root user's email as Organizations lists it (None: aws+<name>@example.com).
+    email: str | None = None
+    # Whether a security alternate contact is set (account:GetAlternateContact answers it,
+    # or ResourceNotFoundException).
+    security_contact: bool = True
     assume_role: Literal["allowed", "denied"] = "allowed"
     root: Root = Field(default_factory=Root)
     credential_report: CredentialReport = Field(default_factory=CredentialReport)
@@ -148,6 +153,10 @@ class Account(_Model):
     # Faults to inject: `throttle_iam` answers every IAM call with Throttling; an
     # OperationFault fails one IAM operation only.
     faults: list[Fault] = Field(default_factory=list)
+
+    @property
+    def root_email(self) -> str:
+        return self.email if self.email is not None else f"aws+{self.name}@example.com"
 
     @field_validator("id")
     @classmethod
@@ -210,6 +219,9 @@ class Organization(_Model):
     # disabled; moto keeps them): either way none is enforced and no root is fenced.
     scp_enabled: bool = True
     scps: list[Scp] = Field(default_factory=list)
+    # Trusted access for AWS Account Management: off, the management account cannot read a
+    # member's alternate contacts (AccessDeniedException), only its own.
+    account_trusted_access: bool = True
 
 
 class Scenario(_Model):

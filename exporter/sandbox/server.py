@@ -113,12 +113,14 @@ class Sandbox:
         for account in org.accounts:
             if account.id == MANAGEMENT_ACCOUNT_ID:
                 account.name = self.scenario.management.name
+                account.email = self.scenario.management.root_email
         moto_ext.set_root_features(MANAGEMENT_ACCOUNT_ID, self.scenario.organization.root_access_features, self.partition)
+        moto_ext.set_account_trusted_access(MANAGEMENT_ACCOUNT_ID, self.scenario.organization.account_trusted_access, self.partition)
         original_id = org_utils.make_random_account_id
         try:
             for spec in self.scenario.accounts:
                 org_utils.make_random_account_id = lambda spec=spec: spec.id
-                org.create_account(AccountName=spec.name, Email=f"aws+{spec.name}@example.com")
+                org.create_account(AccountName=spec.name, Email=spec.root_email)
                 parent = self._ou(org, spec.ou)
                 if parent != self.root_id:
                     org.move_account(AccountId=spec.id, SourceParentId=self.root_id, DestinationParentId=parent)
@@ -126,6 +128,8 @@ class Sandbox:
         finally:
             org_utils.make_random_account_id = original_id
         for spec in self.scenario.all_accounts:
+            if spec.security_contact:
+                moto_ext.set_security_contact(spec.id, spec.name, self.partition)
             self._seed_root(spec)
             self._seed_iam(spec)
             for record in spec.cloudtrail_events:

@@ -30,8 +30,9 @@ def posture_success(families: dict, account: str) -> float | None:
 # Families that always carry a series for an account whose posture is known.
 POSTURE_FAMILIES = ("aws_root_access_keys", "aws_root_signing_certificates", "aws_root_password_state", "aws_root_credentials_present", "aws_root_control_compliant")
 # Their series for one collected account: keys and certificates by status (2 + 2), the
-# password by state (3), credentials_present (1), one per control (4).
-POSTURE_SERIES = 2 + 2 + 3 + 1 + 4
+# password's current state (1), credentials_present (1), one per control (4 credential
+# controls and security_contact_present; root_email_domain_allowed is not configured).
+POSTURE_SERIES = 2 + 2 + 1 + 1 + 5
 
 
 def posture_series(families: dict, account: str) -> list:
