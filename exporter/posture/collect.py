@@ -53,6 +53,8 @@ class RootPosture:
     waivers: Mapping[str, str] = field(default_factory=dict)
     # Set by the sweep after the credentials were read (it knows the account and settings).
     recovery: Recovery | None = None
+    # The account's AWS partition (aws, aws-us-gov, aws-cn): see `mfa_applies`.
+    partition: str = "aws"
 
     @property
     def credentials_present(self) -> bool:
@@ -63,14 +65,23 @@ class RootPosture:
             or self.certificates_active + self.certificates_inactive > 0
         )
 
+    @property
+    def mfa_applies(self) -> bool:
+        """Whether the MFA controls apply: MFA guards the console sign-in (AWS Config,
+        root-account-mfa-enabled: "requires multi-factor authentication for console sign-in").
+        A root without any credential cannot sign in. Nor can a GovCloud (US) root: "root user
+        console access is not supported, programmatic access keys are supported" (AWS GovCloud
+        (US) User Guide, "AWS GovCloud (US) account root user"), and AWS Config offers neither
+        root MFA rule in the GovCloud regions. Its access key still fails `no_access_keys`."""
+        return self.credentials_present and self.partition != "aws-us-gov"
+
     def controls(self) -> dict[str, bool]:
         """Pass/fail per evaluated control, in CONTROLS order. A root without any credential
         cannot sign in, so it passes MFA; a recovery control not evaluated is absent; a waived
         control passes (`waivers`)."""
-        no_credentials = not self.credentials_present
         measured = {
-            "mfa_enabled": self.mfa_enabled or no_credentials,
-            "mfa_hardware": self.mfa_hardware or no_credentials,
+            "mfa_enabled": self.mfa_enabled or not self.mfa_applies,
+            "mfa_hardware": self.mfa_hardware or not self.mfa_applies,
             "no_access_keys": self.access_keys_active + self.access_keys_inactive == 0,
             "no_signing_certificates": self.certificates_active + self.certificates_inactive == 0,
             **(self.recovery.controls() if self.recovery is not None else {}),
@@ -155,6 +166,7 @@ def combine(account_id: str, summary: dict[str, Any], row: RootReportRow, genera
         access_key_last_used=row.access_key_last_used if keys_present else None,
         password_last_used=row.password_last_used,
         report_generated=generated,
+        partition=partition,
     )
 
 
@@ -269,4 +281,5 @@ async def collect_with_assume_root(aws: Aws, account_id: str, partition: str) ->
         access_key_last_used=max(last_used) if last_used else None,
         password_last_used=_aware(user["PasswordLastUsed"]) if user.get("PasswordLastUsed") else None,
         mfa_devices=kinds,
+        partition=partition,
     )
