@@ -39,7 +39,7 @@ def test_audit_sandbox_json_lists_every_account_and_fails() -> None:
 
     assert failed("210000000003") == ["mfa_enabled", "mfa_hardware"]
     assert failed("210000000004") == ["mfa_enabled", "mfa_hardware", "no_access_keys"]
-    assert failed("210000000002") == ["mfa_hardware"]
+    assert failed("210000000002") == ["mfa_hardware", "security_contact_present"]
     assert failed("210000000008") == ["no_signing_certificates"]
     assert by_id["210000000009"]["status"] == "error" and by_id["210000000009"]["error"] == "assume_role_failed"
     assert by_id["210000000007"]["status"] == "ok" and by_id["210000000007"]["posture"]["credentials_present"] is False
