@@ -1,0 +1,306 @@
+"""Classify one CloudTrail record as tampering with the exporter's sight, or not.
+
+`classify_tamper(record)` is a pure function: no I/O, no clock, no logging, never raises. It
+returns a `TamperVerdict` for a call, by ANY principal (root too), that can blind a
+CloudTrail-based monitor, and `None` for everything else. A denied or failed call counts
+too (`outcome` `failure`): someone tried. The first test is a set lookup on `eventName`, so
+running it on every record of an organization trail costs next to nothing.
+
+What counts (the calls of `TAMPER_EVENTS`, parameter names from botocore's service models
+`cloudtrail`, `events`, `sqs` and `organizations`, as CloudTrail writes them in
+`requestParameters`):
+
+* CloudTrail `StopLogging`, `DeleteTrail`: always. EventBridge gets `AWS API Call via
+  CloudTrail` events only where a trail is logging (EventBridge User Guide, "Events from
+  AWS services"), and the organization trail's S3 files stop too.
+* CloudTrail `UpdateTrail` that sets any of `isMultiRegionTrail` (the trail logs its home
+  region only), `includeGlobalServiceEvents` (IAM, STS and sign-in records, where root
+  activity is, are global service events: CloudTrail User Guide, "Global service events")
+  or `isOrganizationTrail` (every member account drops out of the trail) to false. Other
+  UpdateTrail parameters are not tampering here: a new `s3BucketName`, `snsTopicName` or
+  `kmsKeyId` cannot be told from the same value sent again (the console sends every field
+  on each save), and whether the trail still delivers is what the configuration checks
+  read. An UpdateTrail that names only the trail changes nothing.
+* CloudTrail `PutEventSelectors` whose selectors no longer record every management event,
+  read AND write (CloudTrail API Reference, EventSelector, AdvancedEventSelector,
+  AdvancedFieldSelector). Basic selectors: the read/write types of the selectors with
+  `includeManagementEvents` (default true) must together be `All` (`readWriteType` default
+  `All`; a `ReadOnly` and a `WriteOnly` selector together count as All). Advanced
+  selectors: the selectors with `eventCategory` Equals `Management` must together cover
+  read and write (a `readOnly` Equals `true`/`false` field narrows one to reads or writes);
+  a management selector with any other narrowing field counts for nothing (fail closed),
+  except `eventSource` NotEquals `kms.amazonaws.com` / `rdsdata.amazonaws.com`, the only
+  exclusion AWS allows for management events (as `excludeManagementEventSources` is for
+  basic selectors): KMS and RDS Data API records are not where root sign-ins, IAM calls or
+  the canary are. There is no `PutAdvancedEventSelectors` API: advanced selectors arrive
+  as `PutEventSelectors` with `advancedEventSelectors`.
+* EventBridge `DisableRule`, `DeleteRule`, `RemoveTargets` (`events.amazonaws.com`), of any
+  rule: the record cannot tell the forwarder rule from another (a CloudFormation stack
+  deleting the forwarder is a service acting, and counts all the same).
+* SQS `PurgeQueue`, `DeleteQueue`, and `SetQueueAttributes` whose `attributes` hold
+  `Policy` (an empty policy removes it), of any queue.
+* Organizations `LeaveOrganization`, `RemoveAccountFromOrganization`, and
+  `DisableAWSServiceAccess` whose `servicePrincipal` is `cloudtrail.amazonaws.com`
+  (trusted access off: the organization trail stops covering member accounts).
+
+Look-alikes are `None`: another service's call of the same name (WAF or Recycle Bin
+`DeleteRule`, MediaConvert `DeleteQueue`), `StartLogging`, `CreateTrail`, `Describe*` /
+`Get*` / `List*`, selectors that keep every management event, `SetQueueAttributes` without
+`Policy`, `DisableAWSServiceAccess` for another service.
+
+Account (`account_id`): the account whose monitoring the call affects, which is the
+account whose trail recorded it (`recipientAccountId`), then the caller's
+(`userIdentity.accountId`); for `RemoveAccountFromOrganization` the removed account
+(`requestParameters.accountId`). A cross-account call (an SQS PurgeQueue a queue policy
+allows) writes one copy per account: each copy counts for its own account.
+
+Fail closed: a tamper record with no usable `eventID` gets an id from its content (as the
+root classifier does), one without a parsable `eventTime` has `event_time` None (the store
+counts it as seen when it arrives), one without a 12-digit account is counted for
+`unknown`. An unusable tamper record is still someone blinding the monitor.
+
+    >>> v = classify_tamper({"eventID": "e1", "eventTime": "2024-07-31T13:06:24Z",
+    ...   "eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging",
+    ...   "recipientAccountId": "111122223333", "requestParameters": {"name": "org-trail"},
+    ...   "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/x"}})
+    >>> (v.account_id, v.event_name, v.outcome, v.detail)
+    ('111122223333', 'StopLogging', 'success', 'trail org-trail')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Outcome = Literal["success", "failure"]
+
+CLOUDTRAIL = "cloudtrail.amazonaws.com"
+EVENTS = "events.amazonaws.com"
+SQS = "sqs.amazonaws.com"
+ORGANIZATIONS = "organizations.amazonaws.com"
+UNKNOWN_ACCOUNT = "unknown"
+
+# By event source, the calls that may blind the monitor, in the order the README lists them.
+TAMPER_EVENTS: dict[str, tuple[str, ...]] = {
+    CLOUDTRAIL: ("StopLogging", "DeleteTrail", "UpdateTrail", "PutEventSelectors"),
+    EVENTS: ("DisableRule", "DeleteRule", "RemoveTargets"),
+    SQS: ("PurgeQueue", "DeleteQueue", "SetQueueAttributes"),
+    ORGANIZATIONS: ("LeaveOrganization", "RemoveAccountFromOrganization", "DisableAWSServiceAccess"),
+}
+TAMPER_EVENT_NAMES: frozenset[str] = frozenset(name for names in TAMPER_EVENTS.values() for name in names)
+
+# UpdateTrail flags whose false value narrows what the trail records.
+_TRAIL_FLAGS = ("isMultiRegionTrail", "includeGlobalServiceEvents", "isOrganizationTrail")
+# The management event sources AWS lets a trail leave out (EventSelector.ExcludeManagementEventSources).
+_EXCLUDABLE_SOURCES = frozenset({"kms.amazonaws.com", "rdsdata.amazonaws.com"})
+_READ, _WRITE = "read", "write"
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+
+
+@dataclass(frozen=True, slots=True)
+class TamperVerdict:
+    """One call that can blind the monitor. `account_id`, `event_name` and `outcome` are
+    bounded (label values); the rest is copied from the record for the log line."""
+
+    account_id: str
+    event_name: str
+    outcome: Outcome
+    event_id: str
+    event_time: datetime | None
+    event_source: str
+    region: str
+    principal_arn: str
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the classify CLI's line and the log line)."""
+        data = asdict(self)
+        data["event_time"] = None if self.event_time is None else self.event_time.isoformat().replace("+00:00", "Z")
+        return data
+
+
+def tamper_pattern() -> list[dict[str, Any]]:
+    """The EventBridge pattern pieces that deliver every record `classify_tamper` may use,
+    by any principal: one `{"detail": {"eventSource": [...], "eventName": [...]}}` per
+    service (the parameters are judged here, not in the rule)."""
+    return [{"detail": {"eventSource": [source], "eventName": list(names)}} for source, names in TAMPER_EVENTS.items()]
+
+
+def classify_tamper(record: Any) -> TamperVerdict | None:
+    """The tamper verdict of one CloudTrail record, or None; see the module docstring."""
+    if not isinstance(record, Mapping) or record.get("eventName") not in TAMPER_EVENT_NAMES:
+        return None
+    source, name = record.get("eventSource"), str(record["eventName"])
+    if not isinstance(source, str) or name not in TAMPER_EVENTS.get(source, ()):
+        return None
+    params = record.get("requestParameters")
+    params = params if isinstance(params, Mapping) else {}
+    detail = _JUDGES[name](params)
+    if detail is None:
+        return None
+    identity = record.get("userIdentity")
+    identity = identity if isinstance(identity, Mapping) else {}
+    return TamperVerdict(
+        account_id=_account(record, identity, name, params),
+        event_name=name,
+        outcome="failure" if any(record.get(k) not in (None, "") for k in ("errorCode", "errorMessage")) else "success",
+        event_id=_event_id(record),
+        event_time=_event_time(record.get("eventTime")),
+        event_source=str(source),
+        region=_text(record.get("awsRegion")),
+        principal_arn=_text(identity.get("arn")) or _text(identity.get("invokedBy")),
+        detail=detail,
+    )
+
+
+# --- what each call must carry to count: a short detail for the log, or None -------------
+
+
+def _trail(params: Mapping[str, Any]) -> str | None:
+    return f"trail {_text(params.get('name')) or '?'}"
+
+
+def _update_trail(params: Mapping[str, Any]) -> str | None:
+    off = [flag for flag in _TRAIL_FLAGS if _is_false(params.get(flag))]
+    return f"trail {_text(params.get('name')) or '?'}: {', '.join(f'{flag}=false' for flag in off)}" if off else None
+
+
+def _event_selectors(params: Mapping[str, Any]) -> str | None:
+    trail = _text(params.get("trailName")) or "?"
+    advanced = params.get("advancedEventSelectors")
+    if isinstance(advanced, list):
+        covered = set().union(*(_advanced_coverage(s) for s in advanced)) if advanced else set()
+    else:
+        basic = params.get("eventSelectors")
+        if not isinstance(basic, list):
+            return None  # neither kind: the call cannot change what the trail records
+        covered = set().union(*(_basic_coverage(s) for s in basic)) if basic else set()
+    missing = {_READ, _WRITE} - covered
+    if not missing:
+        return None
+    what = "management events off" if missing == {_READ, _WRITE} else f"{' and '.join(sorted(missing))} management events off"
+    return f"trail {trail}: {what}"
+
+
+def _basic_coverage(selector: Any) -> set[str]:
+    if not isinstance(selector, Mapping) or _is_false(selector.get("includeManagementEvents", True)):
+        return set()
+    kind = selector.get("readWriteType", "All")
+    return {"All": {_READ, _WRITE}, "ReadOnly": {_READ}, "WriteOnly": {_WRITE}}.get(kind, set())
+
+
+def _advanced_coverage(selector: Any) -> set[str]:
+    fields = selector.get("fieldSelectors") if isinstance(selector, Mapping) else None
+    if not isinstance(fields, list):
+        return set()
+    covered = {_READ, _WRITE}
+    management = False
+    for field in fields:
+        if not isinstance(field, Mapping):
+            return set()
+        name = field.get("field")
+        operators = {k: v for k, v in field.items() if k != "field"}
+        if name == "eventCategory" and operators == {"equals": ["Management"]}:
+            management = True
+        elif name == "readOnly" and set(operators) == {"equals"} and isinstance(operators["equals"], list):
+            values = {str(v).lower() for v in operators["equals"]}
+            covered &= ({_READ} if "true" in values else set()) | ({_WRITE} if "false" in values else set())
+        elif name == "eventSource" and set(operators) == {"notEquals"} and set(operators["notEquals"] or ()) <= _EXCLUDABLE_SOURCES:
+            continue
+        else:
+            return set()  # any other narrowing: fail closed, this selector vouches for nothing
+    return covered if management else set()
+
+
+def _leave(_: Mapping[str, Any]) -> str | None:
+    return "the account leaves the organization"
+
+
+def _rule(params: Mapping[str, Any]) -> str | None:
+    rule = _text(params.get("name")) or _text(params.get("rule")) or "?"
+    return f"rule {rule} on bus {_text(params.get('eventBusName')) or 'default'}"
+
+
+def _queue(params: Mapping[str, Any]) -> str | None:
+    return f"queue {_text(params.get('queueUrl')) or '?'}"
+
+
+def _queue_policy(params: Mapping[str, Any]) -> str | None:
+    attributes = params.get("attributes")
+    if not isinstance(attributes, Mapping) or "Policy" not in attributes:
+        return None
+    return f"queue {_text(params.get('queueUrl')) or '?'}: Policy {'removed' if not attributes['Policy'] else 'changed'}"
+
+
+def _removed_account(params: Mapping[str, Any]) -> str | None:
+    return f"account {_text(params.get('accountId')) or '?'} removed"
+
+
+def _service_access(params: Mapping[str, Any]) -> str | None:
+    return "trusted access for cloudtrail.amazonaws.com off" if params.get("servicePrincipal") == CLOUDTRAIL else None
+
+
+_JUDGES: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
+    "StopLogging": _trail,
+    "DeleteTrail": _trail,
+    "UpdateTrail": _update_trail,
+    "PutEventSelectors": _event_selectors,
+    "DisableRule": _rule,
+    "DeleteRule": _rule,
+    "RemoveTargets": _rule,
+    "PurgeQueue": _queue,
+    "DeleteQueue": _queue,
+    "SetQueueAttributes": _queue_policy,
+    "LeaveOrganization": _leave,
+    "RemoveAccountFromOrganization": _removed_account,
+    "DisableAWSServiceAccess": _service_access,
+}
+if set(_JUDGES) != TAMPER_EVENT_NAMES:
+    raise ImportError("every tamper event needs exactly one judge")
+
+
+# --- the record's bookkeeping, failing closed ---------------------------------------------
+
+
+def _account(record: Mapping[str, Any], identity: Mapping[str, Any], name: str, params: Mapping[str, Any]) -> str:
+    candidates = [record.get("recipientAccountId"), identity.get("accountId")]
+    if name == "RemoveAccountFromOrganization":
+        candidates.insert(0, params.get("accountId"))
+    for value in candidates:
+        if isinstance(value, str) and _ACCOUNT_ID.match(value):
+            return value
+    return UNKNOWN_ACCOUNT
+
+
+def _event_id(record: Mapping[str, Any]) -> str:
+    value = record.get("eventID")
+    if isinstance(value, str) and value:
+        return value
+    return "content-sha256:" + hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _event_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _is_false(value: Any) -> bool:
+    # CloudTrail writes JSON booleans; a record re-serialised by a tool may carry "false".
+    return value is False or (isinstance(value, str) and value.lower() == "false")
