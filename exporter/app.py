@@ -15,6 +15,7 @@ from exporter.web.http import MetricsServer
 from exporter.metrics.activity import activity_sections
 from exporter.metrics.exposition import Exposition
 from exporter.metrics.reload import reload_sections
+from exporter.metrics.tamper import tamper_section
 from exporter.engine.reload import Reloader
 from exporter.config.settings import Settings
 from exporter.engine.state import ExporterState
@@ -55,7 +56,7 @@ class Exporter:
         self.web = WebConfigSource(settings.web_config_file) if settings.web_config_file else None
         # A broken state file stops the start with a clear error, before anything listens.
         self.store = EventStore.open(settings.state_file, datetime.now(timezone.utc))
-        self.state.sections += [*reload_sections(self.reloader), *activity_sections(self.store)]
+        self.state.sections += [*reload_sections(self.reloader), *activity_sections(self.store), tamper_section(self.store, self.state)]
         self.server = MetricsServer(self.state, self.exposition, host, port, wrap=self.web.wrap if self.web else None, reload=self.reloader.reload)
         self.sweeper: PostureSweeper | None = None
         self.activity: ActivityService | None = None

@@ -363,7 +363,7 @@ def test_state_roundtrip(tmp_path: Path) -> None:
     assert loaded.get_checkpoint("lookup_events/111122223333/us-east-1") == "2026-11-24T12:09:00Z"
     assert loaded.get_checkpoint("missing") is None
     assert loaded.ingest(login("l-1", START + timedelta(minutes=1)), "lookup_events", now) is False
-    assert json.loads(path.read_text())["version"] == 4
+    assert json.loads(path.read_text())["version"] == 5
 
 
 def test_login_inside_a_break_glass_window_counts_as_approved() -> None:
@@ -446,7 +446,7 @@ def test_version_1_state_file_is_migrated_and_keeps_the_counters(tmp_path: Path)
     # The next save writes the current version, which loads as is.
     store.save(path)
     saved = json.loads(path.read_text())
-    assert saved["version"] == 4
+    assert saved["version"] == 5
     assert sorted(saved["counters"]["console_logins"]) == [
         [A, "failure", "true", "false", "unknown", 2.0], [A, "success", "true", "false", "unknown", 3.0],
     ]
@@ -705,7 +705,7 @@ def test_version_2_state_file_is_migrated(tmp_path: Path) -> None:
     assert store.pending_count() == 0 and len(store.assume_root_keys) == 0
     store.save(path)
     saved = json.loads(path.read_text())
-    assert (saved["version"], saved["assume_root_keys"], saved["pending"], saved["counters"]["recovery_signals"]) == (4, {}, [], [])
+    assert (saved["version"], saved["assume_root_keys"], saved["pending"], saved["counters"]["recovery_signals"]) == (5, {}, [], [])
 
 
 def test_version_3_state_file_gains_the_factor_of_each_login(tmp_path: Path) -> None:

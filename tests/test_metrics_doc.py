@@ -71,6 +71,7 @@ async def test_documented_metrics_are_exactly_the_exposed_ones(sandbox: Sandbox,
             _assume_root_call(ACCOUNT),
             _now(json.loads((FIXTURES / "assumed_root_session_marker.json").read_text())) | {"recipientAccountId": ACCOUNT},
             _now(json.loads((FIXTURES / "recovery_accept_primary_email_update.json").read_text())),
+            _now(json.loads((ROOT / "tests" / "fixtures" / "tamper" / "stratus__cloudtrail_stop.json").read_text())) | {"recipientAccountId": ACCOUNT},
         ]
         for record in records:
             sandbox.inject(record, lookup=False, s3=False)
@@ -78,7 +79,7 @@ async def test_documented_metrics_are_exactly_the_exposed_ones(sandbox: Sandbox,
         async with asyncio.timeout(30):
             while True:
                 families = await exporter.metrics()
-                if all(families[n].samples for n in ("aws_root_assume_root_calls", "aws_root_signin_events", "aws_root_last_event_info", "aws_root_api_calls_by_event_source", "aws_root_exporter_events_rejected", "aws_root_recovery_signals")):
+                if all(families[n].samples for n in ("aws_root_assume_root_calls", "aws_root_signin_events", "aws_root_last_event_info", "aws_root_api_calls_by_event_source", "aws_root_exporter_events_rejected", "aws_root_recovery_signals", "aws_root_monitoring_tamper_events")):
                     break
                 await asyncio.sleep(0.2)
         await exporter.exporter.activity.poll_lookup_events()

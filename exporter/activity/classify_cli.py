@@ -13,10 +13,23 @@ file order, for example::
 `mfa_kind` is the factor of a console login (`u2f`, `totp`, `none`, `unknown`), null for
 every other record.
 
+A call, by any principal, that can blind the monitor (`exporter.activity.tamper`: a trail
+stopped, deleted or narrowed, a rule or queue changed, an account leaving the
+organization) prints a line of its own with `"kind": "monitoring_tamper"`, for example::
+
+    {"kind": "monitoring_tamper", "eventID": "10163ed2-...", "account_id": "143434273843",
+     "event_name": "StopLogging", "outcome": "success", "event_time": "2024-07-31T13:06:24Z",
+     "event_source": "cloudtrail.amazonaws.com", "region": "us-east-1",
+     "principal_arn": "arn:aws:iam::143434273843:user/christophe",
+     "detail": "trail org-trail", "location": "trail.json.gz record 3"}
+
+A Root record that tampers prints two lines, the root one first. A malformed root record
+that tampers is reported on `err` and still prints its tamper line.
+
 `awaiting_key` names the `ASIA` key of a record counted as root use because no
 AssumeRoot record among the files issued it (it could have been a privileged task).
 
-Records that are not root activity print nothing. Problems go to `err`, one line each,
+Records that are neither root activity nor tampering print nothing. Problems go to `err`, one line each,
 naming the file and the line or record index.
 
 AssumeRoot sessions are correlated across every file given, in two passes: the first
@@ -50,6 +63,7 @@ from typing import BinaryIO, TextIO
 from exporter.activity.assume_root_keys import AssumeRootKeys
 from exporter.activity.classify import MalformedRecord, assume_root_evidence, classify
 from exporter.activity.records import Record, RecordError, parse_records_bytes, read_records_file
+from exporter.activity.tamper import classify_tamper
 from exporter.config.settings import BreakGlassWindow
 
 EXIT_OK = 0
@@ -77,18 +91,25 @@ def run_classify(
                     status = EXIT_UNREADABLE
                 rejected += 1
                 continue
+            tamper = classify_tamper(item.data)
             try:
                 verdict = classify(item.data, windows, keys)
             except MalformedRecord as exc:
                 err.write(f"{item.location}: malformed record: {exc}\n")
                 rejected += 1
-                continue
+                verdict = None
+                if tamper is None:
+                    continue
+            # A tamper verdict is a judgement even when the root classifier rejected the record.
             judged += 1
-            if verdict is None:
-                continue
-            data = verdict.to_json()
-            line = {"eventID": data.pop("event_id"), **data, "location": item.location}
-            out.write(json.dumps(line, sort_keys=False) + "\n")
+            if verdict is not None:
+                data = verdict.to_json()
+                line = {"eventID": data.pop("event_id"), **data, "location": item.location}
+                out.write(json.dumps(line, sort_keys=False) + "\n")
+            if tamper is not None:
+                data = tamper.to_json()
+                line = {"kind": "monitoring_tamper", "eventID": data.pop("event_id"), **data, "location": item.location}
+                out.write(json.dumps(line, sort_keys=False) + "\n")
         if items == 0:
             err.write(f"{_name(path)}: holds no CloudTrail records\n")
     if judged == 0 and status == EXIT_OK:

@@ -38,11 +38,14 @@ from exporter.activity.counters import (
 # Version 2: `console_logins` rows carry `approved` (account, outcome, mfa, approved).
 # Version 3: `assume_root_keys`, `pending` and the `recovery_signals` counter.
 # Version 4: `console_logins` rows end with `mfa_kind` (account, outcome, mfa, approved, mfa_kind).
+# Version 5: `tamper_events` rows (account_id, event_name, outcome, count): monitoring tamper records.
 # Older files are migrated on load (version 1 logins were counted without a window check:
 # approved="false"; before version 3 no key or held record existed; before version 4 the
-# factor was not kept), so an upgrade keeps every counter.
-STATE_VERSION = 4
-_MIGRATABLE_VERSIONS = (1, 2, 3)
+# factor was not kept; before version 5 no tamper record was counted), so an upgrade keeps
+# every counter.
+STATE_VERSION = 5
+_MIGRATABLE_VERSIONS = (1, 2, 3, 4)
+_TAMPER_LABELS = 3  # account_id, event_name, outcome
 
 
 class StateFileError(Exception):
@@ -73,6 +76,7 @@ def to_state(store: Any) -> dict[str, Any]:
         },
         "seen_event_ids": dict(store._seen),
         "checkpoints": dict(sorted(store._checkpoints.items())),
+        "tamper_events": _rows(store._tamper),
         "assume_root_keys": store.assume_root_keys.to_state(),
         "pending": [
             {"verdict": p.verdict.to_json(), "source": p.source, "due": p.due}
@@ -110,7 +114,7 @@ def _fill(store: Any, state: Mapping[str, Any]) -> None:
     counters = state["counters"]
     for c in COUNTERS:
         # Rows at 0 are the zero series that files before issue 16 kept for every account.
-        rows = _parse_rows(counters[c.key], c.key, len(c.labels))
+        rows = _parse_rows(counters[c.key], f"counters.{c.key}", len(c.labels))
         store._counters[c.key].update((key, value) for key, value in rows.items() if value)
     for source, h in state["event_delay"].items():
         if list(h["bounds"]) != list(DELAY_BUCKETS):
@@ -128,6 +132,7 @@ def _fill(store: Any, state: Mapping[str, Any]) -> None:
     store._seen = {str(k): float(v) for k, v in state["seen_event_ids"].items()}
     store._checkpoints = {str(k): str(v) for k, v in state["checkpoints"].items()}
     _fill_quarters(store, state.get("console_logins_quarter"))
+    store._tamper.update(_parse_rows(state["tamper_events"], "tamper_events", _TAMPER_LABELS))
     store.assume_root_keys = AssumeRootKeys.from_state(state["assume_root_keys"])
     for item in state["pending"]:
         verdict = Verdict.from_json(item["verdict"])
@@ -207,7 +212,10 @@ def _migrate(state: Mapping[str, Any], where: str) -> dict[str, Any]:
     counters = state.get("counters")
     if not isinstance(counters, Mapping) or not isinstance(counters.get("console_logins"), list):
         raise StateFileError(f"{where}: invalid content (missing counters.console_logins)")
-    if state.get("version") == 1:
+    version = state.get("version")
+    if version == 4:
+        return {**state, "version": STATE_VERSION, "tamper_events": []}
+    if version == 1:
         # Every console_logins row (account, outcome, mfa, value) gains approved="false"
         # before its value: version 1 did not record whether a login was inside a
         # break-glass window, and "false" is the value that keeps its alerts paging.
@@ -233,6 +241,7 @@ def _migrate(state: Mapping[str, Any], where: str) -> dict[str, Any]:
         "counters": counters,
         "assume_root_keys": state.get("assume_root_keys", {}),
         "pending": state.get("pending", []),
+        "tamper_events": [],
     }
 
 
@@ -242,12 +251,12 @@ def _rows(tally: Tally) -> list[list[Any]]:
 
 def _parse_rows(rows: Any, name: str, arity: int) -> Tally:
     if not isinstance(rows, list):
-        raise ValueError(f"counters.{name} is not a list")
+        raise ValueError(f"{name} is not a list")
     parsed: Tally = {}
     for row in rows:
         if not isinstance(row, list) or len(row) != arity + 1 or not all(isinstance(x, str) for x in row[:arity]):
-            raise ValueError(f"counters.{name} has a bad row {row!r:.80}")
-        parsed[tuple(row[:arity])] = _number(row[arity], f"counters.{name}")
+            raise ValueError(f"{name} has a bad row {row!r:.80}")
+        parsed[tuple(row[:arity])] = _number(row[arity], name)
     return parsed
 
 

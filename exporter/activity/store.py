@@ -23,6 +23,13 @@ Which verdict feeds which metric:
   principals as `recovery_signal` verdicts, or a root password created as root) ->
   `aws_root_recovery_signals_total`, created by its first event, besides the above.
 
+Monitoring tamper records (`exporter.activity.tamper.TamperVerdict`, any principal, see
+README "Monitoring tamper records") -> `aws_root_monitoring_tamper_events_total` by
+(account_id, event_name, outcome), created by the first one (`ingest_tamper`). They are
+deduplicated by eventID like root records, in a namespace of their own (`tamper:<eventID>`):
+a Root record that tampers counts once as root activity and once as tampering. One without
+an eventTime counts as seen when it arrives (fail closed).
+
 AssumeRoot evidence (`assume_root_keys`, see `exporter.activity.assume_root_keys`): the
 service teaches the store every key a successful AssumeRoot record issued (`learn_key`).
 A Root record that could be such a session but whose key is not known yet
@@ -91,6 +98,7 @@ from typing import Any
 from exporter.activity import state_file
 from exporter.activity.assume_root_keys import AssumeRootKeys, IssuedKey
 from exporter.activity.classify import Verdict
+from exporter.activity.tamper import TamperVerdict
 from exporter.activity.counters import (
     COUNTERS,
     LOGIN_WINDOW,
@@ -123,6 +131,10 @@ _BOOL = {True: "true", False: "false"}
 # Every family, in exposition order: the counters, then the rest.
 FAMILIES: tuple[str, ...] = (*(c.key for c in COUNTERS), "last_activity", "last_event", "console_logins_90d",
                               "console_logins_quarter", "console_logins_quarter_complete", "event_delay")
+
+# Rendered with the accounts' names (exporter.metrics.tamper), so not one of FAMILIES; its
+# version moves like theirs.
+TAMPER_FAMILY = "tamper_events"
 
 # The families that hold a series for every known account: the login counts (0 is a
 # statement, "no root login in the window"). The event counters are not among them: each
@@ -167,7 +179,8 @@ class EventStore:
         self._high_water = -math.inf
         self._since_prune = 0
         self._checkpoints: dict[str, str] = {}
-        self._family_versions = dict.fromkeys(FAMILIES, 0)
+        self._tamper: Tally = {}  # (account_id, event_name, outcome) -> count
+        self._family_versions = dict.fromkeys((*FAMILIES, TAMPER_FAMILY), 0)
 
     def _touch(self, *families: str) -> None:
         for name in families:
@@ -207,9 +220,10 @@ class EventStore:
 
     def reject(self, source: str, reason: str) -> None:
         """Count a record or message that could not be processed, by a bounded `reason`:
-        `malformed_record` (classify raised MalformedRecord), `malformed_message` (an SQS
+        `malformed_record` (not a CloudTrail record at all), `malformed_message` (an SQS
         body or object that holds no usable record), `fetch_failed` (an S3 object could not
-        be read)."""
+        be read), `malformed_root_record` (classify raised MalformedRecord: a record that
+        would be root activity but cannot be used)."""
         _require_source(source)
         if not _REASON.match(reason):
             raise ValueError(f"reason must be a short snake_case word, got {reason!r}")
@@ -242,6 +256,30 @@ class EventStore:
             if verdict.kind == "console_login" and verdict.outcome == "success" and not verdict.assumed_root:
                 self._count_quarter(verdict.account_id, verdict.event_time, seen_at)
             return True
+
+    def ingest_tamper(self, verdict: TamperVerdict, source: str, seen_at: datetime, *, count_duplicate: bool = True) -> bool:
+        """Count one tamper verdict; False when its eventID was already counted as tampering.
+        `count_duplicate` False: the caller already counted this record's duplicate (a Root
+        record that also tampers), so one record shows as one duplicate."""
+        _require_source(source)
+        _require_aware(seen_at, "seen_at")
+        key = "tamper:" + verdict.event_id
+        when = verdict.event_time or seen_at
+        with self._lock:
+            if key in self._seen:
+                if count_duplicate:
+                    self._duplicate(source)
+                return False
+            self._remember(key, when.timestamp(), seen_at.timestamp())
+            if when >= self.counting_from:
+                _inc(self._tamper, (verdict.account_id, verdict.event_name, verdict.outcome))
+                self._touch(TAMPER_FAMILY)
+            return True
+
+    def tamper_counts(self) -> Tally:
+        """A copy of the tamper counter: (account_id, event_name, outcome) -> count."""
+        with self._lock:
+            return dict(self._tamper)
 
     def _known(self, v: Verdict, event_ts: float) -> bool:
         return (
@@ -444,7 +482,7 @@ class EventStore:
             return {source: Histogram(list(h.buckets), h.total, h.count) for source, h in self._delay.items()}
 
     def family_version(self, name: str) -> int:
-        """Moves whenever family `name` (one of FAMILIES) may have changed, but for the passing of time."""
+        """Moves whenever family `name` (one of FAMILIES, or TAMPER_FAMILY) may have changed, but for the passing of time."""
         return self._family_versions[name]
 
     # --- state file (exporter.activity.state_file) -------------------------------------

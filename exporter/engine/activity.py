@@ -32,6 +32,7 @@ from exporter.activity.assume_root_keys import IssuedKey
 from exporter.activity.classify import RECOVERY_SIGNALS, MalformedRecord, Verdict, assume_root_evidence, classify
 from exporter.activity.records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
 from exporter.activity.store import EventStore
+from exporter.activity.tamper import TamperVerdict, classify_tamper
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +129,17 @@ class ActivityService:
         if evidence is not None:
             for released in self.store.learn_key(*evidence, seen_at):
                 self._log(released, source)
+        # Any principal; a set lookup on eventName first, so every record of the trail may pass.
+        tamper = classify_tamper(record)
         try:
             verdict = classify(record, self.settings.break_glass_windows, self.store.assume_root_keys)
         except MalformedRecord as exc:
-            self.store.reject(source, "malformed_record")
+            # A record that would be root activity but cannot be used: fail closed, it pages.
+            self.store.reject(source, "malformed_root_record")
             log.warning("malformed CloudTrail record", extra={"source": source, "location": location, "reason": str(exc)})
-            return None
+            verdict = None
+        if tamper is not None:
+            self._take_tamper(tamper, source, seen_at, also_root=verdict is not None)
         if verdict is None:
             return None
         wait = timedelta(seconds=self.settings.assume_root_evidence_wait_seconds)
@@ -143,6 +149,13 @@ class ActivityService:
         if self.store.ingest(verdict, source, seen_at):
             self._log(verdict, source)
         return verdict
+
+    def _take_tamper(self, tamper: TamperVerdict, source: str, seen_at: datetime, also_root: bool) -> None:
+        # The root path counts the duplicate of a Root record that also tampers.
+        if self.store.ingest_tamper(tamper, source, seen_at, count_duplicate=not also_root):
+            when = tamper.event_time or seen_at
+            # One line per tamper record for the SIEM, with every verdict field.
+            log.warning("monitoring tamper", extra={**tamper.to_json(), "source": source, "counted": when >= self.store.counting_from})
 
     def release_held(self) -> None:
         """Count as root use the held records whose AssumeRoot evidence did not come in time."""
