@@ -133,9 +133,10 @@ def tamper_pattern() -> list[dict[str, Any]]:
 
 def classify_tamper(record: Any) -> TamperVerdict | None:
     """The tamper verdict of one CloudTrail record, or None; see the module docstring."""
-    if not isinstance(record, Mapping) or record.get("eventName") not in TAMPER_EVENT_NAMES:
+    name = record.get("eventName") if isinstance(record, Mapping) else None
+    if not isinstance(name, str) or name not in TAMPER_EVENT_NAMES:
         return None
-    source, name = record.get("eventSource"), str(record["eventName"])
+    source = record.get("eventSource")
     if not isinstance(source, str) or name not in TAMPER_EVENTS.get(source, ()):
         return None
     params = record.get("requestParameters")
@@ -191,7 +192,7 @@ def _basic_coverage(selector: Any) -> set[str]:
     if not isinstance(selector, Mapping) or _is_false(selector.get("includeManagementEvents", True)):
         return set()
     kind = selector.get("readWriteType", "All")
-    return {"All": {_READ, _WRITE}, "ReadOnly": {_READ}, "WriteOnly": {_WRITE}}.get(kind, set())
+    return {"All": {_READ, _WRITE}, "ReadOnly": {_READ}, "WriteOnly": {_WRITE}}.get(kind, set()) if isinstance(kind, str) else set()
 
 
 def _advanced_coverage(selector: Any) -> set[str]:
@@ -210,7 +211,7 @@ def _advanced_coverage(selector: Any) -> set[str]:
         elif name == "readOnly" and set(operators) == {"equals"} and isinstance(operators["equals"], list):
             values = {str(v).lower() for v in operators["equals"]}
             covered &= ({_READ} if "true" in values else set()) | ({_WRITE} if "false" in values else set())
-        elif name == "eventSource" and set(operators) == {"notEquals"} and set(operators["notEquals"] or ()) <= _EXCLUDABLE_SOURCES:
+        elif name == "eventSource" and set(operators) == {"notEquals"} and _strings(operators["notEquals"]) <= _EXCLUDABLE_SOURCES:
             continue
         else:
             return set()  # any other narrowing: fail closed, this selector vouches for nothing
@@ -299,6 +300,14 @@ def _event_time(value: Any) -> datetime | None:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _strings(value: Any) -> set[str]:
+    """The strings of a JSON list; anything else (or a list holding other things) is not a
+    set of event sources, and gives one that matches nothing allowed."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return set(value)
+    return {"?"}
 
 
 def _is_false(value: Any) -> bool:
