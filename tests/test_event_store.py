@@ -20,7 +20,10 @@ from exporter.activity.classify import Verdict, classify
 from exporter.activity.counters import SOURCES
 from exporter.activity.state_file import StateFileError
 from exporter.activity.store import EventStore
+from exporter.activity.tamper import classify_tamper
+from exporter.engine.state import ExporterState
 from exporter.metrics import activity as activity_metrics
+from exporter.metrics.tamper import tamper_families
 from exporter.metrics.textformat import render
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cloudtrail"
@@ -336,8 +339,12 @@ def test_every_activity_metric_in_the_contract_is_exposed_with_its_labels() -> N
                  "recovery_accept_primary_email_update.json"):
         store.ingest(fixture_verdict(name, event_time=t), "eventbridge_sqs", seen)
     store.reject("s3_trail", "malformed_record")
+    stop = json.loads((Path(__file__).parent / "fixtures" / "tamper" / "stratus__cloudtrail_stop.json").read_text())
+    tamper = classify_tamper(stop | {"eventTime": t.isoformat()})
+    assert tamper is not None
+    store.ingest_tamper(tamper, "eventbridge_sqs", seen)
     exposed = {}
-    for family in families(store, seen):
+    for family in [*families(store, seen), *tamper_families(store, ExporterState(600))]:
         name = family.name + ("_total" if family.type == "counter" else "")
         labels = frozenset(k for s in family.samples for k in s.labels if k != "le")
         assert family.samples, name
