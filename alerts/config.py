@@ -84,6 +84,11 @@ SCP_FENCE_LOST_WINDOW = "1d"
 # (a PENDING_ENABLE / PENDING_DISABLE transition also reads as not enabled).
 SCP_NOT_ENFORCED_FOR = "15m"
 
+# AwsRootActivityRecordRejected: the rejection reasons of aws_root_exporter_events_rejected_total
+# that may have dropped a root record (fail closed): a record that would be root activity but
+# cannot be used, and an SQS message given up after repeated failures (it may have carried one).
+ROOT_RECORD_REJECTION_REASONS = ["malformed_root_record", "poison"]
+
 # Detection delay recording rules: quantiles and the window they are computed over. Root
 # events are rare, so a short window would mostly yield no data.
 DELAY_QUANTILES = [0.5, 0.9, 0.99]

@@ -96,15 +96,16 @@ WINDOW_TICKETS = (
 
 
 
-def alert(name, expr, severity, summary, description, for_=None):
+def alert(name, expr, severity, summary, description, for_=None, account_labels=None):
     """An alert rule; runbook_url is added by rules(), which knows the base URL. An alert
-    whose expression keeps account_id gets the account's name and OU as labels."""
+    whose expression keeps account_id gets the account's name and OU as labels
+    (`account_labels` replaces the lookups of ACCOUNT_LABELS)."""
     rule = {"alert": name, "expr": expr}
     if for_:
         rule["for"] = for_
     rule["labels"] = {"severity": severity}
     if "account_id" in expr:
-        rule["labels"] |= ACCOUNT_LABELS
+        rule["labels"] |= account_labels or ACCOUNT_LABELS
     rule["annotations"] = {"summary": summary, "description": description}
     return rule
 
@@ -662,6 +663,115 @@ def scp_alerts() -> list[dict]:
     ]
 
 
+# --- proof of sight: blind paths, tampering, rejected root records ----------------------
+
+BLIND = m("aws_root_monitoring_blind_since_timestamp_seconds")
+
+# The blind series carries the account's name itself (the exporter still knows the name of an
+# account that left the organization, when aws_root_account_info has no series for it any
+# more): the series' name first, then the info series' name.
+INFO_NAME = (
+    "{{ with printf `" + m("aws_root_account_info", 'account_id="%s"', 'account_name!=""')
+    + "` $labels.account_id | query }}{{ . | first | label `account_name` }}"
+)
+BLIND_LABELS = {
+    "account_name": "{{ with $labels.account_name }}{{ . }}{{ else }}" + INFO_NAME + "{{ end }}{{ end }}",
+    "ou_name": account_label("ou_name"),
+}
+BLIND_ACCOUNT = (
+    "{{ $labels.account_id }} ({{ with $labels.account_name }}{{ . }}{{ else }}"
+    + INFO_NAME + "{{ else }}name unknown{{ end }}{{ end }})"
+)
+# The series' value is when the path became blind; the template has no clock, Prometheus has.
+BLIND_FOR = (
+    "since {{ $value | humanizeTimestamp }}"
+    "{{ with printf `time() - %f` $value | query }} ({{ . | first | value | humanizeDuration }}){{ end }}"
+)
+
+# The tamper counter carries the account's name too: an account that left the organization
+# (LeaveOrganization is a tamper record) still gets a name when its info series is gone.
+TAMPER_NAME = (
+    "{{ with printf `max by (account_name) ("
+    + m("aws_root_monitoring_tamper_events_total", 'account_id="%s"', 'account_name!=""')
+    + ")` $labels.account_id | query }}{{ . | first | label `account_name` }}"
+)
+TAMPER_LABELS = {
+    "account_name": INFO_NAME + "{{ else }}" + TAMPER_NAME + "{{ end }}{{ end }}",
+    "ou_name": account_label("ou_name"),
+}
+TAMPER_ACCOUNT = (
+    "{{ $labels.account_id }} (" + INFO_NAME + "{{ else }}" + TAMPER_NAME
+    + "{{ else }}name unknown{{ end }}{{ end }})"
+)
+
+# Both counters are sparse (created by their first record): recorded like the activity
+# families (increase_by counts a series that appeared in the window), in the same group as
+# the alerts that read them, so an alert sees the record of its own evaluation.
+TAMPER = ("aws_root_monitoring_tamper_events_total", "account_id, event_name, outcome", c.ACTIVITY_WINDOW)
+REJECTED = ("aws_root_exporter_events_rejected_total", "source, reason", c.ACTIVITY_WINDOW)
+
+
+def monitoring_recording_rules() -> list[dict]:
+    return [
+        {"record": events_record(name, by, window), "expr": increase_by(name, by, window=window)}
+        for name, by, window in (TAMPER, REJECTED)
+    ]
+
+
+def monitoring_alerts() -> list[dict]:
+    w = c.ACTIVITY_WINDOW
+    rejected = regex_alternation(c.ROOT_RECORD_REJECTION_REASONS)
+    return [
+        # No `for:`: the series appears only once the exporter has waited the source's bound
+        # (canary: bound + canary interval; checks: a completed read), so a `for:` would only
+        # push the page past the documented bound; a check result changes once per sweep, so
+        # a `for:` shorter than a sweep would filter nothing. min: the longest-blind replica.
+        alert(
+            "AwsRootMonitoringBlind",
+            f"min by (account_id, account_name, source, region, reason) ({BLIND})",
+            "critical",
+            "The exporter cannot prove it would see root activity on a configured path.",
+            '{{ if eq $labels.reason "no_accounts_collected" }}'
+            "The exporter collected no account at all (no AWS credentials, discovery failing,"
+            " or no account left after the filters): it sees no root activity anywhere, "
+            + BLIND_FOR + "."
+            "{{ else }}"
+            f"Account {BLIND_ACCOUNT}: "
+            '{{ if eq $labels.source "all" }}every source{{ else }}source {{ $labels.source }}{{ end }}'
+            "{{ with $labels.region }} in region {{ . }}{{ end }} is blind, reason"
+            " {{ $labels.reason }}, " + BLIND_FOR + ". A root login there may not page:"
+            " follow the runbook section of the reason."
+            "{{ end }}",
+            account_labels=BLIND_LABELS,
+        ),
+        # No `for:`: the first evaluation that sees the counter move pages, as for root activity.
+        alert(
+            "AwsRootMonitoringTampered",
+            events(TAMPER, keep=TAMPER[1]) + " > 0",
+            "critical",
+            "Someone changed or tried to change what root monitoring depends on.",
+            "{{ $labels.event_name }} (outcome {{ $labels.outcome }}) in account "
+            f"{TAMPER_ACCOUNT} in the last {w}: a call that can blind root monitoring (a"
+            " CloudTrail trail or its event selectors, the forwarder's EventBridge rule, the"
+            " SQS queue, the account's membership of the organization), by any principal."
+            '{{ if eq $labels.outcome "failure" }} It failed: someone tried.{{ end }}',
+            account_labels=TAMPER_LABELS,
+        ),
+        alert(
+            "AwsRootActivityRecordRejected",
+            events(REJECTED, f'reason=~"{rejected}"', keep=REJECTED[1]) + " > 0",
+            "critical",
+            "A record that may be root activity was rejected.",
+            '{{ printf "%.0f" $value }} record(s) of source {{ $labels.source }} rejected with'
+            f" reason {{{{ $labels.reason }}}} in the last {w}: "
+            '{{ if eq $labels.reason "poison" }}an SQS message given up after repeated failures,'
+            " which may have carried a root record"
+            "{{ else }}a record that would be root activity but cannot be used{{ end }}."
+            " Treat it as root activity until CloudTrail shows otherwise.",
+        ),
+    ]
+
+
 def rules(runbook_base_url: str = c.RUNBOOK_BASE_URL) -> dict:
     interval = c.EVALUATION_INTERVAL
     groups = [
@@ -670,6 +780,7 @@ def rules(runbook_base_url: str = c.RUNBOOK_BASE_URL) -> dict:
         {"name": "aws-root-posture", "interval": interval, "rules": [*posture_alerts(), password_used_alert(), *central_root_access_alerts()]},
         {"name": "aws-root-scp", "interval": interval, "rules": scp_alerts()},
         {"name": "aws-root-exporter", "interval": interval, "rules": exporter_alerts()},
+        {"name": "aws-root-monitoring", "interval": interval, "rules": [*monitoring_recording_rules(), *monitoring_alerts()]},
     ]
     for group in groups:
         for rule in group["rules"]:

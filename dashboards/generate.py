@@ -541,6 +541,78 @@ def credential_removal_row():
     ]
 
 
+# --- coverage: proof of sight ----------------------------------------------------------
+
+PROVEN_STEPS = thresholds((None, "red"), (1, "green"))
+MONITORING_ALERTS = ("AwsRootMonitoringBlind",)
+
+
+def canary_delay(q):
+    """Canary delay quantile by source over the last hour: canaries come every
+    canary_interval_seconds per account and region, so a shorter window is often empty."""
+    return (
+        f"histogram_quantile({q}, sum by (source, le) "
+        f"(rate({m('aws_root_monitoring_canary_delay_seconds_bucket')}[1h])))"
+    )
+
+
+def coverage_rows():
+    """Whether the exporter would see a root login: accounts proven per source and region
+    out of those collected, the blind ones, the canaries' delay, tamper records."""
+    accounts = m("aws_root_monitoring_accounts")
+    proven = m("aws_root_monitoring_accounts", eq("state", "proven"))
+    blind_for = (
+        "sort_desc(time() - min by (account_id, account_name, source, region, reason) "
+        f"({m('aws_root_monitoring_blind_since_timestamp_seconds', ACCOUNT)}))"
+    )
+    proven_means = ("Proven: a canary (the exporter's own sts:GetCallerIdentity in the account and "
+                    "region) came back through the source within the source's bound "
+                    "(alerts/runbook.md, AwsRootMonitoringBlind). Organization-wide, not per selection.")
+    return [
+        [
+            (runbook(stat("Accounts proven, by source",
+                          f"sum by (source) ({proven})\n/\nsum by (source) ({accounts})",
+                          "Share of the collected accounts and monitored regions proven on each "
+                          "configured source (target 100 %). " + proven_means,
+                          unit="percentunit", steps=PROVEN_STEPS, min=0, max=1, decimals=1,
+                          legend="{{source}}"), *MONITORING_ALERTS), 6, 8),
+            (runbook(table("Coverage by source and region",
+                           [(f"sum by (source, region, state) ({accounts})", "")],
+                           "Accounts per configured source and monitored region: proven, pending "
+                           "(the first canary is not due yet) or blind; their sum is the accounts "
+                           "collected. " + proven_means,
+                           hide=("Time",), rename={"source": "Source", "region": "Region",
+                                                   "state": "State", "Value": "Accounts"}),
+                     *MONITORING_ALERTS), 6, 8),
+            (runbook(account_table("Blind accounts, longest first", blind_for,
+                                   "Accounts, sources and regions the exporter cannot prove it would "
+                                   "see a root login on, and for how long, with the reason: each one "
+                                   "pages AwsRootMonitoringBlind (the runbook has a section per "
+                                   "reason). An empty account is no_accounts_collected.",
+                                   {"source": "Source", "region": "Region", "reason": "Reason",
+                                    "Value": "Blind for"}, hide=("Time",), unit="s"),
+                     *MONITORING_ALERTS), 12, 8),
+        ],
+        [
+            (runbook(timeseries("Canary delay by source", [
+                (canary_delay(0.5), "p50 {{source}}"),
+                (canary_delay(0.95), "p95 {{source}}"),
+            ], "End-to-end delay of the canaries, from their eventTime to their arrival through "
+               "each source, over the last hour: the exporter's real time to detect, measured "
+               f"continuously. Target < {c.TARGET_TIME_TO_ALERT_SECONDS} s (the line).",
+                unit="s", steps=TIME_TO_ALERT_STEPS), *MONITORING_ALERTS), 12, 8),
+            (runbook(timeseries("Monitoring tamper records", [
+                (increase_by("aws_root_monitoring_tamper_events_total",
+                             "account_id, account_name, event_name, outcome", ACCOUNT),
+                 "{{account_name}} {{account_id}}: {{event_name}} ({{outcome}})"),
+            ], "Calls that can blind root monitoring (a trail stopped or changed, the forwarder "
+               "rule disabled or deleted, the queue purged, an account leaving the organization), "
+               "by any principal, per interval; failure: a denied attempt.", bars=True),
+                     "AwsRootMonitoringTampered"), 12, 8),
+        ],
+    ]
+
+
 # --- dashboards -----------------------------------------------------------------------
 
 
@@ -663,7 +735,7 @@ def overview():
                         "root access is none."), 8, 9),
         ],
     ]
-    rows[1:1] = [quarter_kpi_row(), credential_removal_row()]
+    rows[1:1] = [quarter_kpi_row(), credential_removal_row(), *coverage_rows()]
     return dashboard(
         "aws-root-overview",
         "AWS root: organization overview",
@@ -847,11 +919,13 @@ def exporter_health():
             ], "Delay between a root record's eventTime and its processing, over the last hour, "
                f"by source. Target < {c.TARGET_TIME_TO_ALERT_SECONDS} s.",
                unit="s", steps=TIME_TO_ALERT_STEPS), 12, 8),
-            (timeseries("Root records processed, duplicate and rejected", [
+            (runbook(timeseries("Root records processed, duplicate and rejected", [
                 (f"sum by (source) (increase({m('aws_root_exporter_event_delay_seconds_count')}[$__rate_interval]))", "processed {{source}}"),
                 (increase_by("aws_root_exporter_events_duplicate_total", "source"), "duplicate {{source}}"),
                 (increase_by("aws_root_exporter_events_rejected_total", "source, reason"), "rejected {{source}}: {{reason}}"),
-            ], "Root records per interval by source.", bars=True), 12, 8),
+            ], "Root records per interval by source; rejected with reason malformed_root_record or "
+               "poison pages AwsRootActivityRecordRejected.", bars=True),
+                "AwsRootActivityRecordRejected"), 12, 8),
         ],
         [
             (runbook(stat("Last configuration reload succeeded",

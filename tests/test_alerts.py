@@ -343,3 +343,57 @@ def test_runbook_base_url_that_is_no_url_is_refused(bad):
         " give the address of runbook.md, e.g. https://git.example.com/aws-root-exporter/blob/main/alerts/runbook.md\n"
     )
     assert RULES_FILE.read_text() == before
+
+
+# --- aws commands in the runbook --------------------------------------------------------
+# The runbook's `aws` commands, in its sh blocks and inline, are checked like those of
+# docs/deployment.md (tests/test_deployment_doc.py): a real operation of botocore's service
+# model, only options the CLI has, with the required ones. Placeholders (<trail-arn>) stand
+# for values.
+
+
+def runbook_aws_commands(text: str) -> list:
+    from .test_deployment_doc import _simple_commands as parse, fenced_blocks
+
+    def _simple_commands(line: str, *args) -> list:
+        # `<trail-arn>` is a placeholder, not a redirection; `aws s3api` is the CLI's name
+        # for botocore's `s3` model.
+        line = re.sub(r"<([\w -]+)>", lambda m: m.group(1).replace(" ", "-"), line)
+        return parse(line.replace("aws s3api ", "aws s3 "), *args)
+
+    commands = []
+    for index, block in enumerate(fenced_blocks(text)):
+        if block.lang not in ("sh", "bash"):
+            continue
+        logical = re.sub(r"\\\n\s*", " ", block.text)
+        for offset, line in enumerate(logical.splitlines()):
+            if line.startswith("aws "):
+                # The command alone: a jq filter after the pipe spans several lines.
+                commands += _simple_commands(re.split(r"\s\|\s", line, maxsplit=1)[0], block.line + 1 + offset, index, None)
+    prose = re.sub(r"^ *```.*?^ *```", "", text, flags=re.M | re.S)
+    for span in re.findall(r"(?<!`)`(aws [^`]+)`(?!`)", prose):
+        line = text.count("\n", 0, text.find(span.split("\n")[0])) + 1
+        commands += _simple_commands(" ".join(span.split()), line, -1, None)
+    return sorted(commands, key=lambda c: c.line)
+
+
+def test_runbook_aws_commands_are_real_operations_with_real_options():
+    from .test_deployment_doc import problems_aws
+
+    commands = runbook_aws_commands(RUNBOOK.read_text())
+    assert len(commands) >= 30, len(commands)
+    assert problems_aws(commands) == []
+
+
+def test_runbook_aws_check_can_fail():
+    from .test_deployment_doc import problems_aws
+
+    text = (
+        "Run `aws cloudtrail start-logging`, then\n\n```sh\naws events put-rule --region us-east-1 --rule x \\\n"
+        "  --state ENABLED | jq -r '.x\n  | y'\n```\n"
+    )
+    assert problems_aws(runbook_aws_commands(text)) == [
+        "line 1: aws cloudtrail start-logging: the required option --name is missing",
+        "line 4: aws events put-rule: no option --rule",
+        "line 4: aws events put-rule: the required option --name is missing",
+    ]

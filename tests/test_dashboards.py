@@ -600,6 +600,16 @@ def test_alerts_on_prometheus_have_expanded_annotations(prometheus):
     assert failing["labels"]["account_id"] == "333333333333"
     assert "access_denied" in failing["annotations"]["description"]
     assert "AwsRootExporterDown" not in by_name
+    # The blind path of the fixture: its name from the series, its OU looked up, and how long
+    # it has been blind from Prometheus' clock (a template query of a scalar).
+    (blind,) = by_name["AwsRootMonitoringBlind"]
+    assert {k: blind["labels"].get(k) for k in ("account_id", "account_name", "ou_name", "source", "region", "reason")} == {
+        "account_id": "333333333333", "account_name": "sandbox", "ou_name": "Sandbox",
+        "source": "eventbridge_sqs", "region": "us-east-1", "reason": "rule_disabled"}
+    assert re.fullmatch(
+        r"Account 333333333333 \(sandbox\): source eventbridge_sqs in region us-east-1 is blind, reason rule_disabled,"
+        r" since 2023-11-14 22:13:20 \+0000 UTC \((\d+y )?(\d+d )?\d+h \d+m \d+s\)\. A root login there may not page:"
+        r" follow the runbook section of the reason\.", blind["annotations"]["description"]), blind["annotations"]["description"]
 
 
 def test_open_break_glass_windows_table_lists_only_open_windows(prometheus):

@@ -360,7 +360,8 @@ def problems_aws(commands: list[Command]) -> list[str]:
             allowed |= AWS_GENERATED_OPTIONS
         for option in sorted(options - allowed - AWS_GLOBAL_OPTIONS):
             problems.append(f"{where}: no option {option}")
-        for option in sorted(required - options):
+        # A required boolean is given as --x or --no-x.
+        for option in sorted(required - options - {'--' + o[5:] for o in options if o.startswith('--no-')}):
             problems.append(f"{where}: the required option {option} is missing")
         for capability in _option_values(words, "--capabilities"):
             if capability not in CAPABILITIES:
