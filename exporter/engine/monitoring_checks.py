@@ -69,9 +69,9 @@ class MonitoringChecks:
             semaphore = asyncio.Semaphore(self.settings.concurrency)
             units = [(a, region) for a in self.state.snapshot.accounts for region in monitored_regions(self.settings, a.partition)]
             readings = list(await asyncio.gather(*(self._read(a, region, sources, semaphore) for a, region in units)))
-        previous = self.state.monitoring_problems.get(PRODUCER, ())
-        problems = evaluate(readings, previous, time.time())
-        if problems != previous:
+        previous = self.state.monitoring_problems.get(PRODUCER)
+        problems = evaluate(readings, previous or (), time.time())
+        if problems != previous:  # the first check publishes even when all is well
             self.state.monitoring_problems[PRODUCER] = problems
             self.state.changed()
         return problems
