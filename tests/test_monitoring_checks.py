@@ -280,3 +280,34 @@ def test_a_vanished_account_is_reported_for_the_keep_time_only() -> None:
     expired = next_roster(roster, ["a"], [], 10.0 + DAY, DAY)
     assert left_organization(expired) == ()
     assert left_organization(next_roster(expired, ["a"], [], 10.0 + 2 * DAY, DAY)) == ()
+
+
+def test_vanished_accounts_survive_a_restart_through_the_roster_file(tmp_path: Any) -> None:
+    """The engine hook: snapshots published in organization mode, a restart in between."""
+    from exporter.config.settings import load_settings
+    from exporter.discovery.accounts import Account, SkippedAccount
+    from exporter.engine.state import ExporterState, Snapshot
+    from exporter.engine.vanished import VanishedAccounts, roster_path
+
+    settings = load_settings(overrides={"state_file": tmp_path / "state.json"})
+
+    def start() -> ExporterState:
+        state = ExporterState(600)
+        VanishedAccounts(settings, state)
+        return state
+
+    state = start()
+    state.publish(Snapshot(accounts=(Account("210000000001", "a"), Account("210000000002", "b"), Account("210000000003", "c"))))
+    assert not state.monitoring_problems.get("organization")
+    # b is seen closing (skipped), c is simply gone; a failed discovery changes nothing.
+    state.publish(Snapshot(accounts=(Account("210000000001", "a"),), discovery_error="access_denied"))
+    assert not state.monitoring_problems.get("organization")
+    state.publish(Snapshot(accounts=(Account("210000000001", "a"),), skipped_accounts=(SkippedAccount("210000000002", "b", "suspended"),)))
+    (problem,) = state.monitoring_problems["organization"]
+    assert (problem.account_id, problem.region, problem.sources, problem.reason) == ("210000000003", "", (ALL,), LEFT_ORGANIZATION)
+    assert roster_path(settings.state_file).is_file()
+    # After a restart it is still reported, with the same since, before any sweep.
+    again = start()
+    assert again.monitoring_problems["organization"] == (problem,)
+    again.publish(Snapshot(accounts=(Account("210000000001", "a"), Account("210000000003", "c"))))
+    assert again.monitoring_problems["organization"] == ()
