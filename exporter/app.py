@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
 from exporter.engine.activity import ActivityService
+from exporter.engine.monitoring_checks import MonitoringChecks
+from exporter.engine.vanished import VanishedAccounts
 from exporter.activity.store import EventStore
 from exporter.aws.client import Aws
 from exporter.web.http import MetricsServer
@@ -60,6 +62,9 @@ class Exporter:
         self.server = MetricsServer(self.state, self.exposition, host, port, wrap=self.web.wrap if self.web else None, reload=self.reloader.reload)
         self.sweeper: PostureSweeper | None = None
         self.activity: ActivityService | None = None
+        self.checks: MonitoringChecks | None = None
+        # Before the first sweep publishes: it compares every snapshot with the previous one.
+        self.vanished = VanishedAccounts(settings, self.state)
 
     @property
     def url(self) -> str:
@@ -79,12 +84,13 @@ class Exporter:
             async with make_aws(self.settings, self.state) as aws:
                 self.sweeper = PostureSweeper(aws, self.settings, self.state)
                 self.activity = ActivityService(aws, self.settings, self.state, self.store)
+                self.checks = MonitoringChecks(aws, self.settings, self.state)
                 if on_started is not None:
                     on_started(self)
-                await asyncio.gather(
-                    supervise("posture sweeps", self.sweeper.run),
-                    supervise("root activity", self.activity.run),
-                )
+                loops = [supervise("posture sweeps", self.sweeper.run), supervise("root activity", self.activity.run)]
+                if self.settings.monitoring_checks_enabled:
+                    loops.append(supervise("configuration checks", self.checks.run))
+                await asyncio.gather(*loops)
         finally:
             loop.remove_signal_handler(signal.SIGHUP)
             self.server.stop()

@@ -44,6 +44,11 @@ MEMBER_ACTIONS = {
     "iam:GetCredentialReport",
     "iam:ListVirtualMFADevices",
     "cloudtrail:LookupEvents",
+    "cloudtrail:DescribeTrails",
+    "cloudtrail:GetTrailStatus",
+    "cloudtrail:GetEventSelectors",
+    "events:DescribeRule",
+    "events:ListTargetsByRule",
 }
 READ_VERBS = ("Get", "List", "Describe", "Lookup", "Receive", "Decrypt")
 AUDIT_TASK_POLICY = "arn:${AWS::Partition}:iam::aws:policy/root-task/IAMAuditRootUserCredentials"
@@ -503,3 +508,25 @@ def test_readme_shows_the_rule_pattern_the_templates_use() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     blocks = [b.split("```", 1)[0] for b in readme.split("```json\n")[1:]]
     assert [json.loads(b) for b in blocks if '"$or"' in b] == [ROOT_PATTERN]
+
+
+def test_the_checked_rule_is_named_as_the_exporter_looks_for_it_and_only_it_is_readable() -> None:
+    """The configuration checks read one rule by name: both templates name their default-bus
+    rule with the exporter's `forwarder_rule_name` default, and the events grants name that rule."""
+    from exporter.config.settings import Settings
+
+    default = Settings.model_fields["forwarder_rule_name"].default
+    for name, resource in (("root-activity-forwarder.yaml", "ForwardRule"), ("root-activity-eventbridge.yaml", "RootActivityRule")):
+        template = _template(name)
+        assert template["Resources"][resource]["Properties"]["Name"] == {"Ref": "RuleName"}
+        assert template["Parameters"]["RuleName"]["Default"] == default
+    rule_reads = [(where, s) for where, s in _all_identity_statements() if set(_as_list(s["Action"])) & {"events:DescribeRule", "events:ListTargetsByRule"}]
+    assert len(rule_reads) == 4  # member role and exporter, template and JSON file
+    for where, statement in rule_reads:
+        assert sorted(_as_list(statement["Action"])) == ["events:DescribeRule", "events:ListTargetsByRule"], where
+        if where.endswith(".json"):
+            assert statement["Resource"] == f"arn:aws:events:*:*:rule/{default}", where
+        else:
+            assert statement["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:events:*:${AWS::AccountId}:rule/${ForwarderRuleName}"}, where
+            template = "member-role.yaml" if where.startswith("member-role") else "exporter-principal.yaml"
+            assert _template(template)["Parameters"]["ForwarderRuleName"]["Default"] == default

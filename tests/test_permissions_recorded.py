@@ -26,6 +26,7 @@ from typing import Any
 from exporter.sandbox import MANAGEMENT_ACCOUNT_ID, Sandbox
 from exporter.sandbox.records import make_record
 
+from .test_monitoring_checks_sandbox import create_rule, create_trail
 from .conftest import (
     IAM_ACTIONS_FILE,
     ROOT,
@@ -225,8 +226,16 @@ async def test_representative_workload_is_allowed(sandbox: Sandbox) -> None:
             lookup_events_interval_seconds=5,
             include_account_ids=[MEMBER, "210000000001", MANAGEMENT_ACCOUNT_ID],
         )
+        # The configuration checks read a trail and a forwarder rule in the member and the
+        # exporter's own account (the sandbox seeds neither).
+        for account in (MEMBER, MANAGEMENT_ACCOUNT_ID):
+            create_trail(sandbox, account, "Trail")
+            create_rule(sandbox, account)
         async with running_exporter(settings) as exporter:
             await exporter.wait_for_sweeps(1)
+            async with asyncio.timeout(30):
+                while exporter.state.monitoring_problems.get("checks") is None:
+                    await asyncio.sleep(0.1)
             sandbox.inject(make_record("console-login", MEMBER, mfa=True))
             async with asyncio.timeout(30):
                 while True:
@@ -265,6 +274,13 @@ async def test_representative_workload_is_allowed(sandbox: Sandbox) -> None:
         ("member_role", "iam:GetCredentialReport"),
         ("member_role", "iam:GetAccountSummary"),
         ("member_role", "cloudtrail:LookupEvents"),
+        ("member_role", "cloudtrail:DescribeTrails"),
+        ("member_role", "cloudtrail:GetTrailStatus"),
+        ("member_role", "cloudtrail:GetEventSelectors"),
+        ("member_role", "events:DescribeRule"),
+        ("member_role", "events:ListTargetsByRule"),
+        ("exporter", "cloudtrail:DescribeTrails"),
+        ("exporter", "events:ListTargetsByRule"),
         ("assume_root_session", "iam:GetUser"),
         ("assume_root_session", "iam:ListMFADevices"),
     } <= seen

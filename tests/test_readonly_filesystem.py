@@ -238,7 +238,8 @@ def test_exporter_runs_on_a_read_only_filesystem_as_nobody(readonly_layout: dict
     assert {name: _listing(path) for name, path in watched.items()} == before
     assert _listing(ROOT / "exporter") == repo_before, "nothing written next to the code (bytecode, caches)"
     written = sorted(os.listdir(tmp))
-    assert written == ["state.json"], f"only the state file in TMPDIR (temporary files removed): {written}"
+    # The state file and, beside it, the account roster (accounts that leave the organization).
+    assert written == ["state.json", "state.json.accounts.json"], f"only the state files in TMPDIR (temporary files removed): {written}"
     if as_root:
         assert _owned_by_nobody_since(marker) == []
     if note:

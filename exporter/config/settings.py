@@ -29,6 +29,7 @@ _OU_ID = re.compile(r"^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[0-9a-z]{8,32})$")
 _ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+_RULE_NAME = re.compile(r"^[.\-_A-Za-z0-9]{1,64}$")
 _IAM_ACTION = re.compile(r"^[a-zA-Z0-9-]+:[a-zA-Z0-9*?]+$")
 # iam:ListOrganizationsFeatures' valid values (IAM API reference, EnabledFeatures).
 _ROOT_ACCESS_FEATURES = ("RootCredentialsManagement", "RootSessions")
@@ -179,6 +180,24 @@ class Settings(BaseSettings):
     s3_trail_queue_url: str | None = Field(
         None, description="SQS queue of S3 notifications for an organization trail's log files."
     )
+    monitored_regions: list[str] = Field(
+        default_factory=list,
+        description="Regions in which root activity must be seen: the monitoring checks (and canaries) run there (empty: `lookup_events_regions` if set, else where root sign-ins and IAM calls are recorded, us-east-1, or us-gov-west-1 / cn-north-1 in those partitions).",
+    )
+    monitoring_checks_enabled: bool = Field(
+        True,
+        description="Check, through the member role, that a logging trail with read and write management events covers each monitored region and that the forwarder rule is in place, for the configured queue sources (see README, Configuration checks).",
+    )
+    monitoring_checks_interval_seconds: float = Field(900.0, ge=5, description="Seconds between configuration checks of every account and monitored region.")
+    forwarder_rule_name: str = Field(
+        "aws-root-activity-forwarder",
+        description="Name of the EventBridge rule on each account's default bus that sends root activity on (the `Name` of root-activity-forwarder.yaml's and root-activity-eventbridge.yaml's rule), checked when `eventbridge_queue_url` is set.",
+    )
+    left_organization_days: float = Field(
+        7.0,
+        gt=0,
+        description="Days an account that vanished from the organization without being seen closing is reported as `left_organization` (sooner when it comes back).",
+    )
     sqs_wait_seconds: int = Field(20, ge=0, le=20, description="SQS long-polling wait.")
     sqs_max_receives: int = Field(
         5, ge=1, description="A message that failed this many times is dropped and counted as rejected (`poison`)."
@@ -252,12 +271,20 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an IAM role name (1-64 characters of letters, digits and +=,.@_-), got {value!r}")
         return value
 
-    @field_validator("lookup_events_regions")
+    @field_validator("lookup_events_regions", "monitored_regions")
     @classmethod
     def _regions(cls, value: list[str]) -> list[str]:
         for item in value:
             if not _REGION.match(item):
                 raise ValueError(f"must be AWS region names such as us-east-1, got {item!r}")
+        return value
+
+    @field_validator("forwarder_rule_name")
+    @classmethod
+    def _rule_name(cls, value: str) -> str:
+        # EventBridge's RuleName (botocore events model): 1-64 of [.-_A-Za-z0-9].
+        if not _RULE_NAME.match(value):
+            raise ValueError(f"must be an EventBridge rule name (1-64 characters of letters, digits and .-_), got {value!r}")
         return value
 
     @field_validator("region")

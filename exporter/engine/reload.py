@@ -41,6 +41,7 @@ RESTART_SETTINGS: dict[str, str] = {
     "lookup_events_enabled": "the activity sources are started once",
     "eventbridge_queue_url": "the activity sources are started once",
     "s3_trail_queue_url": "the activity sources are started once",
+    "monitoring_checks_enabled": "the configuration checks' loop is started once",
     "sqs_wait_seconds": "the SQS client's read timeout is derived from it at start",
     "state_file": "the event store is opened and saved to this file from start to stop",
     "log_level": "logging is set up once at start",

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from exporter.discovery.accounts import Account, SkippedAccount
 from exporter.aws.client import ApiStats
+from exporter.monitoring.problems import PathProblem
 from exporter.posture.collect import RootPosture
 from exporter.posture.organization_features import OrganizationFeatures
 from exporter.scp.check import ScpResult
@@ -86,6 +87,11 @@ class ExporterState:
         self.live_status: dict[tuple[str, str], CollectorStatus] = {}
         # Called with the accounts of every published snapshot (e.g. to create counters at 0).
         self.listeners: list[Any] = []
+        # Called with every snapshot about to be published (e.g. to notice accounts that vanished).
+        self.snapshot_listeners: list[Callable[[Snapshot], None]] = []
+        # Every producer's proof-of-sight problems ("checks", "organization"), each tuple
+        # replaced whole by its producer, which then calls changed().
+        self.monitoring_problems: dict[str, tuple[PathProblem, ...]] = {}
         self._version = 0
         self._lock = threading.Lock()
 
@@ -102,6 +108,8 @@ class ExporterState:
         snapshot = replace(snapshot, sweeps=self.sweeps + 1)
         for listener in self.listeners:
             listener(snapshot.accounts)
+        for snapshot_listener in self.snapshot_listeners:
+            snapshot_listener(snapshot)
         self.snapshot = snapshot
         self.sweeps = snapshot.sweeps
         self.changed()

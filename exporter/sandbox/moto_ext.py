@@ -16,6 +16,10 @@ moto's reset clears it. What is added:
 - member roles that cannot be assumed (AccessDenied from `sts:AssumeRole`);
 - CloudTrail `LookupEvents` over records the sandbox holds, with AWS's limit of 2
   requests per second per account and region (`ThrottlingException` beyond it);
+- CloudTrail trails as a member account sees them (`install_trail_views`): the organization
+  trail shows in members (`DescribeTrails` with `includeShadowTrails`), `GetTrailStatus`
+  and `GetEventSelectors` take a shadow or organization trail's ARN, and a trail created
+  without selectors records all read and write management events, as in AWS;
 - `account:GetAlternateContact` with `AccountId` as AWS Organizations allows it (moto
   answers for any account): only the management account of the member's organization, and
   only while trusted access for AWS Account Management is on (AccessDeniedException with
@@ -710,6 +714,67 @@ def _lookup_events(self: Any) -> ActionResult:
     return ActionResult(result)
 
 
+# -- trails as a member account sees them (configuration checks, issue 23) --------------------
+
+
+def install_trail_views() -> None:
+    """What moto 5.2.5's CloudTrail lacks for the configuration checks, after AWS's model:
+
+    - `DescribeTrails` with `includeShadowTrails` (the default) also returns the organization
+      trails of the account's organization ("the replication of an organization trail in
+      member accounts", CloudTrail API Reference, DescribeTrails); moto shows only the
+      account's own trails;
+    - `GetTrailStatus` and `GetEventSelectors` find a shadow or organization trail by its ARN
+      (a name finds only a trail of this account and region); moto's `GetEventSelectors`
+      looks in the request's region only;
+    - a trail created without event selectors answers `GetEventSelectors` with AWS's default
+      selector (all read and write management events); moto answers with none.
+    Members still cannot change an organization trail: the other operations are moto's own."""
+    from moto.cloudtrail.exceptions import TrailNotFoundException
+    from moto.cloudtrail.models import CloudTrailBackend, Trail, cloudtrail_backends
+    from moto.utilities.utils import get_partition
+
+    original_describe = CloudTrailBackend.describe_trails
+    original_selectors = Trail.get_event_selectors
+
+    def describe_trails(self: CloudTrailBackend, include_shadow_trails: bool) -> Any:
+        trails = list(original_describe(self, include_shadow_trails))
+        management = _management_of(self.account_id)
+        if include_shadow_trails and management and management != self.account_id:
+            for backend in list(cloudtrail_backends[management].values()):
+                for trail in list(backend.trails.values()):
+                    same_partition = get_partition(trail.region_name) == get_partition(self.region_name)
+                    if trail.is_org_trail and same_partition and (trail.is_multi_region or trail.region_name == self.region_name):
+                        trails.append(trail)
+        return trails
+
+    def visible(self: CloudTrailBackend, name_or_arn: str) -> Any:
+        for trail in describe_trails(self, True):
+            own = trail.account_id == self.account_id and trail.region_name == self.region_name
+            if trail.arn == name_or_arn or (own and trail.trail_name == name_or_arn):
+                return trail
+        raise TrailNotFoundException(account_id=self.account_id, name=name_or_arn)
+
+    def get_trail_status(self: CloudTrailBackend, name: str) -> Any:
+        return visible(self, name).status
+
+    def get_event_selectors(self: CloudTrailBackend, trail_name: str) -> Any:
+        trail = visible(self, trail_name)
+        selectors, advanced = trail.get_event_selectors()
+        return trail.arn, selectors, advanced
+
+    def trail_selectors(self: Trail) -> Any:
+        selectors, advanced = original_selectors(self)
+        if not selectors and not advanced:
+            selectors = [{"ReadWriteType": "All", "IncludeManagementEvents": True, "DataResources": [], "ExcludeManagementEventSources": []}]
+        return selectors, advanced
+
+    CloudTrailBackend.describe_trails = describe_trails  # type: ignore[method-assign]
+    CloudTrailBackend.get_trail_status = get_trail_status  # type: ignore[method-assign]
+    CloudTrailBackend.get_event_selectors = get_event_selectors  # type: ignore[method-assign]
+    Trail.get_event_selectors = trail_selectors  # type: ignore[method-assign]
+
+
 # -- member roles that cannot be assumed ------------------------------------------------------
 
 _original_assume_role = STSBackend.assume_role
@@ -756,4 +821,5 @@ def install() -> None:
     TokenResponse.assume_root = _assume_root  # type: ignore[attr-defined]
     AccountResponse.get_alternate_contact = _get_alternate_contact  # type: ignore[method-assign]
     STSBackend.assume_role = _assume_role  # type: ignore[method-assign]
+    install_trail_views()
     _installed = True
