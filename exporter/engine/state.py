@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from exporter.discovery.accounts import Account, SkippedAccount
 from exporter.aws.client import ApiStats
+from exporter.monitoring.problems import PathProblem
 from exporter.posture.collect import RootPosture
 from exporter.posture.organization_features import OrganizationFeatures
 from exporter.scp.check import ScpResult
@@ -84,6 +85,10 @@ class ExporterState:
         self.sections: list[Section] = []
         # Status of collectors that run continuously (activity sources), by (account, collector).
         self.live_status: dict[tuple[str, str], CollectorStatus] = {}
+        # Proof of sight: what each producer ("checks", "organization") found blinding, each
+        # producer replacing its whole tuple and then calling changed(). The canary's own
+        # problems live in its Coverage (exporter.monitoring.coverage).
+        self.monitoring_problems: dict[str, tuple[PathProblem, ...]] = {}
         # Called with the accounts of every published snapshot (e.g. to create counters at 0).
         self.listeners: list[Any] = []
         self._version = 0

@@ -95,6 +95,7 @@ class Coverage:
         self._seen: dict[tuple[str, str, str], float] = {}
         # The identity each account's canaries are made as, and since when.
         self._identity: dict[str, tuple[str, float]] = {}
+        self._arns: set[str] = set()
         self._delays = {source: DelayHistogram([0] * (len(DELAY_BUCKETS) + 1)) for source in self.sources}
         # Canary records already observed per source (an overlapping LookupEvents poll reads
         # each one again): event id -> eventTime, pruned as they age.
@@ -137,11 +138,13 @@ class Coverage:
             known = self._identity.get(account_id)
             if known is None or known[0] != arn:
                 self._identity[account_id] = (arn, now)
+                self._arns = {arn for arn, _ in self._identity.values()}
                 self._version += 1
 
-    def known_arns(self) -> frozenset[str]:
-        with self._lock:
-            return frozenset(arn for arn, _ in self._identity.values())
+    def known_arns(self) -> set[str]:
+        """The identities canaries were made as. The set itself, not a copy (every record an
+        activity source takes is checked against it): read it in the loop that writes it."""
+        return self._arns
 
     def seen(self, account_id: str, region: str, source: str, event_id: str, event_time: float, arrival: float) -> bool:
         """A canary record came back through `source`; False when it was observed already
@@ -172,6 +175,7 @@ class Coverage:
             identity = {k: v for k, v in self._identity.items() if k in keep}
             if (len(started), len(seen), len(identity)) != (len(self._started), len(self._seen), len(self._identity)):
                 self._started, self._seen, self._identity = started, seen, identity
+                self._arns = {arn for arn, _ in identity.values()}
                 self._version += 1
 
     # -- what /metrics reads ---------------------------------------------------------------
