@@ -114,3 +114,32 @@ async def test_canaries_prove_each_path_and_their_absence_blinds_it(sandbox: San
         # Still counted once each: the histogram saw each record once per source.
         for source in ("eventbridge_sqs", "lookup_events"):
             assert sample(families, "aws_root_monitoring_canary_delay_seconds_count", source=source) == 1.0
+
+
+async def test_a_broken_role_is_counted_never_a_success_series_and_goes_blind_after_its_bound(sandbox: Sandbox) -> None:
+    broken = "210000000009"  # the sandbox's account without the exporter's member role
+    settings = sandbox_settings(
+        sandbox,
+        include_account_ids=[broken],
+        lookup_events_enabled=True,
+        lookup_events_interval_seconds=5,
+        canary_interval_seconds=INTERVAL,
+        canary_bounds_seconds={"lookup_events": LOOKUP_BOUND},
+    )
+    async with running_exporter(settings) as exporter:
+        await exporter.wait_for_sweeps(1)
+        async with asyncio.timeout(LOOKUP_BOUND + 2 * INTERVAL + 20):
+            while True:
+                families = await exporter.metrics()
+                if sample(families, "aws_root_monitoring_blind_since_timestamp_seconds", account_id=broken) is not None:
+                    break
+                await asyncio.sleep(0.2)
+        assert sample(families, "aws_root_exporter_collector_errors_total", account_id=broken, collector="canary", reason="assume_role_failed") >= 1
+        # No success series of its own (the series budget; a failed canary pages only as a blind path).
+        assert sample(families, "aws_root_exporter_collector_success", account_id=broken, collector="canary") is None
+        assert sample(
+            families, "aws_root_monitoring_blind_since_timestamp_seconds",
+            account_id=broken, account_name="network", source="lookup_events", region=REGION, reason="canary_missing",
+        ) is not None
+        assert sample(families, "aws_root_monitoring_accounts", source="lookup_events", region=REGION, state="blind") == 1.0
+        assert exporter.exporter.coverage.known_arns() == set()
