@@ -227,6 +227,8 @@ async def test_representative_workload_is_allowed(sandbox: Sandbox) -> None:
         )
         async with running_exporter(settings) as exporter:
             await exporter.wait_for_sweeps(1)
+            # The proof-of-sight canary in each account (the loop's own round may come later).
+            await exporter.exporter.canary.round()
             sandbox.inject(make_record("console-login", MEMBER, mfa=True))
             async with asyncio.timeout(30):
                 while True:
@@ -265,9 +267,11 @@ async def test_representative_workload_is_allowed(sandbox: Sandbox) -> None:
         ("member_role", "iam:GetCredentialReport"),
         ("member_role", "iam:GetAccountSummary"),
         ("member_role", "cloudtrail:LookupEvents"),
+        ("member_role", "sts:GetCallerIdentity"),  # the proof-of-sight canary
         ("assume_root_session", "iam:GetUser"),
         ("assume_root_session", "iam:ListMFADevices"),
     } <= seen
     assert {p for p, _ in seen} == {"exporter", "member_role", "assume_root_session"}
-    # No principal does another's work: organization reads and assuming are the exporter's only.
-    assert not [op for p, op in seen if p != "exporter" and op.split(":")[0] in ("organizations", "sts", "sqs", "s3")]
+    # No principal does another's work: organization reads and assuming are the exporter's only
+    # (the member role's one STS call is the canary, which asks STS who it is).
+    assert not [op for p, op in seen if p != "exporter" and op.split(":")[0] in ("organizations", "sts", "sqs", "s3") and op != "sts:GetCallerIdentity"]
