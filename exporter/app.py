@@ -11,11 +11,14 @@ from datetime import datetime, timezone
 from exporter.engine.activity import ActivityService
 from exporter.engine.monitoring_checks import MonitoringChecks
 from exporter.engine.vanished import VanishedAccounts
+from exporter.engine.canary import CanaryService
 from exporter.activity.store import EventStore
 from exporter.aws.client import Aws
 from exporter.web.http import MetricsServer
 from exporter.metrics.activity import activity_sections
 from exporter.metrics.exposition import Exposition
+from exporter.metrics.monitoring import monitoring_sections
+from exporter.monitoring.coverage import Coverage, configured_sources
 from exporter.metrics.reload import reload_sections
 from exporter.metrics.tamper import tamper_section
 from exporter.engine.reload import Reloader
@@ -58,10 +61,17 @@ class Exporter:
         self.web = WebConfigSource(settings.web_config_file) if settings.web_config_file else None
         # A broken state file stops the start with a clear error, before anything listens.
         self.store = EventStore.open(settings.state_file, datetime.now(timezone.utc))
-        self.state.sections += [*reload_sections(self.reloader), *activity_sections(self.store), tamper_section(self.store, self.state)]
+        # Proof of sight: which canaries were made and which came back (README, Proof of sight).
+        self.coverage = (
+            Coverage(configured_sources(settings), settings.canary_bounds_seconds, settings.canary_interval_seconds, settings.role_session_name)
+            if settings.canary_enabled
+            else None
+        )
+        self.state.sections += [*reload_sections(self.reloader), *activity_sections(self.store), tamper_section(self.store, self.state), *monitoring_sections(self.state, settings, self.coverage)]
         self.server = MetricsServer(self.state, self.exposition, host, port, wrap=self.web.wrap if self.web else None, reload=self.reloader.reload)
         self.sweeper: PostureSweeper | None = None
         self.activity: ActivityService | None = None
+        self.canary: CanaryService | None = None
         self.checks: MonitoringChecks | None = None
         # Before the first sweep publishes: it compares every snapshot with the previous one.
         self.vanished = VanishedAccounts(settings, self.state)
@@ -83,13 +93,16 @@ class Exporter:
         try:
             async with make_aws(self.settings, self.state) as aws:
                 self.sweeper = PostureSweeper(aws, self.settings, self.state)
-                self.activity = ActivityService(aws, self.settings, self.state, self.store)
+                self.activity = ActivityService(aws, self.settings, self.state, self.store, self.coverage)
                 self.checks = MonitoringChecks(aws, self.settings, self.state)
-                if on_started is not None:
-                    on_started(self)
                 loops = [supervise("posture sweeps", self.sweeper.run), supervise("root activity", self.activity.run)]
                 if self.settings.monitoring_checks_enabled:
                     loops.append(supervise("configuration checks", self.checks.run))
+                if self.coverage is not None:
+                    self.canary = CanaryService(aws, self.settings, self.state, self.coverage)
+                    loops.append(supervise("canaries", self.canary.run))
+                if on_started is not None:
+                    on_started(self)
                 await asyncio.gather(*loops)
         finally:
             loop.remove_signal_handler(signal.SIGHUP)

@@ -83,6 +83,9 @@ async def test_documented_metrics_are_exactly_the_exposed_ones(sandbox: Sandbox,
                     break
                 await asyncio.sleep(0.2)
         await exporter.exporter.activity.poll_lookup_events()
+        # A canary in each account: the management account's (the exporter's own credentials,
+        # not the forwarder's session) is a blind EventBridge path, canary_not_forwarded.
+        await exporter.exporter.canary.round()
         families = await exporter.metrics()
 
     docs = documented()

@@ -236,6 +236,8 @@ async def test_representative_workload_is_allowed(sandbox: Sandbox) -> None:
             async with asyncio.timeout(30):
                 while exporter.state.monitoring_problems.get("checks") is None:
                     await asyncio.sleep(0.1)
+            # The proof-of-sight canary in each account (the loop's own round may come later).
+            await exporter.exporter.canary.round()
             sandbox.inject(make_record("console-login", MEMBER, mfa=True))
             async with asyncio.timeout(30):
                 while True:
@@ -281,9 +283,11 @@ async def test_representative_workload_is_allowed(sandbox: Sandbox) -> None:
         ("member_role", "events:ListTargetsByRule"),
         ("exporter", "cloudtrail:DescribeTrails"),
         ("exporter", "events:ListTargetsByRule"),
+        ("member_role", "sts:GetCallerIdentity"),  # the proof-of-sight canary
         ("assume_root_session", "iam:GetUser"),
         ("assume_root_session", "iam:ListMFADevices"),
     } <= seen
     assert {p for p, _ in seen} == {"exporter", "member_role", "assume_root_session"}
-    # No principal does another's work: organization reads and assuming are the exporter's only.
-    assert not [op for p, op in seen if p != "exporter" and op.split(":")[0] in ("organizations", "sts", "sqs", "s3")]
+    # No principal does another's work: organization reads and assuming are the exporter's only
+    # (the member role's one STS call is the canary, which asks STS who it is).
+    assert not [op for p, op in seen if p != "exporter" and op.split(":")[0] in ("organizations", "sts", "sqs", "s3") and op != "sts:GetCallerIdentity"]

@@ -80,6 +80,7 @@ from typing import Any, Literal
 from exporter.activity.assume_root_keys import AssumeRootKeys, IssuedKey, issued_key
 from exporter.activity.tamper import tamper_pattern
 from exporter.config.settings import BreakGlassWindow
+from exporter.monitoring.canary import canary_pattern
 
 Kind = Literal["console_login", "signin_other", "api_call", "assume_root_call", "recovery_signal"]
 Outcome = Literal["success", "failure"]
@@ -127,7 +128,9 @@ def eventbridge_pattern() -> dict[str, Any]:
     """The EventBridge rule pattern that delivers every record the classifier uses: Root
     records, the AssumeRoot calls that vouch for privileged-task sessions, and the
     recovery signals made by IAM principals (root `CreateLoginProfile` is a Root record);
-    and every record `exporter.activity.tamper.classify_tamper` may use, by any principal."""
+    every record `exporter.activity.tamper.classify_tamper` may use, by any principal; and
+    the exporter's own canaries (exporter.monitoring.canary), which prove the rule and
+    its path deliver (README, Proof of sight)."""
     by_source: dict[str, list[str]] = {}
     for (source, name), signal in RECOVERY_SIGNALS.items():
         if signal != "root_password_created":
@@ -138,6 +141,7 @@ def eventbridge_pattern() -> dict[str, Any]:
             {"detail": {"eventSource": [STS], "eventName": ["AssumeRoot"]}},
             *({"detail": {"eventSource": [source], "eventName": names}} for source, names in sorted(by_source.items())),
             *tamper_pattern(),
+            canary_pattern(),
         ]
     }
 

@@ -462,6 +462,14 @@ class Aws:
         self._credentials_lost(error)
         return error
 
+    async def caller_identity(self, credentials: Credentials | None, region: str) -> str:
+        """The ARN `credentials` (None: the exporter's own) act as, from `sts:GetCallerIdentity`
+        on `region`'s regional STS endpoint (botocore's default, in every partition): the
+        proof-of-sight canary, whose CloudTrail record is written in that region
+        (exporter.monitoring.canary). It needs no permission and changes nothing."""
+        async with self.member_client("sts", credentials, region) as sts:
+            return str((await self.call(sts, "GetCallerIdentity"))["Arn"])
+
     # -- credentials for member accounts -------------------------------------------------
 
     async def assume_role(self, role_arn: str) -> Credentials:

@@ -33,6 +33,10 @@ _RULE_NAME = re.compile(r"^[.\-_A-Za-z0-9]{1,64}$")
 _IAM_ACTION = re.compile(r"^[a-zA-Z0-9-]+:[a-zA-Z0-9*?]+$")
 # iam:ListOrganizationsFeatures' valid values (IAM API reference, EnabledFeatures).
 _ROOT_ACCESS_FEATURES = ("RootCredentialsManagement", "RootSessions")
+# The activity sources a canary proves (exporter.monitoring.problems.SOURCES), with the
+# default bound of each: how long after a canary call its record may take to come back
+# through that source before the path counts as blind. README, Proof of sight, says why.
+CANARY_BOUNDS_SECONDS = {"eventbridge_sqs": 300.0, "s3_trail": 900.0, "lookup_events": 900.0}
 
 
 class AccountMode(str, Enum):
@@ -174,6 +178,19 @@ class Settings(BaseSettings):
     lookup_events_history_days: int = Field(
         90, ge=1, le=90, description="History read on a start without a state file (the trailing-90-day login count needs 90)."
     )
+    monitored_regions: list[str] = Field(
+        default_factory=list,
+        description="Regions in which root activity must be seen: canaries are made there and each configured source must deliver them (empty: `lookup_events_regions`, else the partition's global-service region, us-east-1 / us-gov-west-1 / cn-north-1). See [Proof of sight](#proof-of-sight).",
+    )
+    canary_enabled: bool = Field(
+        True,
+        description="Call `sts:GetCallerIdentity` in every collected account and monitored region every `canary_interval_seconds` and prove that each configured source delivers its CloudTrail record (see [Proof of sight](#proof-of-sight)).",
+    )
+    canary_interval_seconds: float = Field(300.0, ge=10, description="Seconds between canary calls to an account and region.")
+    canary_bounds_seconds: dict[str, float] = Field(
+        default_factory=lambda: dict(CANARY_BOUNDS_SECONDS),
+        description="Per source (`eventbridge_sqs`, `s3_trail`, `lookup_events`), seconds a canary's record may take to arrive before the path counts as blind (plus `canary_interval_seconds`); a source not given keeps its default.",
+    )
     eventbridge_queue_url: str | None = Field(
         None, description="SQS queue fed by an EventBridge rule on root CloudTrail events (near real time)."
     )
@@ -286,6 +303,16 @@ class Settings(BaseSettings):
         if not _RULE_NAME.match(value):
             raise ValueError(f"must be an EventBridge rule name (1-64 characters of letters, digits and .-_), got {value!r}")
         return value
+
+    @field_validator("canary_bounds_seconds")
+    @classmethod
+    def _canary_bounds(cls, value: dict[str, float]) -> dict[str, float]:
+        for source, bound in value.items():
+            if source not in CANARY_BOUNDS_SECONDS:
+                raise ValueError(f"keys must be sources ({', '.join(CANARY_BOUNDS_SECONDS)}), got {source!r}")
+            if not bound > 0:
+                raise ValueError(f"{source}: must be a number of seconds above 0, got {bound!r}")
+        return {**CANARY_BOUNDS_SECONDS, **value}
 
     @field_validator("region")
     @classmethod

@@ -33,6 +33,9 @@ from exporter.activity.classify import RECOVERY_SIGNALS, MalformedRecord, Verdic
 from exporter.activity.records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
 from exporter.activity.store import EventStore
 from exporter.activity.tamper import TamperVerdict, classify_tamper
+from exporter.monitoring.canary import EVENT_NAME as CANARY_EVENT_NAME
+from exporter.monitoring.canary import is_canary, record_account
+from exporter.monitoring.coverage import Coverage, monitored_regions
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +98,16 @@ def _queue_account(url: str) -> str:
 
 
 class ActivityService:
-    def __init__(self, aws: Aws, settings: Settings, state: ExporterState, store: EventStore) -> None:
+    def __init__(self, aws: Aws, settings: Settings, state: ExporterState, store: EventStore, coverage: Coverage | None = None) -> None:
         self.aws = aws
         self.settings = settings
         self.state = state
         self.store = store
+        # Where the canaries that come back are reported; None when canaries are off.
+        self.coverage = coverage
+        # Per account and region, until when LookupEvents has read the canaries (in memory:
+        # after a restart only the canaries that can still prove anything are read).
+        self._canary_checkpoints: dict[tuple[str, str], datetime] = {}
         self.limiter = RateLimiter(LOOKUP_SPACING_SECONDS)
         self.runner = CollectorRunner(state)
         state.listeners.append(self._accounts_known)
@@ -125,6 +133,10 @@ class ActivityService:
         AssumeRoot record is not known yet is held for `assume_root_evidence_wait_seconds`
         (see README, What counts as root activity)."""
         seen_at = datetime.now(timezone.utc)
+        # The exporter's own canary: proof the path delivers, never root activity nor rejected.
+        if self.coverage is not None and is_canary(record, self.coverage.known_arns(), self.settings.role_session_name):
+            self._canary_seen(record, source, seen_at)
+            return None
         evidence = assume_root_evidence(record)
         if evidence is not None:
             for released in self.store.learn_key(*evidence, seen_at):
@@ -156,6 +168,15 @@ class ActivityService:
             when = tamper.event_time or seen_at
             # One line per tamper record for the SIEM, with every verdict field.
             log.warning("monitoring tamper", extra={**tamper.to_json(), "source": source, "counted": when >= self.store.counting_from})
+
+    def _canary_seen(self, record: Mapping[str, Any], source: str, seen_at: datetime) -> None:
+        assert self.coverage is not None
+        try:
+            event_time = datetime.fromisoformat(str(record["eventTime"]).replace("Z", "+00:00")).timestamp()
+        except (KeyError, ValueError):
+            log.debug("canary record without a usable eventTime", extra={"source": source, "event_id": record.get("eventID")})
+            return
+        self.coverage.seen(record_account(record), str(record.get("awsRegion", "")), source, str(record.get("eventID", "")), event_time, seen_at.timestamp())
 
     def release_held(self) -> None:
         """Count as root use the held records whose AssumeRoot evidence did not come in time."""
@@ -240,7 +261,7 @@ class ActivityService:
                     LOOKUP,
                     lambda: self._lookup_account(account, management=account.account_id == snapshot.management_account_id),
                     previous=self.state.live_status.get(key),
-                    timeout=self.settings.account_timeout_seconds * len(self._lookup_regions(account)),
+                    timeout=self.settings.account_timeout_seconds * (len(self._lookup_regions(account)) + len(self._canary_regions(account))),
                     failed="activity collection failed",
                 )
             self._settle(key, outcome.status)
@@ -271,6 +292,26 @@ class ActivityService:
                 if not checkpoint:
                     self.store.note_history(account.account_id, start)
                 self.store.set_checkpoint(key, poll_started.isoformat())
+        for region in self._canary_regions(account):
+            async with self.aws.member_client("cloudtrail", credentials, region) as client:
+                await self._lookup_canaries(client, account.account_id, region)
+
+    def _canary_regions(self, account: Account) -> list[str]:
+        return monitored_regions(self.settings, account.partition) if self.coverage is not None else []
+
+    async def _lookup_canaries(self, client: Any, account_id: str, region: str) -> None:
+        """The canaries in the account and region's event history (by event name: the lookup
+        takes one attribute, and `take` keeps only the exporter's). Never further back than a
+        canary can still prove its path (the bound plus the canary interval)."""
+        now = datetime.now(timezone.utc)
+        window = timedelta(seconds=self.settings.canary_bounds_seconds[LOOKUP] + self.settings.canary_interval_seconds)
+        start = now - window
+        checkpoint = self._canary_checkpoints.get((account_id, region))
+        if checkpoint is not None:
+            start = max(start, checkpoint - timedelta(seconds=self.settings.lookup_events_overlap_seconds))
+        attributes = [{"AttributeKey": "EventName", "AttributeValue": CANARY_EVENT_NAME}]
+        await self._lookup(client, account_id, region, attributes, start, now)
+        self._canary_checkpoints[(account_id, region)] = now
 
     def _lookup_regions(self, account: Account) -> list[str]:
         """The configured regions, else the one where the account's partition records root

@@ -39,6 +39,7 @@ RESTART_SETTINGS: dict[str, str] = {
     "external_id": "the AWS clients are built at start",
     "assume_root_audit": "changes the AWS permissions and credential path of every account",
     "lookup_events_enabled": "the activity sources are started once",
+    "canary_enabled": "the canary loop is started once",
     "eventbridge_queue_url": "the activity sources are started once",
     "s3_trail_queue_url": "the activity sources are started once",
     "monitoring_checks_enabled": "the configuration checks' loop is started once",

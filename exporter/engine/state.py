@@ -85,6 +85,10 @@ class ExporterState:
         self.sections: list[Section] = []
         # Status of collectors that run continuously (activity sources), by (account, collector).
         self.live_status: dict[tuple[str, str], CollectorStatus] = {}
+        # Proof of sight: what each producer ("checks", "organization") found blinding, each
+        # producer replacing its whole tuple and then calling changed(). The canary's own
+        # problems live in its Coverage (exporter.monitoring.coverage).
+        self.monitoring_problems: dict[str, tuple[PathProblem, ...]] = {}
         # Called with the accounts of every published snapshot (e.g. to create counters at 0).
         self.listeners: list[Any] = []
         # Called with every snapshot about to be published (e.g. to notice accounts that vanished).

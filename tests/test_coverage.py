@@ -1,0 +1,281 @@
+"""Proof of sight, judged purely: canary recognition (exporter/monitoring/canary.py) and every
+state transition of a path (exporter/monitoring/coverage.py), with the clock passed in."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from exporter.activity.classify import classify, eventbridge_pattern
+from exporter.config.settings import CANARY_BOUNDS_SECONDS, load_settings
+from exporter.monitoring.canary import canary_pattern, forwarded, is_canary
+from exporter.monitoring.coverage import (
+    BLIND,
+    CANARY_MISSING,
+    CANARY_NOT_FORWARDED,
+    PENDING,
+    PROVEN,
+    Coverage,
+    configured_sources,
+    monitored_regions,
+)
+from exporter.monitoring.problems import EVENTBRIDGE, LOOKUP, S3_TRAIL, PathProblem
+
+FIXTURE = Path(__file__).parent / "fixtures" / "canary" / "stratus__get_caller_identity_assumed_role_regional.json"
+A, B = "111111111111", "222222222222"
+REGION = "eu-west-1"
+BOUNDS = {EVENTBRIDGE: 300.0, S3_TRAIL: 900.0, LOOKUP: 900.0}
+INTERVAL = 300.0
+SESSION = "aws-root-exporter"
+ARN_A = f"arn:aws:sts::{A}:assumed-role/AwsRootExporterReadOnly/{SESSION}"
+T0 = 1_000_000.0
+
+
+def coverage(sources=(EVENTBRIDGE, S3_TRAIL, LOOKUP)) -> Coverage:
+    return Coverage(sources, BOUNDS, INTERVAL, SESSION)
+
+
+def canary_record(account: str = A, session: str = SESSION) -> dict:
+    """The published record with the exporter's identity in `account`."""
+    record = copy.deepcopy(json.loads(FIXTURE.read_text()))
+    role_id = record["userIdentity"]["sessionContext"]["sessionIssuer"]["principalId"]
+    record["userIdentity"]["arn"] = f"arn:aws:sts::{account}:assumed-role/AwsRootExporterReadOnly/{session}"
+    record["userIdentity"]["principalId"] = f"{role_id}:{session}"
+    record["userIdentity"]["accountId"] = account
+    return record
+
+
+# ---------------------------------------------------------------- recognition
+
+
+def test_the_published_record_is_a_read_only_management_event_on_a_regional_endpoint() -> None:
+    record = json.loads(FIXTURE.read_text())
+    assert (record["readOnly"], record["managementEvent"], record["eventCategory"]) == (True, True, "Management")
+    assert record["tlsDetails"]["clientProvidedHostHeader"] == f"sts.{record['awsRegion']}.amazonaws.com"
+
+
+def test_a_canary_is_recognised_by_its_session_name_or_a_learned_identity() -> None:
+    assert is_canary(canary_record(), known_arns=())
+    # Not the exporter's session, but an identity it made canaries with (its own credentials).
+    own = canary_record(session="someone")
+    assert not is_canary(own, known_arns=())
+    assert is_canary(own, known_arns={own["userIdentity"]["arn"]})
+    # A configured session name.
+    assert is_canary(canary_record(session="root-watch"), known_arns=(), session_name="root-watch")
+    # Anybody else's GetCallerIdentity, and the exporter's other calls, are not canaries.
+    published = json.loads(FIXTURE.read_text())
+    assert not is_canary(published, known_arns=())
+    other_call = canary_record() | {"eventName": "GetSessionToken"}
+    assert not is_canary(other_call, known_arns=())
+    assert not is_canary(canary_record() | {"userIdentity": "x"}, known_arns=())
+
+
+def test_forwarded_reads_the_assumed_role_session_name() -> None:
+    assert forwarded(ARN_A)
+    assert forwarded(f"arn:aws-us-gov:sts::{A}:assumed-role/R/{SESSION}")
+    assert not forwarded(f"arn:aws:sts::{A}:assumed-role/R/other-{SESSION}x")
+    assert not forwarded(f"arn:aws:iam::{A}:user/{SESSION}")
+    assert not forwarded("garbage")
+
+
+def test_a_canary_is_never_root_activity() -> None:
+    assert classify(canary_record()) is None
+
+
+def _matches(pattern, event) -> bool:
+    """EventBridge matching for what the pattern uses: $or, nested objects, values, suffix."""
+    if "$or" in pattern:
+        return any(_matches(p, event) for p in pattern["$or"])
+    for key, expected in pattern.items():
+        if not isinstance(event, dict) or key not in event:
+            return False
+        if isinstance(expected, list):
+            value = event[key]
+            if not any(v == value or (isinstance(v, dict) and isinstance(value, str) and value.endswith(v["suffix"])) for v in expected):
+                return False
+        elif not _matches(expected, event[key]):
+            return False
+    return True
+
+
+def test_the_rule_forwards_the_canary_and_no_other_get_caller_identity() -> None:
+    assert canary_pattern() in eventbridge_pattern()["$or"]
+    assert _matches(eventbridge_pattern(), {"detail": canary_record()})
+    assert not _matches(eventbridge_pattern(), {"detail": canary_record(session="ci-deploy")})
+    assert not _matches(eventbridge_pattern(), {"detail": json.loads(FIXTURE.read_text())})
+    assert _matches(canary_pattern("root-watch"), {"detail": canary_record(session="root-watch")})
+
+
+# ---------------------------------------------------------------- settings and regions
+
+
+def test_monitored_regions_default_to_the_lookup_regions_then_the_global_region() -> None:
+    settings = SimpleNamespace(monitored_regions=[], lookup_events_regions=[])
+    assert monitored_regions(settings, "aws") == ["us-east-1"]
+    assert monitored_regions(settings, "aws-us-gov") == ["us-gov-west-1"]
+    assert monitored_regions(settings, "aws-cn") == ["cn-north-1"]
+    settings.lookup_events_regions = ["eu-west-1"]
+    assert monitored_regions(settings, "aws") == ["eu-west-1"]
+    settings.monitored_regions = ["us-east-1", "eu-central-1"]
+    assert monitored_regions(settings, "aws") == ["us-east-1", "eu-central-1"]
+
+
+def test_configured_sources_follow_the_settings() -> None:
+    settings = load_settings(overrides={"lookup_events_enabled": False})
+    assert configured_sources(settings) == ()
+    settings = load_settings(overrides={"eventbridge_queue_url": "https://sqs.us-east-1.amazonaws.com/111111111111/q", "lookup_events_enabled": True})
+    assert configured_sources(settings) == (EVENTBRIDGE, LOOKUP)
+    assert settings.canary_bounds_seconds == CANARY_BOUNDS_SECONDS
+
+
+# ---------------------------------------------------------------- transitions
+
+
+def test_pending_until_the_first_canary_comes_back_then_proven() -> None:
+    c = coverage()
+    assert c.state(A, REGION, EVENTBRIDGE, T0).state == PENDING  # not even tried
+    c.attempted(A, REGION, T0)
+    c.made(A, ARN_A, T0)
+    assert c.state(A, REGION, EVENTBRIDGE, T0 + 10).state == PENDING
+    assert c.seen(A, REGION, EVENTBRIDGE, "e1", event_time=T0, arrival=T0 + 42)
+    assert c.state(A, REGION, EVENTBRIDGE, T0 + 50).state == PROVEN
+    # The other sources have not delivered it yet.
+    assert c.state(A, REGION, S3_TRAIL, T0 + 50).state == PENDING
+    assert c.delays()[EVENTBRIDGE].buckets[3] == 1  # 42 s: the le=60 bucket
+    assert c.delays()[EVENTBRIDGE].total == 42
+
+
+def test_restart_never_seen_goes_blind_after_bound_plus_interval() -> None:
+    c = coverage()  # a fresh process: nothing seen
+    c.attempted(A, REGION, T0)
+    c.made(A, ARN_A, T0)
+    due = T0 + BOUNDS[S3_TRAIL] + INTERVAL
+    assert c.state(A, REGION, S3_TRAIL, due - 1).state == PENDING
+    assert c.state(A, REGION, S3_TRAIL, due) == c.state(A, REGION, S3_TRAIL, due + 600)
+    assert c.state(A, REGION, S3_TRAIL, due).state == BLIND
+    assert c.state(A, REGION, S3_TRAIL, due).since == due
+    assert c.state(A, REGION, S3_TRAIL, due).reason == CANARY_MISSING
+    # A canary made before the restart (recognised by session name) still proves the path.
+    c.seen(A, REGION, S3_TRAIL, "before-restart", event_time=T0 - 60, arrival=T0 + 200)
+    assert c.state(A, REGION, S3_TRAIL, T0 + 200).state == PROVEN
+
+
+def test_a_failing_role_stops_the_canaries_and_the_path_goes_blind_after_its_bound() -> None:
+    c = coverage()
+    c.attempted(A, REGION, T0)
+    c.made(A, ARN_A, T0)
+    c.seen(A, REGION, EVENTBRIDGE, "e1", event_time=T0, arrival=T0 + 5)
+    # From here the role fails: canaries are still attempted, none is made, none comes back.
+    for n in range(1, 4):
+        c.attempted(A, REGION, T0 + n * INTERVAL)
+    last_good = T0 + BOUNDS[EVENTBRIDGE] + INTERVAL
+    assert c.state(A, REGION, EVENTBRIDGE, last_good - 1).state == PROVEN
+    blind = c.state(A, REGION, EVENTBRIDGE, last_good)
+    assert (blind.state, blind.since, blind.reason) == (BLIND, last_good, CANARY_MISSING)
+    # The role works again: the next canary proves the path at once.
+    c.seen(A, REGION, EVENTBRIDGE, "e2", event_time=last_good + 100, arrival=last_good + 110)
+    assert c.state(A, REGION, EVENTBRIDGE, last_good + 110).state == PROVEN
+
+
+def test_a_role_failing_from_the_start_goes_blind_too() -> None:
+    c = coverage((LOOKUP,))
+    c.attempted(A, REGION, T0)  # AssumeRole fails: nothing made, nothing seen
+    assert c.state(A, REGION, LOOKUP, T0 + BOUNDS[LOOKUP] + INTERVAL).state == BLIND
+
+
+def test_an_account_added_is_pending_then_proven_and_one_removed_is_forgotten() -> None:
+    c = coverage((LOOKUP,))
+    c.attempted(A, REGION, T0)
+    c.seen(A, REGION, LOOKUP, "a1", T0, T0 + 100)
+    later = T0 + 5 * INTERVAL
+    c.attempted(B, REGION, later)
+    counts, problems = c.evaluate([(A, REGION), (B, REGION)], later + 1)
+    assert counts == {(LOOKUP, REGION, PENDING): 1, (LOOKUP, REGION, BLIND): 1}  # A's canary is old by now
+    assert problems == [PathProblem(A, REGION, (LOOKUP,), CANARY_MISSING, T0 + BOUNDS[LOOKUP] + INTERVAL)]
+    c.seen(A, REGION, LOOKUP, "a2", later, later + 60)
+    c.seen(B, REGION, LOOKUP, "b1", later, later + 60)
+    counts, problems = c.evaluate([(A, REGION), (B, REGION)], later + 61)
+    assert counts == {(LOOKUP, REGION, PROVEN): 2} and problems == []
+    # B leaves the organization (the snapshot no longer has it): forgotten, not blind.
+    c.forget([A])
+    assert c.state(B, REGION, LOOKUP, later + 10_000).state == PENDING
+    counts, _ = c.evaluate([(A, REGION)], later + 61)
+    assert counts == {(LOOKUP, REGION, PROVEN): 1}
+    # Back again: a new path, pending from its new first attempt.
+    c.attempted(B, REGION, later + 20_000)
+    assert c.state(B, REGION, LOOKUP, later + 20_001).state == PENDING
+
+
+def test_an_identity_the_rule_cannot_match_is_blind_on_eventbridge_at_once() -> None:
+    c = coverage()
+    own = f"arn:aws:iam::{A}:user/exporter"
+    c.attempted(A, REGION, T0)
+    c.made(A, own, T0 + 1)
+    found = c.state(A, REGION, EVENTBRIDGE, T0 + 2)
+    assert (found.state, found.since, found.reason) == (BLIND, T0 + 1, CANARY_NOT_FORWARDED)
+    assert c.state(A, REGION, LOOKUP, T0 + 2).state == PENDING  # LookupEvents reads it anyway
+    # A rule of the user's own that does deliver it proves the path after all.
+    c.seen(A, REGION, EVENTBRIDGE, "e1", T0 + 1, T0 + 5)
+    assert c.state(A, REGION, EVENTBRIDGE, T0 + 5).state == PROVEN
+    assert c.known_arns() == {own}
+
+
+def test_the_delay_is_observed_once_per_record_and_source() -> None:
+    c = coverage()
+    c.attempted(A, REGION, T0)
+    assert c.seen(A, REGION, LOOKUP, "e1", T0, T0 + 400)
+    before = c.delay_key()
+    assert not c.seen(A, REGION, LOOKUP, "e1", T0, T0 + 460)  # the next overlapping poll
+    assert c.delay_key() == before
+    assert c.seen(A, REGION, EVENTBRIDGE, "e1", T0, T0 + 3)  # the same record on another path
+    delays = c.delays()
+    assert sum(delays[LOOKUP].buckets) == 1 and delays[LOOKUP].total == 400
+    assert sum(delays[EVENTBRIDGE].buckets) == 1 and delays[S3_TRAIL].buckets == [0] * 11
+    # A source that is not configured is not observed.
+    c2 = coverage((LOOKUP,))
+    assert not c2.seen(A, REGION, EVENTBRIDGE, "e1", T0, T0 + 3)
+
+
+def test_the_key_moves_on_state_changes_only() -> None:
+    c = coverage((EVENTBRIDGE,))
+    k0 = c.key(T0)
+    c.attempted(A, REGION, T0)
+    k1 = c.key(T0)
+    assert k1 != k0
+    c.attempted(A, REGION, T0 + 300)  # the same path again: no change
+    assert c.key(T0 + 1) == k1
+    c.seen(A, REGION, EVENTBRIDGE, "e1", T0, T0 + 5)  # pending -> proven
+    k2 = c.key(T0 + 5)
+    assert k2 != k1
+    c.seen(A, REGION, EVENTBRIDGE, "e2", T0 + 300, T0 + 305)  # proven stays proven
+    assert c.key(T0 + 305) == k2
+    # Time alone turns it blind: the key moves exactly then.
+    due = T0 + 300 + BOUNDS[EVENTBRIDGE] + INTERVAL
+    assert c.key(due - 1) == k2
+    assert c.key(due) != k2
+    assert c.state(A, REGION, EVENTBRIDGE, due).state == BLIND
+
+
+def test_new_bounds_apply_to_every_path() -> None:
+    c = coverage((S3_TRAIL,))
+    c.attempted(A, REGION, T0)
+    assert c.state(A, REGION, S3_TRAIL, T0 + 1000).state == PENDING
+    c.configure({**BOUNDS, S3_TRAIL: 60.0}, INTERVAL)
+    assert c.state(A, REGION, S3_TRAIL, T0 + 1000).state == BLIND
+    assert c.state(A, REGION, S3_TRAIL, T0 + 1000).since == T0 + 360
+
+
+@pytest.mark.parametrize("bounds, message", [
+    ({"sqs": 60}, "canary_bounds_seconds: keys must be sources (eventbridge_sqs, s3_trail, lookup_events), got 'sqs'"),
+    ({"s3_trail": -1}, "canary_bounds_seconds: s3_trail: must be a number of seconds above 0, got -1.0"),
+])
+def test_bad_bounds_name_the_setting(bounds, message) -> None:
+    from exporter.config.files import SettingsError
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings(overrides={"canary_bounds_seconds": bounds})
+    assert str(raised.value) == message
