@@ -15,5 +15,5 @@ ACTIONS: dict[str, str] = {
     "enable-rule": "PutRule with State ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS on the forwarder rule (undoes both)",
     "purge-queue": "PurgeQueue on the central root-activity queue (every event waiting is lost)",
     "remove-account": "RemoveAccountFromOrganization: the account leaves (no organization trail, no central bus)",
-    "restore-account": "the account joins the organization again (InviteAccountToOrganization, AcceptHandshake)",
+    "restore-account": "the account joins the organization again (the AcceptHandshake record)",
 }

@@ -448,6 +448,9 @@ def _describe_error(error: Any) -> str:
         return f"{where}: must be a mapping{keys}, got {_kind_of(got)}"
     message = error["msg"].removeprefix("Value error, ")
     if kind == "value_error":
+        # A check across keys names the key it is about itself.
+        if not loc and message.startswith(("accounts.", "management.", "monitoring.")):
+            return message
         return f"{where}: {message}"
     hint = _quote_hint(loc[-1] if loc else "", got) if _takes_text(annotation) else ""
     return f"{where}: {message}, got {repr(got) if isinstance(got, str) else _kind_of(got)}{hint}"
