@@ -161,6 +161,9 @@ class Monitoring:
         if lookup:
             visible = datetime.now(timezone.utc) + timedelta(seconds=delays.get("lookup_events", 0.0))
             moto_ext.add_cloudtrail_record(account, region, record, visible_at=visible)
+        if not self._modelled(account, region):
+            self._unmodelled(record, account, region, eventbridge=eventbridge, s3=s3)
+            return
         # Whether a trail records it is decided when the call is made, not when it arrives.
         trails = moto_ext.trail_delivers(account, region, read_only)
         if eventbridge and trails:
@@ -172,6 +175,26 @@ class Monitoring:
         if s3 and trails:
             self._later(delays.get("s3_trail", 0.0), lambda: self.sandbox.write_trail_file([record], account, region, organization=bool(organization)))
 
+    def _modelled(self, account: str, region: str) -> bool:
+        """Whether the sandbox deploys monitoring where the record was made: an account of the
+        scenario, in a monitored region."""
+        return region in self.regions and any(a.id == account for a in self.sandbox.scenario.all_accounts)
+
+    def _unmodelled(self, record: dict[str, Any], account: str, region: str, *, eventbridge: bool, s3: bool) -> None:
+        """A record of an account or region the scenario does not monitor (tests feed public
+        fixtures of foreign accounts and regions): put on the paths as it is, as if a trail and
+        a rule there had delivered it, in AWS's envelope."""
+        from moto.sqs import sqs_backends
+
+        from exporter.sandbox.records import eventbridge_envelope
+        from exporter.sandbox.scenario import MANAGEMENT_ACCOUNT_ID
+
+        if eventbridge:
+            queue = self.sandbox.events_queue_url.rsplit("/", 1)[-1]
+            sqs_backends[MANAGEMENT_ACCOUNT_ID][self.sandbox.region].send_message(queue, json.dumps(eventbridge_envelope(record)))
+        if s3:
+            self.sandbox.write_trail_file([record], account, region)
+
     def _later(self, delay: float, action: Callable[[], None]) -> None:
         if delay <= 0:
             action()
@@ -182,6 +205,8 @@ class Monitoring:
         """The record of a GetCallerIdentity made to the sandbox, delivered after the scenario's delays."""
         from exporter.sandbox.records import caller_identity_record
 
+        if not self.sandbox.scenario.monitoring.canaries:
+            return
         role_id = None
         if caller.get("role_arn"):
             role_id = self._role_id(str(caller["account"]), str(caller["role_arn"]))

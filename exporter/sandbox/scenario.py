@@ -285,6 +285,9 @@ class Monitoring(_Model):
     # The organization trail at start (StopLogging blinds every account).
     organization_trail: Literal["logging", "stopped"] = "logging"
     delays: Delays = Field(default_factory=Delays)
+    # Whether a GetCallerIdentity made to the sandbox writes its CloudTrail record (the
+    # canary). Off: no record comes back, so every configured source is blind.
+    canaries: bool = True
 
     @field_validator("regions")
     @classmethod
