@@ -309,18 +309,28 @@ def test_a_bad_monitoring_block_is_one_clear_line(tmp_path: Path, monitoring: di
     assert str(raised.value) == f"scenario {str(path)!r}: {error}"
 
 
-def test_a_scenario_starts_blinded_where_it_says(sandbox: Sandbox, default_scenario: Scenario) -> None:
-    data = scenario(default_scenario, trail="per_account").model_dump(mode="json")
-    for account in data["accounts"]:
-        if account["id"] == MEMBER:
-            account["monitoring"] = {"trail": "stopped", "forwarder": "missing", "regions": ["eu-west-1"]}
-    sandbox.reset(Scenario.model_validate(data))
-    session = member_session(sandbox, MEMBER, "eu-west-1")
-    [trail] = client(sandbox, session, "cloudtrail").describe_trails(includeShadowTrails=True)["trailList"]
-    assert client(sandbox, session, "cloudtrail").get_trail_status(Name=trail["TrailARN"])["IsLogging"] is False
-    assert client(sandbox, session, "events").list_rules()["Rules"] == []
-    home = member_session(sandbox, MEMBER, "us-east-1")
-    assert client(sandbox, home, "events").describe_rule(Name=FORWARDER_RULE)["State"] == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+def test_a_scenario_starts_blinded_where_it_says(sandbox: Sandbox) -> None:
+    sandbox.reset(load_scenario(ROOT / "tests/scenarios/blinded.yaml"))
+    ireland = member_session(sandbox, MEMBER, "eu-west-1")
+    [trail] = client(sandbox, ireland, "cloudtrail").describe_trails(includeShadowTrails=True)["trailList"]
+    assert trail["IsOrganizationTrail"] is False
+    assert client(sandbox, ireland, "cloudtrail").get_trail_status(Name=trail["TrailARN"])["IsLogging"] is False
+    assert client(sandbox, ireland, "events").list_rules()["Rules"] == []
+    virginia = member_session(sandbox, MEMBER, "us-east-1")
+    [trail] = client(sandbox, virginia, "cloudtrail").describe_trails(includeShadowTrails=True)["trailList"]
+    assert client(sandbox, virginia, "cloudtrail").get_trail_status(Name=trail["TrailARN"])["IsLogging"] is True
+    states = {
+        (account, region): client(sandbox, member_session(sandbox, account, region), "events").describe_rule(Name=FORWARDER_RULE)["State"]
+        for account in ("210000000003", "210000000004", "210000000005") for region in REGIONS
+        if (account, region) != (MEMBER, "eu-west-1")
+    }
+    assert states == {
+        (MEMBER, "us-east-1"): "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS",
+        ("210000000004", "us-east-1"): "DISABLED", ("210000000004", "eu-west-1"): "DISABLED",
+        ("210000000005", "us-east-1"): "ENABLED", ("210000000005", "eu-west-1"): "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS",
+    }
+    listed = {a["Id"] for a in sandbox.client("organizations").list_accounts()["Accounts"]}
+    assert listed == {"123456789012", "210000000001", MEMBER, "210000000004", "210000000005"}
 
 
 def test_inject_blinds_and_restores_a_running_sandbox(monitored: Sandbox) -> None:
