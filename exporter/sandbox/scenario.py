@@ -308,9 +308,9 @@ class Monitoring(_Model):
 
 class Scenario(_Model):
     organization: Organization = Field(default_factory=Organization)
-    monitoring: Monitoring = Field(default_factory=Monitoring)
     management: Account
     accounts: list[Account] = Field(default_factory=list)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
     @model_validator(mode="after")
     def _ids(self) -> Scenario:
