@@ -24,12 +24,9 @@ import logging
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from exporter.sandbox.actions import ACTIONS
-
-if TYPE_CHECKING:
-    from exporter.sandbox.server import Sandbox
 
 log = logging.getLogger("exporter.sandbox")
 
@@ -83,7 +80,7 @@ class Scheduler:
 
 
 class Monitoring:
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Any) -> None:  # exporter.sandbox.server.Sandbox, which builds this
         self.sandbox = sandbox
         self.scheduler = Scheduler()
 
@@ -100,15 +97,15 @@ class Monitoring:
         from exporter.activity.classify import eventbridge_pattern
         from exporter.sandbox import moto_ext
         from exporter.sandbox.scenario import MANAGEMENT_ACCOUNT_ID
-        from exporter.sandbox.server import TRAIL_BUCKET
 
         self.scheduler.clear()
         sandbox, scenario = self.sandbox, self.sandbox.scenario
         home = sandbox.region
+        bucket = sandbox.trail_bucket
         pattern = json.dumps(eventbridge_pattern())
         if scenario.monitoring.trail == "organization":
             trail = cloudtrail_backends[MANAGEMENT_ACCOUNT_ID][home].create_trail(
-                ORGANIZATION_TRAIL, TRAIL_BUCKET, None, None, True, True, True, True, None, None, None, []  # type: ignore[arg-type]
+                ORGANIZATION_TRAIL, bucket, None, None, True, True, True, True, None, None, None, []  # type: ignore[arg-type]
             )
             trail.put_event_selectors(ALL_MANAGEMENT_EVENTS, [])
             if scenario.monitoring.organization_trail == "logging":
@@ -130,7 +127,7 @@ class Monitoring:
             for region in self.regions:
                 if scenario.monitoring.trail == "per_account":
                     trail = cloudtrail_backends[account.id][region].create_trail(
-                        ACCOUNT_TRAIL, TRAIL_BUCKET, None, None, region == home, False, True, False, None, None, None, []  # type: ignore[arg-type]
+                        ACCOUNT_TRAIL, bucket, None, None, region == home, False, True, False, None, None, None, []  # type: ignore[arg-type]
                     )
                     trail.put_event_selectors(ALL_MANAGEMENT_EVENTS, [])
                     if not (region in applies and own.trail == "stopped"):

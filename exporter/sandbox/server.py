@@ -69,6 +69,10 @@ class Sandbox:
         return global_region(self.partition)
 
     @property
+    def trail_bucket(self) -> str:
+        return TRAIL_BUCKET
+
+    @property
     def endpoint_url(self) -> str:
         host, port = self._server.get_host_and_port()
         return f"http://{host}:{port}"
