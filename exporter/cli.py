@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from exporter import __version__
 from exporter.activity.state_file import StateFileError
 from exporter.logs import setup_logging
+from exporter.sandbox.actions import ACTIONS
 from exporter.sandbox.records import KINDS, MFA_DEVICES
 from exporter.sandbox.scenario import Scenario, ScenarioError, load_scenario
 from exporter.sandbox.server import check_port
@@ -108,7 +109,7 @@ def _parser() -> _Parser:
         "sandbox": "run the exporter against the built-in sandbox organization",
         "audit": "collect once, print every account's root posture, exit 1 on findings",
         "classify": "classify CloudTrail records in files (log files, .gz, EventBridge events, JSON lines)",
-        "inject": "inject a root event into a running sandbox (demo)",
+        "inject": "inject a root event into a running sandbox, or blind one of its monitoring paths (demo)",
         "healthcheck": "exit 0 if this host's exporter answers /-/healthy (for Docker's HEALTHCHECK)",
     }
     parsers = {}
@@ -128,7 +129,12 @@ def _parser() -> _Parser:
     inject = parsers["inject"]
     inject.add_argument("--control-url", required=True, help="the sandbox control URL printed by `aws-root-exporter sandbox`")
     inject.add_argument("--account", required=True, help="12-digit account id")
-    inject.add_argument("--kind", default="console-login", choices=KINDS, metavar="KIND", help=f"one of: {', '.join(KINDS)} (default: console-login)")
+    inject.add_argument(
+        "--kind", default="console-login", choices=(*KINDS, *ACTIONS), metavar="KIND",
+        help=f"a record: one of {', '.join(KINDS)} (default: console-login); or a call that blinds or restores a path: "
+        + "; ".join(f"{name}: {what}" for name, what in ACTIONS.items()),
+    )
+    inject.add_argument("--region", help="the region a blinding KIND acts in (default: the sandbox's region)")
     factor = inject.add_mutually_exclusive_group()
     factor.add_argument("--no-mfa", action="store_true", help="the record says MFA was not used")
     factor.add_argument("--mfa-kind", default="totp", choices=sorted(MFA_DEVICES), help="the MFA device a console login names (default: totp)")
@@ -414,7 +420,10 @@ def _inject(args: argparse.Namespace) -> int:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         print(not_control.format("it is not an http:// URL"), file=sys.stderr)
         return EXIT_CONFIG
-    body = json.dumps({"kind": args.kind, "account_id": args.account, "mfa": not args.no_mfa, "mfa_kind": args.mfa_kind}).encode()
+    fields = {"kind": args.kind, "account_id": args.account, "mfa": not args.no_mfa, "mfa_kind": args.mfa_kind}
+    if args.region:
+        fields["region"] = args.region
+    body = json.dumps(fields).encode()
     try:
         request = urllib.request.Request(args.control_url.rstrip("/") + "/inject", data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:

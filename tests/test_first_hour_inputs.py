@@ -224,7 +224,7 @@ def test_classify_dash_reads_standard_input(tmp_path: Path) -> None:
             'accounts.0.id: Input should be a valid string, got 310000000001 (a number);'
             ' YAML reads unquoted digits as a number: quote the value (e.g. id: "310000000001")',
         ),
-        ("- " + MINIMAL_SCENARIO + "\n", "(top level): must be a mapping (keys: organization, management, accounts), got a list"),
+        ("- " + MINIMAL_SCENARIO + "\n", "(top level): must be a mapping (keys: organization, management, accounts, monitoring), got a list"),
         (
             'management: {id: "123456789012", name: m}\naccounts: [{id: "310000000001", name: a, faults: [{operation: GetUser, eror: x}]}]\n',
             "accounts.0.faults.0.eror: unknown key; did you mean error?",

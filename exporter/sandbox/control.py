@@ -3,6 +3,12 @@
     POST /inject  {"kind": "console-login", "account_id": "210000000003", "mfa": false}
     POST /inject  {"record": {...a CloudTrail record...}}
 
+    POST /inject  {"kind": "stop-trail", "account_id": "210000000003", "region": "eu-west-1"}
+
+A kind of exporter.sandbox.actions.ACTIONS is a real call on moto that blinds (or restores)
+one path; the sandbox also delivers that call's CloudTrail record. Answers {"eventID": ...}
+of that record.
+
 Optional fields: "paths" (subset of ["lookup", "eventbridge", "s3"], default all), "when"
 (ISO time), "source_ip", "event_name". Answers {"eventID": ...}.
 
@@ -24,6 +30,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from exporter.sandbox.actions import ACTIONS
 from exporter.sandbox.faults import KINDS as FAULT_KINDS, FaultInjector
 from exporter.sandbox.records import KINDS, MFA_DEVICES, make_record
 from exporter.sandbox.server import Sandbox
@@ -70,14 +77,19 @@ def inject_request(sandbox: Sandbox, body: dict[str, Any]) -> dict[str, Any]:
     record = body.get("record")
     if record is None:
         kind = body.get("kind", "console-login")
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if kind not in KINDS and kind not in ACTIONS:
+            raise ValueError(f"kind must be one of {', '.join((*KINDS, *ACTIONS))}, got {kind!r}")
         account = str(body.get("account_id", ""))
         if not (len(account) == 12 and account.isdigit()):
             raise ValueError(f"account_id must be a 12-digit account id, got {account!r}")
         known = [a.id for a in sandbox.scenario.all_accounts]
         if account not in known:
             raise ValueError(f"account {account} is not in the running scenario; its accounts are {', '.join(known)}")
+        if kind in ACTIONS:
+            region = body.get("region")
+            if region is not None and not isinstance(region, str):
+                raise ValueError(f"region must be a region name, got {region!r}")
+            return {"eventID": sandbox.monitoring.act(kind, account, region).get("eventID")}
         options: dict[str, Any] = {"mfa": bool(body.get("mfa", True))}
         if body.get("mfa_kind"):
             if body["mfa_kind"] not in MFA_DEVICES:

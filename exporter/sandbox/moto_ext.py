@@ -28,6 +28,8 @@ moto's reset clears it. What is added:
 
 from __future__ import annotations
 
+import copy
+import logging
 import random
 import string
 import threading
@@ -39,9 +41,11 @@ from typing import Any
 from botocore import xform_name
 from moto.account.models import account_backends
 from moto.account.responses import AccountResponse
+from moto.cloudtrail.models import CloudTrailBackend
 from moto.cloudtrail.responses import CloudTrailResponse
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
+from moto.events.models import Rule
 from moto.iam import iam_backends
 from moto.iam.exceptions import IAMException, ReportNotPresentException
 from moto.iam.models import IAMBackend, VirtualMfaDevice
@@ -822,4 +826,249 @@ def install() -> None:
     AccountResponse.get_alternate_contact = _get_alternate_contact  # type: ignore[method-assign]
     STSBackend.assume_role = _assume_role  # type: ignore[method-assign]
     install_trail_views()
+    _install_proof_of_sight()
     _installed = True
+
+
+def _install_proof_of_sight() -> None:
+    CloudTrailBackend.describe_trails = _describe_trails  # type: ignore[method-assign]
+    CloudTrailBackend.get_trail_status = _get_trail_status  # type: ignore[method-assign]
+    CloudTrailBackend.get_event_selectors = _get_event_selectors  # type: ignore[method-assign]
+    Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign]
+    TokenResponse.get_caller_identity = _get_caller_identity  # type: ignore[method-assign]
+
+
+# -- proof of sight: trails members see, EventBridge rule states, the canary ----------------
+#
+# moto 5.2.5 shows an organization trail only in the account that owns it, delivers every
+# event to every rule whatever its state, forwards an event to another bus as a new event
+# (new id, the forwarding account and region), and drops `account` from the event an SQS
+# target receives. AWS does none of these: the functions below make moto do what AWS does.
+
+ENABLED_WITH_READ_ONLY = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+_original_describe_trails = CloudTrailBackend.describe_trails
+_original_get_trail_status = CloudTrailBackend.get_trail_status
+_original_get_event_selectors = CloudTrailBackend.get_event_selectors
+_original_send_to_targets = Rule.send_to_targets
+_original_get_caller_identity = TokenResponse.get_caller_identity
+CLOUDTRAIL_DETAIL_TYPES = ("AWS API Call via CloudTrail", "AWS Console Sign In via CloudTrail")
+
+
+def organization_trails(account_id: str, region: str) -> list[Any]:
+    """The organization trails of the organization `account_id` belongs to (as a member or
+    as its management account) that cover `region`: multi-region ones, or single-region
+    ones whose home region it is."""
+    from moto.cloudtrail.models import cloudtrail_backends
+
+    management = _management_of(account_id) or account_id
+    found = []
+    for backend in cloudtrail_backends[management].values():
+        for trail in backend.trails.values():
+            if trail.is_org_trail and (trail.is_multi_region or trail.region_name == region):
+                found.append(trail)
+    return found
+
+
+def covering_trails(account_id: str, region: str) -> list[Any]:
+    """Every trail that records (account, region): the account's own trails that cover the
+    region and its organization's trails (an account that left has none)."""
+    from moto.cloudtrail.models import cloudtrail_backends
+
+    own = [
+        trail
+        for backend in cloudtrail_backends[account_id].values()
+        for trail in backend.trails.values()
+        if not trail.is_org_trail and (trail.is_multi_region or trail.region_name == region)
+    ]
+    return own + organization_trails(account_id, region)
+
+
+def records_management_event(trail: Any, read_only: bool) -> bool:
+    """Whether the trail's selectors record a management event that is read-only or not.
+
+    A trail without selectors records every management event (CloudTrail's default)."""
+    basic, advanced = trail.event_selectors, trail.advanced_event_selectors
+    if not basic and not advanced:
+        return True
+    wanted = {"All", "ReadOnly" if read_only else "WriteOnly"}
+    for selector in basic:
+        if selector.get("IncludeManagementEvents", True) and selector.get("ReadWriteType", "All") in wanted:
+            return True
+    for selector in advanced:
+        fields = {f.get("Field"): f for f in selector.get("FieldSelectors", [])}
+        if "Management" not in (fields.get("eventCategory") or {}).get("Equals", []):
+            continue
+        flag = fields.get("readOnly")
+        if flag is None or str(read_only).lower() in flag.get("Equals", []):
+            return True
+    return False
+
+
+def trail_delivers(account_id: str, region: str, read_only: bool) -> list[Any]:
+    """The logging trails that record a management event of (account, region)."""
+    return [t for t in covering_trails(account_id, region) if t.status.is_logging and records_management_event(t, read_only)]
+
+
+def _shadow_trail(backend: Any, name: str) -> Any:
+    for trail in organization_trails(backend.account_id, backend.region_name):
+        if name in (trail.arn, trail.trail_name) and trail.account_id != backend.account_id:
+            return trail
+    return None
+
+
+def _describe_trails(self: Any, include_shadow_trails: bool) -> Any:
+    """A member account sees its organization's trails (shadow trails) as AWS shows them."""
+    trails = list(_original_describe_trails(self, include_shadow_trails))
+    if include_shadow_trails:
+        seen = {t.arn for t in trails}
+        trails += [t for t in organization_trails(self.account_id, self.region_name) if t.arn not in seen]
+    return trails
+
+
+def _get_trail_status(self: Any, name: str) -> Any:
+    """Members may read an organization trail's status by its ARN (they cannot change it)."""
+    shadow = _shadow_trail(self, name) if name.startswith("arn:") else None
+    return shadow.status if shadow is not None else _original_get_trail_status(self, name)
+
+
+def _get_event_selectors(self: Any, trail_name: str) -> Any:
+    shadow = _shadow_trail(self, trail_name) if trail_name.startswith("arn:") else None
+    if shadow is None:
+        return _original_get_event_selectors(self, trail_name)
+    return (shadow.arn, *shadow.get_event_selectors())
+
+
+def is_read_only_cloudtrail_event(event: dict[str, Any]) -> bool:
+    """A read-only management event delivered through CloudTrail (EventBridge User Guide,
+    "Receiving read-only management events from AWS services")."""
+    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+    return (
+        str(event.get("source", "")).startswith("aws.")
+        and event.get("detail-type") in CLOUDTRAIL_DETAIL_TYPES
+        and detail.get("readOnly") is True
+    )
+
+
+def rule_receives(rule: Any, event: dict[str, Any]) -> bool:
+    """A DISABLED rule matches nothing; an ENABLED one everything but read-only CloudTrail
+    management events; ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS everything."""
+    if rule.state not in ("ENABLED", ENABLED_WITH_READ_ONLY):
+        return False
+    if rule.state == "ENABLED" and is_read_only_cloudtrail_event(event):
+        return False
+    return bool(rule.event_pattern.matches_event(event))
+
+
+def _bus_admits(bus: Any, source_account: str) -> bool:
+    """Whether a bus accepts PutEvents from `source_account`: its own account, or a policy
+    statement allowing everyone (or the account) with, if any, an aws:PrincipalOrgID
+    condition naming the organization the account is in now."""
+    import json as _json
+
+    if source_account == bus.account_id:
+        return True
+    policy = bus.policy
+    document = _json.loads(policy) if isinstance(policy, str) else (policy or {})
+    for statement in document.get("Statement", []):
+        principal = statement.get("Principal")
+        allowed = principal.get("AWS") if isinstance(principal, dict) else principal
+        allowed = allowed if isinstance(allowed, list) else [allowed]
+        if statement.get("Effect") != "Allow" or not any(p == "*" or str(p).endswith("::*:root") or source_account in str(p) for p in allowed):
+            continue
+        org_id = ((statement.get("Condition") or {}).get("StringEquals") or {}).get("aws:PrincipalOrgID")
+        if org_id is None or org_id == _organization_id(source_account):
+            return True
+    return False
+
+
+def _organization_id(account_id: str) -> str | None:
+    management = _management_of(account_id)
+    if management is None:
+        return None
+    for backend in organizations_backends[management].values():
+        if backend.org is not None:
+            return str(backend.org.id)
+    return None
+
+
+def route_event(account_id: str, region: str, bus_name: str, event: dict[str, Any]) -> None:
+    """Match `event` against the rules of a bus and deliver it to their targets as AWS does."""
+    from moto.events.models import events_backends
+
+    backend = events_backends[account_id][region]
+    bus = backend.event_buses.get(bus_name)
+    if bus is None:
+        return
+    for rule in list(bus.rules.values()):
+        if rule_receives(rule, event):
+            _deliver_to_targets(rule, event)
+
+
+def _deliver_to_targets(rule: Any, event: dict[str, Any]) -> None:
+    import json as _json
+
+    from moto.events.models import events_backends
+    from moto.sqs import sqs_backends
+    from moto.utilities.arns import parse_arn
+
+    for target in rule.targets:
+        arn = parse_arn(target["Arn"])
+        if arn.service == "events" and arn.resource_type == "event-bus":
+            # The same event, with its id, account, region and time, reaches the other bus.
+            target_bus = events_backends[arn.account][arn.region].event_buses.get(arn.resource_id)
+            if target_bus is not None and _bus_admits(target_bus, rule.account_id):
+                route_event(arn.account, arn.region, arn.resource_id, event)
+        elif arn.service == "sqs" and not target.get("InputTransformer") and not target.get("Input") and not target.get("InputPath"):
+            sqs_backends[arn.account][arn.region].send_message(queue_name=arn.resource_id, message_body=_json.dumps(event))
+        else:
+            single = copy.copy(rule)
+            single.targets = [target]
+            _original_send_to_targets(single, {**event, "ingestion-time": event.get("time")})
+
+
+def _send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
+    """Events moto itself puts (PutEvents over the API): rule state first, as AWS does."""
+    event = {k: v for k, v in dict(original_event).items() if k != "ingestion-time"}
+    if isinstance(event.get("time"), (int, float)):
+        event["time"] = datetime.fromtimestamp(float(event["time"]), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if rule_receives(self, event):
+        _deliver_to_targets(self, event)
+
+
+# Called with (endpoint "host:port", record) for every GetCallerIdentity the sandbox answers.
+caller_identity_hooks: dict[str, Any] = {}
+
+
+def _credential_scope_region(headers: Any, default: str) -> str:
+    """The region a SigV4 request is signed for (Credential=AKID/date/REGION/service/...)."""
+    auth = str(headers.get("Authorization", ""))
+    marker = "Credential="
+    if marker in auth:
+        parts = auth.split(marker, 1)[1].split(",", 1)[0].split("/")
+        if len(parts) >= 3 and parts[2]:
+            return parts[2]
+    return default
+
+
+def _get_caller_identity(self: TokenResponse) -> Any:
+    result = _original_get_caller_identity(self)
+    hook = caller_identity_hooks.get(str(self.headers.get("Host", "")))
+    if hook is not None:
+        access_key = self.get_access_key()
+        user_id, arn, account = self.backend.get_caller_identity(access_key, self.region)
+        session = self.backend.get_assumed_role_from_access_key(access_key)
+        try:
+            hook(
+                {
+                    "user_id": user_id,
+                    "arn": arn,
+                    "account": account,
+                    "access_key_id": access_key,
+                    "region": _credential_scope_region(self.headers, self.region),
+                    "user_agent": str(self.headers.get("User-Agent", "")),
+                    "role_arn": session.role_arn if session is not None else None,
+                }
+            )
+        except Exception:  # the call is answered whatever happens to its record
+            logging.getLogger("exporter.sandbox").exception("the canary record of a GetCallerIdentity call failed")
+    return result

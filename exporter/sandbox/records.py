@@ -22,6 +22,7 @@ KINDS = (
     "root-temporary-key-call",
     "assume-root",
     "primary-email-update",
+    "stop-logging",
 )
 
 
@@ -207,6 +208,12 @@ def make_record(
                 readOnly=False,
             )
         return base
+    if kind == "stop-logging":
+        # Tampering by an IAM user (the record only: `inject --kind stop-trail` really stops one).
+        return management_call_record(
+            account_id, "cloudtrail.amazonaws.com", "StopLogging",
+            {"name": f"arn:aws:cloudtrail:us-east-1:{account_id}:trail/management-events"}, when=when, source_ip=source_ip,
+        )
     raise ValueError(f"unknown record kind {kind!r}; one of: {', '.join(KINDS)}")
 
 
@@ -257,3 +264,106 @@ def lookup_username(record: dict[str, Any]) -> str:
         return str(identity["userName"])
     arn = str(identity.get("arn", ""))
     return arn.rsplit("/", 1)[-1] if "/" in arn else ""
+
+
+def caller_identity_record(
+    caller: dict[str, Any], partition: str = "aws", when: datetime | None = None, role_id: str | None = None
+) -> dict[str, Any]:
+    """The CloudTrail record of an sts:GetCallerIdentity call, in the shape of a real one
+    (tests/fixtures/canary/get-caller-identity.json): read-only, a management event,
+    recorded in the region of the endpoint called. `caller` holds what the sandbox saw: arn,
+    user_id, account, access_key_id, region, user_agent, source_ip, role_arn (a role session)."""
+    account, region = str(caller["account"]), str(caller["region"])
+    if caller.get("role_arn"):
+        role_arn = str(caller["role_arn"]).replace("arn:aws:", f"arn:{partition}:", 1)
+        role_name = role_arn.rsplit("/", 1)[-1]
+        session = str(caller["arn"]).rsplit("/", 1)[-1]
+        issuer_id = role_id or "AROA" + uuid.uuid5(uuid.NAMESPACE_URL, role_arn).hex[:17].upper()
+        identity: dict[str, Any] = {
+            "type": "AssumedRole",
+            "principalId": f"{issuer_id}:{session}",
+            "arn": f"arn:{partition}:sts::{account}:assumed-role/{role_name}/{session}",
+            "accountId": account,
+            "accessKeyId": caller["access_key_id"],
+            "sessionContext": {
+                "sessionIssuer": {"type": "Role", "principalId": issuer_id, "arn": role_arn, "accountId": account, "userName": role_name},
+                "webIdFederationData": {},
+                "attributes": {"creationDate": _time(caller.get("session_created") or when), "mfaAuthenticated": "false"},
+            },
+        }
+    else:
+        name = str(caller["arn"]).rsplit("/", 1)[-1]
+        identity = {
+            "type": "IAMUser",
+            "principalId": caller["user_id"],
+            "arn": f"arn:{partition}:iam::{account}:user/{name}",
+            "accountId": account,
+            "accessKeyId": caller["access_key_id"],
+            "userName": name,
+        }
+    return {
+        "eventVersion": "1.08",
+        "userIdentity": identity,
+        "eventTime": _time(when),
+        "eventSource": "sts.amazonaws.com",
+        "eventName": "GetCallerIdentity",
+        "awsRegion": region,
+        "sourceIPAddress": caller.get("source_ip") or "127.0.0.1",
+        "userAgent": caller.get("user_agent") or "aws-sdk",
+        "requestParameters": None,
+        "responseElements": None,
+        "requestID": str(uuid.uuid4()),
+        "eventID": str(uuid.uuid4()),
+        "readOnly": True,
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+        "tlsDetails": {
+            "tlsVersion": "TLSv1.3",
+            "cipherSuite": "TLS_AES_128_GCM_SHA256",
+            "clientProvidedHostHeader": f"sts.{region}.amazonaws.com",
+        },
+    }
+
+
+def management_call_record(
+    account_id: str,
+    event_source: str,
+    event_name: str,
+    request_parameters: dict[str, Any] | None,
+    *,
+    region: str = "us-east-1",
+    user: str = "sandbox-admin",
+    when: datetime | None = None,
+    source_ip: str = "203.0.113.10",
+    partition: str = "aws",
+) -> dict[str, Any]:
+    """A write management call by an IAM user of `account_id` (StopLogging, DisableRule,
+    PurgeQueue, RemoveAccountFromOrganization, ...), in the shape CloudTrail writes it."""
+    return {
+        "eventVersion": "1.08",
+        "userIdentity": {
+            "type": "IAMUser",
+            "principalId": "AIDA" + uuid.uuid5(uuid.NAMESPACE_DNS, f"{account_id}/{user}").hex[:17].upper(),
+            "arn": f"arn:{partition}:iam::{account_id}:user/{user}",
+            "accountId": account_id,
+            "accessKeyId": "AKIA" + uuid.uuid5(uuid.NAMESPACE_OID, f"{account_id}/{user}").hex[:16].upper(),
+            "userName": user,
+        },
+        "eventTime": _time(when),
+        "eventSource": event_source,
+        "eventName": event_name,
+        "awsRegion": region,
+        "sourceIPAddress": source_ip,
+        "userAgent": "aws-cli/2.22.0 md/Botocore#1.35.0",
+        "requestParameters": request_parameters,
+        "responseElements": None,
+        "requestID": str(uuid.uuid4()),
+        "eventID": str(uuid.uuid4()),
+        "readOnly": False,
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": account_id,
+        "eventCategory": "Management",
+    }

@@ -130,6 +130,53 @@ Fault = Annotated[
 ]
 
 
+Seconds = Annotated[float, Field(ge=0, le=3600)]
+
+
+def _seconds(value: Any) -> Any:
+    """A delay as a number of seconds or text with a unit: "2s", "500ms", "1m"."""
+    if isinstance(value, str):
+        text = value.strip()
+        for unit, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+            if text.endswith(unit):
+                try:
+                    return float(text[: -len(unit)]) * factor
+                except ValueError:
+                    break
+        raise ValueError(f"must be seconds (e.g. 2, 2s, 500ms, 1m), got {value!r}")
+    return value
+
+
+class Delays(_Model):
+    """How long after a call its CloudTrail record arrives through each source. AWS's own
+    figures are minutes (LookupEvents about 5 on average, trail files about every 5); the
+    defaults are a few seconds so that a demo proves every account at once."""
+
+    eventbridge_sqs: Seconds = 2.0
+    s3_trail: Seconds = 5.0
+    lookup_events: Seconds = 5.0
+
+    @field_validator("eventbridge_sqs", "s3_trail", "lookup_events", mode="before")
+    @classmethod
+    def _unit(cls, value: Any) -> Any:
+        return _seconds(value)
+
+
+class AccountMonitoring(_Model):
+    """How this account's own monitoring starts: blinded in some regions, or not at all."""
+
+    # Its own trail (monitoring.trail: per_account): logging, or stopped (StopLogging).
+    trail: Literal["logging", "stopped"] = "logging"
+    # The forwarder rule: enabled (ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS), disabled
+    # (DisableRule), read_only_off (state ENABLED: no read-only management events, so no
+    # canary), missing (never deployed).
+    forwarder: Literal["enabled", "disabled", "read_only_off", "missing"] = "enabled"
+    # The monitored regions these apply to (default: all of them).
+    regions: list[str] | None = None
+    # removed: RemoveAccountFromOrganization ran before the scenario starts.
+    organization: Literal["member", "removed"] = "member"
+
+
 class Account(_Model):
     id: str
     name: str
@@ -153,6 +200,7 @@ class Account(_Model):
     # Faults to inject: `throttle_iam` answers every IAM call with Throttling; an
     # OperationFault fails one IAM operation only.
     faults: list[Fault] = Field(default_factory=list)
+    monitoring: AccountMonitoring = Field(default_factory=AccountMonitoring)
 
     @property
     def root_email(self) -> str:
@@ -224,10 +272,45 @@ class Organization(_Model):
     account_trusted_access: bool = True
 
 
+class Monitoring(_Model):
+    """What a correct deployment has (docs/deployment.md), for the exporter to prove its sight."""
+
+    # The regions where the forwarder rule is deployed and canaries are expected (default:
+    # the sandbox's region, where root console sign-ins are recorded).
+    regions: list[str] = Field(default_factory=list)
+    # organization: one organization trail in the management account covers every account
+    # and region; per_account: each account has its own trail in each monitored region
+    # (and no organization trail), so one account and region can be blinded alone.
+    trail: Literal["organization", "per_account"] = "organization"
+    # The organization trail at start (StopLogging blinds every account).
+    organization_trail: Literal["logging", "stopped"] = "logging"
+    delays: Delays = Field(default_factory=Delays)
+    # Whether a GetCallerIdentity made to the sandbox writes its CloudTrail record (the
+    # canary). Off: no record comes back, so every configured source is blind.
+    canaries: bool = True
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, value: list[str]) -> list[str]:
+        import botocore.session
+
+        known = set(botocore.session.get_session().get_available_regions("sts", "aws"))
+        for partition in ("aws-us-gov", "aws-cn"):
+            known |= set(botocore.session.get_session().get_available_regions("sts", partition))
+        for region in value:
+            if region not in known:
+                close = difflib.get_close_matches(region, sorted(known), n=1)
+                raise ValueError(f"{region!r} is not an AWS region" + (f"; did you mean {close[0]}?" if close else ""))
+        if len(value) != len(set(value)):
+            raise ValueError("a region is listed twice")
+        return value
+
+
 class Scenario(_Model):
     organization: Organization = Field(default_factory=Organization)
     management: Account
     accounts: list[Account] = Field(default_factory=list)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
     @model_validator(mode="after")
     def _ids(self) -> Scenario:
@@ -240,7 +323,34 @@ class Scenario(_Model):
         if dupes:
             raise ValueError(f"account ids used twice: {', '.join(dupes)}")
         self._check_scps()
+        self._check_monitoring()
         return self
+
+    def _check_monitoring(self) -> None:
+        from exporter.aws.partitions import global_region
+
+        regions = self.monitoring.regions or [global_region(self.organization.partition)]
+        for n, account in enumerate(self.all_accounts):
+            where = "management.monitoring" if n == 0 else f"accounts.{n - 1}.monitoring"
+            own = account.monitoring
+            for region in own.regions or []:
+                if region not in regions:
+                    raise ValueError(f"{where}.regions: {region} is not a monitored region; add it to monitoring.regions (now {', '.join(regions)})")
+            if own.trail == "stopped" and self.monitoring.trail != "per_account":
+                raise ValueError(
+                    f"{where}.trail: stopped needs monitoring.trail: per_account (the organization trail records every account;"
+                    " to stop it, set monitoring.organization_trail: stopped)"
+                )
+            if own.organization == "removed" and n == 0:
+                raise ValueError(f"{where}.organization: the management account cannot leave its organization")
+        if self.monitoring.trail == "per_account" and self.monitoring.organization_trail != "logging":
+            raise ValueError("monitoring.organization_trail: there is no organization trail with monitoring.trail: per_account")
+
+    @property
+    def monitored_regions(self) -> list[str]:
+        from exporter.aws.partitions import global_region
+
+        return self.monitoring.regions or [global_region(self.organization.partition)]
 
     def _check_scps(self) -> None:
         names = [p.name for p in self.organization.scps]
@@ -341,6 +451,9 @@ def _describe_error(error: Any) -> str:
         return f"{where}: must be a mapping{keys}, got {_kind_of(got)}"
     message = error["msg"].removeprefix("Value error, ")
     if kind == "value_error":
+        # A check across keys names the key it is about itself.
+        if not loc and message.startswith(("accounts.", "management.", "monitoring.")):
+            return message
         return f"{where}: {message}"
     hint = _quote_hint(loc[-1] if loc else "", got) if _takes_text(annotation) else ""
     return f"{where}: {message}, got {repr(got) if isinstance(got, str) else _kind_of(got)}{hint}"

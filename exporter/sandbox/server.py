@@ -15,7 +15,6 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from exporter.sandbox.records import eventbridge_envelope
 from exporter.sandbox.scenario import MANAGEMENT_ACCOUNT_ID, Account, Scenario
 
 EVENTS_QUEUE = "root-activity-events"
@@ -54,6 +53,7 @@ class Sandbox:
         self.trail_queue_url = ""
         # SCP name -> policy id of the scenario's service control policies (set by seed()).
         self.scp_ids: dict[str, str] = {}
+        self.monitoring: Any = None  # exporter.sandbox.monitoring.Monitoring, from start()
 
     @property
     def partition(self) -> str:
@@ -67,6 +67,10 @@ class Sandbox:
         from exporter.aws.partitions import global_region
 
         return global_region(self.partition)
+
+    @property
+    def trail_bucket(self) -> str:
+        return TRAIL_BUCKET
 
     @property
     def endpoint_url(self) -> str:
@@ -83,15 +87,26 @@ class Sandbox:
         moto_ext.install()
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
+        from exporter.sandbox.monitoring import Monitoring
+
+        self.monitoring = Monitoring(self)
+        # Every GetCallerIdentity made to this server (found by the Host it was sent to) is a canary.
+        moto_ext.caller_identity_hooks[self.endpoint_url.removeprefix("http://")] = self.monitoring.canary
         # moto's backends are global to the process: another moto server in it (a test's own)
         # may have left an organization behind, which seeding on top of would collide with.
         self.reset()
         return self
 
     def stop(self) -> None:
+        from exporter.sandbox import moto_ext
+
         if self._server is not None:
+            moto_ext.caller_identity_hooks.pop(self.endpoint_url.removeprefix("http://"), None)
             self._server.stop()
             self._server = None
+        if self.monitoring is not None:
+            self.monitoring.scheduler.stop()
+            self.monitoring = None
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -143,6 +158,7 @@ class Sandbox:
         if self.region != "us-east-1":  # S3 wants the region named anywhere else
             bucket["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
         self.client("s3").create_bucket(**bucket)
+        self.monitoring.seed()
 
     def client(self, service: str) -> Any:
         """A boto3 client of the management account (the sandbox's own plumbing, over HTTP)."""
@@ -165,30 +181,29 @@ class Sandbox:
         s3: bool = True,
         lookup_delay: float = 0.0,
     ) -> None:
-        """Deliver a new CloudTrail record the way AWS would: to LookupEvents history, as an
-        EventBridge event on the root-activity queue, and in an organization-trail log file
-        announced on the S3 notification queue."""
-        from exporter.sandbox import moto_ext
+        """Deliver a new CloudTrail record the way AWS would: to LookupEvents history; as an
+        event on its account's default bus in its region, through the forwarder and central
+        rules to the root-activity queue; and in an organization-trail log file announced on
+        the S3 notification queue. The last two only while a trail records it there."""
+        self.monitoring.deliver(record, lookup=lookup, eventbridge=eventbridge, s3=s3, delays={"lookup_events": lookup_delay})
 
-        account = str(record.get("recipientAccountId") or (record.get("userIdentity") or {}).get("accountId"))
-        region = str(record.get("awsRegion") or self.region)
-        if lookup:
-            visible = datetime.now(timezone.utc) + timedelta(seconds=lookup_delay)
-            moto_ext.add_cloudtrail_record(account, region, record, visible_at=visible)
-        if eventbridge:
-            self.client("sqs").send_message(QueueUrl=self.events_queue_url, MessageBody=json.dumps(eventbridge_envelope(record)))
-        if s3:
-            self.write_trail_file([record], account, region)
+    def write_trail_file(
+        self, records: list[dict[str, Any]], account: str, region: str = "us-east-1", body: bytes | None = None, organization: bool = True
+    ) -> str:
+        """Write a gzipped log file where a trail would (an organization trail's key names the
+        organization) and announce it on SQS. Written in moto's backends, as AWS delivers: no
+        request of the sandbox's own shows to fault rules or request counts."""
+        from moto.s3.models import s3_backends
+        from moto.sqs import sqs_backends
 
-    def write_trail_file(self, records: list[dict[str, Any]], account: str, region: str = "us-east-1", body: bytes | None = None) -> str:
-        """Write a gzipped log file where an organization trail would and announce it on SQS."""
         now = datetime.now(timezone.utc)
+        prefix = f"AWSLogs/{self.organization_id}/{account}" if organization else f"AWSLogs/{account}"
         key = (
-            f"AWSLogs/{self.organization_id}/{account}/CloudTrail/{region}/{now:%Y/%m/%d}/"
+            f"{prefix}/CloudTrail/{region}/{now:%Y/%m/%d}/"
             f"{account}_CloudTrail_{region}_{now:%Y%m%dT%H%MZ}_{uuid.uuid4().hex[:16]}.json.gz"
         )
         data = body if body is not None else gzip.compress(json.dumps({"Records": records}).encode())
-        self.client("s3").put_object(Bucket=TRAIL_BUCKET, Key=key, Body=data)
+        s3_backends[MANAGEMENT_ACCOUNT_ID][self.partition].put_object(TRAIL_BUCKET, key, data)
         notification = {
             "Records": [
                 {
@@ -205,7 +220,7 @@ class Sandbox:
                 }
             ]
         }
-        self.client("sqs").send_message(QueueUrl=self.trail_queue_url, MessageBody=json.dumps(notification))
+        sqs_backends[MANAGEMENT_ACCOUNT_ID][self.region].send_message(self.trail_queue_url.rsplit("/", 1)[-1], json.dumps(notification))
         return key
 
     def _ou(self, org: Any, path: str) -> str:
