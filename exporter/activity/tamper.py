@@ -204,7 +204,10 @@ class TamperScope:
 def tamper_pattern() -> list[dict[str, Any]]:
     """The EventBridge pattern pieces that deliver every record `classify_tamper` may use,
     by any principal: one `{"detail": {"eventSource": [...], "eventName": [...]}}` per
-    service (the parameters are judged here, not in the rule)."""
+    service. The parameters, and whether a rule or queue is the monitoring's, are judged
+    here, not in the rule: the templates carry this pattern whatever their rule and queue
+    names, the central rule's name is CloudFormation's, a queue has several URL hosts, and
+    a reload may change `forwarder_rule_name` without redeploying every account's rule."""
     return [{"detail": {"eventSource": [source], "eventName": list(names)}} for source, names in TAMPER_EVENTS.items()]
 
 
