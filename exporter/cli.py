@@ -21,7 +21,7 @@ from exporter.sandbox.actions import ACTIONS
 from exporter.sandbox.records import KINDS, MFA_DEVICES
 from exporter.sandbox.scenario import Scenario, ScenarioError, load_scenario
 from exporter.sandbox.server import check_port
-from exporter.config.settings import Settings, SettingsError, load_settings
+from exporter.config.settings import CONFIG_FILE_ENV, Settings, SettingsError, load_settings
 
 log = logging.getLogger("exporter")
 
@@ -59,13 +59,17 @@ _OPTIONS_OF: dict[str, tuple[str, ...]] = {
     "serve": tuple(_SHARED),
     "sandbox": tuple(_SHARED),
     "audit": ("config", "log_level", "log_format"),
-    "classify": ("config",),  # for break_glass_windows; it serves nothing and logs nothing
+    "classify": ("config",),  # for break_glass_windows and the tamper scope; it serves nothing and logs nothing
     "inject": (),
     "healthcheck": ("config", "listen_address", "web_config_file"),
 }
 
 _HELP_OF: dict[str, dict[str, str]] = {
-    "classify": {"config": "YAML settings file (see the Configuration section of README.md); classify uses its break_glass_windows"},
+    "classify": {
+        "config": "YAML settings file (see the Configuration section of README.md); classify uses its break_glass_windows, "
+        "and its forwarder_rule_name and queue URLs to count only changes to the monitoring's own EventBridge rules and "
+        "SQS queues as tampering (without a configuration file, a change to any rule or queue counts)"
+    },
     "healthcheck": {"listen_address": "the address the exporter serves on (the listen_address setting)"},
 }
 
@@ -401,9 +405,13 @@ def inject_account(scenario: Scenario) -> str:
 
 def _classify(args: argparse.Namespace) -> int:
     from exporter.activity.classify_cli import run_classify
+    from exporter.activity.tamper import TamperScope
 
     settings = _settings(args)
-    return run_classify(args.files, settings.break_glass_windows, sys.stdout, sys.stderr)
+    # Without a configuration file the defaults name no queue: that is not knowing which
+    # rules and queues are the monitoring's, and every one counts (fail closed).
+    scope = TamperScope.from_settings(settings) if args.config or os.environ.get(CONFIG_FILE_ENV) else None
+    return run_classify(args.files, settings.break_glass_windows, sys.stdout, sys.stderr, scope=scope)
 
 
 def _inject(args: argparse.Namespace) -> int:

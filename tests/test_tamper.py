@@ -25,7 +25,8 @@ from exporter.activity.classify import MalformedRecord, classify, eventbridge_pa
 from exporter.activity.records import Record, read_records_file
 from exporter.activity.state_file import STATE_VERSION
 from exporter.activity.store import EventStore
-from exporter.activity.tamper import TAMPER_EVENT_NAMES, TAMPER_EVENTS, TamperVerdict, classify_tamper, tamper_pattern
+from exporter.activity.tamper import (
+    EVENTS, SQS, TAMPER_EVENT_NAMES, TAMPER_EVENTS, TamperScope, TamperVerdict, classify_tamper, tamper_pattern)
 from exporter.config.settings import load_settings
 from exporter.discovery.accounts import Account
 from exporter.engine.activity import ActivityService
@@ -208,6 +209,115 @@ def test_any_parameters_never_raise(call: tuple[str, str], params: Any, identity
                      "eventID": params, "eventTime": identity, "recipientAccountId": params})
 
 
+# --- the scope: the monitoring's own rules and queues -------------------------------------
+
+FORWARDER = "aws-root-activity-forwarder"
+CENTRAL = "111122223333"  # the account of the EventBridge queue, where the central bus is
+# The fixtures' account and queue (the SQS Developer Guide's example records).
+FIXTURE_ACCOUNT, FIXTURE_QUEUE = "123456789012", "MyQueue"
+EVENTS_QUEUE = f"https://sqs.us-east-1.amazonaws.com/{CENTRAL}/aws-root-activity"
+SCOPE = TamperScope.of(FORWARDER, EVENTS_QUEUE, f"https://sqs.us-east-1.amazonaws.com/{CENTRAL}/org-trail-files")
+RULE_FILES = ("derived__events_disable_rule.json", "derived__events_delete_rule.json", "derived__events_remove_targets.json")
+QUEUE_FILES = ("derived__sqs_purge_queue.json", "derived__sqs_set_queue_attributes_policy.json",
+               "derived__sqs_set_queue_attributes_policy_denied.json", "awsdocs-sqs__delete_queue.json")
+
+
+def with_params(file: str, /, **params: Any) -> dict[str, Any]:
+    record = record_of(file)
+    record["requestParameters"] = {**record["requestParameters"], **params}
+    return record
+
+
+def rule_key(name: str) -> str:
+    return "rule" if record_of(name)["eventName"] == "RemoveTargets" else "name"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_a_scope_leaves_out_other_rules_and_queues_and_nothing_else(name: str) -> None:
+    """The fixtures' rules (cttest2) and queue (MyQueue) are not the monitoring's: with a
+    scope their calls are ordinary changes; every other verdict is as without one."""
+    record = record_of(name)
+    unscoped = classify_tamper(record)
+    if unscoped is not None and unscoped.event_source in (EVENTS, SQS):
+        assert classify_tamper(record, SCOPE) is None
+    else:
+        assert classify_tamper(record, SCOPE) == unscoped
+
+
+@pytest.mark.parametrize("name", RULE_FILES)
+def test_the_forwarder_rule_counts_on_any_bus_and_other_rules_only_on_the_central_accounts_custom_buses(name: str) -> None:
+    key = rule_key(name)
+    assert classify_tamper(record_of(name), SCOPE) is None  # cttest2 on the default bus
+    assert verdict_of_scoped(with_params(name, **{key: FORWARDER})).account_id == FIXTURE_ACCOUNT
+    assert classify_tamper(with_params(name, **{key: FORWARDER, "eventBusName": "other-bus"}), SCOPE) is not None
+    # The central stack's rule on the central bus has a name CloudFormation generates.
+    central = with_params(name, **{key: "root-activity-CentralBusRule-1X2Y3Z", "eventBusName": "aws-root-activity"})
+    assert classify_tamper(central, SCOPE) is None  # the fixture's account is not the central one
+    central["recipientAccountId"] = central["userIdentity"]["accountId"] = CENTRAL
+    assert verdict_of_scoped(central).account_id == CENTRAL
+    central["requestParameters"]["eventBusName"] = f"arn:aws:events:us-east-1:{CENTRAL}:event-bus/aws-root-activity"
+    assert classify_tamper(central, SCOPE) is not None
+    # The central account's default bus, named by its ARN: an ordinary rule.
+    central["requestParameters"]["eventBusName"] = f"arn:aws:events:us-east-1:{CENTRAL}:event-bus/default"
+    assert classify_tamper(central, SCOPE) is None
+    assert classify_tamper(with_params(name, eventBusName="default"), SCOPE) is None
+
+
+@pytest.mark.parametrize("name", QUEUE_FILES)
+def test_a_configured_queue_counts_whatever_host_its_url_names(name: str) -> None:
+    assert classify_tamper(record_of(name), SCOPE) is None
+    host_forms = ("https://sqs.us-east-2.amazonaws.com", "https://us-east-2.queue.amazonaws.com", "http://127.0.0.1:4566")
+    for host in host_forms:
+        configured = TamperScope.of(FORWARDER, f"{host}/{FIXTURE_ACCOUNT}/{FIXTURE_QUEUE}", None)
+        # The record's own URL is AWS's example, https://sqs.us-east-2.amazon.com/...
+        assert verdict_of_scoped(record_of(name), configured).account_id == FIXTURE_ACCOUNT, host
+        trail_queue = TamperScope.of(FORWARDER, None, f"{host}/{FIXTURE_ACCOUNT}/{FIXTURE_QUEUE}")
+        assert classify_tamper(record_of(name), trail_queue) is not None
+    # The same queue name in another account, or another name in the same account: not ours.
+    assert classify_tamper(record_of(name), TamperScope.of(FORWARDER, f"https://sqs.us-east-2.amazonaws.com/{CENTRAL}/{FIXTURE_QUEUE}", None)) is None
+    assert classify_tamper(record_of(name), TamperScope.of(FORWARDER, f"https://sqs.us-east-2.amazonaws.com/{FIXTURE_ACCOUNT}/{FIXTURE_QUEUE}2", None)) is None
+
+
+@pytest.mark.parametrize("name", [*RULE_FILES, *QUEUE_FILES])
+def test_without_a_scope_every_rule_and_queue_counts(name: str) -> None:
+    assert classify_tamper(record_of(name)) is not None
+    assert classify_tamper(record_of(name), None) == classify_tamper(record_of(name))
+
+
+@pytest.mark.parametrize("name", RULE_FILES)
+@pytest.mark.parametrize("params", [{"_key": None}, {"_key": ""}, {"_key": ["x"]}, {"_key": "arn:aws:events:us-east-1:123456789012:rule/x"},
+                                    {"eventBusName": ["default"]}, {"eventBusName": ""}, {"eventBusName": "bus name"}])
+def test_a_rule_name_or_bus_that_cannot_be_read_counts(name: str, params: dict[str, Any]) -> None:
+    key = rule_key(name)
+    record = with_params(name, **{(key if k == "_key" else k): v for k, v in params.items()})
+    if params.get("_key", "") is None:
+        del record["requestParameters"][key]
+    assert classify_tamper(record, SCOPE) is not None
+
+
+def test_a_custom_bus_rule_change_of_an_unknown_account_counts() -> None:
+    record = with_params("derived__events_disable_rule.json", eventBusName="partner-bus")
+    assert classify_tamper(record, SCOPE) is None
+    del record["recipientAccountId"], record["userIdentity"]["accountId"]
+    assert verdict_of_scoped(record).account_id == "unknown"
+
+
+@pytest.mark.parametrize("name", QUEUE_FILES)
+@pytest.mark.parametrize("url", [None, "", "MyQueue", f"arn:aws:sqs:us-east-2:{FIXTURE_ACCOUNT}:MyQueue",
+                                 f"https://sqs.us-east-2.amazonaws.com/{FIXTURE_ACCOUNT}", ["x"], "https://sqs.us-east-2.amazonaws.com/1234/MyQueue"])
+def test_a_queue_url_that_cannot_be_read_counts(name: str, url: Any) -> None:
+    record = with_params(name, queueUrl=url)
+    if url is None:
+        del record["requestParameters"]["queueUrl"]
+    assert classify_tamper(record, SCOPE) is not None
+
+
+def verdict_of_scoped(record: dict[str, Any], scope: TamperScope = SCOPE) -> TamperVerdict:
+    v = classify_tamper(record, scope)
+    assert v is not None
+    return v
+
+
 # --- the EventBridge pattern -------------------------------------------------------------
 
 
@@ -332,6 +442,20 @@ def test_a_malformed_root_record_is_rejected_as_such_and_its_tampering_still_cou
     assert store.tamper_counts() == {("unknown", "StopLogging", "failure"): 1.0}
 
 
+def test_take_counts_only_the_configured_rules_and_queues_and_follows_a_reload() -> None:
+    settings = load_settings(None, {"eventbridge_queue_url": f"https://sqs.us-east-2.amazonaws.com/{FIXTURE_ACCOUNT}/{FIXTURE_QUEUE}"})
+    store = EventStore(datetime.now(UTC))
+    svc = ActivityService(types.SimpleNamespace(assume_root_listeners=[]), settings, ExporterState(600), store)  # type: ignore[arg-type]
+    at = datetime.now(UTC)
+    svc.take(now(record_of("derived__events_disable_rule.json"), at), "eventbridge_sqs")  # cttest2: not the forwarder
+    svc.take(now(record_of("derived__sqs_purge_queue.json"), at), "eventbridge_sqs")  # the configured queue
+    assert store.tamper_counts() == {(FIXTURE_ACCOUNT, "PurgeQueue", "success"): 1.0}
+    # A reload assigns the settings' fields in place: the next record is judged by the new name.
+    settings.forwarder_rule_name = "cttest2"
+    svc.take(now(record_of("derived__events_delete_rule.json"), at), "eventbridge_sqs")
+    assert store.tamper_counts() == {(FIXTURE_ACCOUNT, "PurgeQueue", "success"): 1.0, (FIXTURE_ACCOUNT, "DeleteRule", "success"): 1.0}
+
+
 # --- the classify command ------------------------------------------------------------------
 
 
@@ -366,3 +490,19 @@ def test_classify_reports_a_malformed_root_record_and_still_prints_its_tampering
                              "12-digit account id (eventID 1)\n")
     (line,) = (json.loads(line) for line in result.stdout.splitlines())
     assert (line["kind"], line["account_id"]) == ("monitoring_tamper", "unknown")
+
+
+def test_classify_counts_every_rule_and_queue_without_a_configuration_file_and_only_its_own_with_one(tmp_path: Path) -> None:
+    files = [str(TAMPER / name) for name in ("derived__events_disable_rule.json", "derived__sqs_purge_queue.json")]
+    result = classify_command(*files)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert [(line["kind"], line["event_name"]) for line in map(json.loads, result.stdout.splitlines())] == [
+        ("monitoring_tamper", "DisableRule"), ("monitoring_tamper", "PurgeQueue")]
+    config = tmp_path / "config.yaml"
+    config.write_text(f"eventbridge_queue_url: https://sqs.us-east-1.amazonaws.com/{CENTRAL}/aws-root-activity\n")
+    result = classify_command("--config", str(config), *files)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    config.write_text(f"s3_trail_queue_url: https://us-east-2.queue.amazonaws.com/{FIXTURE_ACCOUNT}/{FIXTURE_QUEUE}\nforwarder_rule_name: cttest2\n")
+    result = classify_command("--config", str(config), *files)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert [line["event_name"] for line in map(json.loads, result.stdout.splitlines())] == ["DisableRule", "PurgeQueue"]

@@ -23,6 +23,10 @@ organization) prints a line of its own with `"kind": "monitoring_tamper"`, for e
      "principal_arn": "arn:aws:iam::143434273843:user/christophe",
      "detail": "trail org-trail", "location": "trail.json.gz record 3"}
 
+With `scope` (the `--config` file's `forwarder_rule_name` and queue URLs) a rule or queue
+change prints a tamper line only for the monitoring's own rules and queues; without one
+(no configuration file) every rule and queue counts, as nothing shows a change benign.
+
 A Root record that tampers prints two lines, the root one first. A malformed root record
 that tampers is reported on `err` and still prints its tamper line.
 
@@ -63,7 +67,7 @@ from typing import BinaryIO, TextIO
 from exporter.activity.assume_root_keys import AssumeRootKeys
 from exporter.activity.classify import MalformedRecord, assume_root_evidence, classify
 from exporter.activity.records import Record, RecordError, parse_records_bytes, read_records_file
-from exporter.activity.tamper import classify_tamper
+from exporter.activity.tamper import TamperScope, classify_tamper
 from exporter.config.settings import BreakGlassWindow
 
 EXIT_OK = 0
@@ -73,10 +77,15 @@ STDIN_NAME = "stdin"
 
 
 def run_classify(
-    paths: list[str], windows: Sequence[BreakGlassWindow], out: TextIO, err: TextIO, stdin: BinaryIO | None = None
+    paths: list[str],
+    windows: Sequence[BreakGlassWindow],
+    out: TextIO,
+    err: TextIO,
+    stdin: BinaryIO | None = None,
+    scope: TamperScope | None = None,
 ) -> int:
     """Classify every record in `paths` (`-`: `stdin`, default the process's standard input);
-    see the module docstring for output and exit status."""
+    see the module docstring for output, `scope` and exit status."""
     inputs = _Inputs(stdin)
     keys = _issued_keys(paths, inputs)
     status = EXIT_OK
@@ -91,7 +100,7 @@ def run_classify(
                     status = EXIT_UNREADABLE
                 rejected += 1
                 continue
-            tamper = classify_tamper(item.data)
+            tamper = classify_tamper(item.data, scope)
             try:
                 verdict = classify(item.data, windows, keys)
             except MalformedRecord as exc:

@@ -34,11 +34,11 @@ What counts (the calls of `TAMPER_EVENTS`, parameter names from botocore's servi
   basic selectors): KMS and RDS Data API records are not where root sign-ins, IAM calls or
   the canary are. There is no `PutAdvancedEventSelectors` API: advanced selectors arrive
   as `PutEventSelectors` with `advancedEventSelectors`.
-* EventBridge `DisableRule`, `DeleteRule`, `RemoveTargets` (`events.amazonaws.com`), of any
-  rule: the record cannot tell the forwarder rule from another (a CloudFormation stack
-  deleting the forwarder is a service acting, and counts all the same).
-* SQS `PurgeQueue`, `DeleteQueue`, and `SetQueueAttributes` whose `attributes` hold
-  `Policy` (an empty policy removes it), of any queue.
+* EventBridge `DisableRule`, `DeleteRule`, `RemoveTargets` (`events.amazonaws.com`) of a
+  rule of the monitoring's (a CloudFormation stack deleting the forwarder is a service
+  acting, and counts all the same), and SQS `PurgeQueue`, `DeleteQueue`, and
+  `SetQueueAttributes` whose `attributes` hold `Policy` (an empty policy removes it) of a
+  queue of the monitoring's: see "Scope" below.
 * Organizations `LeaveOrganization`, `RemoveAccountFromOrganization`, and
   `DisableAWSServiceAccess` whose `servicePrincipal` is `cloudtrail.amazonaws.com`
   (trusted access off: the organization trail stops covering member accounts).
@@ -53,6 +53,31 @@ account whose trail recorded it (`recipientAccountId`), then the caller's
 (`userIdentity.accountId`); for `RemoveAccountFromOrganization` the removed account
 (`requestParameters.accountId`). A cross-account call (an SQS PurgeQueue a queue policy
 allows) writes one copy per account: each copy counts for its own account.
+
+Scope: which rules and queues are the monitoring's (`TamperScope`, from the settings). An
+organization that uses EventBridge and SQS changes its own rules and queues every day
+(CDK, Terraform): those calls cannot blind the monitor and must not page. With a scope:
+
+* a rule counts when its name is `forwarder_rule_name` (the forwarder stack's rule and the
+  central stack's rule on the default bus share it), on any bus; or when it is on a bus
+  other than `default` in the account of `eventbridge_queue_url`: the central stack makes
+  the queue and the central bus together, and its rule on that bus has a name
+  CloudFormation generates. `DisableRule` and `DeleteRule` name the rule in `name`,
+  `RemoveTargets` in `rule`, the bus in `eventBusName` (a name or an ARN; absent: the
+  default bus), as botocore's `events` model names them.
+* a queue counts when its account and name are those of `eventbridge_queue_url` or
+  `s3_trail_queue_url`. `queueUrl` is matched by its path (`/<account>/<name>`), not its
+  host: one queue has several URLs (`sqs.<region>.amazonaws.com`,
+  `<region>.queue.amazonaws.com`, `queue.amazonaws.com`, a VPC or a local endpoint), and
+  AWS's own example records write `sqs.<region>.amazon.com`.
+* a record whose rule name, bus or queue URL is missing or is not of the model's form
+  counts (fail closed), and so does a custom-bus rule change whose account is unknown.
+* CloudTrail and Organizations calls are not narrowed: any logging trail may be the one
+  that covers a monitored region (an organization trail, a member's own trail), and
+  there is one organization.
+
+Without a scope (`None`: the settings are unknown, e.g. `aws-root-exporter classify`
+without `--config`), every rule and queue counts: nothing proves a change benign.
 
 Fail closed: a tamper record with no usable `eventID` gets an id from its content (as the
 root classifier does), one without a parsable `eventTime` has `event_time` None (the store
@@ -75,7 +100,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from exporter.config.settings import Settings
 
 Outcome = Literal["success", "failure"]
 
@@ -100,6 +128,13 @@ _TRAIL_FLAGS = ("isMultiRegionTrail", "includeGlobalServiceEvents", "isOrganizat
 _EXCLUDABLE_SOURCES = frozenset({"kms.amazonaws.com", "rdsdata.amazonaws.com"})
 _READ, _WRITE = "read", "write"
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
+# botocore's `events` model: RuleName, and EventBusNameOrArn (the ARN's prefix is optional).
+_RULE_NAME = re.compile(r"[.\-_A-Za-z0-9]{1,64}")
+_BUS = re.compile(r"(?:arn:aws[\w-]*:events:[a-z0-9-]+:\d{12}:event-bus/)?([/.\-_A-Za-z0-9]+)")
+DEFAULT_BUS = "default"
+# Any scheme and host (see "Scope"), then /<account>/<queue name> (SQS: up to 80 of
+# letters, digits, - and _, FIFO queues end in .fifo).
+_QUEUE_URL = re.compile(r"[A-Za-z][\w+.-]*://[^/?#]+/(\d{12})/([\w-]{1,80}(?:\.fifo)?)/?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,15 +159,61 @@ class TamperVerdict:
         return data
 
 
+@dataclass(frozen=True, slots=True)
+class TamperScope:
+    """The EventBridge rules and SQS queues that are the monitoring's own (see "Scope" in the
+    module docstring). `queues` holds (account id, queue name) pairs; `central_account` is
+    the account of the EventBridge queue, where the central bus is (None: no such queue)."""
+
+    rule_names: frozenset[str]
+    queues: frozenset[tuple[str, str]]
+    central_account: str | None
+
+    @classmethod
+    def of(cls, forwarder_rule_name: str, eventbridge_queue_url: str | None, s3_trail_queue_url: str | None) -> TamperScope:
+        """The scope of one configuration: its forwarder rule name and its two queue URLs."""
+        events_queue, trail_queue = _queue_id(eventbridge_queue_url), _queue_id(s3_trail_queue_url)
+        queues = frozenset(q for q in (events_queue, trail_queue) if q is not None)
+        return cls(frozenset({forwarder_rule_name}), queues, events_queue[0] if events_queue else None)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TamperScope:
+        return cls.of(settings.forwarder_rule_name, settings.eventbridge_queue_url, settings.s3_trail_queue_url)
+
+    def covers(self, event_name: str, params: Mapping[str, Any], account_id: str) -> bool:
+        """Whether a tamper call on a rule or queue touches the monitoring's own; True for
+        every other tamper call (CloudTrail, Organizations) and for anything unparsable."""
+        if event_name in TAMPER_EVENTS[EVENTS]:
+            return self._covers_rule(params.get("rule" if event_name == "RemoveTargets" else "name"), params.get("eventBusName"), account_id)
+        if event_name in TAMPER_EVENTS[SQS]:
+            queue = _queue_id(params.get("queueUrl"))
+            return queue is None or queue in self.queues
+        return True
+
+    def _covers_rule(self, rule: Any, bus: Any, account_id: str) -> bool:
+        if not isinstance(rule, str) or not _RULE_NAME.fullmatch(rule) or rule in self.rule_names:
+            return True
+        if bus is None:
+            return False  # the default bus, and not the forwarder rule
+        match = _BUS.fullmatch(bus) if isinstance(bus, str) else None
+        if match is None:
+            return True
+        return match.group(1) != DEFAULT_BUS and account_id in (self.central_account, UNKNOWN_ACCOUNT)
+
+
 def tamper_pattern() -> list[dict[str, Any]]:
     """The EventBridge pattern pieces that deliver every record `classify_tamper` may use,
     by any principal: one `{"detail": {"eventSource": [...], "eventName": [...]}}` per
-    service (the parameters are judged here, not in the rule)."""
+    service. The parameters, and whether a rule or queue is the monitoring's, are judged
+    here, not in the rule: the templates carry this pattern whatever their rule and queue
+    names, the central rule's name is CloudFormation's, a queue has several URL hosts, and
+    a reload may change `forwarder_rule_name` without redeploying every account's rule."""
     return [{"detail": {"eventSource": [source], "eventName": list(names)}} for source, names in TAMPER_EVENTS.items()]
 
 
-def classify_tamper(record: Any) -> TamperVerdict | None:
-    """The tamper verdict of one CloudTrail record, or None; see the module docstring."""
+def classify_tamper(record: Any, scope: TamperScope | None = None) -> TamperVerdict | None:
+    """The tamper verdict of one CloudTrail record, or None; see the module docstring.
+    `scope` None: every rule and queue is the monitoring's (fail closed)."""
     name = record.get("eventName") if isinstance(record, Mapping) else None
     if not isinstance(name, str) or name not in TAMPER_EVENT_NAMES:
         return None
@@ -146,8 +227,11 @@ def classify_tamper(record: Any) -> TamperVerdict | None:
         return None
     identity = record.get("userIdentity")
     identity = identity if isinstance(identity, Mapping) else {}
+    account_id = _account(record, identity, name, params)
+    if scope is not None and not scope.covers(name, params, account_id):
+        return None
     return TamperVerdict(
-        account_id=_account(record, identity, name, params),
+        account_id=account_id,
         event_name=name,
         outcome="failure" if any(record.get(k) not in (None, "") for k in ("errorCode", "errorMessage")) else "success",
         event_id=_event_id(record),
@@ -224,7 +308,7 @@ def _leave(_: Mapping[str, Any]) -> str | None:
 
 def _rule(params: Mapping[str, Any]) -> str | None:
     rule = _text(params.get("name")) or _text(params.get("rule")) or "?"
-    return f"rule {rule} on bus {_text(params.get('eventBusName')) or 'default'}"
+    return f"rule {rule} on bus {_text(params.get('eventBusName')) or DEFAULT_BUS}"
 
 
 def _queue(params: Mapping[str, Any]) -> str | None:
@@ -296,6 +380,11 @@ def _event_time(value: Any) -> datetime | None:
     else:
         return None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _queue_id(url: Any) -> tuple[str, str] | None:
+    match = _QUEUE_URL.fullmatch(url) if isinstance(url, str) else None
+    return (match.group(1), match.group(2)) if match else None
 
 
 def _text(value: Any) -> str:

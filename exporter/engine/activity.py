@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -32,7 +33,7 @@ from exporter.activity.assume_root_keys import IssuedKey
 from exporter.activity.classify import RECOVERY_SIGNALS, MalformedRecord, Verdict, assume_root_evidence, classify
 from exporter.activity.records import Record, S3ObjectRef, parse_cloudtrail_object, parse_sqs_message
 from exporter.activity.store import EventStore
-from exporter.activity.tamper import TamperVerdict, classify_tamper
+from exporter.activity.tamper import TamperScope, TamperVerdict, classify_tamper
 from exporter.monitoring.canary import EVENT_NAME as CANARY_EVENT_NAME
 from exporter.monitoring.canary import is_canary, record_account
 from exporter.monitoring.coverage import Coverage, monitored_regions
@@ -85,6 +86,11 @@ class RateLimiter:
                 yield
             finally:
                 self._next[key] = time.monotonic() + self.spacing
+
+
+# The scope of the running configuration, built once per (forwarder_rule_name, queue URLs):
+# a reload assigns the fields of the one Settings object in place, so its identity says nothing.
+_tamper_scope = functools.lru_cache(maxsize=4)(TamperScope.of)
 
 
 def _queue_region(url: str, default: str) -> str:
@@ -142,7 +148,11 @@ class ActivityService:
             for released in self.store.learn_key(*evidence, seen_at):
                 self._log(released, source)
         # Any principal; a set lookup on eventName first, so every record of the trail may pass.
-        tamper = classify_tamper(record)
+        # Rules and queues count only when they are this configuration's (README, Monitoring
+        # tamper records): an organization's own EventBridge and SQS changes must not page.
+        settings = self.settings
+        scope = _tamper_scope(settings.forwarder_rule_name, settings.eventbridge_queue_url, settings.s3_trail_queue_url)
+        tamper = classify_tamper(record, scope)
         try:
             verdict = classify(record, self.settings.break_glass_windows, self.store.assume_root_keys)
         except MalformedRecord as exc:
