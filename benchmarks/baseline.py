@@ -1,5 +1,8 @@
 """The baseline: the same per-account calls as a cron script would make them, with boto3.
 
+Per account: AssumeRole, GetAccountSummary, GetCredentialReport, ListVirtualMFADevices and
+the security alternate contact (GetAlternateContact), the reads of the exporter's cold sweep.
+
 Sequential, one account after another, a fresh client per account (the usual
 `boto3.client("iam", aws_access_key_id=...)` after `sts.assume_role`), the organization
 listed with `ListAccounts`. No concurrency, no caching: what the exporter is compared with.
@@ -26,6 +29,9 @@ def sequential_sweep(endpoint_url: str, role_name: str = "AwsRootExporterReadOnl
     wall, cpu = time.monotonic(), _cpu()
     org = session.client("organizations", endpoint_url=endpoint_url, config=config)
     sts = session.client("sts", endpoint_url=endpoint_url, config=config)
+    # The security alternate contact, read as the exporter reads it: by the management account,
+    # a member with AccountId, its own account without.
+    account_api = session.client("account", endpoint_url=endpoint_url, config=config)
     management = sts.get_caller_identity()["Account"]
     accounts = [a["Id"] for page in org.get_paginator("list_accounts").paginate() for a in page["Accounts"] if a["Status"] == "ACTIVE"]
     collected = 0
@@ -46,7 +52,12 @@ def sequential_sweep(endpoint_url: str, role_name: str = "AwsRootExporterReadOnl
         summary = iam.get_account_summary()["SummaryMap"]
         report = iam.get_credential_report()["Content"]
         devices = iam.list_virtual_mfa_devices(AssignmentStatus="Assigned")["VirtualMFADevices"]
-        if "AccountMFAEnabled" in summary and b"<root_account>" in report and isinstance(devices, list):
+        own = {} if account_id == management else {"AccountId": account_id}
+        try:
+            contact = account_api.get_alternate_contact(AlternateContactType="SECURITY", **own)["AlternateContact"]
+        except account_api.exceptions.ResourceNotFoundException:
+            contact = None
+        if "AccountMFAEnabled" in summary and b"<root_account>" in report and isinstance(devices, list) and contact is not None:
             collected += 1
     return {"wall": time.monotonic() - wall, "cpu": _cpu() - cpu, "accounts": len(accounts), "collected": collected}
 

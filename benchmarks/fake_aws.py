@@ -335,7 +335,7 @@ class FakeAws:
     def _page(self, items: list[str], params: dict) -> dict:
         start = int(params.get("NextToken") or 0)
         size = min(int(params.get("MaxResults") or PAGE_SIZE), PAGE_SIZE)
-        page = [{"Id": a, "Name": f"account-{a}", "Status": "ACTIVE", "State": "ACTIVE"} for a in items[start : start + size]]
+        page = [{"Id": a, "Name": f"account-{a}", "Email": f"aws+{a}@example.com", "Status": "ACTIVE", "State": "ACTIVE"} for a in items[start : start + size]]
         result: dict = {"Accounts": page}
         if start + size < len(items):
             result["NextToken"] = str(start + size)

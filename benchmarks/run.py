@@ -24,6 +24,8 @@ from .prometheus_cost import PrometheusOptions, measure_prometheus
 # The posture calls one account costs in one sweep, and AssumeRole when its credentials expire.
 POSTURE_OPERATIONS = ("iam:GetAccountSummary", "iam:GetCredentialReport", "iam:ListVirtualMFADevices")
 ASSUME_ROLE = "sts:AssumeRole"
+# Read in the cold sweep, then again once security_contact_max_age_seconds has passed.
+SECURITY_CONTACT = "account:GetAlternateContact"
 LOOKUP_EVENTS = "cloudtrail:LookupEvents"
 # The EventBridge queue the exporter long-polls in the fake (any 12-digit account, any name).
 QUEUE_URL_PATH = "/100000000000/bench-root-events"
@@ -240,7 +242,9 @@ def requests_per_account_hour(warm_requests_per_account: float, lookup_requests_
     Per hour: 3600 / posture_interval_seconds sweeps (each as measured), plus one AssumeRole
     per account when its one-hour credentials run out, plus a `GenerateCredentialReport` and a
     second `GetCredentialReport` each time the cached report passes
-    credential_report_max_age_seconds; plus 3600 / lookup_events_interval_seconds LookupEvents
+    credential_report_max_age_seconds, plus a `GetAlternateContact` each time the account's
+    security contact passes security_contact_max_age_seconds (a warm sweep reads none);
+    plus 3600 / lookup_events_interval_seconds LookupEvents
     polls, each costing what one measured poll cycle cost (one request per account and
     default region when nothing new happened).
     """
@@ -250,7 +254,8 @@ def requests_per_account_hour(warm_requests_per_account: float, lookup_requests_
     sweeps = 3600 / interval
     polls = 3600 / defaults["lookup_events_interval_seconds"].default if defaults["lookup_events_enabled"].default else 0.0
     lookup = polls * lookup_requests_per_account
-    total = sweeps * warm_requests_per_account + 1 + 2 * 3600 / report_age + lookup
+    contact = 3600 / defaults["security_contact_max_age_seconds"].default if defaults["security_contact_check"].default else 0.0
+    total = sweeps * warm_requests_per_account + 1 + 2 * 3600 / report_age + contact + lookup
     return {
         "sweeps_per_hour": sweeps,
         "lookup_polls_per_hour": polls,

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from benchmarks.fake_aws import access_key_for, account_ids
 from benchmarks.prometheus_cost import SYNTHETIC_SERIES, PrometheusOptions, exposition_figures
-from benchmarks.run import ASSUME_ROLE, POSTURE_OPERATIONS, REPO, FakeAwsProcess, measure, measure_baseline, measure_shards
+from benchmarks.run import ASSUME_ROLE, POSTURE_OPERATIONS, REPO, SECURITY_CONTACT, FakeAwsProcess, measure, measure_baseline, measure_shards
 from exporter.engine.activity import MANAGEMENT_EVENT_NAMES
 
 LATENCY = 0.005
@@ -36,6 +36,9 @@ def test_every_account_collected_with_the_expected_requests() -> None:
     # One AssumeRole per member account; the warm sweep reuses the cached credentials.
     assert cold[ASSUME_ROLE] == 99
     assert ASSUME_ROLE not in warm
+    # Each security contact is read once, then reused for security_contact_max_age_seconds.
+    assert cold[SECURITY_CONTACT] == 100
+    assert SECURITY_CONTACT not in warm
     assert result["throttled_requests"] == 0
     assert result["scrapes_during_sweep"] > 0 and result["scrape_errors"] == 0
     assert result["metrics_bytes_plain"] > result["metrics_bytes_gzip"] > 0
@@ -109,8 +112,9 @@ def test_two_shards_split_the_accounts() -> None:
 def test_baseline_collects_every_account() -> None:
     result = measure_baseline(10, 0.0)
     assert result["accounts"] == result["collected"] == 10
-    # ListAccounts, GetCallerIdentity, then AssumeRole (members) and three IAM reads each.
-    assert result["requests_per_account"] == pytest.approx((2 + 9 + 30) / 10)
+    # ListAccounts, GetCallerIdentity, then AssumeRole (members), three IAM reads and the
+    # security contact each.
+    assert result["requests_per_account"] == pytest.approx((2 + 9 + 30 + 10) / 10)
 
 
 def test_fake_lookup_events_allows_two_per_second_per_account_and_region() -> None:

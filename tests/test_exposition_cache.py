@@ -159,3 +159,59 @@ def test_name_filter_serves_only_the_named_families() -> None:
     # Unknown names give an empty (valid) exposition; no filter gives everything.
     assert exposition.render(names={"aws_root_no_such_metric"}) == b""
     assert len(exposition.render()) > len(text)
+
+
+async def test_a_sweep_renders_each_section_once_however_often_it_is_scraped(sandbox) -> None:
+    """Scrapes during a sweep are served from the cache: nothing the sweep does before it
+    publishes (each account collected, each security contact read) moves a section's key,
+    and the publication renders the snapshot and health sections once each. A per-account
+    `state.changed()` would re-render every account's health series on every scrape."""
+    import asyncio
+    import threading
+    from collections import Counter
+
+    from exporter.app import make_aws
+    from exporter.engine.sweep import PostureSweeper
+
+    from .conftest import sandbox_settings
+
+    settings = sandbox_settings(sandbox)
+    state = ExporterState(600)
+    exposition = Exposition(state)
+    renders: Counter[str] = Counter()
+    for i, section in enumerate(exposition._own):
+        def counted(section=section):
+            renders[section.name] += 1
+            return section.families()
+        exposition._own[i] = Section(section.name, section.key, counted)
+    scrapes = 0
+    stop = threading.Event()
+
+    def scrape() -> None:
+        nonlocal scrapes
+        while not stop.is_set():
+            exposition.render(want_gzip=scrapes % 2 == 1)
+            scrapes += 1
+            stop.wait(0.005)
+
+    async with make_aws(settings, state) as aws:
+        sweeper = PostureSweeper(aws, settings, state)
+        await sweeper.sweep()
+        exposition.render()
+        renders.clear()
+        errors = sum(state.collector_errors.values())
+        scraper = threading.Thread(target=scrape)
+        scraper.start()
+        try:
+            await sweeper.sweep()
+            await asyncio.sleep(0.1)  # scrapes after the publication too
+        finally:
+            stop.set()
+            scraper.join()
+    assert scrapes >= 10
+    assert renders["snapshot"] == 1
+    # Health: once for the publication, and at most once more per failure the sweep counted
+    # (the default scenario has failing accounts; their counter is in the health section).
+    counted = sum(state.collector_errors.values()) - errors
+    assert counted > 0
+    assert renders["health"] <= 1 + counted, (renders, counted)

@@ -5,6 +5,7 @@ management account makes them unreadable, never "disabled" either."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -88,3 +89,33 @@ async def test_metrics_show_trusted_access_off_and_no_feature_value(sandbox: San
     for feature in ("RootCredentialsManagement", "RootSessions"):
         want = float(feature in (default_scenario.organization.root_access_features or []))
         assert sample(on, "aws_root_organization_feature_enabled", feature=feature) == want
+
+
+async def test_a_consolidated_billing_organization_is_its_own_reason_with_the_fix(sandbox: Sandbox, default_scenario: Scenario, caplog) -> None:
+    """An organization without all features: IAM refuses ListOrganizationsFeatures with
+    OrganizationNotInAllFeaturesModeException. Reason not_all_features, one warning naming
+    the problem and the fix."""
+    from moto.organizations.models import organizations_backends
+
+    management = "123456789012"
+    organizations_backends[management][sandbox.partition].org.feature_set = "CONSOLIDATED_BILLING"
+    try:
+        with caplog.at_level(logging.DEBUG, logger="exporter.engine.runner"):
+            async with running_exporter(sandbox_settings(sandbox, include_account_ids=[management])) as exporter:
+                await exporter.wait_for_sweeps(1)
+                await exporter.exporter.sweeper.sweep()  # the same failure again: no second warning
+                families = await exporter.metrics()
+    finally:
+        sandbox.reset(default_scenario)
+    labels = {"account_id": management, "collector": "organization_features"}
+    assert sample(families, "aws_root_exporter_collector_errors_total", reason="not_all_features", **labels) == 2.0
+    assert sample(families, "aws_root_exporter_collector_success", **labels) == 0.0
+    assert sample(families, "aws_root_exporter_aws_request_errors_total", operation="iam:ListOrganizationsFeatures", reason="not_all_features") == 2.0
+    # The posture itself is read: only the organization's features are not.
+    assert sample(families, "aws_root_exporter_collector_success", account_id=management, collector="posture") == 1.0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        "reading centralized root access features failed: the organization has only the consolidated billing features"
+        " (OrganizationNotInAllFeaturesModeException); enable all features in AWS Organizations"
+        " (`aws organizations enable-all-features`, approved by every invited member account), or set account_mode: roles"
+    ]

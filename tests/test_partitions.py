@@ -187,3 +187,36 @@ async def test_govcloud_root_api_call_is_found_by_lookup_events(gov_sandbox: San
         families = await exporter.metrics()
     assert sample(families, "aws_root_api_calls_total", account_id=account.id, category=verdict.category, outcome="success", approved="false") == 1.0
     assert sample(families, "aws_root_api_calls_by_event_source_total", event_source="iam.amazonaws.com") == 1.0
+
+
+async def test_inject_in_a_govcloud_sandbox_builds_a_govcloud_record(gov_sandbox: Sandbox, gov_scenario: Scenario) -> None:
+    """`inject` as a user types it: the record carries the sandbox's partition in every ARN and
+    its global region, so the exporter (polling us-gov-west-1) finds it."""
+    from exporter.sandbox.control import ControlServer
+
+    account = gov_scenario.account("gov-clean")
+    settings = sandbox_settings(gov_sandbox, lookup_events_enabled=True, lookup_events_interval_seconds=5, include_account_ids=[account.id])
+    control = ControlServer(gov_sandbox).start()
+    try:
+        async with running_exporter(settings) as exporter:
+            await exporter.wait_for_sweeps(1)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+            result = subprocess.run(
+                [EXPORTER, "inject", "--control-url", control.url, "--account", account.id, "--kind", "api-call"],
+                capture_output=True, text=True, timeout=30, env=env,
+            )
+            assert result.returncode == 0, result.stderr
+            await exporter.exporter.activity.poll_lookup_events()
+            families = await exporter.metrics()
+    finally:
+        control.stop()
+    # The same record went to the EventBridge queue (the exporter here does not read it).
+    messages = gov_sandbox.client("sqs").receive_message(QueueUrl=gov_sandbox.events_queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert len(messages) == 1
+    envelope = json.loads(messages[0]["Body"])
+    record = envelope["detail"]
+    assert envelope["region"] == "us-gov-west-1"
+    assert record["awsRegion"] == "us-gov-west-1"
+    assert record["userIdentity"]["arn"] == f"arn:aws-us-gov:iam::{account.id}:root"
+    assert "arn:aws:" not in json.dumps(record)
+    assert sample(families, "aws_root_api_calls_total", account_id=account.id, outcome="success", approved="false") == 1.0

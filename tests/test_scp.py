@@ -559,7 +559,9 @@ def test_metric_families_exposition():
     assert value("aws_root_scp_policy_type_enabled") == 1.0
     for account, state in [(A_DEV, "fenced"), (A_ROOT, "not_fenced"), (MGMT, "not_applicable"), (A_WEB, "unknown")]:
         for other in ("fenced", "not_fenced", "not_applicable", "unknown"):
-            assert value("aws_root_scp_fence_state", account_id=account, state=other) == (1.0 if other == state else 0.0)
+            # fenced and not_applicable are 0 when not current (rules read their zeros); the others absent.
+            want = 1.0 if other == state else (0.0 if other in ("fenced", "not_applicable") else None)
+            assert value("aws_root_scp_fence_state", account_id=account, state=other) == want, (account, other)
     assert value("aws_root_scp_fence_info", account_id=A_DEV, policy_id="p-fence001") == 1.0
     # Only fenced accounts have an info series: none with an empty policy_id.
     assert value("aws_root_scp_fence_info", account_id=A_ROOT, policy_id="") is None
@@ -567,7 +569,8 @@ def test_metric_families_exposition():
     assert fenced == [A_DEV]
     assert text.count("aws_root_scp_fence_info{") == len(fenced)
     assert 'policy_id=""' not in text
-    assert text.count('aws_root_scp_fence_state{') == 4 * len(results)
+    zeros_kept = {"fenced", "not_applicable"}
+    assert text.count('aws_root_scp_fence_state{') == sum(len(zeros_kept | {r.state.value}) for r in results.values())
 
 
 def test_metric_families_scp_disabled():

@@ -46,12 +46,14 @@ def orgs_client(sandbox: Sandbox) -> Any:
 
 
 def fence_state(families: dict[str, Any], account_id: str) -> str | None:
-    """The one state whose series is 1 for the account (and check the others are 0)."""
+    """The one state whose series is 1 for the account (and check fenced and not_applicable
+    are 0 otherwise, the other states absent)."""
     values = {state: sample(families, "aws_root_scp_fence_state", account_id=account_id, state=state) for state in STATES}
     if all(v is None for v in values.values()):
         return None
-    assert sorted(values.values()) == [0.0, 0.0, 0.0, 1.0], (account_id, values)
-    return next(state for state, v in values.items() if v == 1.0)
+    current = next(state for state, v in values.items() if v == 1.0)
+    assert values == {s: 1.0 if s == current else (0.0 if s in ("fenced", "not_applicable") else None) for s in STATES}, (account_id, values)
+    return current
 
 
 def fence_policy(families: dict[str, Any], account_id: str) -> str | None:

@@ -113,3 +113,49 @@ async def test_series_per_member_account_within_budget(sandbox: Sandbox, default
         f"{sorted(steady[a] for a in used)}, management {steady[MANAGEMENT]}, "
         f"{steady_other} without account_id; the member with every kind of root activity {active[ACTIVE]} (budget {ACTIVE_BUDGET})"
     )
+
+
+# /metrics at 10,000 accounts at most 20 MB plain (README, Series budget; docs/performance.md
+# measures it with the benchmark), with every optional control evaluated.
+BYTES_BUDGET_ACCOUNTS = 10_000
+BYTES_BUDGET = 20_000_000
+
+
+def test_metrics_bytes_at_10000_accounts_within_budget() -> None:
+    """The benchmark's organization (fixed-width ids, names and OUs, so an account's lines
+    are as long at 100 accounts as at 10,000) with `allowed_root_email_domains` set: the
+    exposition's bytes without an account, plus the management account's, plus the longest
+    member's times the other 9,999, is at most 20 MB."""
+    import urllib.request
+
+    from benchmarks.run import ExporterProcess, FakeAwsProcess
+
+    fake = FakeAwsProcess(100, 0.0)
+    exporter = None
+    try:
+        exporter = ExporterProcess(fake.url, allowed_root_email_domains='["example.com"]')
+        swept = exporter.sweep()
+        with urllib.request.urlopen(exporter.metrics_url, timeout=60) as response:
+            text = response.read().decode()
+    finally:
+        if exporter is not None:
+            exporter.stop()
+        fake.stop()
+    assert swept["collected"] == 100 and swept["failed"] == 0, swept
+    management = swept["account_ids"][0]
+    per_account: Counter[str] = Counter()
+    other = 0
+    for line in text.splitlines(keepends=True):
+        found = None if line.startswith("#") else _ACCOUNT_ID.search(line)
+        if found is None:
+            other += len(line.encode())
+        else:
+            per_account[found.group(1)] += len(line.encode())
+    assert text.count('control="root_email_domain_allowed"') == 100, "the configuration under test evaluates the email control"
+    member = max(n for aid, n in per_account.items() if aid != management)
+    estimate = other + per_account[management] + (BYTES_BUDGET_ACCOUNTS - 1) * member
+    report_measurement(
+        f"/metrics at {BYTES_BUDGET_ACCOUNTS:,} accounts with allowed_root_email_domains: {estimate / 1e6:.2f} MB estimated "
+        f"({member} bytes per member account; budget {BYTES_BUDGET / 1e6:.0f} MB)"
+    )
+    assert estimate <= BYTES_BUDGET, f"{estimate:,} bytes, {member} per member account"

@@ -43,7 +43,7 @@ from exporter.config.files import SettingsError
 log = logging.getLogger(__name__)
 
 # The fixed set of failure reasons used in metric labels.
-REASONS = ("no_credentials", "access_denied", "assume_role_failed", "throttled", "timeout", "invalid_response", "error")
+REASONS = ("no_credentials", "access_denied", "assume_role_failed", "not_all_features", "throttled", "timeout", "invalid_response", "error")
 
 # botocore found no credentials for the exporter's own principal, or could not load the ones
 # configured: none in the environment, a partial set (a key id without its secret),
@@ -94,6 +94,11 @@ _THROTTLED = {
     "SlowDown",
     "LimitExceededException",
 }
+
+# The organization has only the consolidated billing features (botocore's IAM model: of the
+# exporter's calls, iam:ListOrganizationsFeatures answers so; the IAM API reference drops the
+# suffix, as for IAM's other errors). Not a permission to grant: all features must be enabled.
+_NOT_ALL_FEATURES = {"OrganizationNotInAllFeaturesModeException", "OrganizationNotInAllFeaturesMode"}
 
 # Credentials AWS refuses as expired (clock skew, a revoked session): dropped from the cache.
 EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException"})
@@ -164,6 +169,8 @@ def classify_error(exc: BaseException) -> str:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in _THROTTLED or status == 429:
             return "throttled"
+        if code in _NOT_ALL_FEATURES:
+            return "not_all_features"
         if code in _ACCESS_DENIED or status == 403:
             return "access_denied"
         return "error"

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
         True,
         description="In `organization` mode, read each account's security alternate contact (`account:GetAlternateContact`, trusted access for AWS Account Management) for control `security_contact_present`.",
     )
+    security_contact_max_age_seconds: float = Field(
+        43200.0,
+        ge=0,
+        description="Reuse an account's security alternate contact read within this many seconds instead of reading it again (Security Hub's periodic check of Account.1 runs every 12 or 24 h); a failed read is tried again at the next sweep. 0: read on every sweep.",
+    )
     concurrency: int = Field(32, ge=1, le=1024, description="Accounts collected at the same time.")
     account_timeout_seconds: float = Field(120.0, gt=0, description="Time limit for one account's collection.")
     max_attempts: int = Field(

@@ -33,6 +33,16 @@ class Outcome(Generic[T]):
     value: T | None = None
 
 
+# Reasons whose fix is not in IAM or the network: the failure's log line says what to do.
+FIXES = {
+    "not_all_features": (
+        "the organization has only the consolidated billing features (OrganizationNotInAllFeaturesModeException);"
+        " enable all features in AWS Organizations (`aws organizations enable-all-features`, approved by every"
+        " invited member account), or set account_mode: roles"
+    ),
+}
+
+
 def failure_reason(exc: BaseException) -> str:
     """The `reason` label of a failure (a fixed set: see README, Collection errors)."""
     if isinstance(exc, CredentialReportError):
@@ -83,7 +93,8 @@ class CollectorRunner:
         # Missing credentials fail every collector on every retry: Aws logs that once, at error.
         repeated = previous is not None and not previous.success and previous.reason == reason
         level = logging.DEBUG if repeated or reason == "no_credentials" else logging.WARNING
-        log.log(level, failed, extra={"account_id": account_id, "collector": collector, "reason": reason, "error": message})
+        text = f"{failed}: {FIXES[reason]}" if reason in FIXES else failed
+        log.log(level, text, extra={"account_id": account_id, "collector": collector, "reason": reason, "error": message})
         return CollectorStatus(False, previous.last_success if previous else None, reason, message)
 
     def count(self, account_id: str, collector: str, reason: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Generic, TypeVar
@@ -47,10 +48,11 @@ class SweepRunning(RuntimeError):
 
 
 class PostureSweeper:
-    def __init__(self, aws: Aws, settings: Settings, state: ExporterState) -> None:
+    def __init__(self, aws: Aws, settings: Settings, state: ExporterState, clock: Callable[[], float] = time.time) -> None:
         self.aws = aws
         self.settings = settings
         self.state = state
+        self.clock = clock
         self.runner = CollectorRunner(state)
         self._running = False
         self._own_account: str | None = None
@@ -225,9 +227,17 @@ class PostureSweeper:
         # administrator); single mode its own account. Roles mode would need the permission
         # in every member role: not read there.
         if settings.security_contact_check and settings.account_mode is not AccountMode.roles:
-            contact = await read_security_contact(self.aws, account.account_id, own_account=account.role_arn is None)
-            if contact.reason is not None:
-                self._contact_failed(account.account_id, contact, previous)
+            # The contact changes rarely and Security Hub checks it every 12 or 24 h: one read
+            # per account per max age, not one per sweep. Kept in the account's posture, so an
+            # account that leaves the organization takes its answer with it.
+            before = previous.recovery.security_contact if previous is not None and previous.recovery is not None else None
+            now = self.clock()
+            if before is not None and before.reusable(now, settings.security_contact_max_age_seconds):
+                contact = before
+            else:
+                contact = await read_security_contact(self.aws, account.account_id, own_account=account.role_arn is None, now=now)
+                if contact.reason is not None:
+                    self._contact_failed(account.account_id, contact, previous)
         return Recovery(
             email_domain=account.root_email_domain or None,
             email_domain_allowed=domain_allowed(account.root_email_domain, allowed) if organization and allowed and account.root_email_domain else None,

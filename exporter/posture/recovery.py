@@ -46,6 +46,13 @@ class SecurityContact:
     reason: str | None = None
     # AWS's error code and message, as logged (never a credential, never the contact itself).
     message: str | None = None
+    # When AWS answered (epoch seconds): an answer is reused until it is older than
+    # security_contact_max_age_seconds.
+    read_at: float | None = None
+
+    def reusable(self, now: float, max_age: float) -> bool:
+        """An answer (a contact or none) younger than `max_age`; a failed read never is, so it is tried again at the next sweep."""
+        return self.reason is None and self.read_at is not None and now - self.read_at < max_age
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +76,8 @@ class Recovery:
         return results
 
 
-async def read_security_contact(aws: Aws, account_id: str, own_account: bool) -> SecurityContact:
-    """The account's security alternate contact, read with the exporter's own credentials."""
+async def read_security_contact(aws: Aws, account_id: str, own_account: bool, now: float) -> SecurityContact:
+    """The account's security alternate contact, read with the exporter's own credentials at `now`."""
     client = await aws.client("account")
     params = {"AlternateContactType": "SECURITY"}
     if not own_account:
@@ -79,9 +86,9 @@ async def read_security_contact(aws: Aws, account_id: str, own_account: bool) ->
         await aws.call(client, "GetAlternateContact", **params)
     except AwsError as exc:
         if exc.code == "ResourceNotFoundException":
-            return SecurityContact(present=False)
+            return SecurityContact(present=False, read_at=now)
         message = f"{exc.code}: {exc.message}" if exc.message else exc.code
         if exc.reason == "access_denied" and _TRUSTED_ACCESS_HINT in (exc.message or "").lower():
             return SecurityContact(present=None, reason=TRUSTED_ACCESS_DISABLED, message=message)
         return SecurityContact(present=None, reason=classify_error(exc), message=message)
-    return SecurityContact(present=True)
+    return SecurityContact(present=True, read_at=now)

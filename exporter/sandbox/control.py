@@ -100,7 +100,7 @@ def inject_request(sandbox: Sandbox, body: dict[str, Any]) -> dict[str, Any]:
         for key in ("source_ip", "event_name"):
             if body.get(key):
                 options[key] = str(body[key])
-        record = make_record(kind, account, **options)
+        record = make_record(kind, account, partition=sandbox.partition, **options)
     if not isinstance(record, dict):
         raise ValueError("record must be a JSON object")
     paths = set(body.get("paths") or ["lookup", "eventbridge", "s3"])

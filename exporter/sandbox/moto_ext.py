@@ -89,6 +89,10 @@ class ServiceAccessNotEnabled(IAMException):
     code = "ServiceAccessNotEnabledException"
 
 
+class OrganizationNotInAllFeaturesMode(IAMException):
+    code = "OrganizationNotInAllFeaturesModeException"
+
+
 class IamAccessDenied(IAMException):
     code = "AccessDenied"
 
@@ -393,6 +397,9 @@ def _list_organizations_features(self: IamResponse) -> ActionResult:
         raise IamAccessDenied("The account is not part of an organization")
     if org_backend.org.master_account_id != account:
         raise IamAccessDenied("Only the management account or a delegated administrator can list features")
+    # An organization created with FeatureSet CONSOLIDATED_BILLING (moto keeps it on the organization).
+    if org_backend.org.feature_set != "ALL":
+        raise OrganizationNotInAllFeaturesMode("The request was rejected because your organization does not have All features enabled.")
     features = _root_features(account, self.partition)
     if features is None:
         raise ServiceAccessNotEnabled("Trusted access for IAM is not enabled in AWS Organizations")

@@ -11,6 +11,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from exporter.aws.partitions import DEFAULT_PARTITION, global_region, task_policy_arn
+
 KINDS = (
     "console-login",
     "console-login-failure",
@@ -33,16 +35,16 @@ def _time(when: datetime | None) -> str:
 # The MFAIdentifier of a root console login by device kind: AWS's root example (mfa/...)
 # and the serial shape of a root FIDO key in the IAM API reference (u2f/root/...).
 MFA_DEVICES: dict[str, str] = {
-    "totp": "arn:aws:iam::{account}:mfa/root-account-mfa-device",
-    "u2f": "arn:aws:iam::{account}:u2f/root/security-key-EXAMPLE1234567890",
+    "totp": "arn:{partition}:iam::{account}:mfa/root-account-mfa-device",
+    "u2f": "arn:{partition}:iam::{account}:u2f/root/security-key-EXAMPLE1234567890",
 }
 
 
-def _root_identity(account_id: str, mfa: bool | None = None) -> dict[str, Any]:
+def _root_identity(account_id: str, partition: str, mfa: bool | None = None) -> dict[str, Any]:
     identity: dict[str, Any] = {
         "type": "Root",
         "principalId": account_id,
-        "arn": f"arn:aws:iam::{account_id}:root",
+        "arn": f"arn:{partition}:iam::{account_id}:root",
         "accountId": account_id,
     }
     if mfa is not None:
@@ -69,6 +71,7 @@ def make_record(
     access_key_id: str | None = None,
     target_account_id: str | None = None,
     task_policy: str = "S3UnlockBucketPolicy",
+    partition: str = DEFAULT_PARTITION,
 ) -> dict[str, Any]:
     """A CloudTrail record of `kind` (one of KINDS) in `account_id`.
 
@@ -77,7 +80,9 @@ def make_record(
     sts:AssumeRoot session write exactly this; only an `assume-root` record issuing
     `access_key_id` tells them apart. `assume-root` and `primary-email-update` are calls by
     an IAM role of `account_id` (the management account) aimed at `target_account_id`.
-    `mfa_kind` (one of MFA_DEVICES) is the device a console login with `mfa` names."""
+    `mfa_kind` (one of MFA_DEVICES) is the device a console login with `mfa` names.
+    `partition`: the ARNs' partition; the record is in its global region, where CloudTrail
+    records sign-ins and IAM calls."""
     base: dict[str, Any] = {
         "eventVersion": "1.09",
         "eventTime": _time(when),
@@ -90,14 +95,14 @@ def make_record(
         "managementEvent": True,
         "recipientAccountId": account_id,
         "eventCategory": "Management",
-        "awsRegion": "us-east-1",
+        "awsRegion": global_region(partition),
     }
     if kind in ("console-login", "console-login-failure"):
         ok = kind == "console-login"
         base.update(
             eventSource="signin.amazonaws.com",
             eventName="ConsoleLogin",
-            userIdentity=_root_identity(account_id),
+            userIdentity=_root_identity(account_id, partition),
             responseElements={"ConsoleLogin": "Success" if ok else "Failure"},
             additionalEventData={
                 "LoginTo": "https://console.aws.amazon.com/console/home?state=hashArgs%23&isauthcode=true",
@@ -107,7 +112,7 @@ def make_record(
             },
         )
         if mfa:
-            base["additionalEventData"]["MFAIdentifier"] = MFA_DEVICES[mfa_kind].format(account=account_id)
+            base["additionalEventData"]["MFAIdentifier"] = MFA_DEVICES[mfa_kind].format(partition=partition, account=account_id)
         if not ok:
             base["errorMessage"] = "Failed authentication"
         return base
@@ -115,7 +120,7 @@ def make_record(
         base.update(
             eventSource="signin.amazonaws.com",
             eventName="PasswordRecoveryRequested",
-            userIdentity=_root_identity(account_id),
+            userIdentity=_root_identity(account_id, partition),
             responseElements={"PasswordRecoveryRequested": "Success"},
             additionalEventData={"MFAUsed": "No"},
         )
@@ -128,7 +133,7 @@ def make_record(
             userIdentity={
                 "type": "IAMUser",
                 "principalId": "AIDACKCEVSQ6C2EXAMPLE",
-                "arn": f"arn:aws:iam::{account_id}:user/{name}",
+                "arn": f"arn:{partition}:iam::{account_id}:user/{name}",
                 "accountId": account_id,
                 "userName": name,
             },
@@ -141,7 +146,7 @@ def make_record(
             eventType="AwsApiCall",
             eventSource="s3.amazonaws.com",
             eventName=event_name or "CreateBucket",
-            userIdentity=_root_identity(account_id, mfa),
+            userIdentity=_root_identity(account_id, partition, mfa),
             # A top-level field of the record (eventVersion 1.08+), never inside userIdentity.
             sessionCredentialFromConsole="true",
             requestParameters={"bucketName": "payments-archive", "Host": "payments-archive.s3.amazonaws.com"},
@@ -156,7 +161,7 @@ def make_record(
             eventType="AwsApiCall",
             eventSource="iam.amazonaws.com",
             eventName=event_name or "DeleteAccessKey",
-            userIdentity=_root_identity(account_id, mfa),
+            userIdentity=_root_identity(account_id, partition, mfa),
             sessionCredentialFromConsole="true",
             requestParameters={"accessKeyId": f"AKIA{account_id}RK00"},
             responseElements=None,
@@ -164,7 +169,7 @@ def make_record(
         )
         return base
     if kind == "root-temporary-key-call":
-        identity = _root_identity(account_id)
+        identity = _root_identity(account_id, partition)
         identity["accessKeyId"] = access_key_id or _temporary_key()
         identity["sessionContext"] = {"attributes": {"creationDate": _time(when), "mfaAuthenticated": "false"}}
         base.update(
@@ -181,7 +186,7 @@ def make_record(
         return base
     if kind in ("assume-root", "primary-email-update"):
         target = target_account_id or account_id
-        base.update(eventType="AwsApiCall", userIdentity=_role_identity(account_id, when), userAgent="aws-cli/2.22.0 md/Botocore#1.35.0",
+        base.update(eventType="AwsApiCall", userIdentity=_role_identity(account_id, when, partition), userAgent="aws-cli/2.22.0 md/Botocore#1.35.0",
                     requestID=str(uuid.uuid4()))
         if kind == "assume-root":
             issued = (when or datetime.now(timezone.utc)) + timedelta(seconds=900)
@@ -189,7 +194,7 @@ def make_record(
             base.update(
                 eventSource="sts.amazonaws.com",
                 eventName="AssumeRoot",
-                requestParameters={"targetPrincipal": target, "taskPolicyArn": {"arn": f"arn:aws:iam::aws:policy/root-task/{task_policy}"}},
+                requestParameters={"targetPrincipal": target, "taskPolicyArn": {"arn": task_policy_arn(partition, task_policy)}},
                 responseElements={"credentials": {
                     "accessKeyId": access_key_id or _temporary_key(),
                     "sessionToken": "<session token>",
@@ -221,17 +226,17 @@ def _temporary_key() -> str:
     return "ASIA" + uuid.uuid4().hex[:16].upper()
 
 
-def _role_identity(account_id: str, when: datetime | None) -> dict[str, Any]:
+def _role_identity(account_id: str, when: datetime | None, partition: str) -> dict[str, Any]:
     """An administrator's role session in `account_id`."""
     return {
         "type": "AssumedRole",
         "principalId": "AROACKCEVSQ6C2EXAMPLE:admin",
-        "arn": f"arn:aws:sts::{account_id}:assumed-role/RootAccessAdmin/admin",
+        "arn": f"arn:{partition}:sts::{account_id}:assumed-role/RootAccessAdmin/admin",
         "accountId": account_id,
         "accessKeyId": _temporary_key(),
         "sessionContext": {
             "sessionIssuer": {"type": "Role", "principalId": "AROACKCEVSQ6C2EXAMPLE",
-                              "arn": f"arn:aws:iam::{account_id}:role/RootAccessAdmin", "accountId": account_id,
+                              "arn": f"arn:{partition}:iam::{account_id}:role/RootAccessAdmin", "accountId": account_id,
                               "userName": "RootAccessAdmin"},
             "webIdFederationData": {},
             "attributes": {"creationDate": _time(when), "mfaAuthenticated": "false"},
