@@ -129,8 +129,8 @@ class MetricsServer:
                 # The head and the body leave in ONE write. Every write is a blocking call that
                 # releases the GIL, and this thread then waits for a busy sweep to hand it back
                 # (up to the 5 ms switch interval each time): written piece by piece (about 30
-                # /metrics families), a scrape during a sweep took 2-3 times as long
-                # (docs/performance.md). The price is one copy of the body per scrape: at most
+                # /metrics families), scrapes during a sweep were slower (docs/performance.md,
+                # What made it fast). The price is one copy of the body per scrape: at most
                 # about 20 MB plain at 10,000 accounts (the series budget), under 1 MB gzip,
                 # which is what Prometheus asks for.
                 chunks = body if isinstance(body, list) else [body]
