@@ -5,7 +5,9 @@ For each account count: a full posture sweep (wall, CPU, requests per account, t
 LookupEvents poll cycle over every account without and with new root events (wall, CPU,
 requests, throttling, the most requests in any one-second window per account and region),
 the delay from an EventBridge event put on SQS to /metrics, the exporter's peak memory and
-its AWS requests per account per hour at the default settings; the real Prometheus
+its AWS requests per account per hour at the default settings; the proof-of-sight canary
+(a round's wall and CPU, its requests per account-hour, the time to prove new accounts
+through LookupEvents and EventBridge->SQS) and one pass of the configuration checks; the real Prometheus
 scraping the exporter's steady state (head series, samples and duration per scrape,
 Prometheus's own memory, series per account);
 then a sequential boto3 baseline at --baseline-accounts, extrapolated linearly to every
@@ -26,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .prometheus_cost import PrometheusOptions
-from .run import measure, measure_baseline, measure_shards
+from .run import CALLER_IDENTITY, CANARY_LOOKUP, LOOKUP_EVENTS, measure, measure_baseline, measure_shards
 
 
 def _counts(text: str) -> list[int]:
@@ -87,6 +89,18 @@ def table(results: dict) -> str:
         ("lookup_max_per_second (account+region)", lambda r: str(r["lookup_max_per_second"])),
         ("root logins counted from one poll", lambda r: f"{r['lookup_logins_counted']:,.0f}"),
         ("sqs_to_metrics_ms median / max", lambda r: f"{_fmt(r['sqs_to_metrics_ms'], 1)} / {_fmt(r['sqs_to_metrics_max_ms'], 1)}"),
+        ("canary round seconds (cpu)", lambda r: f"{_fmt(r['canary_round_seconds'], 2)} ({_fmt(r['canary_round_cpu_seconds'], 2)})"),
+        ("canary GetCallerIdentity per account / failed", lambda r: f"{_fmt(r['canary_paths'] / r['canary_accounts'], 2)} / {r['canary_failed']}"),
+        ("new accounts: first round + lookup pass s", lambda r: f"{_fmt(r['canary_first_round_seconds'], 2)} + {_fmt(r['canary_first_lookup_pass_seconds'], 2)}"),
+        ("new accounts proven: median / max / all s", lambda r: f"{_fmt(r['canary_prove_account_median_seconds'], 1)} / {_fmt(r['canary_prove_account_max_seconds'], 1)} / {_fmt(r['canary_prove_all_seconds'], 1)}"),
+        ("  CPU until all proven", lambda r: _fmt(r["canary_prove_cpu_seconds"], 2)),
+        ("canary requests per account-hour", lambda r: _fmt(r["canary_requests_per_account_hour"], 1)),
+        *[
+            (f"  {op}", (lambda op: lambda r: _fmt(r["canary_requests_per_account_hour_by_operation"][op], 1))(op))
+            for op in (CALLER_IDENTITY, LOOKUP_EVENTS + " (" + CANARY_LOOKUP + ")", "sqs (EventBridge canaries)")
+        ],
+        ("checks pass seconds (cpu) / problems", lambda r: f"{_fmt(r['checks_pass_seconds'], 2)} ({_fmt(r['checks_pass_cpu_seconds'], 2)}) / {r['checks_problems']}"),
+        ("checks requests per account-hour", lambda r: _fmt(r["checks_requests_per_account_hour"], 1)),
         ("requests_per_account_hour", lambda r: _fmt(r["requests_per_account_hour"], 1)),
         ("  of which LookupEvents", lambda r: _fmt(r["lookup_requests_per_account_hour"], 1)),
         ("machine load average (1 min)", lambda r: _fmt(r["load_average"], 2)),

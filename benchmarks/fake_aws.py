@@ -5,7 +5,7 @@ single asyncio process with a minimal HTTP/1.1 parser (keep-alive, thousands of
 connections). It is not a simulator: every account answers from a formula of its index,
 so the server spends its time on HTTP, not on state.
 
-- Organizations and CloudTrail: JSON 1.1 (`X-Amz-Target`). IAM and STS: query protocol
+- Organizations, CloudTrail and EventBridge: JSON 1.1 (`X-Amz-Target`). IAM and STS: query protocol
   (form-encoded `Action=...`, XML answers).
 - Which service: the SigV4 credential scope (`Credential=AKID/date/region/service/...`).
 - Which account: encoded in the access key id that the fake `AssumeRole` hands out
@@ -15,6 +15,19 @@ so the server spends its time on HTTP, not on state.
   sliding window, like AWS's documented limit) and answers `ThrottlingException` beyond.
   It answers no events, or, after `POST /__lookup_events?records=1`, one root console sign-in
   per account (the same event id on every poll, as CloudTrail would).
+- The proof-of-sight canary: `GetCallerIdentity` (STS, on the regional endpoint) answers
+  the caller of the access key (the member role session `AssumeRole` handed out, with the
+  session name it was asked for; the management account's own key is the IAM user
+  `aws-root-exporter`) and writes its CloudTrail record in the region of the call; a
+  `LookupEvents` with `EventName=GetCallerIdentity` in that account and region answers the
+  records in its `StartTime`..`EndTime` (the last few per account and region), with no
+  delivery delay. After `POST /__canary?forward=1` each record is also put on the SQS
+  queue as the EventBridge event the forwarder rule would send (`forward=0`: no more).
+- The configuration checks: CloudTrail `DescribeTrails`, `GetTrailStatus`,
+  `GetEventSelectors` and EventBridge (JSON 1.1, `AWSEvents.*`) `DescribeRule`,
+  `ListTargetsByRule` answer a healthy deployment in every account and region: a logging
+  multi-region organization trail with all management events, and the forwarder rule in
+  state `ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS` with one target.
 - SQS (JSON 1.0, `AmazonSQS.*`): one in-memory queue for any queue URL. `POST /__sqs_send`
   with a message body enqueues it; `ReceiveMessage` long-polls (answers as soon as a message
   is there, or after `WaitTimeSeconds`); `DeleteMessageBatch` removes messages.
@@ -52,7 +65,9 @@ import uuid
 from urllib.parse import parse_qsl
 
 from exporter.posture.credential_report import REPORT_HEADER
-from exporter.sandbox.records import make_record
+from exporter.monitoring.canary import EVENT_NAME as CANARY_EVENT_NAME
+from exporter.monitoring.canary import EXPORTER_PRINCIPAL_NAME
+from exporter.sandbox.records import caller_identity_record, eventbridge_envelope, make_record
 
 MANAGEMENT_ID = "100000000000"
 ORGANIZATION_ID = "o-benchmark01"
@@ -61,6 +76,17 @@ PAGE_SIZE = 20  # Organizations' maximum page size for ListAccountsForParent
 LOOKUP_EVENTS_PER_SECOND = 2
 CREDENTIAL_SECONDS = 3600
 VISIBILITY_TIMEOUT = 30.0  # seconds a received message stays hidden, as SQS's default
+# Canary records kept per account and region: more than a lookup window holds at the
+# default intervals (bound 900 s + interval 300 s = 4 canaries), so none is missed.
+CANARY_RECORDS_KEPT = 8
+ORGANIZATION_TRAIL = f"arn:aws:cloudtrail:us-east-1:{MANAGEMENT_ID}:trail/organization-trail"
+# The operations whose answer depends on the region of the endpoint called.
+REGIONAL = {
+    "sts:GetCallerIdentity",
+    "cloudtrail:LookupEvents",
+    "events:DescribeRule",
+    "events:ListTargetsByRule",
+}
 
 # Fault kinds, in the order a request's random draw is compared with their shares.
 FAULT_KINDS = ("throttle", "server_error", "reset", "hang")
@@ -70,6 +96,7 @@ THROTTLE_CODES = {
     "organizations": "TooManyRequestsException",
     "cloudtrail": "ThrottlingException",
     "sqs": "ThrottlingException",
+    "events": "ThrottlingException",
 }
 
 XMLNS = {"iam": "https://iam.amazonaws.com/doc/2010-05-08/", "sts": "https://sts.amazonaws.com/doc/2011-06-15/"}
@@ -110,6 +137,12 @@ class FakeAws:
         for i, account in enumerate(self.ids[1:]):
             self.children[self.ous[i % len(self.ous)] if self.ous else ROOT_ID].append(account)
         self.lookup_records = False
+        self.forward_canaries = False
+        # Per account, the (role ARN, session name) of the last AssumeRole into it.
+        self.sessions: dict[str, tuple[str, str]] = {}
+        # Per (account, region): the canary records written there, newest last, as
+        # (eventTime in epoch seconds, record).
+        self.canaries: dict[tuple[str, str], collections.deque[tuple[float, dict]]] = {}
         self.queue: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self.queue_changed = asyncio.Event()
         self.fault_shares: dict[str, float] = {}
@@ -141,6 +174,8 @@ class FakeAws:
 
     def reset(self) -> None:
         self.requests: collections.Counter[str] = collections.Counter()
+        # LookupEvents by its lookup attribute (`Username=root`, `EventName=...`).
+        self.lookups: collections.Counter[str] = collections.Counter()
         self.by_account: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
         self.throttled: collections.Counter[str] = collections.Counter()
         self.lookup_windows: dict[tuple[str, str], collections.deque[float]] = collections.defaultdict(collections.deque)
@@ -154,6 +189,7 @@ class FakeAws:
     def stats(self) -> dict:
         return {
             "requests": dict(self.requests),
+            "lookups": dict(self.lookups),
             "by_account": {a: dict(c) for a, c in self.by_account.items()},
             "throttled": dict(self.throttled),
             "max_lookup_events_per_second": self.max_lookup_per_second,
@@ -230,10 +266,11 @@ class FakeAws:
         if path.startswith("/__lookup_events"):
             self.lookup_records = "records=1" in path
             return 200, "application/json", b"{}"
+        if path.startswith("/__canary"):
+            self.forward_canaries = "forward=1" in path
+            return 200, "application/json", b"{}"
         if path.startswith("/__sqs_send"):
-            message_id = str(uuid.uuid4())
-            self.queue[message_id] = {"MessageId": message_id, "ReceiptHandle": message_id, "Body": body.decode(), "receives": 0, "visible_at": 0.0}
-            self.queue_changed.set()
+            message_id = self._enqueue(body.decode())
             return 200, "application/json", json.dumps({"MessageId": message_id}).encode()
         auth = headers.get("authorization", "")
         try:
@@ -283,7 +320,7 @@ class FakeAws:
         if handler is None:
             return self._error(service, target, 400, "InvalidAction", f"{name} is not implemented by the fake")
         try:
-            result = handler(account, params)
+            result = handler(account, params, region) if name in REGIONAL else handler(account, params)
             if asyncio.iscoroutine(result):
                 result = await result
         except _Error as exc:
@@ -291,6 +328,12 @@ class FakeAws:
         if target or service == "account":
             return 200, _json_type(service), json.dumps(result).encode()
         return 200, "text/xml", _query_response(service, operation, result).encode()
+
+    def _enqueue(self, body: str) -> str:
+        message_id = str(uuid.uuid4())
+        self.queue[message_id] = {"MessageId": message_id, "ReceiptHandle": message_id, "Body": body, "receives": 0, "visible_at": 0.0}
+        self.queue_changed.set()
+        return message_id
 
     def _lookup_allowed(self, account: str, region: str) -> bool:
         now = time.monotonic()
@@ -349,8 +392,11 @@ class FakeAws:
 
     # -- CloudTrail (JSON 1.1) -----------------------------------------------------------
 
-    def op_cloudtrail_LookupEvents(self, account: str, params: dict) -> dict:
+    def op_cloudtrail_LookupEvents(self, account: str, params: dict, region: str) -> dict:
         attributes = params.get("LookupAttributes") or [{}]
+        self.lookups[f"{attributes[0].get('AttributeKey')}={attributes[0].get('AttributeValue')}"] += 1
+        if attributes[0] == {"AttributeKey": "EventName", "AttributeValue": CANARY_EVENT_NAME}:
+            return self._canary_events(account, region, params)
         if not self.lookup_records or attributes[0].get("AttributeKey") != "Username":
             return {"Events": []}
         when = datetime.now(timezone.utc) - timedelta(seconds=30)
@@ -366,6 +412,52 @@ class FakeAws:
                 }
             ]
         }
+
+    def _canary_events(self, account: str, region: str, params: dict) -> dict:
+        # botocore sends the window as epoch seconds; a second either side covers a
+        # serializer that drops the fraction (the exporter counts each record once anyway).
+        start, end = float(params.get("StartTime") or 0) - 1, float(params.get("EndTime") or time.time()) + 1
+        found = [record for when, record in reversed(self.canaries.get((account, region), ())) if start <= when <= end]
+        return {
+            "Events": [
+                {
+                    "EventId": record["eventID"],
+                    "EventName": CANARY_EVENT_NAME,
+                    "EventTime": datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp(),
+                    "Username": record["userIdentity"]["arn"].rsplit("/", 1)[-1],
+                    "CloudTrailEvent": json.dumps(record),
+                }
+                for record in found
+            ]
+        }
+
+    def op_cloudtrail_DescribeTrails(self, account: str, params: dict) -> dict:
+        trail = {
+            "Name": ORGANIZATION_TRAIL,
+            "TrailARN": ORGANIZATION_TRAIL,
+            "HomeRegion": "us-east-1",
+            "S3BucketName": "organization-trail-logs",
+            "IsMultiRegionTrail": True,
+            "IsOrganizationTrail": True,
+            "IncludeGlobalServiceEvents": True,
+            "HasCustomEventSelectors": False,
+        }
+        return {"trailList": [trail]}
+
+    def op_cloudtrail_GetTrailStatus(self, account: str, params: dict) -> dict:
+        return {"IsLogging": True, "LatestDeliveryTime": time.time() - 60}
+
+    def op_cloudtrail_GetEventSelectors(self, account: str, params: dict) -> dict:
+        return {"TrailARN": ORGANIZATION_TRAIL, "EventSelectors": [{"ReadWriteType": "All", "IncludeManagementEvents": True, "DataResources": []}]}
+
+    # -- EventBridge (JSON 1.1) ---------------------------------------------------------
+
+    def op_events_DescribeRule(self, account: str, params: dict, region: str) -> dict:
+        name = params.get("Name", "")
+        return {"Name": name, "Arn": f"arn:aws:events:{region}:{account}:rule/{name}", "State": "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS", "EventBusName": "default"}
+
+    def op_events_ListTargetsByRule(self, account: str, params: dict, region: str) -> dict:
+        return {"Targets": [{"Id": "central-bus", "Arn": f"arn:aws:events:us-east-1:{MANAGEMENT_ID}:event-bus/root-activity"}]}
 
     # -- SQS (JSON 1.0) ------------------------------------------------------------------
 
@@ -401,18 +493,33 @@ class FakeAws:
 
     # -- STS (query) -------------------------------------------------------------------
 
-    def op_sts_GetCallerIdentity(self, account: str, params: dict) -> str:
-        return f"<Account>{account}</Account><Arn>arn:aws:iam::{account}:user/exporter</Arn><UserId>AIDAFAKE</UserId>"
+    def op_sts_GetCallerIdentity(self, account: str, params: dict, region: str) -> str:
+        session = self.sessions.get(account) if account != MANAGEMENT_ID else None
+        if session is not None:
+            role_arn, name = session
+            arn = f"arn:aws:sts::{account}:assumed-role/{role_arn.rsplit('/', 1)[-1]}/{name}"
+            caller = {"account": account, "region": region, "arn": arn, "role_arn": role_arn, "access_key_id": access_key_for(account)}
+        else:
+            arn = f"arn:aws:iam::{account}:user/{EXPORTER_PRINCIPAL_NAME}"
+            caller = {"account": account, "region": region, "arn": arn, "user_id": "AIDAFAKE", "access_key_id": "AKIDEXPORTER"}
+        now = datetime.now(timezone.utc)
+        record = caller_identity_record(caller, when=now)
+        kept = self.canaries.setdefault((account, region), collections.deque(maxlen=CANARY_RECORDS_KEPT))
+        kept.append((now.timestamp(), record))
+        if self.forward_canaries:
+            self._enqueue(json.dumps(eventbridge_envelope(record)))
+        return f"<Account>{account}</Account><Arn>{arn}</Arn><UserId>AIDAFAKE</UserId>"
 
     def op_sts_AssumeRole(self, account: str, params: dict) -> str:
         target = params.get("RoleArn", "").split(":")[4]
         if target not in self._known:
             raise _Error(403, "AccessDenied", f"not authorized to assume {params.get('RoleArn')}")
+        self.sessions[target] = (params.get("RoleArn", ""), params.get("RoleSessionName", ""))
         expiration = (datetime.now(timezone.utc) + timedelta(seconds=CREDENTIAL_SECONDS)).strftime("%Y-%m-%dT%H:%M:%SZ")
         return (
             f"<Credentials><AccessKeyId>{access_key_for(target)}</AccessKeyId><SecretAccessKey>secret</SecretAccessKey>"
             f"<SessionToken>token</SessionToken><Expiration>{expiration}</Expiration></Credentials>"
-            f"<AssumedRoleUser><AssumedRoleId>AROAFAKE:s</AssumedRoleId><Arn>{params.get('RoleArn')}/s</Arn></AssumedRoleUser>"
+            f"<AssumedRoleUser><AssumedRoleId>AROAFAKE:{params.get('RoleSessionName')}</AssumedRoleId><Arn>{params.get('RoleArn')}/{params.get('RoleSessionName')}</Arn></AssumedRoleUser>"
         )
 
     @property

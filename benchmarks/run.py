@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.engine.activity import MANAGEMENT_EVENT_NAMES
+from exporter.monitoring.canary import EVENT_NAME as CANARY_EVENT_NAME
 from exporter.config.settings import ENV_PREFIX, Settings
 
 from .prometheus_cost import PrometheusOptions, measure_prometheus
@@ -27,6 +28,20 @@ ASSUME_ROLE = "sts:AssumeRole"
 # Read in the cold sweep, then again once security_contact_max_age_seconds has passed.
 SECURITY_CONTACT = "account:GetAlternateContact"
 LOOKUP_EVENTS = "cloudtrail:LookupEvents"
+# What the canary sends: one GetCallerIdentity per account and monitored region per round,
+# and one LookupEvents by this attribute per account and region in each LookupEvents cycle.
+CALLER_IDENTITY = "sts:GetCallerIdentity"
+CANARY_LOOKUP = "EventName=" + CANARY_EVENT_NAME
+# The configuration checks' reads, per account and monitored region per pass.
+CHECK_OPERATIONS = (
+    "cloudtrail:DescribeTrails",
+    "cloudtrail:GetTrailStatus",
+    "cloudtrail:GetEventSelectors",
+    "events:DescribeRule",
+    "events:ListTargetsByRule",
+)
+# The benchmark's regions: the default (the partition's global-service region).
+MONITORED_REGIONS = 1
 # The EventBridge queue the exporter long-polls in the fake (any 12-digit account, any name).
 QUEUE_URL_PATH = "/100000000000/bench-root-events"
 SQS_SAMPLES = 5
@@ -78,6 +93,10 @@ class FakeAwsProcess:
 
     def reset(self) -> None:
         self._get("/__reset", "POST")
+
+    def forward_canaries(self, on: bool) -> None:
+        """Each canary record also goes on the SQS queue as the forwarder rule's event (on) or not (off)."""
+        self._get(f"/__canary?forward={int(on)}", "POST")
 
     def lookup_records(self, on: bool) -> None:
         """LookupEvents answers one root console sign-in per account (on) or nothing (off)."""
@@ -294,16 +313,18 @@ def measure_activity(fake: FakeAwsProcess, exporter: ExporterProcess, member_ids
             poll = exporter.poll()
             stats = fake.stats()
             counts = {aid: stats["by_account"].get(aid, {}).get(LOOKUP_EVENTS, 0) for aid in member_ids}
-            # One request per account and region; the management account also looks up, one
-            # event name per request, the AssumeRoot calls and recovery-path changes its IAM
-            # principals make.
-            expected = {aid: 1 + len(MANAGEMENT_EVENT_NAMES) if aid == management_id else 1 for aid in member_ids}
+            # One request per account and region, and one for the canaries
+            # (EventName=GetCallerIdentity) per account and monitored region; the management
+            # account also looks up, one event name per request, the AssumeRoot calls and
+            # recovery-path changes its IAM principals make.
+            expected = {aid: 1 + MONITORED_REGIONS + (len(MANAGEMENT_EVENT_NAMES) if aid == management_id else 0) for aid in member_ids}
             out[label] = {
                 "wall": poll["wall"],
                 "cpu": poll["cpu"],
                 "accounts_polled": poll["accounts"],
                 "accounts_failed": poll["failed"],
                 "lookup_requests": stats["requests"].get(LOOKUP_EVENTS, 0),
+                "canary_lookup_requests": stats["lookups"].get(CANARY_LOOKUP, 0),
                 "other_requests": {op: n for op, n in stats["requests"].items() if op != LOOKUP_EVENTS and not op.startswith("sqs:")},
                 "accounts_with_unexpected_lookup_counts": sum(1 for aid in member_ids if counts[aid] != expected[aid]),
                 "throttled": sum(stats["throttled"].values()),
@@ -342,10 +363,78 @@ def measure_sqs(fake: FakeAwsProcess, exporter: ExporterProcess, account_id: str
     return delays
 
 
+def measure_canary(fake: FakeAwsProcess, exporter: ExporterProcess, accounts: int, canary_lookups_per_poll: int) -> dict[str, Any]:
+    """The proof of sight, after the sweeps and apart from them (its own loops): a first
+    canary round in accounts it has not tried (new accounts), with the fake forwarding each
+    canary record to the SQS queue (the EventBridge path) and a LookupEvents pass right after
+    it, until every account reads proven on every configured source; then a steady round
+    alone (forwarding off), timed and counted; then one configuration-check pass, timed and
+    counted. Needs the SQS loop running (`measure_sqs`)."""
+    defaults = Settings.model_fields
+    rounds = 3600 / defaults["canary_interval_seconds"].default
+    polls = 3600 / defaults["lookup_events_interval_seconds"].default
+    passes = 3600 / defaults["monitoring_checks_interval_seconds"].default
+    fake.forward_canaries(True)
+    fake.reset()
+    prove = exporter.command("prove 600")
+    prove_stats = fake.stats()
+    fake.forward_canaries(False)
+    time.sleep(1.1)  # the fake's LookupEvents windows start empty
+    fake.reset()
+    steady = exporter.command("canary")
+    steady_stats = fake.stats()
+    fake.reset()
+    checks = exporter.command("checks")
+    checks_stats = fake.stats()
+    coverage = exporter.command("coverage")
+    identity = per_account_counts(steady_stats, (CALLER_IDENTITY,))
+    sqs = sum(n for op, n in prove_stats["requests"].items() if op.startswith("sqs:"))
+    hourly = {
+        CALLER_IDENTITY: steady_stats["requests"].get(CALLER_IDENTITY, 0) / accounts * rounds,
+        LOOKUP_EVENTS + " (" + CANARY_LOOKUP + ")": canary_lookups_per_poll / accounts * polls,
+        "sqs (EventBridge canaries)": sqs / accounts * rounds,
+    }
+    checks_hourly = {op: checks_stats["requests"].get(op, 0) / accounts * passes for op in CHECK_OPERATIONS}
+    seconds = prove["account_seconds"]
+    return {
+        "canary_accounts": steady["accounts"],
+        "canary_paths": steady["paths"],
+        "canary_failed": prove["failed"] + steady["failed"],
+        "canary_round_seconds": steady["wall"],
+        "canary_round_cpu_seconds": steady["cpu"],
+        "canary_round_requests": {op: n for op, n in steady_stats["requests"].items() if not op.startswith("sqs:")},
+        "accounts_with_unexpected_canary_counts": sum(1 for counts in identity.values() if counts[CALLER_IDENTITY] != MONITORED_REGIONS)
+        + (steady["accounts"] - len(identity)),
+        "canary_first_round_seconds": prove["round_wall"],
+        "canary_first_round_cpu_seconds": prove["round_cpu"],
+        "canary_first_lookup_pass_seconds": prove["poll_wall"],
+        "canary_prove_cpu_seconds": prove["cpu"],
+        "canary_all_proven": prove["proven"],
+        "canary_prove_all_seconds": prove["proven_after"],
+        "canary_prove_account_median_seconds": statistics.median(seconds) if seconds else float("nan"),
+        "canary_prove_account_max_seconds": max(seconds) if seconds else float("nan"),
+        "canary_prove_by_source_max_seconds": prove["by_source"],
+        "canary_first_round_requests": {op: n for op, n in prove_stats["requests"].items()},
+        "canary_coverage_states": coverage["states"],
+        "canary_blind_paths": coverage["problems"],
+        "canary_rounds_per_hour": rounds,
+        "canary_requests_per_account_hour_by_operation": hourly,
+        "canary_requests_per_account_hour": sum(hourly.values()),
+        "checks_pass_seconds": checks["wall"],
+        "checks_pass_cpu_seconds": checks["cpu"],
+        "checks_problems": checks["problems"],
+        "checks_requests": {op: n for op, n in checks_stats["requests"].items() if not op.startswith("sqs:")},
+        "checks_passes_per_hour": passes,
+        "checks_requests_per_account_hour_by_operation": checks_hourly,
+        "checks_requests_per_account_hour": sum(checks_hourly.values()),
+    }
+
+
 def measure(accounts: int, latency: float, scrape_interval: float = 0.05, prometheus: PrometheusOptions | None = None) -> dict[str, Any]:
     """Cold sweep (timed, counted), then a warm sweep with /metrics scraped throughout;
     then, with `prometheus`, the real Prometheus scraping the steady state (no root activity
-    yet, nothing changing), before the activity and SQS measurements add login series."""
+    yet, nothing changing), before the activity and SQS measurements add login series;
+    last the canary and the configuration checks, which are loops of their own."""
     fake = FakeAwsProcess(accounts, latency)
     exporter = None
     try:
@@ -373,6 +462,7 @@ def measure(accounts: int, latency: float, scrape_interval: float = 0.05, promet
             prometheus_cost = measure_prometheus(exporter.port, accounts, ids[0], prometheus)
         activity = measure_activity(fake, exporter, set(ids), ids[0])
         sqs = measure_sqs(fake, exporter, ids[-1])
+        canary = measure_canary(fake, exporter, accounts, activity["empty"]["canary_lookup_requests"])
     finally:
         if exporter is not None:
             exporter.stop()
@@ -398,8 +488,13 @@ def measure(accounts: int, latency: float, scrape_interval: float = 0.05, promet
             "sqs_to_metrics_ms": statistics.median(sqs),
             "sqs_to_metrics_max_ms": max(sqs),
             "sqs_to_metrics_samples_ms": sqs,
+            "lookup_canary_requests_per_account": empty["canary_lookup_requests"] / accounts,
+            **canary,
         }
     )
+    # The canary's LookupEvents are in the poll cycle's count already; its GetCallerIdentity
+    # calls and the checks' reads are per account too. SQS stays out (per queue, not account).
+    result["requests_per_account_hour"] += canary["canary_requests_per_account_hour_by_operation"][CALLER_IDENTITY] + canary["checks_requests_per_account_hour"]
     if prometheus_cost is not None:
         result["prometheus"] = prometheus_cost
     return result

@@ -18,7 +18,20 @@ from botocore.exceptions import ClientError
 
 from benchmarks.fake_aws import access_key_for, account_ids
 from benchmarks.prometheus_cost import SYNTHETIC_SERIES, PrometheusOptions, exposition_figures
-from benchmarks.run import ASSUME_ROLE, POSTURE_OPERATIONS, REPO, SECURITY_CONTACT, FakeAwsProcess, measure, measure_baseline, measure_shards
+from benchmarks.run import (
+    ASSUME_ROLE,
+    CALLER_IDENTITY,
+    CANARY_LOOKUP,
+    CHECK_OPERATIONS,
+    LOOKUP_EVENTS,
+    POSTURE_OPERATIONS,
+    REPO,
+    SECURITY_CONTACT,
+    FakeAwsProcess,
+    measure,
+    measure_baseline,
+    measure_shards,
+)
 from exporter.engine.activity import MANAGEMENT_EVENT_NAMES
 
 LATENCY = 0.005
@@ -43,12 +56,14 @@ def test_every_account_collected_with_the_expected_requests() -> None:
     assert result["scrapes_during_sweep"] > 0 and result["scrape_errors"] == 0
     assert result["metrics_bytes_plain"] > result["metrics_bytes_gzip"] > 0
     # One LookupEvents poll cycle, without and with a root sign-in per account: one request
-    # per account (default region us-east-1), and for the management account one more per
-    # event name its IAM principals are watched for (AssumeRoot, recovery-path changes).
+    # per account (default region us-east-1) and one for the canaries (EventName=
+    # GetCallerIdentity, the default monitored region), and for the management account one
+    # more per event name its IAM principals are watched for (AssumeRoot, recovery-path changes).
     assert result["activity_accounts_polled"] == 100
     assert result["activity_accounts_failed"] == 0
     assert result["accounts_with_unexpected_lookup_counts"] == 0
-    per_poll = 100 + len(MANAGEMENT_EVENT_NAMES)
+    assert result["lookup_canary_requests_per_account"] == 1
+    per_poll = 100 + 100 + len(MANAGEMENT_EVENT_NAMES)
     assert result["lookup_requests_per_account"] == pytest.approx(per_poll / 100)
     assert result["lookup_events_requests_per_account"] == pytest.approx(per_poll / 100)
     assert result["lookup_other_requests"] == {}  # credentials cached by the sweep
@@ -61,6 +76,30 @@ def test_every_account_collected_with_the_expected_requests() -> None:
     # The hourly figure includes 60 LookupEvents polls at the default 60 s interval.
     assert result["lookup_polls_per_hour"] == 60
     assert result["lookup_requests_per_account_hour"] == pytest.approx(60 * per_poll / 100)
+    # The canary, apart from the sweeps: a round makes exactly one GetCallerIdentity per
+    # account and monitored region (the one default region), nothing else (credentials
+    # cached by the sweep), and none fails.
+    assert result["canary_accounts"] == result["canary_paths"] == 100
+    assert result["canary_failed"] == 0
+    assert result["canary_round_requests"] == {CALLER_IDENTITY: 100}
+    assert result["accounts_with_unexpected_canary_counts"] == 0
+    assert result["canary_first_round_requests"][CALLER_IDENTITY] == 100
+    assert result["canary_first_round_requests"][LOOKUP_EVENTS] == per_poll
+    # New accounts: every account reads proven on both configured sources (LookupEvents and
+    # the EventBridge queue, which the fake feeds with each canary record), and none is blind.
+    assert result["canary_all_proven"] is True
+    assert result["canary_coverage_states"] == {"eventbridge_sqs": {"proven": 100}, "lookup_events": {"proven": 100}}
+    assert result["canary_blind_paths"] == 0
+    assert set(result["canary_prove_by_source_max_seconds"]) == {"eventbridge_sqs", "lookup_events"}
+    assert 0 < result["canary_prove_account_median_seconds"] <= result["canary_prove_account_max_seconds"]
+    # Per account-hour at the default intervals: 12 rounds (300 s), 60 canary lookups (one per
+    # LookupEvents cycle); the configuration checks: 5 reads per account and region, 4 passes.
+    by_operation = result["canary_requests_per_account_hour_by_operation"]
+    assert by_operation[CALLER_IDENTITY] == 12
+    assert by_operation[f"{LOOKUP_EVENTS} ({CANARY_LOOKUP})"] == 60
+    assert result["checks_problems"] == 0
+    assert result["checks_requests"] == {op: 100 for op in CHECK_OPERATIONS}
+    assert result["checks_requests_per_account_hour"] == 20
     # The real Prometheus scraped the steady state: every scrape took every sample of the
     # exposition, and its head holds exactly those series plus the per-target synthetic ones
     # (nothing went stale: the state did not change while it scraped).
@@ -162,12 +201,16 @@ def test_command_writes_every_figure(tmp_path) -> None:
         "sweep_seconds", "sweep_cpu_seconds", "baseline_sweep_seconds", "scrape_median_ms",
         "scrape_p99_ms", "peak_rss_mb", "requests_per_account_hour", "speedup_vs_baseline",
         "activity_poll_seconds", "activity_poll_cpu_seconds", "activity_poll_events_seconds",
-        "lookup_max_per_second", "sqs_to_metrics_ms",
+        "lookup_max_per_second", "sqs_to_metrics_ms", "canary_round_seconds", "canary_round_cpu_seconds",
+        "canary_requests_per_account_hour", "canary_requests_per_account_hour_by_operation",
+        "canary_prove_account_median_seconds", "canary_prove_account_max_seconds", "canary_prove_all_seconds",
+        "checks_requests_per_account_hour",
     ):
         assert key in row
     assert data["shards"][0]["all_accounts_covered"]
     assert "speed-up vs baseline" in result.stdout
     assert "sqs_to_metrics_ms" in result.stdout and "activity_poll_seconds" in result.stdout
+    assert "canary requests per account-hour" in result.stdout and "new accounts proven" in result.stdout
     assert "prometheus" not in row and "Prometheus" not in result.stdout
 
 
@@ -217,3 +260,36 @@ def test_prometheus_is_stopped_and_removed_when_the_measurement_fails(monkeypatc
         exporter.shutdown()
     assert len(started) == 1 and started[0].poll() is not None
     assert len(directories) == 1 and not Path(directories[0]).exists()
+
+
+def test_fake_canary_records_per_account_and_region() -> None:
+    """GetCallerIdentity answers the session AssumeRole handed out and writes its record in the
+    region of the endpoint called; LookupEvents EventName=GetCallerIdentity finds it there only."""
+    fake = FakeAwsProcess(3, 0.0)
+    try:
+        member = account_ids(3)[1]
+
+        def client(service: str, region: str, key: str, token: str | None = "token"):
+            return boto3.client(
+                service, region_name=region, endpoint_url=fake.url, aws_access_key_id=key,
+                aws_secret_access_key="secret", aws_session_token=token,
+            )
+
+        role = f"arn:aws:iam::{member}:role/AwsRootExporterMember"
+        client("sts", "us-east-1", "AKIDEXPORTER00000000", None).assume_role(RoleArn=role, RoleSessionName="aws-root-exporter")
+        arn = client("sts", "eu-west-1", access_key_for(member)).get_caller_identity()["Arn"]
+        own = client("sts", "eu-west-1", "AKIDEXPORTER00000000", None).get_caller_identity()["Arn"]
+
+        def canaries(region: str, key: str) -> list[dict]:
+            events = client("cloudtrail", region, key).lookup_events(
+                LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "GetCallerIdentity"}]
+            )["Events"]
+            return [json.loads(e["CloudTrailEvent"]) for e in events]
+
+        in_region, elsewhere = canaries("eu-west-1", access_key_for(member)), canaries("us-east-1", access_key_for(member))
+    finally:
+        fake.stop()
+    assert arn == f"arn:aws:sts::{member}:assumed-role/AwsRootExporterMember/aws-root-exporter"
+    assert own == "arn:aws:iam::100000000000:user/aws-root-exporter"
+    assert [(r["userIdentity"]["arn"], r["awsRegion"], r["eventName"], r["recipientAccountId"]) for r in in_region] == [(arn, "eu-west-1", "GetCallerIdentity", member)]
+    assert elsewhere == []
