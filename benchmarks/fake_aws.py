@@ -77,7 +77,7 @@ LOOKUP_EVENTS_PER_SECOND = 2
 CREDENTIAL_SECONDS = 3600
 VISIBILITY_TIMEOUT = 30.0  # seconds a received message stays hidden, as SQS's default
 # Canary records kept per account and region: more than a lookup window holds at the
-# default intervals (bound 900 s + interval 300 s = 4 canaries), so none is missed.
+# default intervals (bound 900 s + 2 x interval 300 s = 5 canaries), so none is missed.
 CANARY_RECORDS_KEPT = 8
 ORGANIZATION_TRAIL = f"arn:aws:cloudtrail:us-east-1:{MANAGEMENT_ID}:trail/organization-trail"
 # The operations whose answer depends on the region of the endpoint called.

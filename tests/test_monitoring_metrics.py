@@ -41,13 +41,13 @@ def test_accounts_by_state_and_one_series_per_blind_path() -> None:
     t0 = float(int(time.time()) - 100)
     state, monitoring, coverage = setup(t0)
     coverage.attempted(A, "us-east-1", t0)
-    coverage.attempted(B, "us-east-1", t0 - 50)
+    coverage.attempted(B, "us-east-1", t0 - 90)
     for account in (A, B):
         coverage.made(account, f"arn:aws:sts::{account}:assumed-role/R/{SESSION}", t0)
     coverage.seen(A, "us-east-1", EVENTBRIDGE, "e1", t0 + 90, t0 + 95)
     coverage.seen(A, "us-east-1", LOOKUP, "e1", t0 + 90, t0 + 95)
     coverage.seen(B, "us-east-1", LOOKUP, "e2", t0 + 90, t0 + 95)
-    # B's EventBridge canary never came: blind from its first attempt plus bound plus interval.
+    # B's EventBridge canary never came: blind from its first attempt plus bound plus two intervals.
     # A problem of the configuration checks, on two sources, and an account that left.
     state.monitoring_problems["checks"] = (PathProblem(A, "eu-west-1", (EVENTBRIDGE, "s3_trail"), "rule_disabled", t0 + 5),)
     state.monitoring_problems["organization"] = (PathProblem("333333333333", "", (ALL,), "left_organization", t0 + 7),)
@@ -66,7 +66,7 @@ def test_accounts_by_state_and_one_series_per_blind_path() -> None:
     assert blind == sorted([
         f'{name}{{account_id="111111111111",account_name="prod",reason="rule_disabled",region="eu-west-1",source="eventbridge_sqs"}} {go(t0 + 5)}',
         f'{name}{{account_id="111111111111",account_name="prod",reason="rule_disabled",region="eu-west-1",source="s3_trail"}} {go(t0 + 5)}',
-        f'{name}{{account_id="222222222222",account_name="dev",reason="canary_missing",region="us-east-1",source="eventbridge_sqs"}} {go(t0 - 50 + 120)}',
+        f'{name}{{account_id="222222222222",account_name="dev",reason="canary_missing",region="us-east-1",source="eventbridge_sqs"}} {go(t0 - 90 + 60 + 2 * 60)}',
         f'{name}{{account_id="333333333333",account_name="",reason="left_organization",region="",source="all"}} {go(t0 + 7)}',
     ])
 

@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -259,8 +259,19 @@ class ActivityService:
             await asyncio.sleep(max(self.settings.lookup_events_interval_seconds - elapsed, 1.0))
 
     async def poll_lookup_events(self) -> None:
-        """One LookupEvents pass over every account and region (bounded concurrency)."""
+        """One LookupEvents pass over every account and region, then one over their canaries
+        (bounded concurrency). Two passes, not one per account: LookupEvents allows each account
+        and region 2 requests a second, so an account's second request waits
+        LOOKUP_SPACING_SECONDS, and waiting while holding one of the `concurrency` slots made a
+        cycle at 10,000 accounts take about 200 s instead of 20 (benchmark, docs/performance.md).
+        A whole pass lies between an account's two requests now."""
         snapshot = self.state.snapshot
+        accounts = [a for a in snapshot.accounts if a.role_arn is not None or not self.settings.assume_root_audit or a.management]
+        await self._each(accounts, lambda a: self._lookup_account(a, management=a.account_id == snapshot.management_account_id), self._lookup_regions)
+        if self.coverage is not None:
+            await self._each(accounts, self._lookup_account_canaries, self._canary_regions)
+
+    async def _each(self, accounts: list[Account], work: Callable[[Account], Awaitable[None]], regions: Callable[[Account], list[str]]) -> None:
         semaphore = asyncio.Semaphore(self.settings.concurrency)
 
         async def one(account: Account) -> None:
@@ -269,14 +280,14 @@ class ActivityService:
                 outcome = await self.runner.run(
                     account.account_id,
                     LOOKUP,
-                    lambda: self._lookup_account(account, management=account.account_id == snapshot.management_account_id),
+                    lambda: work(account),
                     previous=self.state.live_status.get(key),
-                    timeout=self.settings.account_timeout_seconds * (len(self._lookup_regions(account)) + len(self._canary_regions(account))),
+                    timeout=self.settings.account_timeout_seconds * len(regions(account)),
                     failed="activity collection failed",
                 )
             self._settle(key, outcome.status)
 
-        await asyncio.gather(*(one(a) for a in snapshot.accounts if a.role_arn is not None or not self.settings.assume_root_audit or a.management))
+        await asyncio.gather(*(one(a) for a in accounts))
 
     async def _lookup_account(self, account: Account, management: bool) -> None:
         credentials = await self.aws.assume_role(account.role_arn) if account.role_arn else None
@@ -302,6 +313,9 @@ class ActivityService:
                 if not checkpoint:
                     self.store.note_history(account.account_id, start)
                 self.store.set_checkpoint(key, poll_started.isoformat())
+
+    async def _lookup_account_canaries(self, account: Account) -> None:
+        credentials = await self.aws.assume_role(account.role_arn) if account.role_arn else None
         for region in self._canary_regions(account):
             async with self.aws.member_client("cloudtrail", credentials, region) as client:
                 await self._lookup_canaries(client, account.account_id, region)
@@ -312,9 +326,10 @@ class ActivityService:
     async def _lookup_canaries(self, client: Any, account_id: str, region: str) -> None:
         """The canaries in the account and region's event history (by event name: the lookup
         takes one attribute, and `take` keeps only the exporter's). Never further back than a
-        canary can still prove its path (the bound plus the canary interval)."""
+        canary can still prove its path (Coverage.limit)."""
+        assert self.coverage is not None
         now = datetime.now(timezone.utc)
-        window = timedelta(seconds=self.settings.canary_bounds_seconds[LOOKUP] + self.settings.canary_interval_seconds)
+        window = timedelta(seconds=self.coverage.limit(LOOKUP))
         start = now - window
         checkpoint = self._canary_checkpoints.get((account_id, region))
         if checkpoint is not None:

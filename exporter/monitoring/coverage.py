@@ -7,11 +7,12 @@ account and region and as whom; the activity sources tell it when a canary recor
 through them. A path (account, region, source) is then
 
 - `proven`: a canary came back through the source with an eventTime within the last
-  `bound + canary_interval_seconds` (the bound is the source's, `canary_bounds_seconds`);
-- `pending`: none came back yet, and the first attempt is younger than `bound + interval`
+  `bound + 2 x canary_interval_seconds` (the bound is the source's, `canary_bounds_seconds`;
+  one lost canary is tolerated, LOST_CANARIES_TOLERATED);
+- `pending`: none came back yet, and the first attempt is younger than `bound + 2 x interval`
   (just started, or the account was just added);
 - `blind`: otherwise, from the moment the last canary (or the first attempt) plus
-  `bound + interval` passed: reason `canary_missing`. A canary that cannot fail by policy
+  `bound + 2 x interval` passed: reason `canary_missing`. A canary that cannot fail by policy
   stops only when the exporter cannot reach the account (its role broke), and then nothing
   proves the path either: it goes blind after its bound, which is the point. On the
   EventBridge source, an identity that the forwarder pattern cannot match (not an
@@ -44,6 +45,11 @@ CANARY_NOT_FORWARDED = "canary_not_forwarded"
 # aws_root_monitoring_canary_delay_seconds: from seconds (EventBridge) to an hour (a trail
 # file far later than AWS's "about 5 minutes").
 DELAY_BUCKETS: tuple[float, ...] = (5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600)
+# Canaries that may be lost in a row without the path counting as blind: EventBridge delivers
+# CloudTrail events best effort, and one lost event must not page (the next canary comes one
+# interval later). A path is blind once its source's bound has passed after the canary due
+# after that one: bound + 2 x canary_interval_seconds after the last canary seen.
+LOST_CANARIES_TOLERATED = 1
 
 
 def monitored_regions(settings: Any, partition: str) -> list[str]:
@@ -216,17 +222,23 @@ class Coverage:
                         problems.append(PathProblem(account_id, region, (source,), found.reason, found.since))
         return counts, problems
 
+    def limit(self, source: str) -> float:
+        """How long after its last canary (or its first attempt) a path of `source` stays
+        proven (or pending)."""
+        with self._lock:
+            return self._limit(source)
+
     # -- inside the lock -------------------------------------------------------------------
 
     def _limit(self, source: str) -> float:
-        return self._bounds[source] + self._interval
+        return self._bounds[source] + (1 + LOST_CANARIES_TOLERATED) * self._interval
 
     def _deadline(self, path: tuple[str, str, str]) -> float | None:
-        seen = self._seen.get(path)
-        if seen is not None:
-            return seen + self._limit(path[2])
-        started = self._started.get(path[:2])
-        return None if started is None else started + self._limit(path[2])
+        # From the later of the last canary seen and the first attempt: a canary read back
+        # from before a restart, or from before the account left and came back, must not
+        # make the path due before a new canary could come back.
+        times = [t for t in (self._seen.get(path), self._started.get(path[:2])) if t is not None]
+        return max(times) + self._limit(path[2]) if times else None
 
     def _push(self, path: tuple[str, str, str]) -> None:
         deadline = self._deadline(path)
