@@ -27,6 +27,12 @@ from exporter.monitoring.coverage import Coverage, monitored_regions
 log = logging.getLogger(__name__)
 
 CANARY = "canary"
+# Canaries made at once come back at once: a round at 10,000 accounts put 10,000 messages on
+# the EventBridge queue within 2 s, and a root event waited about 100 s behind them (the
+# benchmark; the consumer drains about 100 a second). A round is spread at most at this rate
+# (a fifth of that), and over at most CANARY_SPREAD of the interval.
+CANARIES_PER_SECOND = 20.0
+CANARY_SPREAD = 0.8
 
 
 def canary_accounts(snapshot: Snapshot, settings: Settings) -> list[Account]:
@@ -57,19 +63,26 @@ class CanaryService:
             await asyncio.sleep(0.2)
         while True:
             started = time.monotonic()
-            await self.round()
+            await self.round(spread=self._spread())
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(self.settings.canary_interval_seconds - elapsed, 1.0))
 
-    async def round(self) -> None:
-        """One canary per account and monitored region (bounded concurrency)."""
+    def _spread(self) -> float:
+        paths = sum(1 for _ in canary_paths(self.state.snapshot, self.settings))
+        return min(paths / CANARIES_PER_SECOND, CANARY_SPREAD * self.settings.canary_interval_seconds)
+
+    async def round(self, spread: float = 0.0) -> None:
+        """One canary per account and monitored region (bounded concurrency), the accounts'
+        starts spread evenly over `spread` seconds."""
         snapshot = self.state.snapshot
         self.coverage.configure(self.settings.canary_bounds_seconds, self.settings.canary_interval_seconds)
         self.coverage.forget(a.account_id for a in snapshot.accounts)
         self._failing = {k: v for k, v in self._failing.items() if k in {a.account_id for a in snapshot.accounts}}
         semaphore = asyncio.Semaphore(self.settings.concurrency)
 
-        async def one(account: Account) -> None:
+        async def one(account: Account, delay: float) -> None:
+            if delay > 0:
+                await asyncio.sleep(delay)
             regions = monitored_regions(self.settings, account.partition)
             async with semaphore:
                 now = time.time()
@@ -86,7 +99,8 @@ class CanaryService:
                 del self._failing[account.account_id]
                 log.info("collector recovered", extra={"account_id": account.account_id, "collector": CANARY, "after": previous.reason})
 
-        await asyncio.gather(*(one(a) for a in canary_accounts(snapshot, self.settings)))
+        accounts = canary_accounts(snapshot, self.settings)
+        await asyncio.gather(*(one(a, spread * n / len(accounts)) for n, a in enumerate(accounts)))
 
     async def _canary(self, account: Account, regions: list[str]) -> None:
         credentials = await self.aws.assume_role(account.role_arn) if account.role_arn else None
