@@ -74,40 +74,64 @@ def test_a_canary_is_recognised_by_its_session_name_or_a_learned_identity() -> N
     assert not is_canary(canary_record() | {"userIdentity": "x"}, known_arns=())
 
 
-def test_forwarded_reads_the_assumed_role_session_name() -> None:
+def test_forwarded_reads_the_session_name_or_the_exporters_own_principal() -> None:
     assert forwarded(ARN_A)
     assert forwarded(f"arn:aws-us-gov:sts::{A}:assumed-role/R/{SESSION}")
     assert not forwarded(f"arn:aws:sts::{A}:assumed-role/R/other-{SESSION}x")
-    assert not forwarded(f"arn:aws:iam::{A}:user/{SESSION}")
+    # The exporter's own role (exporter-principal.yaml), whatever its session is called
+    # (EKS Pod Identity: eks-<cluster>-<pod>-<uuid>), and an IAM user of that name.
+    assert forwarded(f"arn:aws:sts::{A}:assumed-role/aws-root-exporter/eks-prod-aws-root-ex-1f2e3d4c")
+    assert forwarded(f"arn:aws:iam::{A}:user/aws-root-exporter")
+    assert forwarded(f"arn:aws-cn:iam::{A}:user/ci/aws-root-exporter")
+    assert not forwarded(f"arn:aws:sts::{A}:assumed-role/aws-root-exporter-dev/i-0abc")
+    assert not forwarded(f"arn:aws:iam::{A}:user/someone")
+    assert not forwarded(f"arn:aws:iam::{A}:role/aws-root-exporter")
     assert not forwarded("garbage")
+
+
+def own_principal_record(kind: str, account: str = A) -> dict:
+    """The published record as made by the exporter's own principal: its role under another
+    session name (Pod Identity), or an IAM user (sandbox, access keys outside AWS)."""
+    record = canary_record(account, session="eks-prod-aws-root-ex-1f2e3d4c")
+    identity = record["userIdentity"]
+    if kind == "role":
+        identity["arn"] = f"arn:aws:sts::{account}:assumed-role/aws-root-exporter/eks-prod-aws-root-ex-1f2e3d4c"
+        identity["sessionContext"]["sessionIssuer"]["userName"] = "aws-root-exporter"
+    else:
+        record["userIdentity"] = {
+            "type": "IAMUser",
+            "principalId": "AIDAEXAMPLEEXPORTER01",
+            "arn": f"arn:aws:iam::{account}:user/aws-root-exporter",
+            "accountId": account,
+            "accessKeyId": "AKIAEXAMPLEEXPORTER0",
+            "userName": "aws-root-exporter",
+        }
+    return record
 
 
 def test_a_canary_is_never_root_activity() -> None:
     assert classify(canary_record()) is None
 
 
-def _matches(pattern, event) -> bool:
-    """EventBridge matching for what the pattern uses: $or, nested objects, values, suffix."""
-    if "$or" in pattern:
-        return any(_matches(p, event) for p in pattern["$or"])
-    for key, expected in pattern.items():
-        if not isinstance(event, dict) or key not in event:
-            return False
-        if isinstance(expected, list):
-            value = event[key]
-            if not any(v == value or (isinstance(v, dict) and isinstance(value, str) and value.endswith(v["suffix"])) for v in expected):
-                return False
-        elif not _matches(expected, event[key]):
-            return False
-    return True
+def _matches(pattern, record) -> bool:
+    """moto's EventBridge matcher (the one the sandbox's rules use) on the event of `record`."""
+    from moto.events.models import EventPattern
+
+    return EventPattern.load(json.dumps(pattern)).matches_event({"detail": record})
 
 
 def test_the_rule_forwards_the_canary_and_no_other_get_caller_identity() -> None:
     assert canary_pattern() in eventbridge_pattern()["$or"]
-    assert _matches(eventbridge_pattern(), {"detail": canary_record()})
-    assert not _matches(eventbridge_pattern(), {"detail": canary_record(session="ci-deploy")})
-    assert not _matches(eventbridge_pattern(), {"detail": json.loads(FIXTURE.read_text())})
-    assert _matches(canary_pattern("root-watch"), {"detail": canary_record(session="root-watch")})
+    assert _matches(eventbridge_pattern(), canary_record())
+    assert _matches(eventbridge_pattern(), own_principal_record("role"))
+    assert _matches(eventbridge_pattern(), own_principal_record("user"))
+    assert is_canary(own_principal_record("role"), known_arns=()) and is_canary(own_principal_record("user"), known_arns=())
+    assert not _matches(eventbridge_pattern(), canary_record(session="ci-deploy"))
+    assert not _matches(eventbridge_pattern(), json.loads(FIXTURE.read_text()))
+    someone = own_principal_record("user")
+    someone["userIdentity"]["userName"] = "someone"
+    assert not _matches(eventbridge_pattern(), someone)
+    assert _matches(canary_pattern("root-watch"), canary_record(session="root-watch"))
 
 
 # ---------------------------------------------------------------- settings and regions

@@ -37,12 +37,18 @@ from typing import Any
 STS = "sts.amazonaws.com"
 EVENT_NAME = "GetCallerIdentity"
 DEFAULT_SESSION_NAME = "aws-root-exporter"
+# The exporter's own principal as deploy/cloudformation/exporter-principal.yaml names it (its
+# RoleName default): in the account the exporter runs in, it makes its canaries with its own
+# credentials, whose session name it often cannot choose (EKS Pod Identity names sessions
+# eks-<cluster>-<pod>-<uuid>; an instance profile, the instance id). An IAM user of that name
+# (access keys outside AWS) is matched too.
+EXPORTER_PRINCIPAL_NAME = "aws-root-exporter"
 
 
 def is_canary(record: Mapping[str, Any], known_arns: Collection[str], session_name: str = DEFAULT_SESSION_NAME) -> bool:
     """A GetCallerIdentity record made by an identity the exporter made canaries with, or by
-    an assumed-role session named `session_name` (so a canary made before a restart, whose
-    identity this process has not learned yet, still counts)."""
+    one `canary_pattern` forwards (so a canary made before a restart, whose identity this
+    process has not learned yet, still counts)."""
     if record.get("eventSource") != STS or record.get("eventName") != EVENT_NAME:
         return False
     identity = record.get("userIdentity")
@@ -51,24 +57,44 @@ def is_canary(record: Mapping[str, Any], known_arns: Collection[str], session_na
     arn = identity.get("arn")
     if not isinstance(arn, str):
         return False
-    return arn in known_arns or (identity.get("type") == "AssumedRole" and forwarded(arn, session_name))
+    return arn in known_arns or (identity.get("type") in ("AssumedRole", "IAMUser") and forwarded(arn, session_name))
 
 
 def forwarded(arn: str, session_name: str = DEFAULT_SESSION_NAME) -> bool:
     """Whether a canary made as `arn` matches `canary_pattern(session_name)`: an assumed-role
-    session (`arn:<partition>:sts::<account>:assumed-role/<role>/<session>`) of that name."""
+    session (`arn:<partition>:sts::<account>:assumed-role/<role>/<session>`) named
+    `session_name` or of the role EXPORTER_PRINCIPAL_NAME, or the IAM user of that name
+    (`arn:<partition>:iam::<account>:user/<path>/<name>`)."""
     parts = arn.split(":", 5)
-    return len(parts) == 6 and parts[2] == "sts" and parts[5].startswith("assumed-role/") and parts[5].endswith("/" + session_name)
+    if len(parts) != 6:
+        return False
+    service, resource = parts[2], parts[5]
+    if service == "sts" and resource.startswith("assumed-role/"):
+        role, _, session = resource[len("assumed-role/") :].partition("/")
+        return session == session_name or role == EXPORTER_PRINCIPAL_NAME
+    if service == "iam" and resource.startswith("user/"):
+        return resource.rsplit("/", 1)[-1] == EXPORTER_PRINCIPAL_NAME
+    return False
 
 
 def canary_pattern(session_name: str = DEFAULT_SESSION_NAME) -> dict[str, Any]:
     """The EventBridge pattern piece that forwards the exporter's canaries and no other call
-    of anyone: the assumed-role session's principalId is `<role id>:<session name>`."""
+    of anyone: GetCallerIdentity by an assumed-role session named `session_name` (its
+    principalId is `<role id>:<session name>`: the member role), by any session of the role
+    EXPORTER_PRINCIPAL_NAME (the exporter's own credentials, whatever names their session),
+    or by the IAM user of that name. EventBridge takes `$or` at any level of a pattern
+    (EventBridge User Guide, "Content filtering", Or matching)."""
     return {
         "detail": {
             "eventSource": [STS],
             "eventName": [EVENT_NAME],
-            "userIdentity": {"type": ["AssumedRole"], "principalId": [{"suffix": ":" + session_name}]},
+            "userIdentity": {
+                "$or": [
+                    {"type": ["AssumedRole"], "principalId": [{"suffix": ":" + session_name}]},
+                    {"type": ["AssumedRole"], "sessionContext": {"sessionIssuer": {"userName": [EXPORTER_PRINCIPAL_NAME]}}},
+                    {"type": ["IAMUser"], "userName": [EXPORTER_PRINCIPAL_NAME]},
+                ]
+            },
         }
     }
 
