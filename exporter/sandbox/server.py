@@ -15,6 +15,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from exporter.monitoring.canary import EXPORTER_PRINCIPAL_NAME
 from exporter.sandbox.scenario import MANAGEMENT_ACCOUNT_ID, Account, Scenario
 
 EVENTS_QUEUE = "root-activity-events"
@@ -28,9 +29,9 @@ SANDBOX_ENV = {
     "AWS_SECRET_ACCESS_KEY": "sandbox-secret-access-key-not-real",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-# The IAM user name the forwarder's canary pattern accepts (exporter.monitoring.canary), so
-# that the management account, reached with these credentials, is proven on EventBridge too.
-EXPORTER_USER = "aws-root-exporter"
+# The IAM user name the forwarder's canary pattern accepts, so that the management account,
+# reached with these credentials, is proven on EventBridge too.
+EXPORTER_USER = EXPORTER_PRINCIPAL_NAME
 
 
 def check_port(host: str, port: int) -> None:
