@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 import time
@@ -22,7 +23,8 @@ import boto3
 import pytest
 
 from exporter.config.settings import Settings
-from exporter.sandbox import Sandbox, Scenario
+from exporter.monitoring.canary import is_canary
+from exporter.sandbox import SANDBOX_ENV, Sandbox, Scenario
 from exporter.sandbox.actions import ACTIONS
 from exporter.sandbox.control import ControlServer
 from exporter.sandbox.monitoring import CENTRAL_BUS, FORWARDER_RULE
@@ -185,6 +187,31 @@ def test_get_caller_identity_of_a_member_session_comes_back_on_every_path_after_
     assert (event["detail-type"], event["source"], event["account"], event["region"]) == (
         "AWS API Call via CloudTrail", "aws.sts", MEMBER, "eu-west-1")
     assert event["detail"]["eventID"] == record["eventID"]
+
+
+@pytest.mark.parametrize("scenario_file", [None, "tests/scenarios/govcloud.yaml"])
+def test_the_exporter_s_own_credentials_are_its_iam_user_whose_canary_is_forwarded(sandbox: Sandbox, scenario_file: str | None) -> None:
+    """The management account is reached with the exporter's own access key: the IAM user
+    aws-root-exporter's, whose canary record has CloudTrail's IAMUser shape and passes the
+    generated pattern through moto's matching, in the scenario's partition."""
+    data = load_scenario(ROOT / scenario_file if scenario_file else None).model_dump(mode="json")
+    data["monitoring"]["delays"] = DELAYS
+    sandbox.reset(Scenario.model_validate(data))
+    partition = sandbox.partition
+    paths = Paths(sandbox)
+    answer = sandbox.client("sts").get_caller_identity()
+    arn = f"arn:{partition}:iam::123456789012:user/aws-root-exporter"
+    assert (answer["Arn"], answer["Account"]) == (arn, "123456789012")
+    assert re.fullmatch(r"AIDA[A-Z0-9]{17}", answer["UserId"]), answer["UserId"]
+    [event] = wait_for("EventBridge -> SQS", paths.eventbridge)
+    assert (event["account"], event["region"]) == ("123456789012", sandbox.region)
+    assert event["detail"]["userIdentity"] == {
+        "type": "IAMUser", "principalId": answer["UserId"], "arn": arn, "accountId": "123456789012",
+        "accessKeyId": SANDBOX_ENV["AWS_ACCESS_KEY_ID"], "userName": "aws-root-exporter",
+    }
+    assert is_canary(event["detail"], known_arns=())
+    [trailed] = wait_for("S3 trail file", paths.s3)
+    assert trailed["eventID"] == event["detail"]["eventID"]
 
 
 # ------------------------------------------------------------------ blinding and restoring
