@@ -291,6 +291,13 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "posture_interval_seconds": 30.0,
     "lookup_events_interval_seconds": 15.0,
     "sqs_wait_seconds": 2,
+    # The sandbox delivers a canary in seconds (its scenario's delays: 2 s EventBridge, 5 s
+    # trail file and LookupEvents, plus the 15 s poll): every reachable account is proven
+    # within 30 s of start, and a path blinded with `inject --kind` goes blind within about
+    # a minute (bound + interval) instead of AWS's 10 to 20, the checks saying why within 30 s.
+    "canary_interval_seconds": 30.0,
+    "canary_bounds_seconds": {"eventbridge_sqs": 30.0, "s3_trail": 60.0, "lookup_events": 60.0},
+    "monitoring_checks_interval_seconds": 30.0,
 }
 
 
@@ -371,7 +378,7 @@ def _failing_by_design(scenario: Scenario) -> str:
     for account in _collected(scenario.accounts):
         why = []
         if account.assume_role == "denied":
-            why.append("the exporter's member role cannot be assumed")
+            why.append("the exporter's member role cannot be assumed, so nothing proves its sight: it shows as blind")
         for fault in account.faults:
             why.append("every IAM call is throttled" if fault == "throttle_iam" else f"IAM {fault.operation} fails ({fault.error})")
         if account.credential_report.malformed:

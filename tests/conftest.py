@@ -67,6 +67,7 @@ SLOW_MODULES = {
     "tests/test_soak_smoke.py": "runs the soak as a subprocess",
     "tests/test_demo_stack.py": "the demo stack: exporter, Prometheus, Alertmanager processes, promtool",
     "tests/test_first_contact.py": "runs the exporter's commands as subprocesses",
+    "tests/test_sandbox_proven.py": "runs the sandbox command as a subprocess",
     "tests/test_cli.py": "runs the exporter's commands as subprocesses",
     "tests/test_first_hour_inputs.py": "runs the exporter's commands as subprocesses",
     "tests/test_dockerfile.py": "runs hadolint",

@@ -459,7 +459,8 @@ def test_central_bus_accepts_only_the_organization() -> None:
     assert statement["Action"] == "events:PutEvents"
     assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}}
     rule = resources_["CentralBusRule"]["Properties"]
-    assert rule["EventPattern"] == ROOT_PATTERN and rule["State"] == "ENABLED"
+    # Read-only events (the canary) forwarded from the organization must reach it too.
+    assert rule["EventPattern"] == ROOT_PATTERN and rule["State"] == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
 
 
 def test_forwarder_sends_root_activity_to_the_central_bus() -> None:

@@ -50,6 +50,9 @@ def canary_record(arn: str, when: datetime) -> dict:
 
 
 async def test_canaries_prove_each_path_and_their_absence_blinds_it(sandbox: Sandbox) -> None:
+    # The test hands in each canary record itself (then none, to blind the paths): the
+    # sandbox makes none of its own (tests/test_sandbox_proven.py has those end to end).
+    sandbox.reset(sandbox.scenario.model_copy(update={"monitoring": sandbox.scenario.monitoring.model_copy(update={"canaries": False})}))
     settings = sandbox_settings(
         sandbox,
         include_account_ids=[ACCOUNT],

@@ -289,9 +289,12 @@ def test_an_option_the_command_does_not_use_is_refused(tmp_path: Path) -> None:
 
 def test_help_lists_every_inject_kind_and_explains_audit_format() -> None:
     shown = " ".join(_run("inject", "--help", COLUMNS="80").stdout.split())
-    listed = re.search(r"--kind KIND one of: (.*?) \(default: console-login\)", shown)
+    listed = re.search(r"--kind KIND a record: one of (.*?) \(default: console-login\); or a call that blinds or restores a path: ", shown)
     assert listed, shown
     assert listed.group(1).split(", ") == list(KINDS)
+    from exporter.sandbox.actions import ACTIONS
+
+    assert all(f"{action}: {what}" in shown for action, what in ACTIONS.items()), shown
     refused = _run("inject", "--control-url", NOWHERE, "--account", "210000000003", "--kind", "nope")
     assert refused.returncode == 2 and refused.stdout == "" and refused.stderr.count("\n") == 1, refused.stderr
     assert all(f"'{kind}'" in refused.stderr for kind in KINDS), refused.stderr

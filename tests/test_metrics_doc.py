@@ -50,6 +50,8 @@ def _now(record: dict) -> dict:
 async def test_documented_metrics_are_exactly_the_exposed_ones(sandbox: Sandbox, default_scenario: Scenario) -> None:
     scenario = default_scenario.model_copy(deep=True)
     scenario.account("ml-research").faults = ["throttle_iam"]
+    # Its forwarder rule is disabled: a blind EventBridge path (rule_disabled) to document.
+    scenario.account("ml-research").monitoring.forwarder = "disabled"
     sandbox.reset(scenario)
     settings = sandbox_settings(
         sandbox,
@@ -83,9 +85,9 @@ async def test_documented_metrics_are_exactly_the_exposed_ones(sandbox: Sandbox,
                     break
                 await asyncio.sleep(0.2)
         await exporter.exporter.activity.poll_lookup_events()
-        # A canary in each account: the management account's (the exporter's own credentials,
-        # not the forwarder's session) is a blind EventBridge path, canary_not_forwarded.
+        # A canary in each account, and a configuration check that finds ml-research's rule off.
         await exporter.exporter.canary.round()
+        await exporter.exporter.checks.check()
         families = await exporter.metrics()
 
     docs = documented()

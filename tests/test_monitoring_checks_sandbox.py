@@ -2,6 +2,8 @@
 mode), trails and rules made with the real CloudTrail and EventBridge APIs in the management
 account and a member account (through the member role, as an operator's stack would), and
 the problems the exporter publishes appearing and going away as the setup is broken and fixed.
+The sandbox deploys its own monitoring (docs/faults.md); the first test starts from a
+scenario where none of it works in the two accounts checked.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import asyncio
 from typing import Any
 
 import boto3
+import pytest
 
 from exporter.monitoring.checks import NO_LOGGING_TRAIL, MANAGEMENT_EVENTS_OFF, RULE_DISABLED, RULE_MISSING, RULE_NO_TARGET
 from exporter.monitoring.problems import EVENTBRIDGE, S3_TRAIL
-from exporter.sandbox import MANAGEMENT_ACCOUNT_ID, Sandbox
+from exporter.sandbox import MANAGEMENT_ACCOUNT_ID, Sandbox, Scenario
 
 from .conftest import running_exporter, sandbox_settings
 
@@ -22,6 +25,19 @@ RULE = "aws-root-activity-forwarder"
 BOTH = (EVENTBRIDGE, S3_TRAIL)
 # The exporter's own pattern is not what is checked: any pattern will do here.
 PATTERN = '{"detail": {"userIdentity": {"type": ["Root"]}}}'
+
+
+@pytest.fixture
+def undeployed(sandbox: Sandbox, default_scenario: Scenario) -> Sandbox:
+    """The sandbox as an operator finds an organization before deploying: its organization
+    trail stopped, and no forwarder rule in the management account or in MEMBER."""
+    data = default_scenario.model_dump(mode="json")
+    data["monitoring"]["organization_trail"] = "stopped"
+    for account in [data["management"], *data["accounts"]]:
+        if account["id"] in (MEMBER, MANAGEMENT_ACCOUNT_ID):
+            account["monitoring"] = {"forwarder": "missing"}
+    sandbox.reset(Scenario.model_validate(data))
+    return sandbox
 
 
 def account_client(sandbox: Sandbox, account_id: str, service: str) -> Any:
@@ -76,7 +92,8 @@ async def problems_become(exporter: Any, expected: set[tuple[str, str, tuple[str
         raise AssertionError(f"check problems stayed {sorted(found)}, expected {sorted(expected)}") from None
 
 
-async def test_problems_appear_and_go_away_as_trails_and_rules_are_broken_and_fixed(sandbox: Sandbox) -> None:
+async def test_problems_appear_and_go_away_as_trails_and_rules_are_broken_and_fixed(undeployed: Sandbox) -> None:
+    sandbox = undeployed
     settings = sandbox_settings(
         sandbox,
         eventbridge_queue_url=sandbox.events_queue_url,
@@ -86,7 +103,7 @@ async def test_problems_appear_and_go_away_as_trails_and_rules_are_broken_and_fi
         monitoring_checks_interval_seconds=5,
     )
     async with running_exporter(settings) as exporter:
-        # Nothing deployed: no trail anywhere, no rule.
+        # Nothing deployed: no trail logging anywhere, no rule.
         since = await problems_become(
             exporter,
             {(a, NO_LOGGING_TRAIL, BOTH) for a in (MEMBER, MANAGEMENT_ACCOUNT_ID)} | {(a, RULE_MISSING, (EVENTBRIDGE,)) for a in (MEMBER, MANAGEMENT_ACCOUNT_ID)},

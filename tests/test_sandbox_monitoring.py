@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 import time
@@ -21,7 +22,9 @@ from typing import Any, Callable
 import boto3
 import pytest
 
-from exporter.sandbox import Sandbox, Scenario
+from exporter.config.settings import Settings
+from exporter.monitoring.canary import is_canary
+from exporter.sandbox import SANDBOX_ENV, Sandbox, Scenario
 from exporter.sandbox.actions import ACTIONS
 from exporter.sandbox.control import ControlServer
 from exporter.sandbox.monitoring import CENTRAL_BUS, FORWARDER_RULE
@@ -106,6 +109,14 @@ class Paths:
         return records
 
 
+def settled(paths: Paths, action: dict[str, Any]) -> set[str]:
+    """Wait for the record of a blinding call in its trail file, and return the eventIDs the
+    root-activity queue got meanwhile: the sandbox delivers through EventBridge before the
+    trail file, so a forwarded record (a tamper call) is there by then."""
+    wait_for(f"the {action['eventName']} record in S3", lambda: action["eventID"] in ids(paths.s3()))
+    return ids(paths.eventbridge())
+
+
 def lookup(sandbox: Sandbox, account: str, region: str, event_name: str) -> list[dict[str, Any]]:
     trail = client(sandbox, member_session(sandbox, account, region), "cloudtrail")
     events = trail.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": event_name}])["Events"]
@@ -138,6 +149,13 @@ def test_a_member_role_sees_the_trail_and_the_forwarder_rule_in_each_monitored_r
         assert json.loads(rule["EventPattern"]) == eventbridge_pattern()
         [target] = events.list_targets_by_rule(Rule=FORWARDER_RULE)["Targets"]
         assert target["Arn"] == f"arn:aws:events:us-east-1:123456789012:event-bus/{CENTRAL_BUS}"
+    # The central stack (root-activity-eventbridge.yaml) in the management account's home
+    # region: its default-bus rule has the forwarder's name and sends to the queue itself.
+    management = monitored.client("events")
+    assert management.describe_rule(Name=FORWARDER_RULE)["State"] == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+    [target] = management.list_targets_by_rule(Rule=FORWARDER_RULE)["Targets"]
+    assert target["Arn"] == "arn:aws:sqs:us-east-1:123456789012:root-activity-events"
+    assert FORWARDER_RULE == Settings.model_fields["forwarder_rule_name"].default == "aws-root-activity-forwarder"
 
 
 # ------------------------------------------------------------------ the canary
@@ -171,6 +189,31 @@ def test_get_caller_identity_of_a_member_session_comes_back_on_every_path_after_
     assert event["detail"]["eventID"] == record["eventID"]
 
 
+@pytest.mark.parametrize("scenario_file", [None, "tests/scenarios/govcloud.yaml"])
+def test_the_exporter_s_own_credentials_are_its_iam_user_whose_canary_is_forwarded(sandbox: Sandbox, scenario_file: str | None) -> None:
+    """The management account is reached with the exporter's own access key: the IAM user
+    aws-root-exporter's, whose canary record has CloudTrail's IAMUser shape and passes the
+    generated pattern through moto's matching, in the scenario's partition."""
+    data = load_scenario(ROOT / scenario_file if scenario_file else None).model_dump(mode="json")
+    data["monitoring"]["delays"] = DELAYS
+    sandbox.reset(Scenario.model_validate(data))
+    partition = sandbox.partition
+    paths = Paths(sandbox)
+    answer = sandbox.client("sts").get_caller_identity()
+    arn = f"arn:{partition}:iam::123456789012:user/aws-root-exporter"
+    assert (answer["Arn"], answer["Account"]) == (arn, "123456789012")
+    assert re.fullmatch(r"AIDA[A-Z0-9]{17}", answer["UserId"]), answer["UserId"]
+    [event] = wait_for("EventBridge -> SQS", paths.eventbridge)
+    assert (event["account"], event["region"]) == ("123456789012", sandbox.region)
+    assert event["detail"]["userIdentity"] == {
+        "type": "IAMUser", "principalId": answer["UserId"], "arn": arn, "accountId": "123456789012",
+        "accessKeyId": SANDBOX_ENV["AWS_ACCESS_KEY_ID"], "userName": "aws-root-exporter",
+    }
+    assert is_canary(event["detail"], known_arns=())
+    [trailed] = wait_for("S3 trail file", paths.s3)
+    assert trailed["eventID"] == event["detail"]["eventID"]
+
+
 # ------------------------------------------------------------------ blinding and restoring
 
 
@@ -178,8 +221,8 @@ def test_a_stopped_trail_silences_eventbridge_and_s3_but_not_lookup_events(sandb
     sandbox.reset(scenario(default_scenario, trail="per_account"))
     paths = Paths(sandbox)
     stop = sandbox.monitoring.act("stop-trail", MEMBER, "eu-west-1")
-    # StopLogging is recorded before logging stops.
-    assert stop["eventID"] in ids(wait_for("the StopLogging record in S3", paths.s3))
+    # StopLogging is recorded before logging stops, and forwarded as a tamper record.
+    assert settled(paths, stop) == {stop["eventID"]}
 
     blind = make_record("api-call", MEMBER) | {"awsRegion": "eu-west-1"}
     seen = make_record("api-call", MEMBER) | {"awsRegion": "us-east-1"}
@@ -200,8 +243,10 @@ def test_a_stopped_trail_silences_eventbridge_and_s3_but_not_lookup_events(sandb
 
 def test_stopping_the_organization_trail_blinds_every_account(monitored: Sandbox) -> None:
     paths = Paths(monitored)
-    monitored.monitoring.act("stop-trail", MEMBER)
-    paths.s3()
+    stop = monitored.monitoring.act("stop-trail", MEMBER)
+    # The organization trail's own account (management) recorded its StopLogging.
+    assert stop["recipientAccountId"] == "123456789012"
+    assert settled(paths, stop) == {stop["eventID"]}
     records = [make_record("console-login", account) for account in (MEMBER, OTHER, "123456789012")]
     for record in records:
         monitored.inject(record)
@@ -215,10 +260,11 @@ def test_stopping_the_organization_trail_blinds_every_account(monitored: Sandbox
 
 def test_a_disabled_forwarder_rule_silences_eventbridge_only(monitored: Sandbox) -> None:
     paths = Paths(monitored)
-    monitored.monitoring.act("disable-rule", MEMBER, "us-east-1")
+    disable = monitored.monitoring.act("disable-rule", MEMBER, "us-east-1")
     rule = client(monitored, member_session(monitored, MEMBER, "us-east-1"), "events").describe_rule(Name=FORWARDER_RULE)
     assert rule["State"] == "DISABLED"
-    paths.s3()
+    # Its own record reaches EventBridge after the rule is off: only the trail has it.
+    assert settled(paths, disable) == set()
     record, other = make_record("api-call", MEMBER), make_record("api-call", OTHER)
     monitored.inject(record)
     monitored.inject(other)
@@ -248,8 +294,9 @@ def test_a_rule_in_state_enabled_misses_read_only_events_and_receives_writes(mon
 def test_purging_the_queue_loses_what_waited(monitored: Sandbox) -> None:
     paths = Paths(monitored)
     monitored.inject(make_record("console-login", MEMBER))
-    monitored.monitoring.act("purge-queue", MEMBER)
-    assert paths.eventbridge() == []
+    purge = monitored.monitoring.act("purge-queue", MEMBER)
+    # The login is gone; the PurgeQueue record itself arrives after the purge.
+    assert settled(paths, purge) == {purge["eventID"]}
     later = make_record("console-login", MEMBER)
     monitored.inject(later)
     assert ids(paths.eventbridge()) == {later["eventID"]}
@@ -261,7 +308,7 @@ def test_an_account_removed_from_the_organization_drops_out_of_the_organization_
     listed = {a["Id"] for a in monitored.client("organizations").list_accounts()["Accounts"]}
     assert MEMBER not in listed and OTHER in listed
     assert removal["eventName"] == "RemoveAccountFromOrganization"
-    assert removal["eventID"] in ids(wait_for("the RemoveAccountFromOrganization record in S3", paths.s3))
+    assert settled(paths, removal) == {removal["eventID"]}
     record = make_record("console-login", MEMBER)
     monitored.inject(record)
     # Its rule still forwards, but the central bus admits only the organization's accounts.

@@ -185,7 +185,7 @@ class Settings(BaseSettings):
     )
     monitored_regions: list[str] = Field(
         default_factory=list,
-        description="Regions in which root activity must be seen: canaries are made there and each configured source must deliver them (empty: `lookup_events_regions`, else the partition's global-service region, us-east-1 / us-gov-west-1 / cn-north-1). See [Proof of sight](#proof-of-sight).",
+        description="Regions in which root activity must be seen: canaries are made there, each configured source must deliver them, and the configuration checks run there (empty: `lookup_events_regions`, else the partition's global-service region, us-east-1 / us-gov-west-1 / cn-north-1). See [Proof of sight](#proof-of-sight).",
     )
     canary_enabled: bool = Field(
         True,
@@ -201,10 +201,6 @@ class Settings(BaseSettings):
     )
     s3_trail_queue_url: str | None = Field(
         None, description="SQS queue of S3 notifications for an organization trail's log files."
-    )
-    monitored_regions: list[str] = Field(
-        default_factory=list,
-        description="Regions in which root activity must be seen: the monitoring checks (and canaries) run there (empty: `lookup_events_regions` if set, else where root sign-ins and IAM calls are recorded, us-east-1, or us-gov-west-1 / cn-north-1 in those partitions).",
     )
     monitoring_checks_enabled: bool = Field(
         True,

@@ -2,10 +2,14 @@
 
 Seeded through moto's backends: an organization trail in the management account
 (multi-region, logging, management events read and write) or, with `monitoring.trail:
-per_account`, a trail per account and monitored region; in every account and monitored
-region the forwarder rule (`aws-root-exporter-forwarder`, the generated
-`eventbridge_pattern()`, state ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS) targeting the
-central bus of the management account, whose rule sends to the root-activity queue.
+per_account`, a trail per account and monitored region; what the CloudFormation templates
+deploy, under their names: in the management account's home region the stack of
+root-activity-eventbridge.yaml (its default-bus rule, named as the forwarder, straight to the
+root-activity queue; the central bus, admitting the organization, and its rule to the same
+queue), and everywhere else root-activity-forwarder.yaml's rule to the central bus. Every
+rule has the generated `eventbridge_pattern()` and state
+ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS, and the default-bus rules the name the
+configuration checks look for (the `forwarder_rule_name` setting's default).
 
 A CloudTrail record is delivered the way AWS delivers it (EventBridge User Guide, "Events
 from AWS services"): to LookupEvents history always; as an event on the default bus of its
@@ -26,11 +30,15 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+from exporter.config.settings import Settings
 from exporter.sandbox.actions import ACTIONS
 
 log = logging.getLogger("exporter.sandbox")
 
-FORWARDER_RULE = "aws-root-exporter-forwarder"
+# The templates' RuleName default, which is the setting's: the checks find the sandbox's rules.
+FORWARDER_RULE: str = Settings.model_fields["forwarder_rule_name"].default
+# root-activity-eventbridge.yaml's CentralBusName default; its central rule has no Name
+# (CloudFormation makes one up), this one stands for it.
 CENTRAL_BUS = "aws-root-activity"
 CENTRAL_RULE = "aws-root-activity-central"
 ORGANIZATION_TRAIL = "organization-trail"
@@ -138,7 +146,11 @@ class Monitoring:
                 state = {"enabled": moto_ext.ENABLED_WITH_READ_ONLY, "disabled": "DISABLED", "read_only_off": "ENABLED"}[forwarder]
                 backend = events_backends[account.id][region]
                 backend.put_rule(FORWARDER_RULE, event_pattern=pattern, state=state)
-                backend.put_targets(FORWARDER_RULE, "default", [{"Id": "central-bus", "Arn": bus.arn}])
+                # Where the central stack stands, its own default-bus rule sends to the queue
+                # (deployment.md: no forwarder stack there, the names would clash).
+                central_stack = (account.id, region) == (MANAGEMENT_ACCOUNT_ID, home)
+                target = {"Id": "root-activity-queue", "Arn": queue_arn} if central_stack else {"Id": "central-bus", "Arn": bus.arn}
+                backend.put_targets(FORWARDER_RULE, "default", [target])
         for account in scenario.accounts:
             if account.monitoring.organization == "removed":
                 self._leave(account.id)
@@ -162,7 +174,7 @@ class Monitoring:
             self._unmodelled(record, account, region, eventbridge=eventbridge, s3=s3)
             return
         # Whether a trail records it is decided when the call is made, not when it arrives.
-        trails = moto_ext.trail_delivers(account, region, read_only)
+        trails = moto_ext.trail_delivers(account, region, read_only, str(record.get("eventSource", "")))
         if eventbridge and trails:
             from exporter.sandbox.records import eventbridge_envelope
 

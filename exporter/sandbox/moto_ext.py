@@ -16,10 +16,14 @@ moto's reset clears it. What is added:
 - member roles that cannot be assumed (AccessDenied from `sts:AssumeRole`);
 - CloudTrail `LookupEvents` over records the sandbox holds, with AWS's limit of 2
   requests per second per account and region (`ThrottlingException` beyond it);
-- CloudTrail trails as a member account sees them (`install_trail_views`): the organization
-  trail shows in members (`DescribeTrails` with `includeShadowTrails`), `GetTrailStatus`
-  and `GetEventSelectors` take a shadow or organization trail's ARN, and a trail created
-  without selectors records all read and write management events, as in AWS;
+- CloudTrail trails as AWS shows and applies them, one model for the API and the sandbox's
+  deliveries: the organization trail shows in members (`DescribeTrails` with
+  `includeShadowTrails`), `GetTrailStatus` and `GetEventSelectors` take a shadow or
+  organization trail's ARN, and a trail created without selectors records (and reports) all
+  read and write management events;
+- EventBridge rule states (a `DISABLED` rule matches nothing, an `ENABLED` one no read-only
+  CloudTrail event), events forwarded to another bus unchanged, and the CloudTrail record of
+  every `sts:GetCallerIdentity` (the exporter's canary) handed to the sandbox;
 - `account:GetAlternateContact` with `AccountId` as AWS Organizations allows it (moto
   answers for any account): only the management account of the member's organization, and
   only while trusted access for AWS Account Management is on (AccessDeniedException with
@@ -41,7 +45,7 @@ from typing import Any
 from botocore import xform_name
 from moto.account.models import account_backends
 from moto.account.responses import AccountResponse
-from moto.cloudtrail.models import CloudTrailBackend
+from moto.cloudtrail.models import CloudTrailBackend, Trail
 from moto.cloudtrail.responses import CloudTrailResponse
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
@@ -725,65 +729,151 @@ def _lookup_events(self: Any) -> ActionResult:
     return ActionResult(result)
 
 
-# -- trails as a member account sees them (configuration checks, issue 23) --------------------
+# -- CloudTrail trails as AWS shows and applies them (issue 23) --------------------------------
+#
+# One model of which trails record an account's events in a region, used both to answer the
+# CloudTrail API (the exporter's configuration checks read it through the member role) and to
+# decide whether the sandbox delivers a record through EventBridge and the trail's S3 files.
+# moto 5.2.5 shows an organization trail only in the account that owns it, finds a trail for
+# GetTrailStatus/GetEventSelectors only by this region's name, and answers GetEventSelectors
+# with no selector for a trail created without any. AWS, per the CloudTrail API Reference:
+#
+# - `DescribeTrails` with `includeShadowTrails` (the default) returns "the replication in a
+#   Region of a trail that was created in a different Region, or in the case of an
+#   organization trail, the replication of an organization trail in member accounts";
+# - `GetTrailStatus` and `GetEventSelectors` take a trail's name (a trail of this account and
+#   region) or its ARN, which "if the trail is an organization trail and you are a member
+#   account" is required; members cannot change an organization trail (the other operations
+#   stay moto's own, which look in the caller's account only);
+# - a trail created without event selectors logs all read and write management events and
+#   says so: `GetEventSelectors` answers `ReadWriteType: All, IncludeManagementEvents: true`.
+
+ENABLED_WITH_READ_ONLY = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+DEFAULT_EVENT_SELECTORS = [{"ReadWriteType": "All", "IncludeManagementEvents": True, "DataResources": [], "ExcludeManagementEventSources": []}]
+_original_describe_trails = CloudTrailBackend.describe_trails
+_original_trail_selectors = Trail.get_event_selectors
 
 
-def install_trail_views() -> None:
-    """What moto 5.2.5's CloudTrail lacks for the configuration checks, after AWS's model:
-
-    - `DescribeTrails` with `includeShadowTrails` (the default) also returns the organization
-      trails of the account's organization ("the replication of an organization trail in
-      member accounts", CloudTrail API Reference, DescribeTrails); moto shows only the
-      account's own trails;
-    - `GetTrailStatus` and `GetEventSelectors` find a shadow or organization trail by its ARN
-      (a name finds only a trail of this account and region); moto's `GetEventSelectors`
-      looks in the request's region only;
-    - a trail created without event selectors answers `GetEventSelectors` with AWS's default
-      selector (all read and write management events); moto answers with none.
-    Members still cannot change an organization trail: the other operations are moto's own."""
-    from moto.cloudtrail.exceptions import TrailNotFoundException
-    from moto.cloudtrail.models import CloudTrailBackend, Trail, cloudtrail_backends
+def _same_partition(region: str, other: str) -> bool:
     from moto.utilities.utils import get_partition
 
-    original_describe = CloudTrailBackend.describe_trails
-    original_selectors = Trail.get_event_selectors
+    return bool(get_partition(region) == get_partition(other))
 
-    def describe_trails(self: CloudTrailBackend, include_shadow_trails: bool) -> Any:
-        trails = list(original_describe(self, include_shadow_trails))
-        management = _management_of(self.account_id)
-        if include_shadow_trails and management and management != self.account_id:
-            for backend in list(cloudtrail_backends[management].values()):
-                for trail in list(backend.trails.values()):
-                    same_partition = get_partition(trail.region_name) == get_partition(self.region_name)
-                    if trail.is_org_trail and same_partition and (trail.is_multi_region or trail.region_name == self.region_name):
-                        trails.append(trail)
-        return trails
 
-    def visible(self: CloudTrailBackend, name_or_arn: str) -> Any:
-        for trail in describe_trails(self, True):
-            own = trail.account_id == self.account_id and trail.region_name == self.region_name
-            if trail.arn == name_or_arn or (own and trail.trail_name == name_or_arn):
-                return trail
-        raise TrailNotFoundException(account_id=self.account_id, name=name_or_arn)
+def _covers(trail: Any, region: str) -> bool:
+    """A multi-region trail covers every region of its partition; another only its home region."""
+    return trail.region_name == region or (trail.is_multi_region and _same_partition(trail.region_name, region))
 
-    def get_trail_status(self: CloudTrailBackend, name: str) -> Any:
-        return visible(self, name).status
 
-    def get_event_selectors(self: CloudTrailBackend, trail_name: str) -> Any:
-        trail = visible(self, trail_name)
-        selectors, advanced = trail.get_event_selectors()
-        return trail.arn, selectors, advanced
+def organization_trails(account_id: str, region: str) -> list[Any]:
+    """The organization trails covering `region` of the organization `account_id` is in (as a
+    member or as its management account); an account that left has none."""
+    from moto.cloudtrail.models import cloudtrail_backends
 
-    def trail_selectors(self: Trail) -> Any:
-        selectors, advanced = original_selectors(self)
-        if not selectors and not advanced:
-            selectors = [{"ReadWriteType": "All", "IncludeManagementEvents": True, "DataResources": [], "ExcludeManagementEventSources": []}]
-        return selectors, advanced
+    management = _management_of(account_id) or account_id
+    return [
+        trail
+        for backend in list(cloudtrail_backends[management].values())
+        for trail in list(backend.trails.values())
+        if trail.is_org_trail and _covers(trail, region)
+    ]
 
-    CloudTrailBackend.describe_trails = describe_trails  # type: ignore[method-assign]
-    CloudTrailBackend.get_trail_status = get_trail_status  # type: ignore[method-assign]
-    CloudTrailBackend.get_event_selectors = get_event_selectors  # type: ignore[method-assign]
-    Trail.get_event_selectors = trail_selectors  # type: ignore[method-assign]
+
+def covering_trails(account_id: str, region: str) -> list[Any]:
+    """Every trail that records (account, region), as `DescribeTrails(includeShadowTrails=True)`
+    in that account and region lists them: its own trails and its organization's."""
+    from moto.cloudtrail.models import cloudtrail_backends
+
+    own = [
+        trail
+        for backend in list(cloudtrail_backends[account_id].values())
+        for trail in list(backend.trails.values())
+        if not trail.is_org_trail and _covers(trail, region)
+    ]
+    return own + organization_trails(account_id, region)
+
+
+def _trail_selectors(self: Trail) -> Any:
+    selectors, advanced = _original_trail_selectors(self)
+    if not selectors and not advanced:
+        selectors = copy.deepcopy(DEFAULT_EVENT_SELECTORS)
+    return selectors, advanced
+
+
+def _matches(condition: dict[str, Any], value: str) -> bool:
+    """An AdvancedFieldSelector's operators on one value (all of them must hold)."""
+    tests = {
+        "Equals": lambda v: value in v,
+        "StartsWith": lambda v: any(value.startswith(x) for x in v),
+        "EndsWith": lambda v: any(value.endswith(x) for x in v),
+        "NotEquals": lambda v: value not in v,
+        "NotStartsWith": lambda v: not any(value.startswith(x) for x in v),
+        "NotEndsWith": lambda v: not any(value.endswith(x) for x in v),
+    }
+    return all(test(condition[op]) for op, test in tests.items() if condition.get(op))
+
+
+def records_management_event(trail: Any, read_only: bool, event_source: str) -> bool:
+    """Whether the trail's selectors (AWS's default when it has none) record a management
+    event from `event_source` that is read-only or not (CloudTrail API Reference,
+    EventSelector and AdvancedFieldSelector)."""
+    basic, advanced = trail.get_event_selectors()
+    if advanced:
+        for selector in advanced:
+            fields = {f.get("Field"): f for f in selector.get("FieldSelectors", [])}
+            values = {"eventCategory": "Management", "readOnly": str(read_only).lower(), "eventSource": event_source}
+            if "eventCategory" in fields and all(_matches(fields[name], value) for name, value in values.items() if name in fields):
+                return True
+        return False
+    wanted = {"All", "ReadOnly" if read_only else "WriteOnly"}
+    return any(
+        s.get("IncludeManagementEvents", True)
+        and s.get("ReadWriteType", "All") in wanted
+        and event_source not in (s.get("ExcludeManagementEventSources") or [])
+        for s in basic
+    )
+
+
+def trail_delivers(account_id: str, region: str, read_only: bool, event_source: str) -> list[Any]:
+    """The logging trails that record this management event of (account, region)."""
+    return [
+        t for t in covering_trails(account_id, region) if t.status.is_logging and records_management_event(t, read_only, event_source)
+    ]
+
+
+def _describe_trails(self: CloudTrailBackend, include_shadow_trails: bool) -> Any:
+    if not include_shadow_trails:
+        return _original_describe_trails(self, include_shadow_trails)
+    return covering_trails(self.account_id, self.region_name)
+
+
+def _visible_trail(self: CloudTrailBackend, name_or_arn: str) -> Any:
+    """The trail an ARN names among those the caller sees, or a name among its own in this region."""
+    from moto.cloudtrail.exceptions import TrailNameTooShort, TrailNotFoundException
+
+    if len(name_or_arn) < 3:
+        raise TrailNameTooShort(actual_length=len(name_or_arn))
+    for trail in covering_trails(self.account_id, self.region_name):
+        own = trail.account_id == self.account_id and trail.region_name == self.region_name
+        if trail.arn == name_or_arn or (own and trail.trail_name == name_or_arn):
+            return trail
+    raise TrailNotFoundException(account_id=self.account_id, name=name_or_arn)
+
+
+def _get_trail_status(self: CloudTrailBackend, name: str) -> Any:
+    return _visible_trail(self, name).status
+
+
+def _get_event_selectors(self: CloudTrailBackend, trail_name: str) -> Any:
+    trail = _visible_trail(self, trail_name)
+    return (trail.arn, *trail.get_event_selectors())
+
+
+def _install_trail_views() -> None:
+    CloudTrailBackend.describe_trails = _describe_trails  # type: ignore[method-assign]
+    CloudTrailBackend.get_trail_status = _get_trail_status  # type: ignore[method-assign]
+    CloudTrailBackend.get_event_selectors = _get_event_selectors  # type: ignore[method-assign]
+    Trail.get_event_selectors = _trail_selectors  # type: ignore[method-assign]
 
 
 # -- member roles that cannot be assumed ------------------------------------------------------
@@ -832,117 +922,25 @@ def install() -> None:
     TokenResponse.assume_root = _assume_root  # type: ignore[attr-defined]
     AccountResponse.get_alternate_contact = _get_alternate_contact  # type: ignore[method-assign]
     STSBackend.assume_role = _assume_role  # type: ignore[method-assign]
-    install_trail_views()
+    _install_trail_views()
     _install_proof_of_sight()
     _installed = True
 
 
 def _install_proof_of_sight() -> None:
-    CloudTrailBackend.describe_trails = _describe_trails  # type: ignore[method-assign]
-    CloudTrailBackend.get_trail_status = _get_trail_status  # type: ignore[method-assign]
-    CloudTrailBackend.get_event_selectors = _get_event_selectors  # type: ignore[method-assign]
     Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign]
     TokenResponse.get_caller_identity = _get_caller_identity  # type: ignore[method-assign]
 
 
-# -- proof of sight: trails members see, EventBridge rule states, the canary ----------------
+# -- proof of sight: EventBridge rule states, the canary -------------------------------------
 #
-# moto 5.2.5 shows an organization trail only in the account that owns it, delivers every
-# event to every rule whatever its state, forwards an event to another bus as a new event
+# moto 5.2.5 delivers every event to every rule whatever its state, forwards an event to another bus as a new event
 # (new id, the forwarding account and region), and drops `account` from the event an SQS
 # target receives. AWS does none of these: the functions below make moto do what AWS does.
 
-ENABLED_WITH_READ_ONLY = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
-_original_describe_trails = CloudTrailBackend.describe_trails
-_original_get_trail_status = CloudTrailBackend.get_trail_status
-_original_get_event_selectors = CloudTrailBackend.get_event_selectors
 _original_send_to_targets = Rule.send_to_targets
 _original_get_caller_identity = TokenResponse.get_caller_identity
 CLOUDTRAIL_DETAIL_TYPES = ("AWS API Call via CloudTrail", "AWS Console Sign In via CloudTrail")
-
-
-def organization_trails(account_id: str, region: str) -> list[Any]:
-    """The organization trails of the organization `account_id` belongs to (as a member or
-    as its management account) that cover `region`: multi-region ones, or single-region
-    ones whose home region it is."""
-    from moto.cloudtrail.models import cloudtrail_backends
-
-    management = _management_of(account_id) or account_id
-    found = []
-    for backend in cloudtrail_backends[management].values():
-        for trail in backend.trails.values():
-            if trail.is_org_trail and (trail.is_multi_region or trail.region_name == region):
-                found.append(trail)
-    return found
-
-
-def covering_trails(account_id: str, region: str) -> list[Any]:
-    """Every trail that records (account, region): the account's own trails that cover the
-    region and its organization's trails (an account that left has none)."""
-    from moto.cloudtrail.models import cloudtrail_backends
-
-    own = [
-        trail
-        for backend in cloudtrail_backends[account_id].values()
-        for trail in backend.trails.values()
-        if not trail.is_org_trail and (trail.is_multi_region or trail.region_name == region)
-    ]
-    return own + organization_trails(account_id, region)
-
-
-def records_management_event(trail: Any, read_only: bool) -> bool:
-    """Whether the trail's selectors record a management event that is read-only or not.
-
-    A trail without selectors records every management event (CloudTrail's default)."""
-    basic, advanced = trail.event_selectors, trail.advanced_event_selectors
-    if not basic and not advanced:
-        return True
-    wanted = {"All", "ReadOnly" if read_only else "WriteOnly"}
-    for selector in basic:
-        if selector.get("IncludeManagementEvents", True) and selector.get("ReadWriteType", "All") in wanted:
-            return True
-    for selector in advanced:
-        fields = {f.get("Field"): f for f in selector.get("FieldSelectors", [])}
-        if "Management" not in (fields.get("eventCategory") or {}).get("Equals", []):
-            continue
-        flag = fields.get("readOnly")
-        if flag is None or str(read_only).lower() in flag.get("Equals", []):
-            return True
-    return False
-
-
-def trail_delivers(account_id: str, region: str, read_only: bool) -> list[Any]:
-    """The logging trails that record a management event of (account, region)."""
-    return [t for t in covering_trails(account_id, region) if t.status.is_logging and records_management_event(t, read_only)]
-
-
-def _shadow_trail(backend: Any, name: str) -> Any:
-    for trail in organization_trails(backend.account_id, backend.region_name):
-        if name in (trail.arn, trail.trail_name) and trail.account_id != backend.account_id:
-            return trail
-    return None
-
-
-def _describe_trails(self: Any, include_shadow_trails: bool) -> Any:
-    """A member account sees its organization's trails (shadow trails) as AWS shows them."""
-    trails = list(_original_describe_trails(self, include_shadow_trails))
-    if include_shadow_trails:
-        seen = {t.arn for t in trails}
-        trails += [t for t in organization_trails(self.account_id, self.region_name) if t.arn not in seen]
-    return trails
-
-
-def _get_trail_status(self: Any, name: str) -> Any:
-    """Members may read an organization trail's status by its ARN (they cannot change it)."""
-    shadow = _shadow_trail(self, name) if name.startswith("arn:") else None
-    return shadow.status if shadow is not None else _original_get_trail_status(self, name)
-
-
-def _get_event_selectors(self: Any, trail_name: str) -> Any:
-    shadow = _shadow_trail(self, trail_name) if trail_name.startswith("arn:") else None
-    if shadow is None:
-        return _original_get_event_selectors(self, trail_name)
-    return (shadow.arn, *shadow.get_event_selectors())
 
 
 def is_read_only_cloudtrail_event(event: dict[str, Any]) -> bool:

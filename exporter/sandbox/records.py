@@ -297,11 +297,16 @@ def caller_identity_record(
             },
         }
     else:
-        name = str(caller["arn"]).rsplit("/", 1)[-1]
+        # An IAM user's record (CloudTrail User Guide, "CloudTrail userIdentity element"):
+        # its unique id (AIDA...), its ARN with the user's path, the access key it signed with.
+        arn = str(caller["arn"])
+        name = arn.rsplit("/", 1)[-1]
+        if ":iam::" not in arn:  # moto's answer for a key no IAM user owns: arn:aws:sts::<account>:user/moto
+            arn = f"arn:{partition}:iam::{account}:user/{name}"
         identity = {
             "type": "IAMUser",
             "principalId": caller["user_id"],
-            "arn": f"arn:{partition}:iam::{account}:user/{name}",
+            "arn": arn,
             "accountId": account,
             "accessKeyId": caller["access_key_id"],
             "userName": name,

@@ -15,18 +15,23 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from exporter.monitoring.canary import EXPORTER_PRINCIPAL_NAME
 from exporter.sandbox.scenario import MANAGEMENT_ACCOUNT_ID, Account, Scenario
 
 EVENTS_QUEUE = "root-activity-events"
 TRAIL_QUEUE = "org-trail-notifications"
 TRAIL_BUCKET = f"org-cloudtrail-{MANAGEMENT_ACCOUNT_ID}"
 
-# Fake credentials for the exporter's principal: moto attributes them to the management account.
+# Fake credentials for the exporter's principal: the access key of the IAM user EXPORTER_USER
+# in the management account, as an operator running the exporter outside AWS would make it.
 SANDBOX_ENV = {
     "AWS_ACCESS_KEY_ID": "AKIASANDBOXEXPORTER0",
     "AWS_SECRET_ACCESS_KEY": "sandbox-secret-access-key-not-real",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+# The IAM user name the forwarder's canary pattern accepts, so that the management account,
+# reached with these credentials, is proven on EventBridge too.
+EXPORTER_USER = EXPORTER_PRINCIPAL_NAME
 
 
 def check_port(host: str, port: int) -> None:
@@ -149,6 +154,7 @@ class Sandbox:
             self._seed_iam(spec)
             for record in spec.cloudtrail_events:
                 moto_ext.add_cloudtrail_record(spec.id, str(record.get("awsRegion") or self.region), record)
+        self._seed_exporter_user()
         self.scp_ids = seed_scps(org, self.scenario, self.root_id, self.ou_ids)
         self.organization_id = org.org.id
         sqs = self.client("sqs")
@@ -258,6 +264,23 @@ class Sandbox:
                 iam.enable_mfa_device(user.name, device.serial_number, "123456", "654321")
         for name in spec.unassigned_virtual_mfa:
             iam.create_virtual_mfa_device(device_name=name, path="/")
+
+    def _seed_exporter_user(self) -> None:
+        """The exporter's IAM user owning SANDBOX_ENV's access key: moto's GetCallerIdentity
+        then answers `arn:<partition>:iam::<management>:user/aws-root-exporter` with an
+        `AIDA...` user id, as IAM does (moto answers `arn:aws:sts::<account>:user/moto` for a
+        key it does not know, and gives users lowercase ids)."""
+        from moto.iam import iam_backends
+        from moto.iam.models import generate_access_key_id_from_account_id
+
+        iam = iam_backends[MANAGEMENT_ACCOUNT_ID][self.partition]
+        user = iam.create_user(region_name=self.region, user_name=EXPORTER_USER, path="/", tags=[])
+        user.id = generate_access_key_id_from_account_id(MANAGEMENT_ACCOUNT_ID, prefix="AIDA", total_length=21)
+        key = iam.create_access_key(EXPORTER_USER)
+        del iam.access_keys[key.access_key_id]
+        key.access_key_id = SANDBOX_ENV["AWS_ACCESS_KEY_ID"]
+        key.secret_access_key = SANDBOX_ENV["AWS_SECRET_ACCESS_KEY"]
+        iam.access_keys[key.access_key_id] = key
 
     def _seed_root(self, spec: Account) -> None:
         from exporter.sandbox import moto_ext

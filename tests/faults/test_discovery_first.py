@@ -19,6 +19,7 @@ from .promtool_replay import replay
 
 MANAGEMENT = "123456789012"  # the exporter's own (management) account in the sandbox
 HEALTHY = "210000000001"
+BLIND = "aws_root_monitoring_blind_since_timestamp_seconds"
 
 
 @pytest.mark.parametrize(("kind", "reason"), [("throttle", "throttled"), ("access_denied", "access_denied")])
@@ -41,12 +42,15 @@ async def test_discovery_failing_from_the_first_sweep(sandbox: Sandbox, faults: 
     assert sample(failing, "aws_root_exporter_collector_last_success_timestamp_seconds", account_id=MANAGEMENT, collector="discovery") is None
     assert sample(second, "aws_root_exporter_collector_success", account_id=MANAGEMENT, collector="discovery") == 0.0
     assert sample(second, "aws_root_exporter_collector_errors_total", account_id=MANAGEMENT, collector="discovery", reason=reason) == 2.0
-    # No series under an empty account id.
-    assert not [s for f in second.values() for s in f.samples if s.labels.get("account_id") == ""]
+    # No series under an empty account id, but the one that says no account is collected
+    # (AwsRootMonitoringBlind pages on it: nothing is watched).
+    empty = [(s.name, s.labels.get("reason")) for f in second.values() for s in f.samples if s.labels.get("account_id") == ""]
+    assert empty == [(BLIND, "no_accounts_collected")]
     # Organizations answers again: every account collected, discovery back to 1.
     assert len(recovered["aws_root_account_info"].samples) == len([a for a in default_scenario.all_accounts if collected(a)])
     assert sample(recovered, "aws_root_exporter_collector_success", account_id=MANAGEMENT, collector="discovery") == 1.0
     assert sample(recovered, "aws_root_exporter_collector_success", account_id=HEALTHY, collector="posture") == 1.0
+    assert not [s for f in recovered.values() for s in f.samples if s.name == BLIND and s.labels["account_id"] == ""]
 
     # The shipped collection alert fires for the discovery collector.
     replay(failing, [
