@@ -26,11 +26,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+from exporter.config.settings import Settings
 from exporter.sandbox.actions import ACTIONS
 
 log = logging.getLogger("exporter.sandbox")
 
-FORWARDER_RULE = "aws-root-exporter-forwarder"
+FORWARDER_RULE = Settings.model_fields["forwarder_rule_name"].default
 CENTRAL_BUS = "aws-root-activity"
 CENTRAL_RULE = "aws-root-activity-central"
 ORGANIZATION_TRAIL = "organization-trail"
