@@ -26,7 +26,7 @@ from exporter.sandbox import MANAGEMENT_ACCOUNT_ID, Sandbox, Scenario
 from exporter.sandbox import demo_stack
 from exporter.sandbox.records import make_record
 
-from .conftest import ROOT
+from .conftest import ROOT, report_measurement
 from .test_pipeline import PAGER, Pipeline, pipeline, queue_drained, report
 
 REGIONS = ["us-east-1", "eu-west-1"]
@@ -114,10 +114,10 @@ def blind_pages(p: Pipeline, account_id: str, status: str = "firing") -> dict[tu
 
 async def test_a_quiet_sandbox_is_proven_on_every_source_and_canaries_never_page(sandbox: Sandbox, default_scenario: Scenario, record_property) -> None:
     sandbox.reset(monitored(default_scenario))
+    started = time.monotonic()
     async with pipeline(sandbox, **proof_settings()) as p:
         accounts = collected(p)
         assert MANAGEMENT_ACCOUNT_ID in accounts and len(accounts) >= 10
-        started = time.monotonic()
 
         # Every configured source and monitored region: proven = collected accounts.
         async def all_proven() -> bool:
@@ -133,7 +133,7 @@ async def test_a_quiet_sandbox_is_proven_on_every_source_and_canaries_never_page
                 raise AssertionError(f"not every path proven: {[(r['metric'], r['value'][1]) for r in states]}; "
                                      f"blind: {[r['metric'] for r in blind]}")
             await asyncio.sleep(0.5)
-        report(record_property, "quiet sandbox, exporter start to every account proven on every source", time.monotonic() - started)
+        report(record_property, "quiet sandbox, exporter start (and Prometheus, Alertmanager) to every account proven on every source and region", time.monotonic() - started)
         # Collected accounts per source and region are the sum of the states: nobody pending or blind.
         totals = await vector(p, "sum by (source, region) (aws_root_monitoring_accounts)")
         assert {(r["metric"]["source"], r["metric"]["region"]): float(r["value"][1]) for r in totals} == {
@@ -155,12 +155,10 @@ async def test_a_quiet_sandbox_is_proven_on_every_source_and_canaries_never_page
         assert rejected == []
         assert "aws_root_monitoring_tamper_events" not in families or not [
             s for s in families["aws_root_monitoring_tamper_events"].samples if s.name.endswith("_total")]
-        report_delays(p, record_property, await p.exporter.metrics())
+        report_delays(await p.exporter.metrics())
 
 
-def report_delays(p: Pipeline, record_property: Any, families: dict[str, Any]) -> None:
-    from .conftest import report_measurement
-
+def report_delays(families: dict[str, Any]) -> None:
     for source in SOURCES:
         rows = [s for s in families["aws_root_monitoring_canary_delay_seconds"].samples if s.labels.get("source") == source]
         total = next(s.value for s in rows if s.name.endswith("_sum"))
@@ -174,7 +172,7 @@ def report_delays(p: Pipeline, record_property: Any, families: dict[str, Any]) -
 async def test_stop_logging_pages_tampered_and_a_rejected_root_record_pages(sandbox: Sandbox, default_scenario: Scenario, record_property) -> None:
     sandbox.reset(monitored(default_scenario))
     member = "210000000003"
-    async with pipeline(sandbox, **proof_settings()) as p:
+    async with pipeline(sandbox, include_account_ids=[member], **proof_settings()) as p:
         await p.wait_for_rules_evaluated()
         # The look-alike first, on every path: taken and classified, and nothing pages.
         started = public_record("awsdocs-cloudtrail-ug__start_logging.json", member)
@@ -334,5 +332,34 @@ async def test_each_blinding_pages_blind_within_its_bound_and_resolves_when_the_
                 waited = resolved_at - restored[account]
                 report(record_property, f"{action} {region or ''} -> resolved {'/'.join(k for k in key if k)}", waited)
                 assert waited <= expected[key], (account, key, waited)
+        # Back for good: nothing pages again once the paths are restored (a returning account
+        # starts pending, as a new one does).
+        back = time.monotonic()
+        await asyncio.sleep(CANARY_LIMIT["lookup_events"])
+        again = [(a["labels"]["account_id"], a["labels"]["source"], a["labels"].get("region", ""), a["labels"]["reason"])
+                 for n, a in p.hooks.alerts(PAGER, alertname=BLIND) if n.received_monotonic > back]
+        assert again == []
         assert await vector(p, f'ALERTS{{alertname="{BLIND}"}}') == []
         await wait_proven(p, len(members), max(BOUNDS.values()) + INTERVAL + 20)
+
+        # PurgeQueue loses the canaries in the queue at that moment; the path itself is not
+        # broken. Its record pages Tampered; the EventBridge source is proven again by the next
+        # canaries, and a page, if the purge took a path's last canary before its bound, is
+        # that path's canary_missing and resolves by itself.
+        sqs = sandbox.client("sqs")
+        in_queue = int(sqs.get_queue_attributes(QueueUrl=sandbox.events_queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+                       ["Attributes"]["ApproximateNumberOfMessages"])
+        purged = time.monotonic()
+        sandbox.monitoring.act("purge-queue", MANAGEMENT_ACCOUNT_ID)
+        note, _ = (await p.wait_for(
+            "PurgeQueue pages Tampered",
+            lambda: p.hooks.alerts(PAGER, alertname=TAMPERED, account_id=MANAGEMENT_ACCOUNT_ID, event_name="PurgeQueue"), interval=0.01,
+        ))[0]
+        report(record_property, "purge-queue -> AwsRootMonitoringTampered PurgeQueue", note.received_monotonic - purged)
+        await asyncio.sleep(CANARY_LIMIT["eventbridge_sqs"])  # long enough for a lost canary to page
+        await wait_proven(p, len(members), CANARY_LIMIT["eventbridge_sqs"])
+        after = [a["labels"] for n, a in p.hooks.alerts(PAGER, status=None, alertname=BLIND) if n.received_monotonic > purged]
+        assert {(labels["source"], labels["reason"]) for labels in after} <= {("eventbridge_sqs", "canary_missing")}, after
+        assert await vector(p, f'ALERTS{{alertname="{BLIND}"}}') == []
+        paged = sorted({labels["account_id"] for labels in after})
+        report_measurement(f"purge-queue: {in_queue} message(s) in the queue just before; Blind paged for {paged or 'no account'}")
