@@ -125,7 +125,7 @@ async def test_a_quiet_sandbox_is_proven_on_every_source_and_canaries_never_page
             proven = {(r["metric"]["source"], r["metric"]["region"]): float(r["value"][1]) for r in rows}
             return proven == {(s, r): float(len(accounts)) for s in SOURCES for r in REGIONS}
 
-        deadline = time.monotonic() + max(BOUNDS.values()) + INTERVAL + 20
+        deadline = time.monotonic() + max(BOUNDS.values()) + 2 * INTERVAL + 20
         while not await all_proven():
             if time.monotonic() > deadline:
                 states = await vector(p, "aws_root_monitoring_accounts > 0")
@@ -230,7 +230,7 @@ async def test_stop_logging_pages_tampered_and_a_rejected_root_record_pages(sand
 
 # One blinding per account, all at once (Alertmanager groups by account, so none hides another).
 STOPPED, DISABLED, READ_ONLY_OFF, REMOVED, BYSTANDER = "210000000003", "210000000001", "210000000002", "210000000013", "210000000005"
-CANARY_LIMIT = {source: BOUNDS[source] + INTERVAL + SLACK for source in SOURCES}
+CANARY_LIMIT = {source: BOUNDS[source] + 2 * INTERVAL + SLACK for source in SOURCES}
 CHECK_LIMIT = CHECKS_INTERVAL + SLACK
 SWEEP_LIMIT = POSTURE_INTERVAL + SLACK
 # What each blinding pages, (source, region, reason) -> how long it may take.
@@ -281,7 +281,7 @@ async def test_each_blinding_pages_blind_within_its_bound_and_resolves_when_the_
     sandbox.reset(monitored(default_scenario, trail="per_account"))
     members = [STOPPED, DISABLED, READ_ONLY_OFF, REMOVED, BYSTANDER]
     async with pipeline(sandbox, include_account_ids=members, posture_interval_seconds=POSTURE_INTERVAL, **proof_settings()) as p:
-        await wait_proven(p, len(members), max(BOUNDS.values()) + INTERVAL + 20)
+        await wait_proven(p, len(members), max(BOUNDS.values()) + 2 * INTERVAL + 20)
         assert p.hooks.received() == []
 
         acted: dict[str, float] = {}
@@ -340,7 +340,7 @@ async def test_each_blinding_pages_blind_within_its_bound_and_resolves_when_the_
                  for n, a in p.hooks.alerts(PAGER, alertname=BLIND) if n.received_monotonic > back]
         assert again == []
         assert await vector(p, f'ALERTS{{alertname="{BLIND}"}}') == []
-        await wait_proven(p, len(members), max(BOUNDS.values()) + INTERVAL + 20)
+        await wait_proven(p, len(members), max(BOUNDS.values()) + 2 * INTERVAL + 20)
 
         # PurgeQueue loses the canaries in the queue at that moment; the path itself is not
         # broken. Its record pages Tampered; the EventBridge source is proven again by the next
