@@ -723,7 +723,7 @@ def monitoring_alerts() -> list[dict]:
     rejected = regex_alternation(c.ROOT_RECORD_REJECTION_REASONS)
     return [
         # No `for:`: the series appears only once the exporter has waited the source's bound
-        # (canary: bound + canary interval; checks: a completed read), so a `for:` would only
+        # (canary: bound + 2 x canary interval; checks: a completed read), so a `for:` would only
         # push the page past the documented bound; a check result changes once per sweep, so
         # a `for:` shorter than a sweep would filter nothing. min: the longest-blind replica.
         alert(

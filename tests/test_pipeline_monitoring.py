@@ -6,7 +6,7 @@ and EventBridge rules -> the exporter -> Prometheus loading `alerts/` -> Alertma
 
 Compressed: canaries every 10 s (the setting's minimum), bounds of seconds instead of
 minutes, the sandbox delivering each path after a second or two, configuration checks every
-5 s. A canary path pages at most `bound + canary_interval_seconds` after its last canary
+5 s. A canary path pages at most `bound + 2 x canary_interval_seconds` after its last canary
 (README, Proof of sight), plus the pipeline's own latency (SLACK); a check pages at most one
 check interval after the change. Each time to page is measured and reported.
 """
