@@ -195,7 +195,10 @@ async def test_inject_in_a_govcloud_sandbox_builds_a_govcloud_record(gov_sandbox
     from exporter.sandbox.control import ControlServer
 
     account = gov_scenario.account("gov-clean")
-    settings = sandbox_settings(gov_sandbox, lookup_events_enabled=True, lookup_events_interval_seconds=5, include_account_ids=[account.id])
+    # No canary: its record would be on the queue beside the injected one (tests/test_canary.py).
+    settings = sandbox_settings(
+        gov_sandbox, lookup_events_enabled=True, lookup_events_interval_seconds=5, include_account_ids=[account.id], canary_enabled=False
+    )
     control = ControlServer(gov_sandbox).start()
     try:
         async with running_exporter(settings) as exporter:
