@@ -195,10 +195,7 @@ async def test_inject_in_a_govcloud_sandbox_builds_a_govcloud_record(gov_sandbox
     from exporter.sandbox.control import ControlServer
 
     account = gov_scenario.account("gov-clean")
-    # No canary: its record would be on the queue beside the injected one (tests/test_canary.py).
-    settings = sandbox_settings(
-        gov_sandbox, lookup_events_enabled=True, lookup_events_interval_seconds=5, include_account_ids=[account.id], canary_enabled=False
-    )
+    settings = sandbox_settings(gov_sandbox, lookup_events_enabled=True, lookup_events_interval_seconds=5, include_account_ids=[account.id])
     control = ControlServer(gov_sandbox).start()
     try:
         async with running_exporter(settings) as exporter:
@@ -214,9 +211,11 @@ async def test_inject_in_a_govcloud_sandbox_builds_a_govcloud_record(gov_sandbox
     finally:
         control.stop()
     # The same record went to the EventBridge queue (the exporter here does not read it).
+    # Beside it: the canary records of the exporter's own GetCallerIdentity calls.
     messages = gov_sandbox.client("sqs").receive_message(QueueUrl=gov_sandbox.events_queue_url, MaxNumberOfMessages=10)["Messages"]
-    assert len(messages) == 1
-    envelope = json.loads(messages[0]["Body"])
+    roots = [json.loads(m["Body"]) for m in messages if json.loads(m["Body"])["detail"]["userIdentity"]["type"] == "Root"]
+    assert len(roots) == 1
+    envelope = roots[0]
     record = envelope["detail"]
     assert envelope["region"] == "us-gov-west-1"
     assert record["awsRegion"] == "us-gov-west-1"
