@@ -74,10 +74,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from exporter.activity.assume_root_keys import AssumeRootKeys, IssuedKey, issued_key
+from exporter.activity.records import parse_event_time
 from exporter.activity.tamper import tamper_pattern
 from exporter.config.settings import BreakGlassWindow
 from exporter.monitoring.canary import canary_pattern
@@ -448,17 +449,12 @@ def _id_and_time(record: Mapping[str, Any]) -> tuple[str, datetime]:
 
 
 def _event_time(value: Any, event_id: str) -> datetime:
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise MalformedRecord(f"eventTime {value[:40]!r} is not an ISO 8601 time", event_id) from None
-    else:
-        raise MalformedRecord("eventTime is missing or not a string", event_id)
-    # CloudTrail writes UTC with a Z; a naive value (e.g. re-serialised by a tool) is UTC too.
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    parsed = parse_event_time(value)
+    if parsed is not None:
+        return parsed
+    if isinstance(value, str):
+        raise MalformedRecord(f"eventTime {value[:40]!r} is not an ISO 8601 time", event_id)
+    raise MalformedRecord("eventTime is missing or not a string", event_id)
 
 
 def _account_id(record: Mapping[str, Any], identity: Mapping[str, Any]) -> str | None:

@@ -29,6 +29,7 @@ import json
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -301,3 +302,18 @@ def _add_object(objects: list[S3ObjectRef], skipped: list[str], bucket: str, key
         objects.append(S3ObjectRef(bucket, key))
     else:
         skipped.append(key)
+
+
+def parse_event_time(value: Any) -> datetime | None:
+    """A record's `eventTime` as an aware datetime, None when it is missing or not ISO 8601.
+    CloudTrail writes UTC with a Z; a naive value (e.g. re-serialised by a tool) is UTC too."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed

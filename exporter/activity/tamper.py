@@ -99,8 +99,10 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
+
+from exporter.activity.records import parse_event_time
 
 if TYPE_CHECKING:
     from exporter.config.settings import Settings
@@ -235,7 +237,7 @@ def classify_tamper(record: Any, scope: TamperScope | None = None) -> TamperVerd
         event_name=name,
         outcome="failure" if any(record.get(k) not in (None, "") for k in ("errorCode", "errorMessage")) else "success",
         event_id=_event_id(record),
-        event_time=_event_time(record.get("eventTime")),
+        event_time=parse_event_time(record.get("eventTime")),
         event_source=str(source),
         region=_text(record.get("awsRegion")),
         principal_arn=_text(identity.get("arn")) or _text(identity.get("invokedBy")),
@@ -367,19 +369,6 @@ def _event_id(record: Mapping[str, Any]) -> str:
     if isinstance(value, str) and value:
         return value
     return "content-sha256:" + hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _event_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    else:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 def _queue_id(url: Any) -> tuple[str, str] | None:
