@@ -85,16 +85,13 @@ class ExporterState:
         self.sections: list[Section] = []
         # Status of collectors that run continuously (activity sources), by (account, collector).
         self.live_status: dict[tuple[str, str], CollectorStatus] = {}
-        # Proof of sight: what each producer ("checks", "organization") found blinding, each
-        # producer replacing its whole tuple and then calling changed(). The canary's own
-        # problems live in its Coverage (exporter.monitoring.coverage).
-        self.monitoring_problems: dict[str, tuple[PathProblem, ...]] = {}
         # Called with the accounts of every published snapshot (e.g. to create counters at 0).
         self.listeners: list[Any] = []
         # Called with every snapshot about to be published (e.g. to notice accounts that vanished).
         self.snapshot_listeners: list[Callable[[Snapshot], None]] = []
-        # Every producer's proof-of-sight problems ("checks", "organization"), each tuple
-        # replaced whole by its producer, which then calls changed().
+        # Proof of sight: what each producer ("checks", "organization") found blinding, each
+        # tuple replaced whole by its producer, which then calls changed(). The canary's own
+        # problems live in its Coverage (exporter.monitoring.coverage).
         self.monitoring_problems: dict[str, tuple[PathProblem, ...]] = {}
         self._version = 0
         self._lock = threading.Lock()
