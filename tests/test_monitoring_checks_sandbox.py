@@ -18,7 +18,7 @@ from exporter.monitoring.checks import NO_LOGGING_TRAIL, MANAGEMENT_EVENTS_OFF, 
 from exporter.monitoring.problems import EVENTBRIDGE, S3_TRAIL
 from exporter.sandbox import MANAGEMENT_ACCOUNT_ID, Sandbox, Scenario
 
-from .conftest import running_exporter, sandbox_settings
+from .conftest import OperationRecorder, running_exporter, sandbox_settings
 
 MEMBER = "210000000003"  # dev-sandbox
 RULE = "aws-root-activity-forwarder"
@@ -146,3 +146,26 @@ async def test_a_member_role_that_cannot_be_assumed_fails_closed(sandbox: Sandbo
         await problems_become(exporter, {(MEMBER, "check_failed", (S3_TRAIL,))})
         errors = {k: v for k, v in exporter.state.collector_errors.items() if k[1] == "monitoring_checks"}
         assert errors and all(k == (MEMBER, "monitoring_checks", "assume_role_failed") for k in errors)
+
+
+@pytest.mark.parametrize("with_owner", [True, False], ids=["owner-collected", "member-alone"])
+async def test_a_member_takes_the_organization_trails_selectors_from_the_owners_reading(undeployed: Sandbox, with_owner: bool) -> None:
+    """Reading an organization trail's configuration from a member account is reported to fail
+    (exporter.engine.monitoring_checks._selectors): members use what the management account
+    read in the same pass, and ask themselves only when the owner was not read."""
+    sandbox = undeployed
+    accounts = [MEMBER, MANAGEMENT_ACCOUNT_ID] if with_owner else [MEMBER]
+    create_trail(sandbox, MANAGEMENT_ACCOUNT_ID, "OrganizationTrail", organization=True)
+    settings = sandbox_settings(sandbox, s3_trail_queue_url=sandbox.trail_queue_url, sqs_wait_seconds=1, include_account_ids=accounts, monitoring_checks_interval_seconds=5)
+    recorder = OperationRecorder().start()
+    try:
+        async with running_exporter(settings) as exporter:
+            await problems_become(exporter, set())
+    finally:
+        recorder.stop()
+    assert recorder.seen[("member_role", "cloudtrail:GetTrailStatus")] >= 1
+    if with_owner:
+        assert recorder.seen[("exporter", "cloudtrail:GetEventSelectors")] >= 1
+        assert recorder.seen[("member_role", "cloudtrail:GetEventSelectors")] == 0
+    else:
+        assert recorder.seen[("member_role", "cloudtrail:GetEventSelectors")] >= 1

@@ -41,6 +41,8 @@ class MonitoringChecks:
         self.runner = CollectorRunner(state)
         # Last status per (account, region): a repeated failure logs at debug, a recovery at info.
         self._status: dict[tuple[str, str], CollectorStatus] = {}
+        # This pass's GetEventSelectors answers read in each trail's own account, by TrailARN.
+        self._owner_selectors: dict[str, dict[str, Any]] = {}
 
     def sources(self) -> tuple[str, ...]:
         """The configured sources a check can judge (LookupEvents needs no trail)."""
@@ -67,8 +69,13 @@ class MonitoringChecks:
         readings: list[RegionReading] = []
         if sources:
             semaphore = asyncio.Semaphore(self.settings.concurrency)
-            units = [(a, region) for a in self.state.snapshot.accounts for region in monitored_regions(self.settings, a.partition)]
-            readings = list(await asyncio.gather(*(self._read(a, region, sources, semaphore) for a, region in units)))
+            accounts = self.state.snapshot.accounts
+            self._owner_selectors = {}
+            # The management account first: it owns the organization trail, and its members
+            # then take the trail's selectors from its reading (`_selectors`).
+            for batch in ([a for a in accounts if a.management], [a for a in accounts if not a.management]):
+                units = [(a, region) for a in batch for region in monitored_regions(self.settings, a.partition)]
+                readings += await asyncio.gather(*(self._read(a, region, sources, semaphore) for a, region in units))
         previous = self.state.monitoring_problems.get(PRODUCER)
         problems = evaluate(readings, previous or (), time.time())
         if problems != previous:  # the first check publishes even when all is well
@@ -114,9 +121,28 @@ class MonitoringChecks:
                 status = await self.aws.call(cloudtrail, "GetTrailStatus", Name=arn)
                 selectors: dict[str, Any] = {}
                 if status.get("IsLogging") is True:
-                    selectors = await self.aws.call(cloudtrail, "GetEventSelectors", TrailName=arn)
+                    selectors = await self._selectors(cloudtrail, arn, account_id)
                 found.append(TrailReading(trail, status, selectors))
         return tuple(found)
+
+    async def _selectors(self, cloudtrail: Any, arn: str, account_id: str) -> dict[str, Any]:
+        """The trail's event selectors: read in its owner account when this pass has, else here.
+
+        An organization trail seen from a member account is the management account's trail,
+        and reading its configuration from a member is reported to fail (cloud-custodian's
+        review of its event-selectors filter, PR #6394: "this api call will fail for an
+        organization trail from a different account"; mondoo mql PR #1185 skips such trails
+        for the same reason). `GetTrailStatus` by ARN is documented for members and is still
+        read in each account. Where the owner was not read (not collected, or its read failed)
+        the member asks itself; a failure there is `check_failed` (fail closed).
+        """
+        owner = arn.split(":")[4] if arn.count(":") >= 5 else account_id
+        if owner != account_id and arn in self._owner_selectors:
+            return self._owner_selectors[arn]
+        selectors: dict[str, Any] = await self.aws.call(cloudtrail, "GetEventSelectors", TrailName=arn)
+        if owner == account_id:
+            self._owner_selectors[arn] = selectors
+        return selectors
 
     async def _rule(self, region: str, credentials: Credentials | None) -> RuleReading:
         name = self.settings.forwarder_rule_name

@@ -3,7 +3,8 @@ the configured queue sources, by what CloudTrail and EventBridge say about thems
 
 The engine (exporter.engine.monitoring_checks) reads, per account and monitored region,
 through the member role: CloudTrail `DescribeTrails` (`includeShadowTrails=True`), then per
-trail `GetTrailStatus` and `GetEventSelectors` (by `TrailARN`), and EventBridge
+trail `GetTrailStatus` and `GetEventSelectors` (by `TrailARN`; a member takes the
+organization trail's selectors from its owner's reading), and EventBridge
 `DescribeRule` and `ListTargetsByRule` for `forwarder_rule_name` on the default bus. This
 module turns those answers (botocore-shaped dicts; field names and enums from botocore's
 `cloudtrail` 2013-11-01 and `events` 2015-10-07 models) into `PathProblem`s. What AWS
