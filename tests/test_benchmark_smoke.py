@@ -93,13 +93,14 @@ def test_every_account_collected_with_the_expected_requests() -> None:
     assert set(result["canary_prove_by_source_max_seconds"]) == {"eventbridge_sqs", "lookup_events"}
     assert 0 < result["canary_prove_account_median_seconds"] <= result["canary_prove_account_max_seconds"]
     # Per account-hour at the default intervals: 12 rounds (300 s), 60 canary lookups (one per
-    # LookupEvents cycle); the configuration checks: 5 reads per account and region, 4 passes.
+    # LookupEvents cycle); the configuration checks: 5 reads per account and region, 4 passes,
+    # except the organization trail's selectors, read in the management account only.
     by_operation = result["canary_requests_per_account_hour_by_operation"]
     assert by_operation[CALLER_IDENTITY] == 12
     assert by_operation[f"{LOOKUP_EVENTS} ({CANARY_LOOKUP})"] == 60
     assert result["checks_problems"] == 0
-    assert result["checks_requests"] == {op: 100 for op in CHECK_OPERATIONS}
-    assert result["checks_requests_per_account_hour"] == 20
+    assert result["checks_requests"] == {op: 100 for op in CHECK_OPERATIONS} | {"cloudtrail:GetEventSelectors": 1}
+    assert result["checks_requests_per_account_hour"] == pytest.approx(4 * 4 + 4 / 100)
     # The real Prometheus scraped the steady state: every scrape took every sample of the
     # exposition, and its head holds exactly those series plus the per-target synthetic ones
     # (nothing went stale: the state did not change while it scraped).
