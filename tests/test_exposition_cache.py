@@ -164,8 +164,9 @@ def test_name_filter_serves_only_the_named_families() -> None:
 async def test_a_sweep_renders_each_section_once_however_often_it_is_scraped(sandbox) -> None:
     """Scrapes during a sweep are served from the cache: nothing the sweep does before it
     publishes (each account collected, each security contact read) moves a section's key,
-    and the publication renders the snapshot and health sections once each. A per-account
-    `state.changed()` would re-render every account's health series on every scrape."""
+    and the publication renders the snapshot section once, ahead of it (off the scrapes), and
+    health once. A per-account `state.changed()` would re-render every account's health
+    series on every scrape."""
     import asyncio
     import threading
     from collections import Counter
@@ -184,6 +185,13 @@ async def test_a_sweep_renders_each_section_once_however_often_it_is_scraped(san
             renders[section.name] += 1
             return section.families()
         exposition._own[i] = Section(section.name, section.key, counted)
+    snapshot_families = exposition._families.snapshot_families
+
+    def counted_ahead(snap=None):
+        renders["snapshot ahead"] += 1
+        return snapshot_families(snap)
+
+    exposition._families.snapshot_families = counted_ahead  # type: ignore[method-assign]
     scrapes = 0
     stop = threading.Event()
 
@@ -209,9 +217,47 @@ async def test_a_sweep_renders_each_section_once_however_often_it_is_scraped(san
             stop.set()
             scraper.join()
     assert scrapes >= 10
-    assert renders["snapshot"] == 1
+    assert renders["snapshot ahead"] == 1
+    assert renders["snapshot"] == 0
     # Health: once for the publication, and at most once more per failure the sweep counted
     # (the default scenario has failing accounts; their counter is in the health section).
     counted = sum(state.collector_errors.values()) - errors
     assert counted > 0
     assert renders["health"] <= 1 + counted, (renders, counted)
+
+
+def test_a_sweeps_snapshot_is_rendered_before_it_is_published() -> None:
+    """The sweep prepares its snapshot (`ExporterState.prepare`, on a worker thread) and then
+    publishes it: the scrapes in between still show the published one, and the first scrape
+    after it takes the render made ahead instead of rendering the snapshot itself."""
+    state = ExporterState(600)
+    exposition = Exposition(state)
+    state.publish(Snapshot(accounts=(Account("111111111111", name="one"),)))
+    exposition.render()
+    coming = state.number(Snapshot(accounts=(Account("111111111111", name="one"), Account("222222222222", name="two"))))
+    state.prepare(coming)
+    assert b'account_id="222222222222"' not in exposition.render()
+    ahead = exposition._ahead[1]
+    state.publish(coming)
+    text = exposition.render()
+    assert exposition._rendered["snapshot"] is ahead and exposition._ahead is None
+    assert b'account_id="222222222222"' in text
+    # Byte for byte what rendering the published snapshot on the scrape gives, gzip too.
+    fresh = ExporterState(600)
+    fresh.publish(Snapshot(accounts=state.snapshot.accounts))
+    fresh.publish(state.snapshot)
+    assert Exposition(fresh).render() == text
+    assert gzip.decompress(exposition.render(want_gzip=True)) == text
+
+
+def test_a_snapshot_prepared_and_never_published_is_never_served() -> None:
+    """A sweep cancelled between preparing and publishing: the next sweep's snapshot has the
+    same number, and must not be shown with the abandoned one's render."""
+    state = ExporterState(600)
+    exposition = Exposition(state)
+    exposition.render()
+    state.prepare(state.number(Snapshot(accounts=(Account("111111111111", name="abandoned"),))))
+    state.publish(Snapshot(accounts=(Account("222222222222", name="published"),)))
+    text = exposition.render()
+    assert b'account_id="222222222222"' in text
+    assert b'account_id="111111111111"' not in text

@@ -6,6 +6,7 @@ current reference, so a scrape never sees half a sweep and never waits for one.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
@@ -19,6 +20,8 @@ from exporter.monitoring.problems import PathProblem
 from exporter.posture.collect import RootPosture
 from exporter.posture.organization_features import OrganizationFeatures
 from exporter.scp.check import ScpResult
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,9 @@ class ExporterState:
         self.listeners: list[Any] = []
         # Called with every snapshot about to be published (e.g. to notice accounts that vanished).
         self.snapshot_listeners: list[Callable[[Snapshot], None]] = []
+        # Called from a worker thread with each numbered snapshot before it is published: the
+        # exposition renders it then, so no scrape waits for that render (`prepare`).
+        self.preparers: list[Callable[[Snapshot], None]] = []
         # Proof of sight: what each producer ("checks", "organization") found blinding, each
         # tuple replaced whole by its producer, which then calls changed(). The canary's own
         # problems live in its Coverage (exporter.monitoring.coverage).
@@ -105,8 +111,23 @@ class ExporterState:
         with self._lock:
             self._version += 1
 
+    def number(self, snapshot: Snapshot) -> Snapshot:
+        """The snapshot as the next one to be published (its `sweeps`)."""
+        return replace(snapshot, sweeps=self.sweeps + 1)
+
+    def prepare(self, snapshot: Snapshot) -> None:
+        """Run the preparers for a numbered snapshot about to be published (on a worker thread:
+        at 10,000 accounts rendering it takes about a second). A preparer that fails is
+        logged; the snapshot is published all the same, and rendered on the next scrape."""
+        for preparer in self.preparers:
+            try:
+                preparer(snapshot)
+            except Exception:
+                log.exception("preparing the snapshot for /metrics failed; it is rendered on the next scrape instead")
+
     def publish(self, snapshot: Snapshot) -> Snapshot:
-        snapshot = replace(snapshot, sweeps=self.sweeps + 1)
+        if snapshot.sweeps != self.sweeps + 1:
+            snapshot = self.number(snapshot)
         for listener in self.listeners:
             listener(snapshot.accounts)
         for snapshot_listener in self.snapshot_listeners:
