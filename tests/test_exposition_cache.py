@@ -261,3 +261,16 @@ def test_a_snapshot_prepared_and_never_published_is_never_served() -> None:
     text = exposition.render()
     assert b'account_id="222222222222"' in text
     assert b'account_id="111111111111"' not in text
+
+
+def test_the_state_does_not_keep_the_exposition_alive() -> None:
+    """The state holds the exposition's preparer weakly: an exposition dropped is freed at
+    once (its renderer thread then ends), and preparing a snapshot afterwards is a no-op."""
+    import weakref
+
+    state = ExporterState(600)
+    exposition = Exposition(state)  # not scraped: its renderer thread, not started, holds nothing
+    gone = weakref.ref(exposition)
+    del exposition
+    assert gone() is None
+    state.prepare(state.number(Snapshot(accounts=(Account("111111111111", name="one"),))))

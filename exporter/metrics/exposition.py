@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Collection, Hashable, Iterable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 
 from exporter import __version__
 from exporter.discovery.accounts import SKIP_REASONS
@@ -219,7 +219,8 @@ class Exposition:
         # same number (a sweep cancelled between the two).
         self._ahead: tuple[Snapshot, _Rendered] | None = None
         self._prerender: threading.Thread | None = None
-        state.preparers.append(self.render_ahead)
+        # Weakly: the state must not keep the exposition (and its renderer thread) alive.
+        state.preparers.append(_weak_preparer(weakref.WeakMethod(self.render_ahead)))
 
     def render_ahead(self, snapshot: Snapshot) -> None:
         """Render the snapshot section of `snapshot` before it is published (`ExporterState.prepare`,
@@ -295,6 +296,15 @@ class Exposition:
         if want_gzip and not rendered.gzip:
             rendered.gzip = _gzip_members(rendered.plain)
         return rendered
+
+
+def _weak_preparer(method: weakref.WeakMethod) -> Callable[[Snapshot], None]:
+    def prepare(snapshot: Snapshot) -> None:
+        render_ahead = method()
+        if render_ahead is not None:
+            render_ahead(snapshot)
+
+    return prepare
 
 
 def _gzip_members(pieces: list[bytes]) -> bytes:
