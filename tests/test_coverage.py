@@ -233,6 +233,23 @@ def test_a_canary_from_before_a_restart_or_a_return_does_not_make_the_path_due_e
     assert (found.state, found.since) == (BLIND, T0 + 100 + LIMIT[LOOKUP])
 
 
+def test_a_canary_read_back_before_the_first_attempt_is_never_blind() -> None:
+    # The order a pipeline run met: the account came back, and the LookupEvents pass read a
+    # canary from before it left before the canary loop reached it. Proven while that canary
+    # is young enough, then pending, not blind: nothing was tried yet.
+    c = coverage((LOOKUP,))
+    c.seen(A, REGION, LOOKUP, "old", event_time=T0, arrival=T0 + 5)
+    assert c.state(A, REGION, LOOKUP, T0 + 5).state == PROVEN
+    assert c.state(A, REGION, LOOKUP, T0 + LIMIT[LOOKUP]).state == PENDING
+    counts, problems = c.evaluate([(A, REGION)], T0 + LIMIT[LOOKUP] + 1)
+    assert counts == {(LOOKUP, REGION, PENDING): 1} and problems == []
+    # Tried now: due from this attempt.
+    c.attempted(A, REGION, T0 + LIMIT[LOOKUP] + 2)
+    assert c.state(A, REGION, LOOKUP, T0 + 2 * LIMIT[LOOKUP] + 1).state != BLIND
+    found = c.state(A, REGION, LOOKUP, T0 + 2 * LIMIT[LOOKUP] + 2)
+    assert (found.state, found.since) == (BLIND, T0 + 2 * LIMIT[LOOKUP] + 2)
+
+
 def test_a_role_failing_from_the_start_goes_blind_too() -> None:
     c = coverage((LOOKUP,))
     c.attempted(A, REGION, T0)  # AssumeRole fails: nothing made, nothing seen

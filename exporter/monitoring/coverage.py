@@ -10,7 +10,8 @@ through them. A path (account, region, source) is then
   `bound + 2 x canary_interval_seconds` (the bound is the source's, `canary_bounds_seconds`;
   one lost canary is tolerated, LOST_CANARIES_TOLERATED);
 - `pending`: none came back yet, and the first attempt is younger than `bound + 2 x interval`
-  (just started, or the account was just added);
+  (just started, or the account was just added); or no canary was tried in the account and
+  region yet, whatever older canary was read back;
 - `blind`: otherwise, from the moment the last canary (or the first attempt) plus
   `bound + 2 x interval` passed: reason `canary_missing`. A canary that cannot fail by policy
   stops only when the exporter cannot reach the account (its role broke), and then nothing
@@ -252,7 +253,10 @@ class Coverage:
         identity = self._identity.get(path[0])
         if path[2] == EVENTBRIDGE and identity is not None and not forwarded(identity[0], self.session_name):
             return PathState(BLIND, identity[1], CANARY_NOT_FORWARDED)
-        if deadline is None or now < deadline:
+        # Blind only once a canary was tried: the LookupEvents pass may read back a canary
+        # from before the account left (or the exporter restarted) before the canary loop
+        # reaches the account, and that old canary's age is no canary missing.
+        if deadline is None or now < deadline or path[:2] not in self._started:
             return PathState(PENDING)
         return PathState(BLIND, deadline, CANARY_MISSING)
 
