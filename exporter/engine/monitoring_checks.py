@@ -22,7 +22,7 @@ from exporter.config.settings import Settings
 from exporter.discovery.accounts import Account
 from exporter.engine.runner import CollectorRunner
 from exporter.engine.state import CollectorStatus, ExporterState
-from exporter.monitoring.checks import TRAIL_SOURCES, RegionReading, RuleReading, TrailReading, covers, evaluate
+from exporter.monitoring.checks import TRAIL_SOURCES, RegionReading, RuleReading, TrailReading, covers, evaluate, trail_owner
 from exporter.monitoring.coverage import monitored_regions
 from exporter.monitoring.problems import EVENTBRIDGE, S3_TRAIL, PathProblem
 
@@ -136,7 +136,7 @@ class MonitoringChecks:
         read in each account. Where the owner was not read (not collected, or its read failed)
         the member asks itself; a failure there is `check_failed` (fail closed).
         """
-        owner = arn.split(":")[4] if arn.count(":") >= 5 else account_id
+        owner = trail_owner(arn)
         if owner != account_id and arn in self._owner_selectors:
             return self._owner_selectors[arn]
         selectors: dict[str, Any] = await self.aws.call(cloudtrail, "GetEventSelectors", TrailName=arn)

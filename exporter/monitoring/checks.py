@@ -119,11 +119,17 @@ class RegionReading:
     sources: tuple[str, ...] = ()
 
 
+def trail_owner(arn: str) -> str:
+    """The account that owns the trail, from its ARN ("" when the ARN has no account)."""
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 4 else ""
+
+
 def covers(trail: Mapping[str, Any], account_id: str, region: str) -> bool:
     """Whether the trail records this account's events in `region`."""
     arn = str(trail.get("TrailARN", ""))
     parts = arn.split(":")
-    owner = parts[4] if len(parts) > 4 else ""
+    owner = trail_owner(arn)
     if owner != account_id and not trail.get("IsOrganizationTrail"):
         return False
     home = str(trail.get("HomeRegion") or (parts[3] if len(parts) > 3 else ""))
